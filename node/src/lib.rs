@@ -1,0 +1,2 @@
+//! `pods-node`: the Pods daemon as a library.
+#![warn(missing_docs)]

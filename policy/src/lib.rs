@@ -1,0 +1,5 @@
+//! `pods-policy`: consent, purposes, data categories, retention, erasure and audit.
+//!
+//! This crate will implement the sdk's policy gate ([`pods_sdk::PolicyGate`]). Until then the
+//! runtime admits every event through [`pods_sdk::AllowAll`].
+#![warn(missing_docs)]

@@ -1,0 +1,47 @@
+//! `filter` and `split`: keep the events a predicate accepts.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::batch::{Batch, downcast};
+use crate::builder::Flow;
+use crate::data::Data;
+use crate::error::TaskError;
+use crate::task::Task;
+use crate::task::effects::Effects;
+
+struct FilterTask<T, F> {
+    f: Arc<F>,
+    keep: bool,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static> Task for FilterTask<T, F> {
+    fn process(&mut self, input: Box<dyn Batch>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
+        let Some(mut events) = downcast::<T>(input) else {
+            fx.fail(TaskError::new("filter input of an unexpected type"));
+            return None;
+        };
+        let (f, keep) = (&*self.f, self.keep);
+        events.retain(|e| f(&e.value) == keep);
+        Some(Box::new(events))
+    }
+}
+
+impl<T: Data> Flow<T> {
+    /// Keeps the events for which `f` holds.
+    pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Flow<T> {
+        let f = Arc::new(f);
+        self.add("filter", vec![self.node], Arc::new(move |_, _| Box::new(FilterTask { f: f.clone(), keep: true, _t: PhantomData })))
+    }
+
+    /// Splits the flow in two branches of this workflow: events for which `f` holds, and the
+    /// others. Each branch keeps the atom grouping; union them again with [`Flow::union`].
+    pub fn split(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> (Flow<T>, Flow<T>) {
+        let f = Arc::new(f);
+        let g = f.clone();
+        let yes = self.add("split-yes", vec![self.node], Arc::new(move |_, _| Box::new(FilterTask { f: f.clone(), keep: true, _t: PhantomData })));
+        let no = self.add("split-no", vec![self.node], Arc::new(move |_, _| Box::new(FilterTask { f: g.clone(), keep: false, _t: PhantomData })));
+        (yes, no)
+    }
+}

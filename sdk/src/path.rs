@@ -1,0 +1,84 @@
+//! Registry paths: every element of a launched application has one.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::Error;
+
+/// A registry path such as `/shop/workflows/cart` or `/shop/portals/inventory`; other apps (and
+/// later other nodes) refer to elements by it. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Path(Arc<str>);
+
+impl Path {
+    /// Parses a path: a leading `/`, then one or more non-empty segments of letters, digits,
+    /// `-`, `_` and `.`, separated by `/`.
+    pub fn parse(text: &str) -> Result<Path, Error> {
+        let bad = |reason: &str| Error::InvalidPath { path: text.to_owned(), reason: reason.to_owned() };
+        let rest = text.strip_prefix('/').ok_or_else(|| bad("a path starts with '/'"))?;
+        if rest.is_empty() {
+            return Err(bad("a path has at least one segment"));
+        }
+        for segment in rest.split('/') {
+            check_name(segment).map_err(|reason| bad(&reason))?;
+        }
+        Ok(Path(Arc::from(text)))
+    }
+
+    /// A path from text known to be well formed (used for placeholders after an error).
+    pub(crate) fn placeholder(text: &str) -> Path {
+        Path(Arc::from(text))
+    }
+
+    /// The path of the element `name` of `kind` (for example `workflows`) below this one.
+    pub(crate) fn child(&self, kind: &str, name: &str) -> Path {
+        Path(Arc::from(format!("{}/{kind}/{name}", self.0)))
+    }
+
+    /// This path with one more segment.
+    pub(crate) fn join(&self, segment: &str) -> Path {
+        Path(Arc::from(format!("{}/{segment}", self.0)))
+    }
+
+    /// The path as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks one name (an app, workflow, portal, … name).
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a name is not empty".to_owned());
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+        return Err(format!("'{c}' is not allowed in a name (use letters, digits, '-', '_', '.')"));
+    }
+    Ok(())
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_good_paths_and_refuses_bad_ones() {
+        assert_eq!(Path::parse("/app/workflows/wf").map(|p| p.to_string()).ok(), Some("/app/workflows/wf".into()));
+        assert!(matches!(Path::parse("app"), Err(Error::InvalidPath { .. })));
+        assert!(matches!(Path::parse("/"), Err(Error::InvalidPath { .. })));
+        assert!(matches!(Path::parse("/a//b"), Err(Error::InvalidPath { .. })));
+        assert!(matches!(Path::parse("/a/b c"), Err(Error::InvalidPath { .. })));
+    }
+}

@@ -1,0 +1,135 @@
+//! Portals: named request/reply services, and the messages that carry asks and replies.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Data, Envelope, Key};
+use crate::error::AskError;
+use crate::path::Path;
+
+/// The function from a request to its key, so that an ask reaches the replier's per-key state
+/// (and, with partitions, the partition that owns the key).
+pub(crate) type KeyFn<Req> = Arc<dyn Fn(&Req) -> Key + Send + Sync>;
+
+/// A handle on a portal with request type `Req` and reply type `Rep`: defined with
+/// [`AppBuilder::portal`](crate::AppBuilder::portal) or referred to by path with
+/// [`AppBuilder::portal_ref`](crate::AppBuilder::portal_ref). Tasks ask through it with
+/// [`Ctx::ask`](crate::Ctx::ask); it is cheap to clone and may be moved into task closures.
+pub struct Portal<Req, Rep> {
+    pub(crate) path: Path,
+    pub(crate) key_fn: Option<KeyFn<Req>>,
+    pub(crate) _types: PhantomData<fn(Req) -> Rep>,
+}
+
+impl<Req, Rep> Clone for Portal<Req, Rep> {
+    fn clone(&self) -> Self {
+        Portal { path: self.path.clone(), key_fn: self.key_fn.clone(), _types: PhantomData }
+    }
+}
+
+impl<Req: Data, Rep: Data> Portal<Req, Rep> {
+    /// The portal's registry path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl<Req, Rep> fmt::Debug for Portal<Req, Rep> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Portal({})", self.path)
+    }
+}
+
+/// The deterministic id of an ask: derived from the asking workflow, the step (atom) that
+/// asked and the ask's position in it, never random, so a replayed step asks with the same ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AskId {
+    /// Hash of the asking workflow's path.
+    pub origin: u64,
+    /// The asking workflow's step number.
+    pub step: u64,
+    /// The ask's position within the step.
+    pub seq: u32,
+}
+
+impl fmt::Display for AskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}/{}/{}", self.origin, self.step, self.seq)
+    }
+}
+
+/// Where an ask came from, so its reply can return: the workflow and its task.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Origin {
+    pub workflow: Path,
+    pub task: u32,
+}
+
+/// A request on its way to a portal's replier.
+pub(crate) struct AskMsg {
+    pub id: AskId,
+    pub portal: Path,
+    pub from: Origin,
+    pub request: Box<dyn Any + Send>,
+    pub envelope: Option<Arc<Envelope>>,
+}
+
+/// A reply (or the reason there is none) on its way back to the asking task.
+pub(crate) struct ReplyMsg {
+    pub id: AskId,
+    pub to: Origin,
+    pub reply: Result<Box<dyn Any + Send>, AskError>,
+    pub envelope: Option<Arc<Envelope>>,
+}
+
+impl ReplyMsg {
+    /// The error reply for an ask that cannot be answered.
+    pub(crate) fn failed(ask: AskMsg, error: AskError) -> ReplyMsg {
+        ReplyMsg { id: ask.id, to: ask.from, reply: Err(error), envelope: ask.envelope }
+    }
+}
+
+/// The handle of an ask in flight, returned by [`Ctx::ask`](crate::Ctx::ask); give it to
+/// [`Ctx::on_reply`](crate::Ctx::on_reply) or [`Ctx::on_replies`](crate::Ctx::on_replies) to run
+/// code when the reply arrives.
+#[must_use = "a reply handle does nothing unless given to on_reply or on_replies"]
+pub struct ReplyHandle<Rep> {
+    pub(crate) id: AskId,
+    pub(crate) _rep: PhantomData<fn() -> Rep>,
+}
+
+impl<Rep> ReplyHandle<Rep> {
+    /// The ask's id.
+    pub fn id(&self) -> AskId {
+        self.id
+    }
+}
+
+/// The right to answer one request, given to a replier's ask handler; pass it to
+/// [`Ctx::reply`](crate::Ctx::reply), now or from a continuation after asking further portals.
+/// It is consumed by the reply, so a request is answered at most once.
+#[must_use = "an unanswered request leaves its asker waiting"]
+pub struct ReplyTo<Rep> {
+    pub(crate) id: AskId,
+    pub(crate) portal: Path,
+    pub(crate) to: Origin,
+    pub(crate) envelope: Option<Arc<Envelope>>,
+    pub(crate) _rep: PhantomData<fn(Rep)>,
+}
+
+impl<Rep> ReplyTo<Rep> {
+    /// The id of the ask being answered.
+    pub fn ask_id(&self) -> AskId {
+        self.id
+    }
+}
+
+impl<Rep> fmt::Debug for ReplyTo<Rep> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReplyTo({} via {})", self.id, self.portal)
+    }
+}

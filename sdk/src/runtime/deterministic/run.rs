@@ -1,0 +1,241 @@
+//! One step of each kind of unit, and the routing of what a workflow step released.
+
+use std::collections::HashMap;
+
+use super::{DeterministicSystem, Source, Unit};
+use crate::builder::spec::Kind;
+use crate::error::AskError;
+use crate::gate::Decision;
+use crate::path::Path;
+use crate::portal::{AskMsg, ReplyMsg};
+use crate::runtime::engine::StepInput;
+use crate::runtime::stream::{End, Item};
+use crate::storage::{InputPosition, Storage};
+
+/// Which queue of a workflow a step serves.
+#[derive(Clone, Copy)]
+enum Work {
+    Input,
+    Asks,
+    Replies,
+}
+
+impl<S: Storage> DeterministicSystem<S> {
+    pub(super) fn run_unit(&mut self, u: usize) {
+        match &mut self.units[u] {
+            Unit::Generator { stream, source, closed } => {
+                let next = match source {
+                    Source::Atoms(iter) => iter.next().map(Some).unwrap_or(None),
+                    Source::Feeder(q) => match q.lock() {
+                        Ok(mut q) => match q.atoms.pop_front() {
+                            Some(a) => Some(a),
+                            None if q.sealed => None,
+                            None => return,
+                        },
+                        Err(_) => None,
+                    },
+                };
+                let stream = *stream;
+                match next {
+                    Some(atom) => self.streams[stream].push(atom),
+                    None => {
+                        *closed = true;
+                        self.streams[stream].close(End::Seal);
+                    }
+                }
+            }
+            Unit::Sequencer { inputs, .. } => {
+                let inputs = inputs.clone();
+                let ready: Vec<usize> = (0..inputs.len()).filter(|&i| self.ready(inputs[i])).collect();
+                if ready.is_empty() {
+                    return;
+                }
+                let choice = ready[self.pick(ready.len())];
+                let Unit::Sequencer { inputs, ended, out } = &mut self.units[u] else { return };
+                let (stream, consumer) = inputs[choice];
+                let out = *out;
+                match self.streams[stream].take(consumer) {
+                    Some(Item::Atom(atom)) => self.streams[out].push(atom),
+                    Some(Item::End(End::Seal)) => {
+                        *ended += 1;
+                        if *ended == inputs.len() {
+                            self.streams[out].close(End::Seal);
+                        }
+                    }
+                    Some(Item::End(End::Error(m))) => self.streams[out].close(End::Error(m)),
+                    None => {}
+                }
+            }
+            Unit::Splitter { input, router, outs } => match self.streams[input.0].take(input.1) {
+                Some(Item::Atom(atom)) => {
+                    for (part, out) in router.route(atom).into_iter().zip(outs.iter()) {
+                        if let Some(part) = part {
+                            self.streams[*out].push(part.into());
+                        }
+                    }
+                }
+                Some(Item::End(end)) => {
+                    for out in outs.iter() {
+                        self.streams[*out].close(end.clone());
+                    }
+                }
+                None => {}
+            },
+            Unit::Workflow(_) => self.run_workflow(u),
+        }
+    }
+
+    fn run_workflow(&mut self, u: usize) {
+        let Unit::Workflow(w) = &self.units[u] else { return };
+        let mut choices = Vec::with_capacity(3);
+        if self.ready(w.input) {
+            choices.push(Work::Input);
+        }
+        if !w.asks.is_empty() {
+            choices.push(Work::Asks);
+        }
+        if !w.replies.is_empty() {
+            choices.push(Work::Replies);
+        }
+        if choices.is_empty() {
+            return;
+        }
+        let work = choices[self.pick(choices.len())];
+        let Unit::Workflow(w) = &mut self.units[u] else { return };
+        let input = match work {
+            Work::Input => {
+                let (stream, consumer) = w.input;
+                let log = &mut self.streams[stream];
+                match log.take(consumer) {
+                    Some(Item::Atom(atom)) => {
+                        let mut batch = atom.unshare();
+                        if !self.gate.admits_everything() {
+                            let (gate, path) = (&self.gate, &w.engine.path);
+                            w.denied += batch.retain_envelopes(&mut |env| gate.admit(path, env) == Decision::Admit) as u64;
+                        }
+                        let position = InputPosition { stream: log.path.clone(), next: log.cursor(consumer) };
+                        StepInput::Atom(batch, position)
+                    }
+                    Some(Item::End(End::Seal)) => {
+                        w.input_ended = true;
+                        self.maybe_seal(u);
+                        return;
+                    }
+                    Some(Item::End(End::Error(m))) => {
+                        let message = format!("input {} failed: {m}", log.path);
+                        self.fail(u, message);
+                        return;
+                    }
+                    None => return,
+                }
+            }
+            Work::Asks => match w.asks.pop_front() {
+                Some((node, asks)) => StepInput::Asks(node, asks),
+                None => return,
+            },
+            Work::Replies => match w.replies.pop_front() {
+                Some(replies) => StepInput::Replies(replies),
+                None => return,
+            },
+        };
+        match w.engine.step(input, &mut self.storage) {
+            Ok(out) => {
+                let stream = w.out;
+                if let Some(batch) = out.output {
+                    self.streams[stream].push(batch.into());
+                }
+                self.route_asks(out.asks);
+                self.route_replies(out.replies);
+                self.maybe_seal(u);
+            }
+            Err(e) => self.fail(u, e.message),
+        }
+    }
+
+    /// Delivers asks to their repliers, one batch per portal, or answers them with an error.
+    fn route_asks(&mut self, asks: Vec<AskMsg>) {
+        let mut batches: Vec<(Path, Vec<AskMsg>)> = Vec::new();
+        for ask in asks {
+            match batches.iter_mut().find(|(p, _)| *p == ask.portal) {
+                Some((_, b)) => b.push(ask),
+                None => batches.push((ask.portal.clone(), vec![ask])),
+            }
+        }
+        let mut failed = Vec::new();
+        for (portal, batch) in batches {
+            let target = self.registry.get(&portal, Kind::Portal).and_then(|e| e.replier);
+            match target.and_then(|(unit, node)| match self.units.get_mut(unit) {
+                Some(Unit::Workflow(w)) if !w.failed => Some((w, node)),
+                _ => None,
+            }) {
+                Some((w, node)) => w.asks.push_back((node, batch)),
+                None => {
+                    let error = match target {
+                        Some(_) => AskError::ReplierFailed { portal: portal.to_string() },
+                        None => AskError::UnknownPortal { portal: portal.to_string() },
+                    };
+                    failed.extend(batch.into_iter().map(|a| ReplyMsg::failed(a, error.clone())));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            self.route_replies(failed);
+        }
+    }
+
+    /// Delivers replies to their asking workflows, one batch per workflow.
+    fn route_replies(&mut self, replies: Vec<ReplyMsg>) {
+        let mut batches: HashMap<Path, Vec<ReplyMsg>> = HashMap::new();
+        let mut order = Vec::new();
+        for r in replies {
+            let key = r.to.workflow.clone();
+            if !batches.contains_key(&key) {
+                order.push(key.clone());
+            }
+            batches.entry(key).or_default().push(r);
+        }
+        for path in order {
+            let Some(batch) = batches.remove(&path) else { continue };
+            let unit = self.registry.get(&path, Kind::Workflow).map(|e| e.target);
+            if let Some(Unit::Workflow(w)) = unit.and_then(|u| self.units.get_mut(u))
+                && !w.failed
+            {
+                w.replies.push_back(batch);
+            }
+        }
+    }
+
+    /// Seals a workflow's output once its input ended and nothing of it is outstanding.
+    fn maybe_seal(&mut self, u: usize) {
+        let Unit::Workflow(w) = &self.units[u] else { return };
+        let done = w.input_ended
+            && !w.failed
+            && !w.serves
+            && w.engine.pending() == 0
+            && w.asks.is_empty()
+            && w.replies.is_empty();
+        if done {
+            let out = w.out;
+            self.streams[out].close(End::Seal);
+        }
+    }
+
+    /// Stops a failed workflow: `Error` on its output; asks waiting for it get an error reply.
+    fn fail(&mut self, u: usize, message: String) {
+        let Unit::Workflow(w) = &mut self.units[u] else { return };
+        tracing::warn!(workflow = %w.engine.path, error = %message, "workflow failed");
+        w.failed = true;
+        w.replies.clear();
+        let queued: Vec<AskMsg> = w.asks.drain(..).flat_map(|(_, b)| b).collect();
+        let out = w.out;
+        self.streams[out].close(End::Error(message));
+        let failed = queued
+            .into_iter()
+            .map(|a| {
+                let portal = a.portal.to_string();
+                ReplyMsg::failed(a, AskError::ReplierFailed { portal })
+            })
+            .collect();
+        self.route_replies(failed);
+    }
+}

@@ -1,0 +1,7 @@
+//! Runtimes: the workflow step engine, streams, units, and the systems that schedule them.
+
+pub(crate) mod deterministic;
+pub(crate) mod engine;
+pub(crate) mod registry;
+pub(crate) mod stream;
+pub(crate) mod units;

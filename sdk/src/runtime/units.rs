@@ -1,0 +1,159 @@
+//! The typed parts of the units around workflows: splitter routing, the feeder of external
+//! generators, and stream subscriptions for hosts and tests.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use crate::batch::{Batch, downcast_shared};
+use crate::data::{Data, Event, StreamItem};
+use crate::error::Error;
+use crate::path::Path;
+use crate::runtime::stream::{End, Item, Observer};
+
+/// Routes each event of an atom to the first split whose predicate holds.
+pub(crate) trait SplitRouter: Send {
+    /// Adds a split; `false` if the predicate is not for this splitter's type.
+    fn add(&mut self, predicate: Box<dyn Any + Send>) -> bool;
+    /// One part per split, in split order (`None` where no event went).
+    fn route(&self, atom: Arc<dyn Batch>) -> Vec<Option<Box<dyn Batch>>>;
+}
+
+type Predicate<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
+
+pub(crate) struct TypedSplitter<T> {
+    splits: Vec<Predicate<T>>,
+}
+
+impl<T> Default for TypedSplitter<T> {
+    fn default() -> Self {
+        TypedSplitter { splits: Vec::new() }
+    }
+}
+
+impl<T: Data> SplitRouter for TypedSplitter<T> {
+    fn add(&mut self, predicate: Box<dyn Any + Send>) -> bool {
+        match predicate.downcast::<Predicate<T>>() {
+            Ok(p) => {
+                self.splits.push(*p);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn route(&self, atom: Arc<dyn Batch>) -> Vec<Option<Box<dyn Batch>>> {
+        let mut parts: Vec<Vec<Event<T>>> = self.splits.iter().map(|_| Vec::new()).collect();
+        if let Some(events) = downcast_shared::<T>(&atom) {
+            let events = Arc::try_unwrap(events).unwrap_or_else(|shared| (*shared).clone());
+            for e in events {
+                if let Some(i) = self.splits.iter().position(|p| p(&e.value)) {
+                    parts[i].push(e);
+                }
+            }
+        }
+        parts.into_iter().map(|p| if p.is_empty() { None } else { Some(Box::new(p) as Box<dyn Batch>) }).collect()
+    }
+}
+
+/// The queue between a host and an external generator.
+pub(crate) struct FeederQueue {
+    pub atoms: VecDeque<Arc<dyn Batch>>,
+    pub capacity: usize,
+    pub sealed: bool,
+}
+
+impl FeederQueue {
+    pub(crate) fn new(capacity: usize) -> Arc<Mutex<FeederQueue>> {
+        Arc::new(Mutex::new(FeederQueue { atoms: VecDeque::new(), capacity, sealed: false }))
+    }
+}
+
+/// The host's end of an external generator: push atoms into the app, then seal it.
+pub struct Feeder<T> {
+    pub(crate) path: Path,
+    pub(crate) queue: Arc<Mutex<FeederQueue>>,
+    pub(crate) _t: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T: Data> Feeder<T> {
+    /// Pushes one atom of plain (non-personal) values. An empty atom is not passed on.
+    pub fn push(&self, atom: Vec<T>) -> Result<(), Error> {
+        self.push_events(atom.into_iter().map(Event::new).collect())
+    }
+
+    /// Pushes one atom of events, which may carry envelopes.
+    pub fn push_events(&self, atom: Vec<Event<T>>) -> Result<(), Error> {
+        let mut q = self.queue.lock().map_err(|_| Error::FeederSealed { path: self.path.to_string() })?;
+        if q.sealed {
+            return Err(Error::FeederSealed { path: self.path.to_string() });
+        }
+        if q.atoms.len() >= q.capacity {
+            return Err(Error::FeederFull { path: self.path.to_string(), capacity: q.capacity });
+        }
+        if !atom.is_empty() {
+            q.atoms.push_back(Arc::new(atom));
+        }
+        Ok(())
+    }
+
+    /// Ends the stream after the atoms already pushed.
+    pub fn seal(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.sealed = true;
+        }
+    }
+
+    /// The generator's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What a stream produced since the subscription was made, atom by atom, with its end marker.
+/// Cheap to clone; all clones see the same items.
+pub struct Subscription<T> {
+    items: Arc<Mutex<Vec<StreamItem<T>>>>,
+}
+
+impl<T> Clone for Subscription<T> {
+    fn clone(&self) -> Self {
+        Subscription { items: self.items.clone() }
+    }
+}
+
+impl<T: Data> Subscription<T> {
+    pub(crate) fn new() -> (Subscription<T>, Observer) {
+        let items: Arc<Mutex<Vec<StreamItem<T>>>> = Arc::new(Mutex::new(Vec::new()));
+        let sink = items.clone();
+        let observer: Observer = Box::new(move |item: &Item| {
+            let typed = match item {
+                Item::Atom(atom) => match downcast_shared::<T>(atom) {
+                    Some(events) => StreamItem::Atom((*events).clone()),
+                    None => return,
+                },
+                Item::End(End::Seal) => StreamItem::Seal,
+                Item::End(End::Error(m)) => StreamItem::Error(m.clone()),
+            };
+            if let Ok(mut v) = sink.lock() {
+                v.push(typed);
+            }
+        });
+        (Subscription { items }, observer)
+    }
+
+    /// Every item so far: atoms in order, then the end marker if the stream ended.
+    pub fn items(&self) -> Vec<StreamItem<T>> {
+        self.items.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The values of each atom so far, in order.
+    pub fn values(&self) -> Vec<Vec<T>> {
+        self.items().iter().filter_map(StreamItem::values).collect()
+    }
+
+    /// Whether the stream ended (sealed or failed).
+    pub fn ended(&self) -> bool {
+        self.items.lock().map(|v| matches!(v.last(), Some(StreamItem::Seal | StreamItem::Error(_)))).unwrap_or(false)
+    }
+}

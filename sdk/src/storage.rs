@@ -1,0 +1,169 @@
+//! Storage: what a workflow commits per atom, behind a trait. This crate has the in-memory
+//! implementation; `pods-node` implements it on SQLite.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crate::data::{Data, Key, StableHasher};
+use crate::error::StorageError;
+use crate::path::Path;
+
+/// The name of one state of one task: workflow path, task index in the workflow, state name.
+/// Its `id` is a stable hash of the three, so a store can key values by it across restarts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateName {
+    /// The workflow.
+    pub workflow: Path,
+    /// The task's index within the workflow (its position in build order).
+    pub task: u32,
+    /// The name given to the state handle.
+    pub name: Arc<str>,
+    /// Stable hash of the above.
+    pub id: u64,
+}
+
+impl StateName {
+    pub(crate) fn new(workflow: Path, task: u32, name: Arc<str>) -> StateName {
+        let mut h = StableHasher::default();
+        workflow.as_str().hash(&mut h);
+        task.hash(&mut h);
+        name.hash(&mut h);
+        StateName { id: h.finish(), workflow, task, name }
+    }
+}
+
+/// A state value the store may encode (CBOR) if it keeps bytes.
+pub trait StateValue {
+    /// Appends the value's CBOR encoding to `out`.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>;
+}
+
+impl<V: Data> StateValue for V {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        ciborium::into_writer(self, out).map_err(|e| e.to_string())
+    }
+}
+
+/// One state change of a step: the value now held for a key (`None`: removed).
+pub struct StateWrite<'a> {
+    /// Which state.
+    pub state: &'a StateName,
+    /// The key, for per-key state; `None` for per-task state.
+    pub key: Option<Key>,
+    /// The new value, or `None` when removed.
+    pub value: Option<&'a dyn StateValue>,
+}
+
+/// Where a workflow's input stood after a step: the stream and the offset of the next atom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputPosition {
+    /// The stream consumed.
+    pub stream: Path,
+    /// Offset of the next atom to consume.
+    pub next: u64,
+}
+
+/// Everything one step (atom) of a workflow changes, committed at once.
+pub struct Commit<'a> {
+    /// The workflow.
+    pub workflow: &'a Path,
+    /// The workflow's step number.
+    pub step: u64,
+    /// The input position after the step, for a stream atom; `None` for ask and reply batches.
+    pub input: Option<InputPosition>,
+    /// The state changes.
+    pub writes: &'a [StateWrite<'a>],
+    /// Number of events in the produced atom (0: none produced).
+    pub output_events: usize,
+    /// Number of asks sent when the commit succeeds.
+    pub asks: usize,
+    /// Number of replies sent when the commit succeeds.
+    pub replies: usize,
+}
+
+/// Durable (or in-memory) storage of workflow state: one `commit` per atom, all or nothing.
+/// Nothing a step produced is visible or sent before its commit returned `Ok`.
+pub trait Storage: Send {
+    /// Applies all of `commit` or nothing.
+    fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError>;
+}
+
+/// Storage in memory: keeps every committed state value CBOR-encoded, and each workflow's
+/// input position and commit count. For tests and for the deterministic runtime.
+#[derive(Default)]
+pub struct MemoryStorage {
+    values: HashMap<(u64, Option<Key>), Vec<u8>>,
+    names: HashMap<u64, StateName>,
+    positions: HashMap<Path, InputPosition>,
+    commits: u64,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> MemoryStorage {
+        MemoryStorage::default()
+    }
+
+    /// Number of commits applied.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// The committed input position of `workflow`.
+    pub fn position(&self, workflow: &Path) -> Option<&InputPosition> {
+        self.positions.get(workflow)
+    }
+
+    /// The committed values of the state `state` of `workflow`'s tasks, decoded, by key.
+    pub fn values<V: Data>(&self, workflow: &str, state: &str) -> Result<Vec<(Option<Key>, V)>, StorageError> {
+        let mut out = Vec::new();
+        for ((id, key), bytes) in &self.values {
+            let Some(name) = self.names.get(id) else { continue };
+            if name.workflow.as_str() == workflow && &*name.name == state {
+                let v = ciborium::from_reader(bytes.as_slice())
+                    .map_err(|e| StorageError::Backend(format!("cannot decode {state}: {e}")))?;
+                out.push((*key, v));
+            }
+        }
+        out.sort_by_key(|(k, _)| *k);
+        Ok(out)
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
+        // Encode everything first so that a failure leaves the store unchanged.
+        let mut encoded = Vec::with_capacity(commit.writes.len());
+        for w in commit.writes {
+            let bytes = match w.value {
+                Some(v) => {
+                    let mut buf = Vec::new();
+                    v.encode(&mut buf)
+                        .map_err(|reason| StorageError::Encode { state: w.state.name.to_string(), reason })?;
+                    Some(buf)
+                }
+                None => None,
+            };
+            encoded.push(bytes);
+        }
+        for (w, bytes) in commit.writes.iter().zip(encoded) {
+            if !self.names.contains_key(&w.state.id) {
+                self.names.insert(w.state.id, w.state.clone());
+            }
+            match bytes {
+                Some(b) => {
+                    self.values.insert((w.state.id, w.key), b);
+                }
+                None => {
+                    self.values.remove(&(w.state.id, w.key));
+                }
+            }
+        }
+        if let Some(p) = &commit.input {
+            self.positions.insert(commit.workflow.clone(), p.clone());
+        }
+        self.commits += 1;
+        Ok(())
+    }
+}

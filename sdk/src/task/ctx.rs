@@ -1,0 +1,122 @@
+//! The context a task's handlers receive: emit, key, envelope, state, ask, reply.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::data::{Data, Envelope, Event, Key};
+use crate::error::{AskError, Outcome, TaskError};
+use crate::portal::{AskId, AskMsg, Portal, ReplyHandle, ReplyMsg, ReplyTo};
+use crate::task::continuations::{Body, Continuations};
+use crate::task::effects::Effects;
+use crate::task::state::StateTables;
+
+/// The context of a running task, emitting events of type `Out`: processors, repliers and
+/// continuations receive it. It gives the current event's key and envelope, emits events
+/// (which carry that envelope), reaches the task's state ([`PerKeyState`](crate::PerKeyState),
+/// [`PerTaskState`](crate::PerTaskState)), asks portals and answers requests.
+pub struct Ctx<'a, Out> {
+    pub(crate) out: &'a mut Vec<Event<Out>>,
+    pub(crate) key: Option<Key>,
+    pub(crate) envelope: Option<Arc<Envelope>>,
+    pub(crate) states: &'a mut StateTables,
+    pub(crate) conts: &'a mut Continuations<Out>,
+    pub(crate) fx: &'a mut Effects,
+}
+
+impl<'a, Out: Data> Ctx<'a, Out> {
+    /// Emits an event downstream; it carries the current key and envelope.
+    pub fn emit(&mut self, value: Out) {
+        self.out.push(Event { key: self.key.unwrap_or_default(), envelope: self.envelope.clone(), value });
+    }
+
+    /// Emits a personal event about `envelope`'s subject (for a task that reads personal data
+    /// from a non-personal input, such as a generator of raw records).
+    pub fn emit_personal(&mut self, value: Out, envelope: Envelope) {
+        self.out.push(Event { key: self.key.unwrap_or_default(), envelope: Some(Arc::new(envelope)), value });
+    }
+
+    /// The current event's key; `None` in `on_atom_complete`, which runs for no single event.
+    pub fn key(&self) -> Option<Key> {
+        self.key
+    }
+
+    /// The current event's envelope, if it is personal.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.envelope.as_deref()
+    }
+
+    /// Fails the task: the workflow puts `Error` with this message on its output and stops.
+    /// Returning an `Err` from the handler does the same.
+    pub fn fail(&mut self, message: impl Into<String>) {
+        self.fx.fail(TaskError::new(message));
+    }
+
+    /// Asks `portal` with `request`; the request carries the current envelope. The reply arrives
+    /// in a later step of this workflow: register what to do with it with [`Ctx::on_reply`].
+    pub fn ask<Req: Data, Rep: Data>(&mut self, portal: &Portal<Req, Rep>, request: Req) -> ReplyHandle<Rep> {
+        let id = self.fx.next_ask_id();
+        let envelope = if self.fx.non_personal { None } else { self.envelope.clone() };
+        self.fx.asks.push(AskMsg {
+            id,
+            portal: portal.path.clone(),
+            from: self.fx.origin(),
+            request: Box::new(request),
+            envelope,
+        });
+        ReplyHandle { id, _rep: PhantomData }
+    }
+
+    /// Runs `then` when the reply to `handle` arrives (or the ask fails), with this event's key,
+    /// envelope and state scope. Events it emits flow on from this task.
+    pub fn on_reply<Rep: Data, R: Outcome>(
+        &mut self,
+        handle: ReplyHandle<Rep>,
+        then: impl FnOnce(&mut Ctx<'_, Out>, Result<Rep, AskError>) -> R + Send + 'static,
+    ) {
+        let ask = handle.id;
+        let body: Body<Out> = Box::new(move |ctx, replies| {
+            let reply = replies.and_then(|mut all| {
+                let one = all.pop().ok_or(AskError::WrongReplyType { ask: ask.to_string() })?;
+                downcast_reply::<Rep>(one, ask)
+            });
+            then(ctx, reply).into_result()
+        });
+        self.conts.register(vec![handle.id], self.key, self.envelope.clone(), body);
+    }
+
+    /// Runs `then` when every ask in `handles` has its reply, with the replies in the order of
+    /// the handles; if any ask fails, `then` receives that error at once.
+    pub fn on_replies<Rep: Data, R: Outcome>(
+        &mut self,
+        handles: Vec<ReplyHandle<Rep>>,
+        then: impl FnOnce(&mut Ctx<'_, Out>, Result<Vec<Rep>, AskError>) -> R + Send + 'static,
+    ) {
+        let ids: Vec<_> = handles.iter().map(|h| h.id).collect();
+        if ids.is_empty() {
+            if let Err(e) = then(self, Ok(Vec::new())).into_result() {
+                self.fx.fail(e);
+            }
+            return;
+        }
+        let ids_for_body = ids.clone();
+        let body: Body<Out> = Box::new(move |ctx, replies| {
+            let typed = replies.and_then(|all| {
+                all.into_iter().zip(&ids_for_body).map(|(one, ask)| downcast_reply::<Rep>(one, *ask)).collect::<Result<Vec<Rep>, AskError>>()
+            });
+            then(ctx, typed).into_result()
+        });
+        self.conts.register(ids, self.key, self.envelope.clone(), body);
+    }
+
+    /// Answers the request `to` stands for. The reply carries the request's envelope unless
+    /// this task declared its output non-personal.
+    pub fn reply<Rep: Data>(&mut self, to: ReplyTo<Rep>, reply: Rep) {
+        let envelope = if self.fx.non_personal { None } else { to.envelope };
+        self.fx.replies.push(ReplyMsg { id: to.id, to: to.to, reply: Ok(Box::new(reply)), envelope });
+    }
+}
+
+fn downcast_reply<Rep: Data>(value: Box<dyn Any + Send>, ask: AskId) -> Result<Rep, AskError> {
+    value.downcast::<Rep>().map(|b| *b).map_err(|_| AskError::WrongReplyType { ask: ask.to_string() })
+}

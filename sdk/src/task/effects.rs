@@ -1,0 +1,75 @@
+//! What one step of a workflow collects besides its output events: asks, replies, its error.
+
+use crate::error::TaskError;
+use crate::path::Path;
+use crate::portal::{AskId, AskMsg, Origin, ReplyMsg};
+
+/// The per-step side effects of a workflow, gathered while its tasks run and released only
+/// when the step commits.
+pub(crate) struct Effects {
+    /// The workflow running the step.
+    pub workflow: Path,
+    /// Hash of the workflow path, the origin part of ask ids.
+    pub origin: u64,
+    /// The step number (one per atom the workflow processes).
+    pub step: u64,
+    /// The task now running (its index in the workflow).
+    pub task: u32,
+    /// Whether the running task declared its output non-personal.
+    pub non_personal: bool,
+    /// Asks made in this step.
+    pub asks: Vec<AskMsg>,
+    /// Replies given in this step.
+    pub replies: Vec<ReplyMsg>,
+    /// The first failure of the step, if any.
+    pub error: Option<TaskError>,
+    next_ask: u32,
+}
+
+impl Effects {
+    pub(crate) fn new(workflow: Path, origin: u64) -> Effects {
+        Effects {
+            workflow,
+            origin,
+            step: 0,
+            task: 0,
+            non_personal: false,
+            asks: Vec::new(),
+            replies: Vec::new(),
+            error: None,
+            next_ask: 0,
+        }
+    }
+
+    /// Starts step `step`, forgetting the previous step's effects.
+    pub(crate) fn begin(&mut self, step: u64) {
+        self.step = step;
+        self.next_ask = 0;
+        self.asks.clear();
+        self.replies.clear();
+        self.error = None;
+    }
+
+    /// The next deterministic ask id of this step.
+    pub(crate) fn next_ask_id(&mut self) -> AskId {
+        let id = AskId { origin: self.origin, step: self.step, seq: self.next_ask };
+        self.next_ask += 1;
+        id
+    }
+
+    /// The origin of asks made by the running task.
+    pub(crate) fn origin(&self) -> Origin {
+        Origin { workflow: self.workflow.clone(), task: self.task }
+    }
+
+    /// Records a failure; the first one wins.
+    pub(crate) fn fail(&mut self, error: TaskError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}

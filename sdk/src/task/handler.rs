@@ -1,0 +1,166 @@
+//! The task behind processors, askers and repliers: user handlers with the full context.
+
+use std::sync::Arc;
+
+use crate::batch::{Batch, downcast};
+use crate::data::{Data, Event};
+use crate::error::TaskError;
+use crate::portal::{AskMsg, KeyFn, ReplyMsg, ReplyTo};
+use crate::storage::StateWrite;
+use crate::task::Task;
+use crate::task::continuations::Continuations;
+use crate::task::ctx::Ctx;
+use crate::task::effects::Effects;
+use crate::task::state::StateTables;
+
+/// A handler for each input event.
+pub(crate) type OnEvent<In, Out> = Arc<dyn Fn(&mut Ctx<'_, Out>, In) -> Result<(), TaskError> + Send + Sync>;
+/// A handler run once per step after the task's input.
+pub(crate) type OnComplete<Out> = Arc<dyn Fn(&mut Ctx<'_, Out>) -> Result<(), TaskError> + Send + Sync>;
+/// A replier's handler for each request.
+pub(crate) type OnAsk<Req, Rep, Out> = Arc<dyn Fn(&mut Ctx<'_, Out>, Req, ReplyTo<Rep>) -> Result<(), TaskError> + Send + Sync>;
+
+/// The erased ask side of a replier task.
+pub(crate) trait AskHandler<Out>: Send + Sync {
+    /// Answers one ask in `ctx` (whose key and envelope it sets).
+    fn handle(&self, ctx: &mut Ctx<'_, Out>, ask: AskMsg) -> Result<(), TaskError>;
+}
+
+/// The typed ask side of a replier: the portal's key function and the user's handler.
+pub(crate) struct Replier<Req, Rep, Out> {
+    pub key_fn: KeyFn<Req>,
+    pub on_ask: OnAsk<Req, Rep, Out>,
+}
+
+impl<Req: Data, Rep: Data, Out: Data> AskHandler<Out> for Replier<Req, Rep, Out> {
+    fn handle(&self, ctx: &mut Ctx<'_, Out>, ask: AskMsg) -> Result<(), TaskError> {
+        let request = match ask.request.downcast::<Req>() {
+            Ok(r) => *r,
+            Err(_) => return Err(TaskError::new(format!("request to {} is not of the portal's type", ask.portal))),
+        };
+        ctx.key = Some((self.key_fn)(&request));
+        ctx.envelope = ask.envelope.clone();
+        let to = ReplyTo { id: ask.id, portal: ask.portal, to: ask.from, envelope: ask.envelope, _rep: std::marker::PhantomData };
+        (self.on_ask)(ctx, request, to)
+    }
+}
+
+/// A task running user handlers with state and continuations.
+pub(crate) struct HandlerTask<In, Out> {
+    pub on_event: Option<OnEvent<In, Out>>,
+    pub on_complete: Option<OnComplete<Out>>,
+    pub on_ask: Option<Arc<dyn AskHandler<Out>>>,
+    pub states: StateTables,
+    pub conts: Continuations<Out>,
+}
+
+impl<In: Data, Out: Data> HandlerTask<In, Out> {
+    pub(crate) fn new(
+        workflow: &crate::path::Path,
+        index: u32,
+        on_event: Option<OnEvent<In, Out>>,
+        on_complete: Option<OnComplete<Out>>,
+        on_ask: Option<Arc<dyn AskHandler<Out>>>,
+    ) -> HandlerTask<In, Out> {
+        HandlerTask {
+            on_event,
+            on_complete,
+            on_ask,
+            states: StateTables::new(workflow.clone(), index),
+            conts: Continuations::default(),
+        }
+    }
+}
+
+fn check(fx: &mut Effects, result: Result<(), TaskError>) -> bool {
+    if let Err(e) = result {
+        fx.fail(e);
+    }
+    !fx.failed()
+}
+
+impl<In: Data, Out: Data> Task for HandlerTask<In, Out> {
+    fn process(&mut self, input: Box<dyn Batch>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
+        let Some(events) = downcast::<In>(input) else {
+            fx.fail(TaskError::new("task input of an unexpected type"));
+            return None;
+        };
+        let mut out: Vec<Event<Out>> = Vec::with_capacity(events.len());
+        if let Some(f) = &self.on_event {
+            for e in events {
+                let mut ctx = Ctx {
+                    out: &mut out,
+                    key: Some(e.key),
+                    envelope: e.envelope,
+                    states: &mut self.states,
+                    conts: &mut self.conts,
+                    fx: &mut *fx,
+                };
+                let result = f(&mut ctx, e.value);
+                if !check(fx, result) {
+                    break;
+                }
+            }
+        }
+        Some(Box::new(out))
+    }
+
+    fn on_atom_complete(&mut self, fx: &mut Effects) -> Option<Box<dyn Batch>> {
+        let f = self.on_complete.as_ref()?;
+        let mut out: Vec<Event<Out>> = Vec::new();
+        let mut ctx =
+            Ctx { out: &mut out, key: None, envelope: None, states: &mut self.states, conts: &mut self.conts, fx: &mut *fx };
+        let result = f(&mut ctx);
+        check(fx, result);
+        Some(Box::new(out))
+    }
+
+    fn handle_asks(&mut self, asks: Vec<AskMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
+        let Some(handler) = self.on_ask.clone() else {
+            fx.fail(TaskError::new("asks delivered to a task that is not a replier"));
+            return None;
+        };
+        let mut out: Vec<Event<Out>> = Vec::new();
+        for ask in asks {
+            let mut ctx =
+                Ctx { out: &mut out, key: None, envelope: None, states: &mut self.states, conts: &mut self.conts, fx: &mut *fx };
+            let result = handler.handle(&mut ctx, ask);
+            if !check(fx, result) {
+                break;
+            }
+        }
+        Some(Box::new(out))
+    }
+
+    fn handle_replies(&mut self, replies: Vec<ReplyMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
+        let mut out: Vec<Event<Out>> = Vec::new();
+        for reply in replies {
+            let Some(ready) = self.conts.deliver(reply) else { continue };
+            let mut ctx = Ctx {
+                out: &mut out,
+                key: ready.pending.key,
+                envelope: ready.pending.envelope,
+                states: &mut self.states,
+                conts: &mut self.conts,
+                fx: &mut *fx,
+            };
+            let result = (ready.pending.body)(&mut ctx, ready.replies);
+            if !check(fx, result) {
+                break;
+            }
+        }
+        Some(Box::new(out))
+    }
+
+    fn pending(&self) -> usize {
+        self.conts.len()
+    }
+
+    fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>) {
+        self.states.writes(out);
+    }
+
+    fn committed(&mut self) {
+        self.states.committed();
+    }
+}

@@ -1,0 +1,51 @@
+//! Tasks as the runtime sees them: erased units that turn an input batch into an output batch,
+//! answer asks and resume continuations.
+
+pub(crate) mod continuations;
+pub(crate) mod ctx;
+pub(crate) mod effects;
+pub(crate) mod handler;
+pub(crate) mod state;
+
+use crate::batch::Batch;
+use crate::error::TaskError;
+use crate::portal::{AskMsg, ReplyMsg};
+use crate::storage::StateWrite;
+use effects::Effects;
+
+/// One task instance of a workflow (one per partition, once partitioned).
+pub(crate) trait Task: Send {
+    /// Processes the events of this step that reached the task; returns what it emitted.
+    fn process(&mut self, input: Box<dyn Batch>, fx: &mut Effects) -> Option<Box<dyn Batch>>;
+
+    /// Called once per step in which the task ran, after its input; returns what it emitted.
+    fn on_atom_complete(&mut self, _fx: &mut Effects) -> Option<Box<dyn Batch>> {
+        None
+    }
+
+    /// Answers a batch of asks (replier tasks only).
+    fn handle_asks(&mut self, _asks: Vec<AskMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
+        fx.fail(TaskError::new("asks delivered to a task that is not a replier"));
+        None
+    }
+
+    /// Resumes continuations with a batch of replies (tasks that ask only).
+    fn handle_replies(&mut self, _replies: Vec<ReplyMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
+        fx.fail(TaskError::new("replies delivered to a task that does not ask"));
+        None
+    }
+
+    /// Continuations still waiting for replies.
+    fn pending(&self) -> usize {
+        0
+    }
+
+    /// The state changes of this step.
+    fn writes<'a>(&'a self, _out: &mut Vec<StateWrite<'a>>) {}
+
+    /// Forgets the state changes of this step once committed.
+    fn committed(&mut self) {}
+}
+
+/// Builds a task instance for a workflow path and task index.
+pub(crate) type TaskFactory = std::sync::Arc<dyn Fn(&crate::path::Path, u32) -> Box<dyn Task> + Send + Sync>;

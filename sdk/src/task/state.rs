@@ -1,0 +1,276 @@
+//! Task state: per-key and per-task, typed, with the writes of each step tracked for commit.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::data::{Data, Key, KeyBuild};
+use crate::error::TaskError;
+use crate::storage::{StateName, StateValue, StateWrite};
+use crate::task::ctx::Ctx;
+
+static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
+
+type Init<V> = Arc<dyn Fn() -> V + Send + Sync>;
+
+/// State scoped to the key of the event being processed: each key sees its own value. Create
+/// the handle once, move it into the task's closures (clone it for each), and read and write
+/// through the task's [`Ctx`]. Keys without a value read the initial value.
+///
+/// ```
+/// use pods_sdk::{AppBuilder, PerKeyState};
+/// let mut app = AppBuilder::new("counts");
+/// let words = app.generator_from_atoms("words", vec![vec!["a".to_string(), "b".into(), "a".into()]]);
+/// let count = PerKeyState::<u64>::new("count");
+/// app.workflow("wf").source(&words).key_by(|w| w.clone()).processor(move |ctx, w: String| {
+///     let n = count.get(ctx) + 1;
+///     count.set(ctx, n);
+///     ctx.emit((w, n));
+/// }).sink();
+/// assert!(app.build().is_ok());
+/// ```
+pub struct PerKeyState<V> {
+    handle: Handle<V>,
+}
+
+/// State of the whole task (of its partition, once partitioned), whatever the event's key.
+pub struct PerTaskState<V> {
+    handle: Handle<V>,
+}
+
+struct Handle<V> {
+    id: u64,
+    name: Arc<str>,
+    init: Init<V>,
+    _v: PhantomData<fn() -> V>,
+}
+
+impl<V> Clone for Handle<V> {
+    fn clone(&self) -> Self {
+        Handle { id: self.id, name: self.name.clone(), init: self.init.clone(), _v: PhantomData }
+    }
+}
+
+impl<V: Data> Handle<V> {
+    fn new(name: &str, init: Init<V>) -> Handle<V> {
+        Handle { id: NEXT_HANDLE.fetch_add(1, Ordering::Relaxed), name: Arc::from(name), init, _v: PhantomData }
+    }
+
+    /// The slot for this handle in the running task, or `None` after recording a failure.
+    fn with<O, R>(&self, ctx: &mut Ctx<'_, O>, keyed: bool, f: impl FnOnce(&mut Table<V>, u64) -> R) -> Option<R> {
+        let key = if keyed {
+            match ctx.key {
+                Some(Key(k)) => k,
+                None => {
+                    ctx.fx.fail(TaskError::new(format!(
+                        "per-key state '{}' used in on_atom_complete, where there is no current key",
+                        self.name
+                    )));
+                    return None;
+                }
+            }
+        } else {
+            0
+        };
+        match ctx.states.table::<V>(self.id, &self.name, keyed, &self.init) {
+            Ok(table) => Some(f(table, key)),
+            Err(e) => {
+                ctx.fx.fail(e);
+                None
+            }
+        }
+    }
+
+    fn get<O>(&self, ctx: &mut Ctx<'_, O>, keyed: bool) -> V {
+        self.with(ctx, keyed, |t, k| t.get(k)).unwrap_or_else(|| (self.init)())
+    }
+}
+
+macro_rules! state_api {
+    ($ty:ident, $keyed:expr, $scope:literal) => {
+        impl<V: Data> $ty<V> {
+            #[doc = concat!("A ", $scope, " state named `name` (unique within its task), starting at `V::default()`.")]
+            pub fn new(name: &str) -> Self
+            where
+                V: Default,
+            {
+                $ty { handle: Handle::new(name, Arc::new(V::default)) }
+            }
+
+            #[doc = concat!("A ", $scope, " state named `name` (unique within its task), starting at `initial`.")]
+            pub fn with_initial(name: &str, initial: V) -> Self {
+                $ty { handle: Handle::new(name, Arc::new(move || initial.clone())) }
+            }
+
+            /// The current value (the initial value if none was set).
+            pub fn get<O>(&self, ctx: &mut Ctx<'_, O>) -> V {
+                self.handle.get(ctx, $keyed)
+            }
+
+            /// Replaces the value.
+            pub fn set<O>(&self, ctx: &mut Ctx<'_, O>, value: V) {
+                self.handle.with(ctx, $keyed, |t, k| t.set(k, value));
+            }
+
+            /// Changes the value in place and returns what `f` returns.
+            pub fn update<O, R>(&self, ctx: &mut Ctx<'_, O>, f: impl FnOnce(&mut V) -> R) -> Option<R> {
+                self.handle.with(ctx, $keyed, |t, k| t.update(k, f))
+            }
+
+            /// Removes the value; reads see the initial value again.
+            pub fn remove<O>(&self, ctx: &mut Ctx<'_, O>) {
+                self.handle.with(ctx, $keyed, |t, k| t.remove(k));
+            }
+
+            /// The state's name.
+            pub fn name(&self) -> &str {
+                &self.handle.name
+            }
+        }
+
+        impl<V> Clone for $ty<V> {
+            fn clone(&self) -> Self {
+                $ty { handle: self.handle.clone() }
+            }
+        }
+    };
+}
+
+state_api!(PerKeyState, true, "per-key");
+state_api!(PerTaskState, false, "per-task");
+
+/// One entry: the value (`None` once removed, until committed) and whether this step wrote it.
+struct Slot<V> {
+    value: Option<V>,
+    dirty: bool,
+}
+
+/// The values of one state of one task instance.
+pub(crate) struct Table<V> {
+    name: StateName,
+    keyed: bool,
+    init: Init<V>,
+    map: HashMap<u64, Slot<V>, KeyBuild>,
+    dirty: Vec<u64>,
+}
+
+impl<V: Data> Table<V> {
+    fn touch(&mut self, key: u64) -> &mut Slot<V> {
+        let slot = self.map.entry(key).or_insert(Slot { value: None, dirty: false });
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty.push(key);
+        }
+        slot
+    }
+    fn get(&self, key: u64) -> V {
+        match self.map.get(&key).and_then(|s| s.value.as_ref()) {
+            Some(v) => v.clone(),
+            None => (self.init)(),
+        }
+    }
+    fn set(&mut self, key: u64, value: V) {
+        self.touch(key).value = Some(value);
+    }
+    fn update<R>(&mut self, key: u64, f: impl FnOnce(&mut V) -> R) -> R {
+        let init = self.init.clone();
+        let slot = self.touch(key);
+        f(slot.value.get_or_insert_with(|| init()))
+    }
+    fn remove(&mut self, key: u64) {
+        self.touch(key).value = None;
+    }
+}
+
+/// What the runtime needs of a table without knowing its value type.
+pub(crate) trait AnyTable: Send {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn name(&self) -> &StateName;
+    /// The writes of this step.
+    fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>);
+    /// Forgets this step's writes after they were committed.
+    fn committed(&mut self);
+}
+
+impl<V: Data> AnyTable for Table<V> {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn name(&self) -> &StateName {
+        &self.name
+    }
+    fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>) {
+        for key in &self.dirty {
+            if let Some(slot) = self.map.get(key) {
+                out.push(StateWrite {
+                    state: &self.name,
+                    key: if self.keyed { Some(Key(*key)) } else { None },
+                    value: slot.value.as_ref().map(|v| v as &dyn StateValue),
+                });
+            }
+        }
+    }
+    fn committed(&mut self) {
+        for key in self.dirty.drain(..) {
+            if let Some(slot) = self.map.get_mut(&key) {
+                slot.dirty = false;
+                if slot.value.is_none() {
+                    self.map.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// All state tables of one task instance, created on first use.
+pub(crate) struct StateTables {
+    owner: (crate::path::Path, u32),
+    tables: Vec<(u64, Box<dyn AnyTable>)>,
+}
+
+impl StateTables {
+    pub(crate) fn new(workflow: crate::path::Path, task: u32) -> StateTables {
+        StateTables { owner: (workflow, task), tables: Vec::new() }
+    }
+
+    fn table<V: Data>(&mut self, id: u64, name: &Arc<str>, keyed: bool, init: &Init<V>) -> Result<&mut Table<V>, TaskError> {
+        let index = match self.tables.iter().position(|(i, _)| *i == id) {
+            Some(index) => index,
+            None => {
+                if self.tables.iter().any(|(_, t)| *t.name().name == **name) {
+                    return Err(TaskError::new(format!(
+                        "two states named '{name}' in task {} of {}: give each state of a task its own name",
+                        self.owner.1, self.owner.0
+                    )));
+                }
+                let table = Table::<V> {
+                    name: StateName::new(self.owner.0.clone(), self.owner.1, name.clone()),
+                    keyed,
+                    init: init.clone(),
+                    map: HashMap::default(),
+                    dirty: Vec::new(),
+                };
+                self.tables.push((id, Box::new(table)));
+                self.tables.len() - 1
+            }
+        };
+        match self.tables[index].1.as_any_mut().downcast_mut::<Table<V>>() {
+            Some(t) => Ok(t),
+            None => Err(TaskError::new(format!("state '{name}' used with two value types"))),
+        }
+    }
+
+    pub(crate) fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>) {
+        for (_, t) in &self.tables {
+            t.writes(out);
+        }
+    }
+
+    pub(crate) fn committed(&mut self) {
+        for (_, t) in &mut self.tables {
+            t.committed();
+        }
+    }
+}
