@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::data::{Data, Key, StableHasher};
+use crate::data::{Data, Key, KeyBuild, StableHasher};
 use crate::error::StorageError;
 use crate::path::Path;
 
@@ -93,7 +93,10 @@ pub trait Storage: Send {
 /// input position and commit count. For tests and for the deterministic runtime.
 #[derive(Default)]
 pub struct MemoryStorage {
-    values: HashMap<(u64, Option<Key>), Vec<u8>>,
+    values: HashMap<(u64, Option<Key>), Vec<u8>, KeyBuild>,
+    /// Scratch space: a commit's values are encoded here first, so a failure changes nothing.
+    scratch: Vec<u8>,
+    ends: Vec<Option<usize>>,
     names: HashMap<u64, StateName>,
     positions: HashMap<Path, InputPosition>,
     commits: u64,
@@ -134,26 +137,37 @@ impl MemoryStorage {
 impl Storage for MemoryStorage {
     fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
         // Encode everything first so that a failure leaves the store unchanged.
-        let mut encoded = Vec::with_capacity(commit.writes.len());
+        self.scratch.clear();
+        self.ends.clear();
         for w in commit.writes {
-            let bytes = match w.value {
+            let end = match w.value {
                 Some(v) => {
-                    let mut buf = Vec::new();
-                    v.encode(&mut buf)
+                    v.encode(&mut self.scratch)
                         .map_err(|reason| StorageError::Encode { state: w.state.name.to_string(), reason })?;
-                    Some(buf)
+                    Some(self.scratch.len())
                 }
                 None => None,
             };
-            encoded.push(bytes);
+            self.ends.push(end);
         }
-        for (w, bytes) in commit.writes.iter().zip(encoded) {
+        let mut start = 0;
+        for (w, end) in commit.writes.iter().zip(&self.ends) {
             if !self.names.contains_key(&w.state.id) {
                 self.names.insert(w.state.id, w.state.clone());
             }
-            match bytes {
-                Some(b) => {
-                    self.values.insert((w.state.id, w.key), b);
+            match end {
+                Some(end) => {
+                    let bytes = &self.scratch[start..*end];
+                    start = *end;
+                    match self.values.get_mut(&(w.state.id, w.key)) {
+                        Some(buf) => {
+                            buf.clear();
+                            buf.extend_from_slice(bytes);
+                        }
+                        None => {
+                            self.values.insert((w.state.id, w.key), bytes.to_vec());
+                        }
+                    }
                 }
                 None => {
                     self.values.remove(&(w.state.id, w.key));
