@@ -77,7 +77,9 @@ fn asks(n: i64) -> u64 {
     let app = AppBuilder::new("asks");
     let inc = app.portal::<i64, i64>("inc");
     let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("server").source(&none).replier(&inc, |ctx, x, to| ctx.reply(to, x + 1));
+    app.workflow("server")
+        .source(&none)
+        .replier(&inc, |ctx, x, to| ctx.reply(to, x + 1));
     let g = app.generator_from_range("g", 0..n, 1000);
     let p = inc.clone();
     app.workflow("client")
@@ -92,7 +94,9 @@ fn asks(n: i64) -> u64 {
         .sink();
     let mut system = DeterministicSystem::new(1);
     system.launch(app.build().expect("build")).expect("launch");
-    let out = system.subscribe::<i64>("/asks/workflows/client/stream").expect("subscribe");
+    let out = system
+        .subscribe::<i64>("/asks/workflows/client/stream")
+        .expect("subscribe");
     system.run_until_quiescent();
     out.values().iter().map(|a| a.len() as u64).sum()
 }
@@ -115,17 +119,32 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let budget = Duration::from_millis(if quick { 200 } else { 1500 });
     let total: i64 = if quick { 1_000_000 } else { 4_000_000 };
-    println!("pipeline: generator -> map -> filter -> key_by -> per-key count ({KEYS} keys), deterministic runtime");
-    println!("{:>10} {:>12} {:>16} {:>16} {:>8}", "atom size", "events", "runtime ev/s", "hand loop ev/s", "ratio");
+    println!(
+        "pipeline: generator -> map -> filter -> key_by -> per-key count ({KEYS} keys), deterministic runtime"
+    );
+    println!(
+        "{:>10} {:>12} {:>16} {:>16} {:>8}",
+        "atom size", "events", "runtime ev/s", "hand loop ev/s", "ratio"
+    );
     for atom in [1i64, 100, 1_000, 10_000] {
         let events = if atom == 1 { total / 10 } else { total };
         let ours = rate(events, budget, || runtime(events, atom));
         let hand = rate(events, budget, || hand_written(events, atom));
-        println!("{atom:>10} {events:>12} {:>16.0} {:>16.0} {:>7.1}%", ours, hand, 100.0 * ours / hand);
+        println!(
+            "{atom:>10} {events:>12} {:>16.0} {:>16.0} {:>7.1}%",
+            ours,
+            hand,
+            100.0 * ours / hand
+        );
     }
     let n = if quick { 100_000 } else { 1_000_000 };
     let ask_rate = rate(n, budget, || asks(n));
     let plain = rate(n, budget, || runtime(n, 1000));
     println!("portal asks (replier x+1, continuation emits), atoms of 1,000 asks:");
-    println!("{:>16} asks/s   (same events through the count pipeline, no asks: {:.0} ev/s; ratio {:.1}%)", format!("{ask_rate:.0}"), plain, 100.0 * ask_rate / plain);
+    println!(
+        "{:>16} asks/s   (same events through the count pipeline, no asks: {:.0} ev/s; ratio {:.1}%)",
+        format!("{ask_rate:.0}"),
+        plain,
+        100.0 * ask_rate / plain
+    );
 }

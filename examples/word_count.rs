@@ -6,11 +6,16 @@ use pods_sdk::{AppBuilder, DeterministicSystem, Error, PerKeyState};
 /// Counts the words of `lines` (one atom per line) and returns `(word, count so far)` per word.
 pub fn run(lines: &[&str]) -> Result<Vec<(String, u64)>, Error> {
     let app = AppBuilder::new("words");
-    let text = app.generator_from_atoms("lines", lines.iter().map(|l| vec![l.to_string()]).collect());
+    let text =
+        app.generator_from_atoms("lines", lines.iter().map(|l| vec![l.to_string()]).collect());
     let count = PerKeyState::<u64>::new("count");
     app.workflow("count")
         .source(&text)
-        .flat_map(|line: String| line.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>())
+        .flat_map(|line: String| {
+            line.split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
         .key_by(|w| w.clone())
         .processor(move |ctx, word: String| {
             let n = count.get(ctx) + 1;

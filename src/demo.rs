@@ -40,7 +40,11 @@ pub enum Reservation {
 }
 
 fn order(customer: &str, item: &str, quantity: u32) -> Order {
-    Order { customer: customer.into(), item: item.into(), quantity }
+    Order {
+        customer: customer.into(),
+        item: item.into(),
+        quantity,
+    }
 }
 
 /// The orders the demo places, atom by atom (one atom per checkout).
@@ -59,34 +63,53 @@ pub fn shop() -> Result<pods_sdk::App, Error> {
     let inventory = app.portal_keyed::<Reserve, Reservation, _>("inventory", |r| r.item.clone());
     let stock = PerKeyState::<u32>::with_initial("stock", 10);
     let none = app.generator_from_atoms::<Reserve>("restock", vec![]);
-    app.workflow("inventory").source(&none).replier(&inventory, move |ctx, req: Reserve, to| {
-        let available = stock.get(ctx);
-        let answer = if req.quantity <= available {
-            stock.set(ctx, available - req.quantity);
-            Reservation::Reserved { left: available - req.quantity }
-        } else {
-            Reservation::OutOfStock { available }
-        };
-        ctx.reply(to, answer);
-    });
+    app.workflow("inventory")
+        .source(&none)
+        .replier(&inventory, move |ctx, req: Reserve, to| {
+            let available = stock.get(ctx);
+            let answer = if req.quantity <= available {
+                stock.set(ctx, available - req.quantity);
+                Reservation::Reserved {
+                    left: available - req.quantity,
+                }
+            } else {
+                Reservation::OutOfStock { available }
+            };
+            ctx.reply(to, answer);
+        });
     let orders = app.generator_from_atoms("orders", orders());
     let portal = inventory.clone();
     app.workflow("cart")
         .source(&orders)
         .asker(&inventory, move |ctx: &mut Ctx<'_, String>, o: Order| {
-            let h = ctx.ask(&portal, Reserve { item: o.item.clone(), quantity: o.quantity });
-            ctx.on_reply(h, move |ctx, r: Result<Reservation, AskError>| -> Result<(), AskError> {
-                let line = match r? {
-                    Reservation::Reserved { left } => {
-                        format!("{}: {} x {} reserved ({left} left)", o.customer, o.quantity, o.item)
-                    }
-                    Reservation::OutOfStock { available } => {
-                        format!("{}: {} x {} refused, only {available} in stock", o.customer, o.quantity, o.item)
-                    }
-                };
-                ctx.emit(line);
-                Ok(())
-            });
+            let h = ctx.ask(
+                &portal,
+                Reserve {
+                    item: o.item.clone(),
+                    quantity: o.quantity,
+                },
+            );
+            ctx.on_reply(
+                h,
+                move |ctx, r: Result<Reservation, AskError>| -> Result<(), AskError> {
+                    let line = match r? {
+                        Reservation::Reserved { left } => {
+                            format!(
+                                "{}: {} x {} reserved ({left} left)",
+                                o.customer, o.quantity, o.item
+                            )
+                        }
+                        Reservation::OutOfStock { available } => {
+                            format!(
+                                "{}: {} x {} refused, only {available} in stock",
+                                o.customer, o.quantity, o.item
+                            )
+                        }
+                    };
+                    ctx.emit(line);
+                    Ok(())
+                },
+            );
         })
         .sink();
     app.build()

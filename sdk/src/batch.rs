@@ -63,10 +63,17 @@ impl<T: Data> Batch for Vec<Event<T>> {
 
 /// Converts an erased batch into typed events; `None` if it holds another type.
 pub(crate) fn downcast<T: Data>(batch: Box<dyn Batch>) -> Option<Vec<Event<T>>> {
-    batch.into_any().downcast::<Vec<Event<T>>>().ok().map(|b| *b)
+    batch
+        .into_any()
+        .downcast::<Vec<Event<T>>>()
+        .ok()
+        .map(|b| *b)
 }
 
 /// Borrows a shared erased batch as typed events; `None` if it holds another type.
 pub(crate) fn downcast_shared<T: Data>(batch: &Arc<dyn Batch>) -> Option<Arc<Vec<Event<T>>>> {
-    Arc::clone(batch).as_any_arc().downcast::<Vec<Event<T>>>().ok()
+    Arc::clone(batch)
+        .as_any_arc()
+        .downcast::<Vec<Event<T>>>()
+        .ok()
 }

@@ -15,7 +15,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Data for T
 
 /// The key of an event: a 64-bit hash of what `key_by` returned; per-key state and partition
 /// routing use it. Events that were never keyed carry key 0.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Key(pub u64);
 
 impl Key {
@@ -86,11 +88,11 @@ pub(crate) struct KeyHasher(u64);
 impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7cc1_b727_220a_95);
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x517c_c1b7_2722_0a95);
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7cc1_b727_220a_95);
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
     fn write_u8(&mut self, n: u8) {
         self.write_u64(u64::from(n));
@@ -154,12 +156,20 @@ pub struct Event<T> {
 impl<T> Event<T> {
     /// A non-personal event with key 0.
     pub fn new(value: T) -> Event<T> {
-        Event { key: Key(0), envelope: None, value }
+        Event {
+            key: Key(0),
+            envelope: None,
+            value,
+        }
     }
 
     /// A personal event about the envelope's subject.
     pub fn personal(value: T, envelope: Envelope) -> Event<T> {
-        Event { key: Key(0), envelope: Some(Arc::new(envelope)), value }
+        Event {
+            key: Key(0),
+            envelope: Some(Arc::new(envelope)),
+            value,
+        }
     }
 }
 
@@ -200,7 +210,10 @@ mod tests {
             buckets[(Key::of(&i).0 % 4) as usize] += 1;
         }
         for b in buckets {
-            assert!((900..1100).contains(&b), "unbalanced partition buckets {buckets:?}");
+            assert!(
+                (900..1100).contains(&b),
+                "unbalanced partition buckets {buckets:?}"
+            );
         }
     }
 

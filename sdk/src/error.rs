@@ -38,7 +38,9 @@ pub enum Error {
         second: String,
     },
     /// A reference to a path that no launched element has.
-    #[error("{referrer} refers to {path}, which does not exist: launch the app that defines it first, or fix the path")]
+    #[error(
+        "{referrer} refers to {path}, which does not exist: launch the app that defines it first, or fix the path"
+    )]
     UnknownPath {
         /// The path referred to.
         path: String,
@@ -62,13 +64,17 @@ pub enum Error {
         workflow: String,
     },
     /// A workflow given a second source.
-    #[error("workflow {workflow} has two sources; a workflow consumes one stream (merge streams with a sequencer)")]
+    #[error(
+        "workflow {workflow} has two sources; a workflow consumes one stream (merge streams with a sequencer)"
+    )]
     TwoSources {
         /// The workflow's path.
         workflow: String,
     },
     /// A workflow given a second sink.
-    #[error("workflow {workflow} has two sinks; a workflow produces one stream (union the flows first)")]
+    #[error(
+        "workflow {workflow} has two sinks; a workflow produces one stream (union the flows first)"
+    )]
     TwoSinks {
         /// The workflow's path.
         workflow: String,
@@ -84,7 +90,9 @@ pub enum Error {
         found: String,
     },
     /// A feeder whose queue is full; run the system, then push again.
-    #[error("feeder {path} holds {capacity} atoms already: run the system so it drains, then push again")]
+    #[error(
+        "feeder {path} holds {capacity} atoms already: run the system so it drains, then push again"
+    )]
     FeederFull {
         /// The generator's path.
         path: String,
@@ -129,7 +137,9 @@ pub struct TaskError {
 impl TaskError {
     /// A task error with this message.
     pub fn new(message: impl Into<String>) -> TaskError {
-        TaskError { message: message.into() }
+        TaskError {
+            message: message.into(),
+        }
     }
 }
 

@@ -61,6 +61,8 @@ pub use path::Path;
 pub use portal::{AskId, Portal, ReplyHandle, ReplyTo};
 pub use runtime::deterministic::DeterministicSystem;
 pub use runtime::units::{Feeder, Subscription};
-pub use storage::{Commit, InputPosition, MemoryStorage, StateName, StateValue, StateWrite, Storage};
+pub use storage::{
+    Commit, InputPosition, MemoryStorage, StateName, StateValue, StateWrite, Storage,
+};
 pub use task::ctx::Ctx;
 pub use task::state::{PerKeyState, PerTaskState};

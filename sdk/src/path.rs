@@ -14,8 +14,13 @@ impl Path {
     /// Parses a path: a leading `/`, then one or more non-empty segments of letters, digits,
     /// `-`, `_` and `.`, separated by `/`.
     pub fn parse(text: &str) -> Result<Path, Error> {
-        let bad = |reason: &str| Error::InvalidPath { path: text.to_owned(), reason: reason.to_owned() };
-        let rest = text.strip_prefix('/').ok_or_else(|| bad("a path starts with '/'"))?;
+        let bad = |reason: &str| Error::InvalidPath {
+            path: text.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let rest = text
+            .strip_prefix('/')
+            .ok_or_else(|| bad("a path starts with '/'"))?;
         if rest.is_empty() {
             return Err(bad("a path has at least one segment"));
         }
@@ -51,8 +56,13 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("a name is not empty".to_owned());
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
-        return Err(format!("'{c}' is not allowed in a name (use letters, digits, '-', '_', '.')"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "'{c}' is not allowed in a name (use letters, digits, '-', '_', '.')"
+        ));
     }
     Ok(())
 }
@@ -75,10 +85,19 @@ mod tests {
 
     #[test]
     fn parses_good_paths_and_refuses_bad_ones() {
-        assert_eq!(Path::parse("/app/workflows/wf").map(|p| p.to_string()).ok(), Some("/app/workflows/wf".into()));
+        assert_eq!(
+            Path::parse("/app/workflows/wf").map(|p| p.to_string()).ok(),
+            Some("/app/workflows/wf".into())
+        );
         assert!(matches!(Path::parse("app"), Err(Error::InvalidPath { .. })));
         assert!(matches!(Path::parse("/"), Err(Error::InvalidPath { .. })));
-        assert!(matches!(Path::parse("/a//b"), Err(Error::InvalidPath { .. })));
-        assert!(matches!(Path::parse("/a/b c"), Err(Error::InvalidPath { .. })));
+        assert!(matches!(
+            Path::parse("/a//b"),
+            Err(Error::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            Path::parse("/a/b c"),
+            Err(Error::InvalidPath { .. })
+        ));
     }
 }

@@ -27,7 +27,11 @@ pub struct Portal<Req, Rep> {
 
 impl<Req, Rep> Clone for Portal<Req, Rep> {
     fn clone(&self) -> Self {
-        Portal { path: self.path.clone(), key_fn: self.key_fn.clone(), _types: PhantomData }
+        Portal {
+            path: self.path.clone(),
+            key_fn: self.key_fn.clone(),
+            _types: PhantomData,
+        }
     }
 }
 
@@ -89,7 +93,12 @@ pub(crate) struct ReplyMsg {
 impl ReplyMsg {
     /// The error reply for an ask that cannot be answered.
     pub(crate) fn failed(ask: AskMsg, error: AskError) -> ReplyMsg {
-        ReplyMsg { id: ask.id, to: ask.from, reply: Err(error), envelope: ask.envelope }
+        ReplyMsg {
+            id: ask.id,
+            to: ask.from,
+            reply: Err(error),
+            envelope: ask.envelope,
+        }
     }
 }
 

@@ -29,7 +29,12 @@ impl StateName {
         workflow.as_str().hash(&mut h);
         task.hash(&mut h);
         name.hash(&mut h);
-        StateName { id: h.finish(), workflow, task, name }
+        StateName {
+            id: h.finish(),
+            workflow,
+            task,
+            name,
+        }
     }
 }
 
@@ -119,10 +124,16 @@ impl MemoryStorage {
     }
 
     /// The committed values of the state `state` of `workflow`'s tasks, decoded, by key.
-    pub fn values<V: Data>(&self, workflow: &str, state: &str) -> Result<Vec<(Option<Key>, V)>, StorageError> {
+    pub fn values<V: Data>(
+        &self,
+        workflow: &str,
+        state: &str,
+    ) -> Result<Vec<(Option<Key>, V)>, StorageError> {
         let mut out = Vec::new();
         for ((id, key), bytes) in &self.values {
-            let Some(name) = self.names.get(id) else { continue };
+            let Some(name) = self.names.get(id) else {
+                continue;
+            };
             if name.workflow.as_str() == workflow && &*name.name == state {
                 let v = ciborium::from_reader(bytes.as_slice())
                     .map_err(|e| StorageError::Backend(format!("cannot decode {state}: {e}")))?;
@@ -143,7 +154,10 @@ impl Storage for MemoryStorage {
             let end = match w.value {
                 Some(v) => {
                     v.encode(&mut self.scratch)
-                        .map_err(|reason| StorageError::Encode { state: w.state.name.to_string(), reason })?;
+                        .map_err(|reason| StorageError::Encode {
+                            state: w.state.name.to_string(),
+                            reason,
+                        })?;
                     Some(self.scratch.len())
                 }
                 None => None,
@@ -152,9 +166,9 @@ impl Storage for MemoryStorage {
         }
         let mut start = 0;
         for (w, end) in commit.writes.iter().zip(&self.ends) {
-            if !self.names.contains_key(&w.state.id) {
-                self.names.insert(w.state.id, w.state.clone());
-            }
+            self.names
+                .entry(w.state.id)
+                .or_insert_with(|| w.state.clone());
             match end {
                 Some(end) => {
                     let bytes = &self.scratch[start..*end];

@@ -26,7 +26,11 @@ fn pods(args: &[&str], limit: Duration) -> (bool, String, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().expect("output");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -45,14 +49,20 @@ fn demo_prints_the_carts_outcomes_in_order() {
             "dave: 1 x fig reserved (7 left)",
         ]
     );
-    assert!(stderr.contains("running the shop demo"), "progress goes to stderr: {stderr}");
+    assert!(
+        stderr.contains("running the shop demo"),
+        "progress goes to stderr: {stderr}"
+    );
 }
 
 #[test]
 fn help_lists_the_commands_and_bad_arguments_fail() {
     let (ok, stdout, _) = pods(&["--help"], Duration::from_secs(30));
     assert!(ok);
-    assert!(stdout.contains("demo") && stdout.contains("Usage: pods"), "{stdout}");
+    assert!(
+        stdout.contains("demo") && stdout.contains("Usage: pods"),
+        "{stdout}"
+    );
     let (ok, stdout, _) = pods(&["demo", "--help"], Duration::from_secs(30));
     assert!(ok && stdout.contains("--seed"), "{stdout}");
     let (ok, _, stderr) = pods(&["demo", "--seed", "nope"], Duration::from_secs(30));
@@ -62,5 +72,14 @@ fn help_lists_the_commands_and_bad_arguments_fail() {
 #[test]
 fn word_count_example_counts_words() {
     let counts = word_count::run(&["a b a", "B c"]).unwrap();
-    assert_eq!(counts, vec![("a".into(), 1), ("b".into(), 1), ("a".into(), 2), ("b".into(), 2), ("c".into(), 1)]);
+    assert_eq!(
+        counts,
+        vec![
+            ("a".into(), 1),
+            ("b".into(), 1),
+            ("a".into(), 2),
+            ("b".into(), 2),
+            ("c".into(), 1)
+        ]
+    );
 }

@@ -54,10 +54,15 @@ impl AppBuilder {
     /// Starts an app named `name` (letters, digits, `-`, `_`, `.`).
     pub fn new(name: &str) -> AppBuilder {
         let mut errors = Vec::new();
-        let path = match check_name(name).and_then(|_| Path::parse(&format!("/{name}")).map_err(|e| e.to_string())) {
+        let path = match check_name(name)
+            .and_then(|_| Path::parse(&format!("/{name}")).map_err(|e| e.to_string()))
+        {
             Ok(p) => p,
             Err(reason) => {
-                errors.push(Error::InvalidPath { path: name.to_owned(), reason });
+                errors.push(Error::InvalidPath {
+                    path: name.to_owned(),
+                    reason,
+                });
                 Path::placeholder("/invalid-app-name")
             }
         };
@@ -80,18 +85,32 @@ impl AppBuilder {
     pub(crate) fn child(&self, kind: &str, name: &str) -> Path {
         let mut st = self.state.borrow_mut();
         if let Err(reason) = check_name(name) {
-            st.errors.push(Error::InvalidPath { path: name.to_owned(), reason });
+            st.errors.push(Error::InvalidPath {
+                path: name.to_owned(),
+                reason,
+            });
         }
         st.path.child(kind, name)
     }
 
     /// Records a reference by path, returning the parsed path (or a placeholder after recording
     /// the error).
-    pub(crate) fn reference(&self, path: &str, kind: Kind, ty: TypeInfo, ty2: Option<TypeInfo>) -> Path {
+    pub(crate) fn reference(
+        &self,
+        path: &str,
+        kind: Kind,
+        ty: TypeInfo,
+        ty2: Option<TypeInfo>,
+    ) -> Path {
         let mut st = self.state.borrow_mut();
         match Path::parse(path) {
             Ok(p) => {
-                st.elements.references.push(Reference { path: p.clone(), kind, ty, ty2 });
+                st.elements.references.push(Reference {
+                    path: p.clone(),
+                    kind,
+                    ty,
+                    ty2,
+                });
                 p
             }
             Err(e) => {
@@ -123,7 +142,10 @@ impl AppBuilder {
         }
         check_duplicates(&st.elements)?;
         check_repliers(&st.elements)?;
-        Ok(App { path: st.path.clone(), elements: std::mem::take(&mut st.elements) })
+        Ok(App {
+            path: st.path.clone(),
+            elements: std::mem::take(&mut st.elements),
+        })
     }
 }
 
@@ -151,7 +173,9 @@ fn check_duplicates(el: &Elements) -> Result<(), Error> {
     }
     for p in paths {
         if !seen.insert(p.clone()) {
-            return Err(Error::DuplicatePath { path: p.to_string() });
+            return Err(Error::DuplicatePath {
+                path: p.to_string(),
+            });
         }
     }
     Ok(())
@@ -167,7 +191,11 @@ fn check_repliers(el: &Elements) -> Result<(), Error> {
     }
     for p in &el.portals {
         match repliers.get(&p.path).map(Vec::as_slice) {
-            None | Some([]) => return Err(Error::PortalWithoutReplier { portal: p.path.to_string() }),
+            None | Some([]) => {
+                return Err(Error::PortalWithoutReplier {
+                    portal: p.path.to_string(),
+                });
+            }
             Some([_]) => {}
             Some([first, second, ..]) => {
                 return Err(Error::PortalWithTwoRepliers {

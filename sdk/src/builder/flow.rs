@@ -27,7 +27,12 @@ pub(crate) struct WorkflowState {
 
 impl WorkflowState {
     pub(crate) fn new(path: Path) -> WorkflowState {
-        let source = NodeSpec { name: "source".into(), inputs: Vec::new(), factory: None, non_personal: false };
+        let source = NodeSpec {
+            name: "source".into(),
+            inputs: Vec::new(),
+            factory: None,
+            non_personal: false,
+        };
         WorkflowState {
             path,
             source: None,
@@ -45,7 +50,9 @@ impl WorkflowState {
             return Err(e);
         }
         let Some((source, source_ty)) = self.source.clone() else {
-            return Err(Error::NoSource { workflow: self.path.to_string() });
+            return Err(Error::NoSource {
+                workflow: self.path.to_string(),
+            });
         };
         let (sink, out_ty) = match self.sink {
             Some((node, ty)) => (Some(node), ty),
@@ -79,12 +86,18 @@ impl WorkflowBuilder {
     pub fn source<T: Data>(&self, stream: &StreamRef<T>) -> Flow<T> {
         let mut wf = self.wf.borrow_mut();
         if wf.source.is_some() {
-            let e = Error::TwoSources { workflow: wf.path.to_string() };
+            let e = Error::TwoSources {
+                workflow: wf.path.to_string(),
+            };
             wf.errors.push(e);
         } else {
             wf.source = Some((stream.path.clone(), TypeInfo::of::<T>()));
         }
-        Flow { wf: self.wf.clone(), node: 0, _t: PhantomData }
+        Flow {
+            wf: self.wf.clone(),
+            node: 0,
+            _t: PhantomData,
+        }
     }
 
     /// The workflow's registry path.
@@ -103,13 +116,22 @@ pub struct Flow<T> {
 
 impl<T> Clone for Flow<T> {
     fn clone(&self) -> Self {
-        Flow { wf: self.wf.clone(), node: self.node, _t: PhantomData }
+        Flow {
+            wf: self.wf.clone(),
+            node: self.node,
+            _t: PhantomData,
+        }
     }
 }
 
 impl<T: Data> Flow<T> {
     /// Adds a task node reading `inputs` and returns its flow.
-    pub(crate) fn add<U: Data>(&self, name: &str, inputs: Vec<usize>, factory: TaskFactory) -> Flow<U> {
+    pub(crate) fn add<U: Data>(
+        &self,
+        name: &str,
+        inputs: Vec<usize>,
+        factory: TaskFactory,
+    ) -> Flow<U> {
         self.add_with_hook::<U>(name, inputs, factory, None)
     }
 
@@ -122,9 +144,18 @@ impl<T: Data> Flow<T> {
     ) -> Flow<U> {
         let mut wf = self.wf.borrow_mut();
         let index = wf.nodes.len();
-        wf.nodes.push(NodeSpec { name: format!("{name}-{index}"), inputs, factory: Some(factory), non_personal: false });
+        wf.nodes.push(NodeSpec {
+            name: format!("{name}-{index}"),
+            inputs,
+            factory: Some(factory),
+            non_personal: false,
+        });
         wf.hooks.push(hook);
-        Flow { wf: self.wf.clone(), node: index, _t: PhantomData }
+        Flow {
+            wf: self.wf.clone(),
+            node: index,
+            _t: PhantomData,
+        }
     }
 
     /// Records an error to report at build time.
@@ -144,7 +175,9 @@ impl<T: Data> Flow<T> {
     pub fn sink(&self) -> StreamRef<T> {
         let mut wf = self.wf.borrow_mut();
         if wf.sink.is_some() {
-            let e = Error::TwoSinks { workflow: wf.path.to_string() };
+            let e = Error::TwoSinks {
+                workflow: wf.path.to_string(),
+            };
             wf.errors.push(e);
         } else {
             wf.sink = Some((self.node, TypeInfo::of::<T>()));
@@ -167,7 +200,11 @@ impl<T: Data> Flow<T> {
     /// The flow's position: the workflow path and node index (for diagnostics).
     pub fn describe(&self) -> String {
         let wf = self.wf.borrow();
-        let name = wf.nodes.get(self.node).map(|n| n.name.clone()).unwrap_or_default();
+        let name = wf
+            .nodes
+            .get(self.node)
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
         format!("{}#{}", wf.path(), name)
     }
 }

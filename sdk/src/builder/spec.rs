@@ -17,7 +17,10 @@ pub(crate) struct TypeInfo {
 
 impl TypeInfo {
     pub(crate) fn of<T: 'static>() -> TypeInfo {
-        TypeInfo { id: TypeId::of::<T>(), name: std::any::type_name::<T>() }
+        TypeInfo {
+            id: TypeId::of::<T>(),
+            name: std::any::type_name::<T>(),
+        }
     }
 }
 
@@ -95,7 +98,8 @@ pub(crate) struct SequencerSpec {
 }
 
 /// Makes the typed routing part of a splitter.
-pub(crate) type SplitterFactory = Box<dyn FnOnce() -> Box<dyn crate::runtime::units::SplitRouter> + Send>;
+pub(crate) type SplitterFactory =
+    Box<dyn FnOnce() -> Box<dyn crate::runtime::units::SplitRouter> + Send>;
 
 pub(crate) struct SplitterSpec {
     pub path: Path,

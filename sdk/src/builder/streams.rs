@@ -8,7 +8,8 @@ use std::sync::Arc;
 use crate::batch::Batch;
 use crate::builder::app::AppBuilder;
 use crate::builder::spec::{
-    ConnectionSpec, GeneratorSource, GeneratorSpec, Kind, PortalSpec, SequencerSpec, SplitSpec, SplitterSpec, TypeInfo,
+    ConnectionSpec, GeneratorSource, GeneratorSpec, Kind, PortalSpec, SequencerSpec, SplitSpec,
+    SplitterSpec, TypeInfo,
 };
 use crate::data::{Data, Event, Key};
 use crate::error::Error;
@@ -26,13 +27,19 @@ pub struct StreamRef<T> {
 
 impl<T> Clone for StreamRef<T> {
     fn clone(&self) -> Self {
-        StreamRef { path: self.path.clone(), _t: PhantomData }
+        StreamRef {
+            path: self.path.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
 impl<T> StreamRef<T> {
     pub(crate) fn new(path: Path) -> StreamRef<T> {
-        StreamRef { path, _t: PhantomData }
+        StreamRef {
+            path,
+            _t: PhantomData,
+        }
     }
 
     /// The stream's registry path.
@@ -80,25 +87,45 @@ impl AppBuilder {
     fn add_generator<T: Data>(&self, name: &str, source: GeneratorSource) -> StreamRef<T> {
         let path = self.child("generators", name);
         let stream = path.join("stream");
-        let spec = GeneratorSpec { path, stream: stream.clone(), ty: TypeInfo::of::<T>(), source };
+        let spec = GeneratorSpec {
+            path,
+            stream: stream.clone(),
+            ty: TypeInfo::of::<T>(),
+            source,
+        };
         self.state.borrow_mut().elements.generators.push(spec);
         StreamRef::new(stream)
     }
 
     /// A generator producing the given atoms in order, then Seal.
     pub fn generator_from_atoms<T: Data>(&self, name: &str, atoms: Vec<Vec<T>>) -> StreamRef<T> {
-        self.generator_from_events(name, atoms.into_iter().map(|a| a.into_iter().map(Event::new).collect()).collect())
+        self.generator_from_events(
+            name,
+            atoms
+                .into_iter()
+                .map(|a| a.into_iter().map(Event::new).collect())
+                .collect(),
+        )
     }
 
     /// A generator producing the given atoms of events (which may carry envelopes), then Seal.
-    pub fn generator_from_events<T: Data>(&self, name: &str, atoms: Vec<Vec<Event<T>>>) -> StreamRef<T> {
+    pub fn generator_from_events<T: Data>(
+        &self,
+        name: &str,
+        atoms: Vec<Vec<Event<T>>>,
+    ) -> StreamRef<T> {
         let iter = atoms.into_iter().map(|a| Arc::new(a) as Arc<dyn Batch>);
         self.add_generator(name, GeneratorSource::Atoms(Box::new(iter)))
     }
 
     /// A generator producing the numbers of `range` in atoms of `atom_size` (the last may be
     /// shorter), then Seal.
-    pub fn generator_from_range(&self, name: &str, range: Range<i64>, atom_size: usize) -> StreamRef<i64> {
+    pub fn generator_from_range(
+        &self,
+        name: &str,
+        range: Range<i64>,
+        atom_size: usize,
+    ) -> StreamRef<i64> {
         if atom_size == 0 {
             self.state.borrow_mut().errors.push(Error::InvalidPath {
                 path: name.to_owned(),
@@ -107,12 +134,15 @@ impl AppBuilder {
         }
         let size = atom_size.max(1) as i64;
         let (start, end) = (range.start, range.end);
-        let iter = (0..).map(move |i: i64| start.saturating_add(i.saturating_mul(size))).take_while(move |s| *s < end).map(
-            move |s| {
-                let atom: Vec<Event<i64>> = (s..s.saturating_add(size).min(end)).map(Event::new).collect();
+        let iter = (0..)
+            .map(move |i: i64| start.saturating_add(i.saturating_mul(size)))
+            .take_while(move |s| *s < end)
+            .map(move |s| {
+                let atom: Vec<Event<i64>> = (s..s.saturating_add(size).min(end))
+                    .map(Event::new)
+                    .collect();
                 Arc::new(atom) as Arc<dyn Batch>
-            },
-        );
+            });
         self.add_generator(name, GeneratorSource::Atoms(Box::new(iter)))
     }
 
@@ -124,30 +154,56 @@ impl AppBuilder {
 
     /// Like [`AppBuilder::generator_external`] with a queue bound of `capacity` atoms.
     pub fn generator_external_bounded<T: Data>(&self, name: &str, capacity: usize) -> StreamRef<T> {
-        self.add_generator(name, GeneratorSource::External { capacity: capacity.max(1) })
+        self.add_generator(
+            name,
+            GeneratorSource::External {
+                capacity: capacity.max(1),
+            },
+        )
     }
 
     /// A sequencer named `name`; connect streams to it with [`AppBuilder::connect`].
     pub fn sequencer<T: Data>(&self, name: &str) -> Sequencer<T> {
         let path = self.child("sequencers", name);
-        let spec = SequencerSpec { path: path.clone(), stream: path.join("stream"), ty: TypeInfo::of::<T>() };
+        let spec = SequencerSpec {
+            path: path.clone(),
+            stream: path.join("stream"),
+            ty: TypeInfo::of::<T>(),
+        };
         self.state.borrow_mut().elements.sequencers.push(spec);
-        Sequencer { path, _t: PhantomData }
+        Sequencer {
+            path,
+            _t: PhantomData,
+        }
     }
 
     /// Feeds `stream` into `sequencer` (which may belong to another app).
     pub fn connect<T: Data>(&self, stream: &StreamRef<T>, sequencer: &Sequencer<T>) {
-        let spec = ConnectionSpec { from: stream.path.clone(), to: sequencer.path.clone(), ty: TypeInfo::of::<T>() };
+        let spec = ConnectionSpec {
+            from: stream.path.clone(),
+            to: sequencer.path.clone(),
+            ty: TypeInfo::of::<T>(),
+        };
         self.state.borrow_mut().elements.connections.push(spec);
     }
 
     /// A splitter named `name` over `input`; add splits with [`AppBuilder::split`].
     pub fn splitter<T: Data>(&self, name: &str, input: &StreamRef<T>) -> Splitter<T> {
         let path = self.child("splitters", name);
-        let factory = Box::new(|| Box::new(TypedSplitter::<T>::default()) as Box<dyn crate::runtime::units::SplitRouter>);
-        let spec = SplitterSpec { path: path.clone(), input: input.path.clone(), ty: TypeInfo::of::<T>(), factory };
+        let factory = Box::new(|| {
+            Box::new(TypedSplitter::<T>::default()) as Box<dyn crate::runtime::units::SplitRouter>
+        });
+        let spec = SplitterSpec {
+            path: path.clone(),
+            input: input.path.clone(),
+            ty: TypeInfo::of::<T>(),
+            factory,
+        };
         self.state.borrow_mut().elements.splitters.push(spec);
-        Splitter { path, _t: PhantomData }
+        Splitter {
+            path,
+            _t: PhantomData,
+        }
     }
 
     /// Adds a split named `name` to `splitter` (which may belong to another app): events for
@@ -159,7 +215,10 @@ impl AppBuilder {
         predicate: impl Fn(&T) -> bool + Send + Sync + 'static,
     ) -> StreamRef<T> {
         if let Err(reason) = crate::path::check_name(name) {
-            self.state.borrow_mut().errors.push(Error::InvalidPath { path: name.to_owned(), reason });
+            self.state.borrow_mut().errors.push(Error::InvalidPath {
+                path: name.to_owned(),
+                reason,
+            });
         }
         let stream = splitter.path.join("splits").join(name);
         let predicate: Arc<dyn Fn(&T) -> bool + Send + Sync> = Arc::new(predicate);
@@ -186,9 +245,17 @@ impl AppBuilder {
         key: impl Fn(&Req) -> K + Send + Sync + 'static,
     ) -> Portal<Req, Rep> {
         let path = self.child("portals", name);
-        let spec = PortalSpec { path: path.clone(), req: TypeInfo::of::<Req>(), rep: TypeInfo::of::<Rep>() };
+        let spec = PortalSpec {
+            path: path.clone(),
+            req: TypeInfo::of::<Req>(),
+            rep: TypeInfo::of::<Rep>(),
+        };
         self.state.borrow_mut().elements.portals.push(spec);
-        Portal { path, key_fn: Some(Arc::new(move |r: &Req| Key::of(&key(r)))), _types: PhantomData }
+        Portal {
+            path,
+            key_fn: Some(Arc::new(move |r: &Req| Key::of(&key(r)))),
+            _types: PhantomData,
+        }
     }
 
     /// Refers to another app's stream by path; checked (existence and type) at launch.
@@ -198,17 +265,32 @@ impl AppBuilder {
 
     /// Refers to another app's portal by path; checked (existence and both types) at launch.
     pub fn portal_ref<Req: Data, Rep: Data>(&self, path: &str) -> Portal<Req, Rep> {
-        let path = self.reference(path, Kind::Portal, TypeInfo::of::<Req>(), Some(TypeInfo::of::<Rep>()));
-        Portal { path, key_fn: None, _types: PhantomData }
+        let path = self.reference(
+            path,
+            Kind::Portal,
+            TypeInfo::of::<Req>(),
+            Some(TypeInfo::of::<Rep>()),
+        );
+        Portal {
+            path,
+            key_fn: None,
+            _types: PhantomData,
+        }
     }
 
     /// Refers to another app's sequencer by path, to connect streams to it.
     pub fn sequencer_ref<T: Data>(&self, path: &str) -> Sequencer<T> {
-        Sequencer { path: self.reference(path, Kind::Sequencer, TypeInfo::of::<T>(), None), _t: PhantomData }
+        Sequencer {
+            path: self.reference(path, Kind::Sequencer, TypeInfo::of::<T>(), None),
+            _t: PhantomData,
+        }
     }
 
     /// Refers to another app's splitter by path, to add splits to it.
     pub fn splitter_ref<T: Data>(&self, path: &str) -> Splitter<T> {
-        Splitter { path: self.reference(path, Kind::Splitter, TypeInfo::of::<T>(), None), _t: PhantomData }
+        Splitter {
+            path: self.reference(path, Kind::Splitter, TypeInfo::of::<T>(), None),
+            _t: PhantomData,
+        }
     }
 }

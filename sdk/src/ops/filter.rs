@@ -32,7 +32,17 @@ impl<T: Data> Flow<T> {
     /// Keeps the events for which `f` holds.
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Flow<T> {
         let f = Arc::new(f);
-        self.add("filter", vec![self.node], Arc::new(move |_, _| Box::new(FilterTask { f: f.clone(), keep: true, _t: PhantomData })))
+        self.add(
+            "filter",
+            vec![self.node],
+            Arc::new(move |_, _| {
+                Box::new(FilterTask {
+                    f: f.clone(),
+                    keep: true,
+                    _t: PhantomData,
+                })
+            }),
+        )
     }
 
     /// Splits the flow in two branches of this workflow: events for which `f` holds, and the
@@ -40,8 +50,28 @@ impl<T: Data> Flow<T> {
     pub fn split(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> (Flow<T>, Flow<T>) {
         let f = Arc::new(f);
         let g = f.clone();
-        let yes = self.add("split-yes", vec![self.node], Arc::new(move |_, _| Box::new(FilterTask { f: f.clone(), keep: true, _t: PhantomData })));
-        let no = self.add("split-no", vec![self.node], Arc::new(move |_, _| Box::new(FilterTask { f: g.clone(), keep: false, _t: PhantomData })));
+        let yes = self.add(
+            "split-yes",
+            vec![self.node],
+            Arc::new(move |_, _| {
+                Box::new(FilterTask {
+                    f: f.clone(),
+                    keep: true,
+                    _t: PhantomData,
+                })
+            }),
+        );
+        let no = self.add(
+            "split-no",
+            vec![self.node],
+            Arc::new(move |_, _| {
+                Box::new(FilterTask {
+                    f: g.clone(),
+                    keep: false,
+                    _t: PhantomData,
+                })
+            }),
+        );
         (yes, no)
     }
 }

@@ -31,7 +31,11 @@ where
         let mut out: Vec<Event<U>> = Vec::with_capacity(events.len());
         for e in events {
             for value in f(e.value) {
-                out.push(Event { key: e.key, envelope: e.envelope.clone(), value });
+                out.push(Event {
+                    key: e.key,
+                    envelope: e.envelope.clone(),
+                    value,
+                });
             }
         }
         Some(Box::new(out))
@@ -46,6 +50,15 @@ impl<T: Data> Flow<T> {
         f: impl Fn(T) -> I + Send + Sync + 'static,
     ) -> Flow<U> {
         let f = Arc::new(f);
-        self.add("flat_map", vec![self.node], Arc::new(move |_, _| Box::new(FlatMapTask { f: f.clone(), _t: PhantomData })))
+        self.add(
+            "flat_map",
+            vec![self.node],
+            Arc::new(move |_, _| {
+                Box::new(FlatMapTask {
+                    f: f.clone(),
+                    _t: PhantomData,
+                })
+            }),
+        )
     }
 }

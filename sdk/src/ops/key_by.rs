@@ -32,8 +32,20 @@ impl<T: Data, K: Hash, F: Fn(&T) -> K + Send + Sync + 'static> Task for KeyByTas
 
 impl<T: Data> Flow<T> {
     /// Keys each event by the hash of what `f` returns; downstream per-key state is scoped to it.
-    pub fn key_by<K: Hash + 'static>(&self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> Flow<T> {
+    pub fn key_by<K: Hash + 'static>(
+        &self,
+        f: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> Flow<T> {
         let f = Arc::new(f);
-        self.add("key_by", vec![self.node], Arc::new(move |_, _| Box::new(KeyByTask { f: f.clone(), _t: PhantomData })))
+        self.add(
+            "key_by",
+            vec![self.node],
+            Arc::new(move |_, _| {
+                Box::new(KeyByTask {
+                    f: f.clone(),
+                    _t: PhantomData,
+                })
+            }),
+        )
     }
 }

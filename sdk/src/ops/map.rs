@@ -22,8 +22,14 @@ impl<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static> Task for MapTask<T
             return None;
         };
         let f = &*self.f;
-        let out: Vec<Event<U>> =
-            events.into_iter().map(|e| Event { key: e.key, envelope: e.envelope, value: f(e.value) }).collect();
+        let out: Vec<Event<U>> = events
+            .into_iter()
+            .map(|e| Event {
+                key: e.key,
+                envelope: e.envelope,
+                value: f(e.value),
+            })
+            .collect();
         Some(Box::new(out))
     }
 }
@@ -47,12 +53,25 @@ impl<T: Data> Flow<T> {
     /// ```
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Flow<U> {
         let f = Arc::new(f);
-        self.add("map", vec![self.node], Arc::new(move |_, _| Box::new(MapTask { f: f.clone(), _t: PhantomData })))
+        self.add(
+            "map",
+            vec![self.node],
+            Arc::new(move |_, _| {
+                Box::new(MapTask {
+                    f: f.clone(),
+                    _t: PhantomData,
+                })
+            }),
+        )
     }
 
     /// Passes every event on unchanged.
     pub fn identity(&self) -> Flow<T> {
-        self.add("identity", vec![self.node], Arc::new(|_, _| Box::new(Identity)))
+        self.add(
+            "identity",
+            vec![self.node],
+            Arc::new(|_, _| Box::new(Identity)),
+        )
     }
 
     pub(crate) fn identity_of(&self, inputs: Vec<usize>) -> Flow<T> {

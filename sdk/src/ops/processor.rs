@@ -26,7 +26,13 @@ impl<T: Data> Flow<T> {
         let slot = hook.clone();
         let factory = Arc::new(move |wf: &Path, index: u32| {
             let complete = slot.lock().ok().and_then(|g| g.clone());
-            Box::new(HandlerTask::<T, U>::new(wf, index, on_event.clone(), complete, on_ask.clone())) as Box<dyn Task>
+            Box::new(HandlerTask::<T, U>::new(
+                wf,
+                index,
+                on_event.clone(),
+                complete,
+                on_ask.clone(),
+            )) as Box<dyn Task>
         });
         self.add_with_hook::<U>(name, vec![self.node], factory, Some(Box::new(hook)))
     }
@@ -45,7 +51,10 @@ impl<T: Data> Flow<T> {
     ///     ctx.emit(t);
     /// }).sink();
     /// ```
-    pub fn processor<U: Data, R: Outcome>(&self, f: impl Fn(&mut Ctx<'_, U>, T) -> R + Send + Sync + 'static) -> Flow<U> {
+    pub fn processor<U: Data, R: Outcome>(
+        &self,
+        f: impl Fn(&mut Ctx<'_, U>, T) -> R + Send + Sync + 'static,
+    ) -> Flow<U> {
         let on_event: OnEvent<T, U> = Arc::new(move |ctx, x| f(ctx, x).into_result());
         self.handler_node("processor", Some(on_event), None)
     }
@@ -64,7 +73,10 @@ impl<T: Data> Flow<T> {
     /// Runs `f` once per atom in which the task before it ran, after all of that atom's events
     /// (there is no current key or envelope; per-task state is available). Follows a
     /// `processor`, `asker` or `replier`.
-    pub fn on_atom_complete<R: Outcome>(self, f: impl Fn(&mut Ctx<'_, T>) -> R + Send + Sync + 'static) -> Flow<T> {
+    pub fn on_atom_complete<R: Outcome>(
+        self,
+        f: impl Fn(&mut Ctx<'_, T>) -> R + Send + Sync + 'static,
+    ) -> Flow<T> {
         let f: OnComplete<T> = Arc::new(move |ctx| f(ctx).into_result());
         let set = self.with_hook(|slot| {
             let hook = slot.and_then(|b| b.downcast_mut::<Hook<T>>())?;

@@ -32,11 +32,18 @@ impl<T: Data> Flow<T> {
         on_ask: impl Fn(&mut Ctx<'_, U>, Req, ReplyTo<Rep>) -> R2 + Send + Sync + 'static,
     ) -> Flow<U> {
         let on_event: OnEvent<T, U> = Arc::new(move |ctx, x| on_event(ctx, x).into_result());
-        let on_ask: OnAsk<Req, Rep, U> = Arc::new(move |ctx, req, to| on_ask(ctx, req, to).into_result());
-        let key_fn: KeyFn<Req> = portal.key_fn.clone().unwrap_or_else(|| Arc::new(|_: &Req| Key(0)));
+        let on_ask: OnAsk<Req, Rep, U> =
+            Arc::new(move |ctx, req, to| on_ask(ctx, req, to).into_result());
+        let key_fn: KeyFn<Req> = portal
+            .key_fn
+            .clone()
+            .unwrap_or_else(|| Arc::new(|_: &Req| Key(0)));
         let handler: Arc<dyn AskHandler<U>> = Arc::new(Replier { key_fn, on_ask });
         let flow = self.handler_node("replier", Some(on_event), Some(handler));
-        self.wf.borrow_mut().repliers.push((portal.path.clone(), flow.node));
+        self.wf
+            .borrow_mut()
+            .repliers
+            .push((portal.path.clone(), flow.node));
         flow
     }
 

@@ -91,11 +91,19 @@ impl WorkflowInstance {
 
     /// Continuations waiting for replies, over all tasks.
     pub(crate) fn pending(&self) -> usize {
-        self.nodes.iter().filter_map(|n| n.task.as_ref()).map(|t| t.pending()).sum()
+        self.nodes
+            .iter()
+            .filter_map(|n| n.task.as_ref())
+            .map(|t| t.pending())
+            .sum()
     }
 
     /// Runs one step and commits it; on failure nothing of the step is committed or released.
-    pub(crate) fn step(&mut self, input: StepInput, storage: &mut dyn Storage) -> Result<StepOutput, TaskError> {
+    pub(crate) fn step(
+        &mut self,
+        input: StepInput,
+        storage: &mut dyn Storage,
+    ) -> Result<StepOutput, TaskError> {
         let step = self.step + 1;
         self.fx.begin(step);
         let n = self.nodes.len();
@@ -116,7 +124,9 @@ impl WorkflowInstance {
             }
             StepInput::Replies(replies) => {
                 for r in replies {
-                    let Some(slot) = pre.get_mut(r.to.task as usize) else { continue };
+                    let Some(slot) = pre.get_mut(r.to.task as usize) else {
+                        continue;
+                    };
                     match slot {
                         Some(Pre::Replies(v)) => v.push(r),
                         _ => *slot = Some(Pre::Replies(vec![r])),
@@ -126,7 +136,9 @@ impl WorkflowInstance {
         }
         let mut remaining = self.consumers.clone();
         let (nodes, fx) = (&mut self.nodes, &mut self.fx);
-        let ran = catch_unwind(AssertUnwindSafe(|| run_tasks(nodes, fx, &mut outputs, &mut pre, &mut remaining)));
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            run_tasks(nodes, fx, &mut outputs, &mut pre, &mut remaining)
+        }));
         if let Err(panic) = ran {
             let message = panic
                 .downcast_ref::<&str>()
@@ -138,7 +150,10 @@ impl WorkflowInstance {
         if let Some(e) = self.fx.error.take() {
             return Err(e);
         }
-        let output = self.sink.and_then(|s| outputs.get_mut(s).and_then(Option::take)).filter(|b| b.len() > 0);
+        let output = self
+            .sink
+            .and_then(|s| outputs.get_mut(s).and_then(Option::take))
+            .filter(|b| b.len() > 0);
         let mut writes = Vec::new();
         for node in &self.nodes {
             if let Some(t) = &node.task {
@@ -154,7 +169,9 @@ impl WorkflowInstance {
             asks: self.fx.asks.len(),
             replies: self.fx.replies.len(),
         };
-        storage.commit(&commit).map_err(|e| TaskError::new(format!("commit of step {step} failed: {e}")))?;
+        storage
+            .commit(&commit)
+            .map_err(|e| TaskError::new(format!("commit of step {step} failed: {e}")))?;
         drop(writes);
         for node in &mut self.nodes {
             if let Some(t) = &mut node.task {
@@ -162,7 +179,11 @@ impl WorkflowInstance {
             }
         }
         self.step = step;
-        Ok(StepOutput { output, asks: std::mem::take(&mut self.fx.asks), replies: std::mem::take(&mut self.fx.replies) })
+        Ok(StepOutput {
+            output,
+            asks: std::mem::take(&mut self.fx.asks),
+            replies: std::mem::take(&mut self.fx.replies),
+        })
     }
 }
 
@@ -181,7 +202,9 @@ fn run_tasks(
             continue;
         }
         let node = &mut nodes[i];
-        let Some(task) = node.task.as_mut() else { continue };
+        let Some(task) = node.task.as_mut() else {
+            continue;
+        };
         fx.task = i as u32;
         fx.non_personal = node.non_personal;
         let mut out: Option<Box<dyn Batch>> = match work {
@@ -215,11 +238,19 @@ fn append(acc: &mut Option<Box<dyn Batch>>, more: Option<Box<dyn Batch>>) {
 
 /// The concatenated outputs of `inputs`; the last consumer of an output takes it, earlier ones
 /// copy it.
-fn gather(inputs: &[usize], outputs: &mut [Option<Box<dyn Batch>>], remaining: &mut [usize]) -> Option<Box<dyn Batch>> {
+fn gather(
+    inputs: &[usize],
+    outputs: &mut [Option<Box<dyn Batch>>],
+    remaining: &mut [usize],
+) -> Option<Box<dyn Batch>> {
     let mut acc = None;
     for &j in inputs {
         remaining[j] = remaining[j].saturating_sub(1);
-        let batch = if remaining[j] == 0 { outputs[j].take() } else { outputs[j].as_ref().map(|b| b.clone_batch()) };
+        let batch = if remaining[j] == 0 {
+            outputs[j].take()
+        } else {
+            outputs[j].as_ref().map(|b| b.clone_batch())
+        };
         append(&mut acc, batch);
     }
     acc

@@ -66,39 +66,53 @@ fn definitions(app: &App) -> HashMap<Path, Def> {
 /// Checks that `app` can be launched into a system with `registry`; changes nothing.
 pub(crate) fn check_launch(app: &App, registry: &Registry) -> Result<(), Error> {
     if registry.apps.contains(&app.path) {
-        return Err(Error::DuplicatePath { path: app.path.to_string() });
+        return Err(Error::DuplicatePath {
+            path: app.path.to_string(),
+        });
     }
     let defs = definitions(app);
     for path in defs.keys() {
         if registry.entries.contains_key(path) {
-            return Err(Error::DuplicatePath { path: path.to_string() });
+            return Err(Error::DuplicatePath {
+                path: path.to_string(),
+            });
         }
     }
     let lookup = |path: &Path| -> Option<Def> {
-        defs.get(path).copied().or_else(|| registry.entries.get(path).map(|e| (e.kind, e.ty, e.ty2)))
+        defs.get(path)
+            .copied()
+            .or_else(|| registry.entries.get(path).map(|e| (e.kind, e.ty, e.ty2)))
     };
-    let expect = |path: &Path, kind: Kind, ty: TypeInfo, ty2: Option<TypeInfo>| -> Result<(), Error> {
-        let Some((found_kind, found_ty, found_ty2)) = lookup(path) else {
-            return Err(Error::UnknownPath { path: path.to_string(), referrer: app.path.to_string() });
+    let expect =
+        |path: &Path, kind: Kind, ty: TypeInfo, ty2: Option<TypeInfo>| -> Result<(), Error> {
+            let Some((found_kind, found_ty, found_ty2)) = lookup(path) else {
+                return Err(Error::UnknownPath {
+                    path: path.to_string(),
+                    referrer: app.path.to_string(),
+                });
+            };
+            if found_kind != kind {
+                return Err(Error::WrongKind {
+                    path: path.to_string(),
+                    expected: kind.name(),
+                    found: found_kind.name(),
+                });
+            }
+            let mismatch = |expected: TypeInfo, found: TypeInfo| Error::TypeMismatch {
+                path: path.to_string(),
+                expected: expected.name.to_owned(),
+                found: found.name.to_owned(),
+            };
+            if found_ty != ty {
+                return Err(mismatch(ty, found_ty));
+            }
+            if let (Some(want), Some(have)) = (ty2, found_ty2)
+                && want != have
+            {
+                return Err(mismatch(want, have));
+            }
+            Ok(())
         };
-        if found_kind != kind {
-            return Err(Error::WrongKind { path: path.to_string(), expected: kind.name(), found: found_kind.name() });
-        }
-        let mismatch = |expected: TypeInfo, found: TypeInfo| Error::TypeMismatch {
-            path: path.to_string(),
-            expected: expected.name.to_owned(),
-            found: found.name.to_owned(),
-        };
-        if found_ty != ty {
-            return Err(mismatch(ty, found_ty));
-        }
-        if let (Some(want), Some(have)) = (ty2, found_ty2)
-            && want != have
-        {
-            return Err(mismatch(want, have));
-        }
-        Ok(())
-    };
     let el = &app.elements;
     for r in &el.references {
         expect(&r.path, r.kind, r.ty, r.ty2)?;
@@ -113,13 +127,19 @@ pub(crate) fn check_launch(app: &App, registry: &Registry) -> Result<(), Error> 
                         first: replier_workflow(registry, e),
                         second: w.path.to_string(),
                     },
-                    None => Error::UnknownPath { path: portal.to_string(), referrer: app.path.to_string() },
+                    None => Error::UnknownPath {
+                        path: portal.to_string(),
+                        referrer: app.path.to_string(),
+                    },
                 });
             }
         }
         for portal in &w.asks {
             if lookup(portal).map(|d| d.0) != Some(Kind::Portal) {
-                return Err(Error::UnknownPath { path: portal.to_string(), referrer: app.path.to_string() });
+                return Err(Error::UnknownPath {
+                    path: portal.to_string(),
+                    referrer: app.path.to_string(),
+                });
             }
         }
     }

@@ -38,7 +38,14 @@ pub(crate) struct StreamLog {
 
 impl StreamLog {
     pub(crate) fn new(path: Path) -> StreamLog {
-        StreamLog { path, atoms: VecDeque::new(), base: 0, cursors: Vec::new(), end: None, observers: Vec::new() }
+        StreamLog {
+            path,
+            atoms: VecDeque::new(),
+            base: 0,
+            cursors: Vec::new(),
+            end: None,
+            observers: Vec::new(),
+        }
     }
 
     /// Offset the next appended atom gets.
@@ -119,7 +126,13 @@ impl StreamLog {
 
     /// Drops atoms every consumer has read.
     fn truncate(&mut self) {
-        let min = self.cursors.iter().copied().min().unwrap_or(DONE).min(self.head());
+        let min = self
+            .cursors
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(DONE)
+            .min(self.head());
         while self.base < min && !self.atoms.is_empty() {
             self.atoms.pop_front();
             self.base += 1;

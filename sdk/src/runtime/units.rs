@@ -52,7 +52,16 @@ impl<T: Data> SplitRouter for TypedSplitter<T> {
                 }
             }
         }
-        parts.into_iter().map(|p| if p.is_empty() { None } else { Some(Box::new(p) as Box<dyn Batch>) }).collect()
+        parts
+            .into_iter()
+            .map(|p| {
+                if p.is_empty() {
+                    None
+                } else {
+                    Some(Box::new(p) as Box<dyn Batch>)
+                }
+            })
+            .collect()
     }
 }
 
@@ -65,7 +74,11 @@ pub(crate) struct FeederQueue {
 
 impl FeederQueue {
     pub(crate) fn new(capacity: usize) -> Arc<Mutex<FeederQueue>> {
-        Arc::new(Mutex::new(FeederQueue { atoms: VecDeque::new(), capacity, sealed: false }))
+        Arc::new(Mutex::new(FeederQueue {
+            atoms: VecDeque::new(),
+            capacity,
+            sealed: false,
+        }))
     }
 }
 
@@ -84,12 +97,19 @@ impl<T: Data> Feeder<T> {
 
     /// Pushes one atom of events, which may carry envelopes.
     pub fn push_events(&self, atom: Vec<Event<T>>) -> Result<(), Error> {
-        let mut q = self.queue.lock().map_err(|_| Error::FeederSealed { path: self.path.to_string() })?;
+        let mut q = self.queue.lock().map_err(|_| Error::FeederSealed {
+            path: self.path.to_string(),
+        })?;
         if q.sealed {
-            return Err(Error::FeederSealed { path: self.path.to_string() });
+            return Err(Error::FeederSealed {
+                path: self.path.to_string(),
+            });
         }
         if q.atoms.len() >= q.capacity {
-            return Err(Error::FeederFull { path: self.path.to_string(), capacity: q.capacity });
+            return Err(Error::FeederFull {
+                path: self.path.to_string(),
+                capacity: q.capacity,
+            });
         }
         if !atom.is_empty() {
             q.atoms.push_back(Arc::new(atom));
@@ -118,7 +138,9 @@ pub struct Subscription<T> {
 
 impl<T> Clone for Subscription<T> {
     fn clone(&self) -> Self {
-        Subscription { items: self.items.clone() }
+        Subscription {
+            items: self.items.clone(),
+        }
     }
 }
 
@@ -154,6 +176,9 @@ impl<T: Data> Subscription<T> {
 
     /// Whether the stream ended (sealed or failed).
     pub fn ended(&self) -> bool {
-        self.items.lock().map(|v| matches!(v.last(), Some(StreamItem::Seal | StreamItem::Error(_)))).unwrap_or(false)
+        self.items
+            .lock()
+            .map(|v| matches!(v.last(), Some(StreamItem::Seal | StreamItem::Error(_))))
+            .unwrap_or(false)
     }
 }

@@ -10,8 +10,13 @@ use crate::portal::{AskId, ReplyMsg};
 use crate::task::ctx::Ctx;
 
 /// The erased body of a continuation: it receives the replies in the order of its handles.
-pub(crate) type Body<Out> =
-    Box<dyn FnOnce(&mut Ctx<'_, Out>, Result<Vec<Box<dyn Any + Send>>, AskError>) -> Result<(), TaskError> + Send>;
+pub(crate) type Body<Out> = Box<
+    dyn FnOnce(
+            &mut Ctx<'_, Out>,
+            Result<Vec<Box<dyn Any + Send>>, AskError>,
+        ) -> Result<(), TaskError>
+        + Send,
+>;
 
 /// A continuation and the context it runs in: the key, envelope and request being answered
 /// when it was registered.
@@ -33,7 +38,11 @@ pub(crate) struct Continuations<Out> {
 
 impl<Out> Default for Continuations<Out> {
     fn default() -> Self {
-        Continuations { waiting: HashMap::new(), pending: HashMap::new(), next: 0 }
+        Continuations {
+            waiting: HashMap::new(),
+            pending: HashMap::new(),
+            next: 0,
+        }
     }
 }
 
@@ -45,7 +54,13 @@ pub(crate) struct Ready<Out> {
 
 impl<Out> Continuations<Out> {
     /// Registers `body` to run once every ask in `asks` has its reply.
-    pub(crate) fn register(&mut self, asks: Vec<AskId>, key: Option<Key>, envelope: Option<Arc<Envelope>>, body: Body<Out>) {
+    pub(crate) fn register(
+        &mut self,
+        asks: Vec<AskId>,
+        key: Option<Key>,
+        envelope: Option<Arc<Envelope>>,
+        body: Body<Out>,
+    ) {
         let id = self.next;
         self.next += 1;
         for (position, ask) in asks.iter().enumerate() {
@@ -53,7 +68,17 @@ impl<Out> Continuations<Out> {
         }
         let missing = asks.len();
         let replies = (0..missing).map(|_| None).collect();
-        self.pending.insert(id, Pending { key, envelope, replies, asks, missing, body });
+        self.pending.insert(
+            id,
+            Pending {
+                key,
+                envelope,
+                replies,
+                asks,
+                missing,
+                body,
+            },
+        );
     }
 
     /// Takes a reply; returns the continuation if it is now ready (all replies in, or one failed).
@@ -66,7 +91,10 @@ impl<Out> Continuations<Out> {
                 for ask in &pending.asks {
                     self.waiting.remove(ask);
                 }
-                Some(Ready { pending, replies: Err(error) })
+                Some(Ready {
+                    pending,
+                    replies: Err(error),
+                })
             }
             Ok(value) => {
                 let pending = self.pending.get_mut(&id)?;
@@ -83,8 +111,14 @@ impl<Out> Continuations<Out> {
                 }
                 let pending = self.pending.remove(&id)?;
                 let mut p = pending;
-                let replies = std::mem::take(&mut p.replies).into_iter().flatten().collect();
-                Some(Ready { pending: p, replies: Ok(replies) })
+                let replies = std::mem::take(&mut p.replies)
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                Some(Ready {
+                    pending: p,
+                    replies: Ok(replies),
+                })
             }
         }
     }

@@ -27,13 +27,21 @@ pub struct Ctx<'a, Out> {
 impl<'a, Out: Data> Ctx<'a, Out> {
     /// Emits an event downstream; it carries the current key and envelope.
     pub fn emit(&mut self, value: Out) {
-        self.out.push(Event { key: self.key.unwrap_or_default(), envelope: self.envelope.clone(), value });
+        self.out.push(Event {
+            key: self.key.unwrap_or_default(),
+            envelope: self.envelope.clone(),
+            value,
+        });
     }
 
     /// Emits a personal event about `envelope`'s subject (for a task that reads personal data
     /// from a non-personal input, such as a generator of raw records).
     pub fn emit_personal(&mut self, value: Out, envelope: Envelope) {
-        self.out.push(Event { key: self.key.unwrap_or_default(), envelope: Some(Arc::new(envelope)), value });
+        self.out.push(Event {
+            key: self.key.unwrap_or_default(),
+            envelope: Some(Arc::new(envelope)),
+            value,
+        });
     }
 
     /// The current event's key; `None` in `on_atom_complete`, which runs for no single event.
@@ -54,9 +62,17 @@ impl<'a, Out: Data> Ctx<'a, Out> {
 
     /// Asks `portal` with `request`; the request carries the current envelope. The reply arrives
     /// in a later step of this workflow: register what to do with it with [`Ctx::on_reply`].
-    pub fn ask<Req: Data, Rep: Data>(&mut self, portal: &Portal<Req, Rep>, request: Req) -> ReplyHandle<Rep> {
+    pub fn ask<Req: Data, Rep: Data>(
+        &mut self,
+        portal: &Portal<Req, Rep>,
+        request: Req,
+    ) -> ReplyHandle<Rep> {
         let id = self.fx.next_ask_id();
-        let envelope = if self.fx.non_personal { None } else { self.envelope.clone() };
+        let envelope = if self.fx.non_personal {
+            None
+        } else {
+            self.envelope.clone()
+        };
         self.fx.asks.push(AskMsg {
             id,
             portal: portal.path.clone(),
@@ -64,7 +80,10 @@ impl<'a, Out: Data> Ctx<'a, Out> {
             request: Box::new(request),
             envelope,
         });
-        ReplyHandle { id, _rep: PhantomData }
+        ReplyHandle {
+            id,
+            _rep: PhantomData,
+        }
     }
 
     /// Runs `then` when the reply to `handle` arrives (or the ask fails), with this event's key,
@@ -77,12 +96,15 @@ impl<'a, Out: Data> Ctx<'a, Out> {
         let ask = handle.id;
         let body: Body<Out> = Box::new(move |ctx, replies| {
             let reply = replies.and_then(|mut all| {
-                let one = all.pop().ok_or(AskError::WrongReplyType { ask: ask.to_string() })?;
+                let one = all.pop().ok_or(AskError::WrongReplyType {
+                    ask: ask.to_string(),
+                })?;
                 downcast_reply::<Rep>(one, ask)
             });
             then(ctx, reply).into_result()
         });
-        self.conts.register(vec![handle.id], self.key, self.envelope.clone(), body);
+        self.conts
+            .register(vec![handle.id], self.key, self.envelope.clone(), body);
     }
 
     /// Runs `then` when every ask in `handles` has its reply, with the replies in the order of
@@ -102,21 +124,39 @@ impl<'a, Out: Data> Ctx<'a, Out> {
         let ids_for_body = ids.clone();
         let body: Body<Out> = Box::new(move |ctx, replies| {
             let typed = replies.and_then(|all| {
-                all.into_iter().zip(&ids_for_body).map(|(one, ask)| downcast_reply::<Rep>(one, *ask)).collect::<Result<Vec<Rep>, AskError>>()
+                all.into_iter()
+                    .zip(&ids_for_body)
+                    .map(|(one, ask)| downcast_reply::<Rep>(one, *ask))
+                    .collect::<Result<Vec<Rep>, AskError>>()
             });
             then(ctx, typed).into_result()
         });
-        self.conts.register(ids, self.key, self.envelope.clone(), body);
+        self.conts
+            .register(ids, self.key, self.envelope.clone(), body);
     }
 
     /// Answers the request `to` stands for. The reply carries the request's envelope unless
     /// this task declared its output non-personal.
     pub fn reply<Rep: Data>(&mut self, to: ReplyTo<Rep>, reply: Rep) {
-        let envelope = if self.fx.non_personal { None } else { to.envelope };
-        self.fx.replies.push(ReplyMsg { id: to.id, to: to.to, reply: Ok(Box::new(reply)), envelope });
+        let envelope = if self.fx.non_personal {
+            None
+        } else {
+            to.envelope
+        };
+        self.fx.replies.push(ReplyMsg {
+            id: to.id,
+            to: to.to,
+            reply: Ok(Box::new(reply)),
+            envelope,
+        });
     }
 }
 
 fn downcast_reply<Rep: Data>(value: Box<dyn Any + Send>, ask: AskId) -> Result<Rep, AskError> {
-    value.downcast::<Rep>().map(|b| *b).map_err(|_| AskError::WrongReplyType { ask: ask.to_string() })
+    value
+        .downcast::<Rep>()
+        .map(|b| *b)
+        .map_err(|_| AskError::WrongReplyType {
+            ask: ask.to_string(),
+        })
 }

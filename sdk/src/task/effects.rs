@@ -52,14 +52,21 @@ impl Effects {
 
     /// The next deterministic ask id of this step.
     pub(crate) fn next_ask_id(&mut self) -> AskId {
-        let id = AskId { origin: self.origin, step: self.step, seq: self.next_ask };
+        let id = AskId {
+            origin: self.origin,
+            step: self.step,
+            seq: self.next_ask,
+        };
         self.next_ask += 1;
         id
     }
 
     /// The origin of asks made by the running task.
     pub(crate) fn origin(&self) -> Origin {
-        Origin { workflow: self.workflow.clone(), task: self.task }
+        Origin {
+            workflow: self.workflow.clone(),
+            task: self.task,
+        }
     }
 
     /// Records a failure; the first one wins.

@@ -14,11 +14,14 @@ use crate::task::effects::Effects;
 use crate::task::state::StateTables;
 
 /// A handler for each input event.
-pub(crate) type OnEvent<In, Out> = Arc<dyn Fn(&mut Ctx<'_, Out>, In) -> Result<(), TaskError> + Send + Sync>;
+pub(crate) type OnEvent<In, Out> =
+    Arc<dyn Fn(&mut Ctx<'_, Out>, In) -> Result<(), TaskError> + Send + Sync>;
 /// A handler run once per step after the task's input.
-pub(crate) type OnComplete<Out> = Arc<dyn Fn(&mut Ctx<'_, Out>) -> Result<(), TaskError> + Send + Sync>;
+pub(crate) type OnComplete<Out> =
+    Arc<dyn Fn(&mut Ctx<'_, Out>) -> Result<(), TaskError> + Send + Sync>;
 /// A replier's handler for each request.
-pub(crate) type OnAsk<Req, Rep, Out> = Arc<dyn Fn(&mut Ctx<'_, Out>, Req, ReplyTo<Rep>) -> Result<(), TaskError> + Send + Sync>;
+pub(crate) type OnAsk<Req, Rep, Out> =
+    Arc<dyn Fn(&mut Ctx<'_, Out>, Req, ReplyTo<Rep>) -> Result<(), TaskError> + Send + Sync>;
 
 /// The erased ask side of a replier task.
 pub(crate) trait AskHandler<Out>: Send + Sync {
@@ -36,11 +39,22 @@ impl<Req: Data, Rep: Data, Out: Data> AskHandler<Out> for Replier<Req, Rep, Out>
     fn handle(&self, ctx: &mut Ctx<'_, Out>, ask: AskMsg) -> Result<(), TaskError> {
         let request = match ask.request.downcast::<Req>() {
             Ok(r) => *r,
-            Err(_) => return Err(TaskError::new(format!("request to {} is not of the portal's type", ask.portal))),
+            Err(_) => {
+                return Err(TaskError::new(format!(
+                    "request to {} is not of the portal's type",
+                    ask.portal
+                )));
+            }
         };
         ctx.key = Some((self.key_fn)(&request));
         ctx.envelope = ask.envelope.clone();
-        let to = ReplyTo { id: ask.id, portal: ask.portal, to: ask.from, envelope: ask.envelope, _rep: std::marker::PhantomData };
+        let to = ReplyTo {
+            id: ask.id,
+            portal: ask.portal,
+            to: ask.from,
+            envelope: ask.envelope,
+            _rep: std::marker::PhantomData,
+        };
         (self.on_ask)(ctx, request, to)
     }
 }
@@ -108,8 +122,14 @@ impl<In: Data, Out: Data> Task for HandlerTask<In, Out> {
     fn on_atom_complete(&mut self, fx: &mut Effects) -> Option<Box<dyn Batch>> {
         let f = self.on_complete.as_ref()?;
         let mut out: Vec<Event<Out>> = Vec::new();
-        let mut ctx =
-            Ctx { out: &mut out, key: None, envelope: None, states: &mut self.states, conts: &mut self.conts, fx: &mut *fx };
+        let mut ctx = Ctx {
+            out: &mut out,
+            key: None,
+            envelope: None,
+            states: &mut self.states,
+            conts: &mut self.conts,
+            fx: &mut *fx,
+        };
         let result = f(&mut ctx);
         check(fx, result);
         Some(Box::new(out))
@@ -117,13 +137,21 @@ impl<In: Data, Out: Data> Task for HandlerTask<In, Out> {
 
     fn handle_asks(&mut self, asks: Vec<AskMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
         let Some(handler) = self.on_ask.clone() else {
-            fx.fail(TaskError::new("asks delivered to a task that is not a replier"));
+            fx.fail(TaskError::new(
+                "asks delivered to a task that is not a replier",
+            ));
             return None;
         };
         let mut out: Vec<Event<Out>> = Vec::new();
         for ask in asks {
-            let mut ctx =
-                Ctx { out: &mut out, key: None, envelope: None, states: &mut self.states, conts: &mut self.conts, fx: &mut *fx };
+            let mut ctx = Ctx {
+                out: &mut out,
+                key: None,
+                envelope: None,
+                states: &mut self.states,
+                conts: &mut self.conts,
+                fx: &mut *fx,
+            };
             let result = handler.handle(&mut ctx, ask);
             if !check(fx, result) {
                 break;
@@ -132,10 +160,16 @@ impl<In: Data, Out: Data> Task for HandlerTask<In, Out> {
         Some(Box::new(out))
     }
 
-    fn handle_replies(&mut self, replies: Vec<ReplyMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
+    fn handle_replies(
+        &mut self,
+        replies: Vec<ReplyMsg>,
+        fx: &mut Effects,
+    ) -> Option<Box<dyn Batch>> {
         let mut out: Vec<Event<Out>> = Vec::new();
         for reply in replies {
-            let Some(ready) = self.conts.deliver(reply) else { continue };
+            let Some(ready) = self.conts.deliver(reply) else {
+                continue;
+            };
             let mut ctx = Ctx {
                 out: &mut out,
                 key: ready.pending.key,

@@ -25,13 +25,21 @@ pub(crate) trait Task: Send {
 
     /// Answers a batch of asks (replier tasks only).
     fn handle_asks(&mut self, _asks: Vec<AskMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
-        fx.fail(TaskError::new("asks delivered to a task that is not a replier"));
+        fx.fail(TaskError::new(
+            "asks delivered to a task that is not a replier",
+        ));
         None
     }
 
     /// Resumes continuations with a batch of replies (tasks that ask only).
-    fn handle_replies(&mut self, _replies: Vec<ReplyMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
-        fx.fail(TaskError::new("replies delivered to a task that does not ask"));
+    fn handle_replies(
+        &mut self,
+        _replies: Vec<ReplyMsg>,
+        fx: &mut Effects,
+    ) -> Option<Box<dyn Batch>> {
+        fx.fail(TaskError::new(
+            "replies delivered to a task that does not ask",
+        ));
         None
     }
 
@@ -48,4 +56,5 @@ pub(crate) trait Task: Send {
 }
 
 /// Builds a task instance for a workflow path and task index.
-pub(crate) type TaskFactory = std::sync::Arc<dyn Fn(&crate::path::Path, u32) -> Box<dyn Task> + Send + Sync>;
+pub(crate) type TaskFactory =
+    std::sync::Arc<dyn Fn(&crate::path::Path, u32) -> Box<dyn Task> + Send + Sync>;

@@ -49,17 +49,32 @@ struct Handle<V> {
 
 impl<V> Clone for Handle<V> {
     fn clone(&self) -> Self {
-        Handle { id: self.id, name: self.name.clone(), init: self.init.clone(), _v: PhantomData }
+        Handle {
+            id: self.id,
+            name: self.name.clone(),
+            init: self.init.clone(),
+            _v: PhantomData,
+        }
     }
 }
 
 impl<V: Data> Handle<V> {
     fn new(name: &str, init: Init<V>) -> Handle<V> {
-        Handle { id: NEXT_HANDLE.fetch_add(1, Ordering::Relaxed), name: Arc::from(name), init, _v: PhantomData }
+        Handle {
+            id: NEXT_HANDLE.fetch_add(1, Ordering::Relaxed),
+            name: Arc::from(name),
+            init,
+            _v: PhantomData,
+        }
     }
 
     /// The slot for this handle in the running task, or `None` after recording a failure.
-    fn with<O, R>(&self, ctx: &mut Ctx<'_, O>, keyed: bool, f: impl FnOnce(&mut Table<V>, u64) -> R) -> Option<R> {
+    fn with<O, R>(
+        &self,
+        ctx: &mut Ctx<'_, O>,
+        keyed: bool,
+        f: impl FnOnce(&mut Table<V>, u64) -> R,
+    ) -> Option<R> {
         let key = if keyed {
             match ctx.key {
                 Some(Key(k)) => k,
@@ -74,7 +89,10 @@ impl<V: Data> Handle<V> {
         } else {
             0
         };
-        match ctx.states.table::<V>(self.id, &self.name, keyed, &self.init) {
+        match ctx
+            .states
+            .table::<V>(self.id, &self.name, keyed, &self.init)
+        {
             Ok(table) => Some(f(table, key)),
             Err(e) => {
                 ctx.fx.fail(e);
@@ -84,7 +102,8 @@ impl<V: Data> Handle<V> {
     }
 
     fn get<O>(&self, ctx: &mut Ctx<'_, O>, keyed: bool) -> V {
-        self.with(ctx, keyed, |t, k| t.get(k)).unwrap_or_else(|| (self.init)())
+        self.with(ctx, keyed, |t, k| t.get(k))
+            .unwrap_or_else(|| (self.init)())
     }
 }
 
@@ -158,7 +177,10 @@ pub(crate) struct Table<V> {
 
 impl<V: Data> Table<V> {
     fn touch(&mut self, key: u64) -> &mut Slot<V> {
-        let slot = self.map.entry(key).or_insert(Slot { value: None, dirty: false });
+        let slot = self.map.entry(key).or_insert(Slot {
+            value: None,
+            dirty: false,
+        });
         if !slot.dirty {
             slot.dirty = true;
             self.dirty.push(key);
@@ -232,10 +254,19 @@ pub(crate) struct StateTables {
 
 impl StateTables {
     pub(crate) fn new(workflow: crate::path::Path, task: u32) -> StateTables {
-        StateTables { owner: (workflow, task), tables: Vec::new() }
+        StateTables {
+            owner: (workflow, task),
+            tables: Vec::new(),
+        }
     }
 
-    fn table<V: Data>(&mut self, id: u64, name: &Arc<str>, keyed: bool, init: &Init<V>) -> Result<&mut Table<V>, TaskError> {
+    fn table<V: Data>(
+        &mut self,
+        id: u64,
+        name: &Arc<str>,
+        keyed: bool,
+        init: &Init<V>,
+    ) -> Result<&mut Table<V>, TaskError> {
         let index = match self.tables.iter().position(|(i, _)| *i == id) {
             Some(index) => index,
             None => {
@@ -258,7 +289,9 @@ impl StateTables {
         };
         match self.tables[index].1.as_any_mut().downcast_mut::<Table<V>>() {
             Some(t) => Ok(t),
-            None => Err(TaskError::new(format!("state '{name}' used with two value types"))),
+            None => Err(TaskError::new(format!(
+                "state '{name}' used with two value types"
+            ))),
         }
     }
 

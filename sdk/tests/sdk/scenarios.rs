@@ -14,8 +14,18 @@ fn identity_keeps_atoms_then_seals() {
         out.items(),
         vec![
             StreamItem::Atom(vec![1i64].into_iter().map(pods_sdk::Event::new).collect()),
-            StreamItem::Atom(vec![2i64, 3].into_iter().map(pods_sdk::Event::new).collect()),
-            StreamItem::Atom(vec![4i64, 5, 6].into_iter().map(pods_sdk::Event::new).collect()),
+            StreamItem::Atom(
+                vec![2i64, 3]
+                    .into_iter()
+                    .map(pods_sdk::Event::new)
+                    .collect()
+            ),
+            StreamItem::Atom(
+                vec![4i64, 5, 6]
+                    .into_iter()
+                    .map(pods_sdk::Event::new)
+                    .collect()
+            ),
             StreamItem::Seal,
         ]
     );
@@ -28,23 +38,42 @@ fn four_chained_maps_and_four_chained_workflows() {
 
     let app = AppBuilder::new("tasks");
     let g = app.generator_from_atoms("g", atoms.clone());
-    app.workflow("wf").source(&g).map(|x| x + 1).map(|x| x + 1).map(|x| x + 1).map(|x| x + 1).sink();
+    app.workflow("wf")
+        .source(&g)
+        .map(|x| x + 1)
+        .map(|x| x + 1)
+        .map(|x| x + 1)
+        .map(|x| x + 1)
+        .sink();
     let (_, out) = run::<i64>(app.build().unwrap(), 3, "/tasks/workflows/wf/stream");
     assert_eq!(atoms_and_seal(&out), (expected.clone(), true));
 
     let app = AppBuilder::new("flows");
     let mut s = app.generator_from_atoms("g", atoms);
     for i in 0..4 {
-        s = app.workflow(&format!("wf{i}")).source(&s).map(|x| x + 1).sink();
+        s = app
+            .workflow(&format!("wf{i}"))
+            .source(&s)
+            .map(|x| x + 1)
+            .sink();
     }
     for seed in [1, 2, 3] {
         let app2 = AppBuilder::new("flows");
-        let mut s2 = app2.generator_from_atoms("g", (0..=4).map(|x| vec![x]).collect::<Vec<Vec<i64>>>());
+        let mut s2 =
+            app2.generator_from_atoms("g", (0..=4).map(|x| vec![x]).collect::<Vec<Vec<i64>>>());
         for i in 0..4 {
-            s2 = app2.workflow(&format!("wf{i}")).source(&s2).map(|x| x + 1).sink();
+            s2 = app2
+                .workflow(&format!("wf{i}"))
+                .source(&s2)
+                .map(|x| x + 1)
+                .sink();
         }
         let (_, out) = run::<i64>(app2.build().unwrap(), seed, "/flows/workflows/wf3/stream");
-        assert_eq!(atoms_and_seal(&out), (expected.clone(), true), "seed {seed}");
+        assert_eq!(
+            atoms_and_seal(&out),
+            (expected.clone(), true),
+            "seed {seed}"
+        );
     }
     assert_eq!(s.path().as_str(), "/flows/workflows/wf3/stream");
 }
@@ -58,12 +87,18 @@ fn diamond_yields_one_atom_with_both_branches() {
     let b = src.map(|x| x + 2);
     a.union(&[&b]).sink();
     let (_, out) = run::<i64>(app.build().unwrap(), 5, "/app/workflows/wf/stream");
-    assert_eq!(atoms_and_seal(&out), (vec![vec![2, 3], vec![11, 21, 12, 22]], true));
+    assert_eq!(
+        atoms_and_seal(&out),
+        (vec![vec![2, 3], vec![11, 21, 12, 22]], true)
+    );
 }
 
 #[test]
 fn per_key_versus_per_task_state() {
-    for (per_key, expected) in [(true, vec![0i64, 0, 0, 1, 2, 3]), (false, vec![0, 1, 2, 3, 1, 2])] {
+    for (per_key, expected) in [
+        (true, vec![0i64, 0, 0, 1, 2, 3]),
+        (false, vec![0, 1, 2, 3, 1, 2]),
+    ] {
         let app = AppBuilder::new("app");
         let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3], vec![1, 2, 3]]);
         let keyed = app.workflow("wf").source(&g).key_by(|x| *x);
@@ -86,7 +121,10 @@ fn per_key_versus_per_task_state() {
         let (system, out) = run::<i64>(app.build().unwrap(), 9, "/app/workflows/wf/stream");
         assert_eq!(out.values().concat(), expected);
         // The committed state matches: per key, the last value seen; per task, the last event.
-        let stored = system.storage().values::<i64>("/app/workflows/wf", "last").unwrap();
+        let stored = system
+            .storage()
+            .values::<i64>("/app/workflows/wf", "last")
+            .unwrap();
         let values: Vec<i64> = stored.iter().map(|(_, v)| *v).collect();
         if per_key {
             assert_eq!(stored.len(), 3);
@@ -117,7 +155,10 @@ fn on_atom_complete_emits_the_running_sum() {
         })
         .sink();
     let (_, out) = run::<i64>(app.build().unwrap(), 2, "/app/workflows/wf/stream");
-    assert_eq!(atoms_and_seal(&out), (vec![vec![1, 2, 3, 4, 10], vec![1, 2, 3, 4, 20]], true));
+    assert_eq!(
+        atoms_and_seal(&out),
+        (vec![vec![1, 2, 3, 4, 10], vec![1, 2, 3, 4, 20]], true)
+    );
 }
 
 #[test]
@@ -126,15 +167,25 @@ fn a_cycle_through_a_sequencer_ends_when_the_data_does() {
     let g = app.generator_from_atoms("g", vec![vec![8i64]]);
     let seq = app.sequencer::<i64>("seq");
     app.connect(&g, &seq);
-    let out = app.workflow("wf").source(&seq.stream()).flat_map(|x| if x > 0 { vec![x - 1] } else { vec![] }).sink();
+    let out = app
+        .workflow("wf")
+        .source(&seq.stream())
+        .flat_map(|x| if x > 0 { vec![x - 1] } else { vec![] })
+        .sink();
     app.connect(&out, &seq);
     let mut system = DeterministicSystem::new(4);
     system.launch(app.build().unwrap()).unwrap();
     let sub = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
     let steps = system.run_until_quiescent();
     assert!(steps > 0 && !system.step(), "quiescent");
-    assert_eq!(sub.values(), (0..=7).rev().map(|x| vec![x]).collect::<Vec<_>>());
-    assert!(!sub.ended(), "a cycle is not sealed: its sequencer's inputs never all end");
+    assert_eq!(
+        sub.values(),
+        (0..=7).rev().map(|x| vec![x]).collect::<Vec<_>>()
+    );
+    assert!(
+        !sub.ended(),
+        "a cycle is not sealed: its sequencer's inputs never all end"
+    );
 }
 
 #[test]
@@ -142,7 +193,10 @@ fn portal_replies_req_plus_one() {
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("inc");
     let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("server").source(&none).replier(&portal, |ctx, req, to| ctx.reply(to, req + 1)).sink();
+    app.workflow("server")
+        .source(&none)
+        .replier(&portal, |ctx, req, to| ctx.reply(to, req + 1))
+        .sink();
     let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3]]);
     let p = portal.clone();
     app.workflow("client")
@@ -166,21 +220,30 @@ fn recursive_ping_pong_reaches_zero() {
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("pong");
     let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("replier").source(&none).replier(&portal, |ctx, x, to| ctx.reply(to, x - 1)).sink();
+    app.workflow("replier")
+        .source(&none)
+        .replier(&portal, |ctx, x, to| ctx.reply(to, x - 1))
+        .sink();
     let g = app.generator_from_atoms("g", vec![vec![1024i64]]);
     fn ping(ctx: &mut pods_sdk::Ctx<'_, i64>, portal: pods_sdk::Portal<i64, i64>, x: i64) {
         let h = ctx.ask(&portal, x);
-        ctx.on_reply(h, move |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
-            let y = r?;
-            ctx.emit(y);
-            if y > 0 {
-                ping(ctx, portal, y);
-            }
-            Ok(())
-        });
+        ctx.on_reply(
+            h,
+            move |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
+                let y = r?;
+                ctx.emit(y);
+                if y > 0 {
+                    ping(ctx, portal, y);
+                }
+                Ok(())
+            },
+        );
     }
     let p = portal.clone();
-    app.workflow("asker").source(&g).asker(&portal, move |ctx, x: i64| ping(ctx, p.clone(), x)).sink();
+    app.workflow("asker")
+        .source(&g)
+        .asker(&portal, move |ctx, x: i64| ping(ctx, p.clone(), x))
+        .sink();
     let (_, out) = run::<i64>(app.build().unwrap(), 12, "/app/workflows/asker/stream");
     assert_eq!(out.values().concat(), (0..1024).rev().collect::<Vec<i64>>());
 }
@@ -199,11 +262,14 @@ fn fibonacci_asks_itself() {
             } else {
                 let a = ctx.ask(&f, n - 1);
                 let b = ctx.ask(&f, n - 2);
-                ctx.on_replies(vec![a, b], move |ctx, r: Result<Vec<u64>, AskError>| -> Result<(), AskError> {
-                    let r = r?;
-                    ctx.reply(to, r[0] + r[1]);
-                    Ok(())
-                });
+                ctx.on_replies(
+                    vec![a, b],
+                    move |ctx, r: Result<Vec<u64>, AskError>| -> Result<(), AskError> {
+                        let r = r?;
+                        ctx.reply(to, r[0] + r[1]);
+                        Ok(())
+                    },
+                );
             }
         })
         .sink();
@@ -213,16 +279,23 @@ fn fibonacci_asks_itself() {
         .source(&g)
         .asker(&fib, move |ctx, n: u64| {
             let h = ctx.ask(&f, n);
-            ctx.on_reply(h, move |ctx, r: Result<u64, AskError>| -> Result<(), AskError> {
-                ctx.emit((n, r?));
-                Ok(())
-            });
+            ctx.on_reply(
+                h,
+                move |ctx, r: Result<u64, AskError>| -> Result<(), AskError> {
+                    ctx.emit((n, r?));
+                    Ok(())
+                },
+            );
         })
         .sink();
     let (_, out) = run::<(u64, u64)>(app.build().unwrap(), 13, "/app/workflows/client/stream");
     let mut got = out.values().concat();
     got.sort();
-    let expected: Vec<(u64, u64)> = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34].iter().enumerate().map(|(n, f)| (n as u64, *f)).collect();
+    let expected: Vec<(u64, u64)> = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]
+        .iter()
+        .enumerate()
+        .map(|(n, f)| (n as u64, *f))
+        .collect();
     assert_eq!(got, expected);
 }
 
@@ -232,19 +305,28 @@ fn on_replies_over_two_portals_sums_to_three_x() {
     let once = app.portal::<i64, i64>("once");
     let twice = app.portal::<i64, i64>("twice");
     let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("s1").source(&none).replier(&once, |ctx, x, to| ctx.reply(to, x)).sink();
+    app.workflow("s1")
+        .source(&none)
+        .replier(&once, |ctx, x, to| ctx.reply(to, x))
+        .sink();
     let none2 = app.generator_from_atoms::<i64>("none2", vec![]);
-    app.workflow("s2").source(&none2).replier(&twice, |ctx, x, to| ctx.reply(to, 2 * x)).sink();
+    app.workflow("s2")
+        .source(&none2)
+        .replier(&twice, |ctx, x, to| ctx.reply(to, 2 * x))
+        .sink();
     let g = app.generator_from_atoms("g", vec![vec![1i64, 5], vec![7]]);
     let (o, t) = (once.clone(), twice.clone());
     app.workflow("client")
         .source(&g)
         .processor(move |ctx, x: i64| {
             let handles = vec![ctx.ask(&o, x), ctx.ask(&t, x)];
-            ctx.on_replies(handles, move |ctx, r: Result<Vec<i64>, AskError>| -> Result<(), AskError> {
-                ctx.emit((x, r?.iter().sum::<i64>()));
-                Ok(())
-            });
+            ctx.on_replies(
+                handles,
+                move |ctx, r: Result<Vec<i64>, AskError>| -> Result<(), AskError> {
+                    ctx.emit((x, r?.iter().sum::<i64>()));
+                    Ok(())
+                },
+            );
         })
         .sink();
     let (_, out) = run::<(i64, i64)>(app.build().unwrap(), 14, "/app/workflows/client/stream");
@@ -263,10 +345,16 @@ fn atoms_are_isolated_from_a_second_app_asking_between_them() {
         let s2 = sum.clone();
         app.workflow("acc")
             .source(&g)
-            .replier_with(&total, move |ctx: &mut pods_sdk::Ctx<'_, i64>, x: i64| { sum.update(ctx, |s| *s += x); }, move |ctx, (), to| {
-                let s = s2.get(ctx);
-                ctx.reply(to, s);
-            })
+            .replier_with(
+                &total,
+                move |ctx: &mut pods_sdk::Ctx<'_, i64>, x: i64| {
+                    sum.update(ctx, |s| *s += x);
+                },
+                move |ctx, (), to| {
+                    let s = s2.get(ctx);
+                    ctx.reply(to, s);
+                },
+            )
             .sink();
         let mut system = DeterministicSystem::new(seed);
         system.launch(app.build().unwrap()).unwrap();
@@ -287,12 +375,20 @@ fn atoms_are_isolated_from_a_second_app_asking_between_them() {
             })
             .sink();
         system.launch(observer.build().unwrap()).unwrap();
-        let seen = system.subscribe::<i64>("/observer/workflows/watch/stream").unwrap();
+        let seen = system
+            .subscribe::<i64>("/observer/workflows/watch/stream")
+            .unwrap();
         system.run_until_quiescent();
         let sums = seen.values().concat();
         assert_eq!(sums.len(), 30, "seed {seed}");
-        assert!(sums.iter().all(|s| s % 10 == 0), "seed {seed}: a sum saw half an atom: {sums:?}");
-        assert!(sums.windows(2).all(|w| w[0] <= w[1]), "seed {seed}: sums go back in time: {sums:?}");
+        assert!(
+            sums.iter().all(|s| s % 10 == 0),
+            "seed {seed}: a sum saw half an atom: {sums:?}"
+        );
+        assert!(
+            sums.windows(2).all(|w| w[0] <= w[1]),
+            "seed {seed}: sums go back in time: {sums:?}"
+        );
     }
 }
 
@@ -310,8 +406,14 @@ fn splitter_routes_even_and_odd_keeping_atoms() {
     let e = system.subscribe::<i64>("/app/workflows/e/stream").unwrap();
     let o = system.subscribe::<i64>("/app/workflows/o/stream").unwrap();
     system.run_until_quiescent();
-    assert_eq!(atoms_and_seal(&e), (vec![vec![0, 2, 4], vec![6, 8], vec![10]], true));
-    assert_eq!(atoms_and_seal(&o), (vec![vec![1, 3], vec![5, 7, 9], vec![11]], true));
+    assert_eq!(
+        atoms_and_seal(&e),
+        (vec![vec![0, 2, 4], vec![6, 8], vec![10]], true)
+    );
+    assert_eq!(
+        atoms_and_seal(&o),
+        (vec![vec![1, 3], vec![5, 7, 9], vec![11]], true)
+    );
 }
 
 #[test]
@@ -328,19 +430,37 @@ fn a_failing_task_errors_its_stream_and_others_go_on() {
             Ok(())
         })
         .sink();
-    app.workflow("panics").source(&g).map(|x: i64| if x == 3 { panic!("three") } else { x }).sink();
+    app.workflow("panics")
+        .source(&g)
+        .map(|x: i64| if x == 3 { panic!("three") } else { x })
+        .sink();
     app.workflow("good").source(&g).map(|x: i64| x * 10).sink();
     let mut system = DeterministicSystem::new(8);
     system.launch(app.build().unwrap()).unwrap();
-    let bad = system.subscribe::<i64>("/app/workflows/bad/stream").unwrap();
-    let panics = system.subscribe::<i64>("/app/workflows/panics/stream").unwrap();
-    let good = system.subscribe::<i64>("/app/workflows/good/stream").unwrap();
+    let bad = system
+        .subscribe::<i64>("/app/workflows/bad/stream")
+        .unwrap();
+    let panics = system
+        .subscribe::<i64>("/app/workflows/panics/stream")
+        .unwrap();
+    let good = system
+        .subscribe::<i64>("/app/workflows/good/stream")
+        .unwrap();
     system.run_until_quiescent();
     assert_eq!(bad.values(), vec![vec![1]]);
-    assert_eq!(bad.items().last(), Some(&StreamItem::Error("two is not allowed".into())));
+    assert_eq!(
+        bad.items().last(),
+        Some(&StreamItem::Error("two is not allowed".into()))
+    );
     assert_eq!(panics.values(), vec![vec![1], vec![2]]);
-    assert_eq!(panics.items().last(), Some(&StreamItem::Error("task panicked: three".into())));
-    assert_eq!(atoms_and_seal(&good), (vec![vec![10], vec![20], vec![30]], true));
+    assert_eq!(
+        panics.items().last(),
+        Some(&StreamItem::Error("task panicked: three".into()))
+    );
+    assert_eq!(
+        atoms_and_seal(&good),
+        (vec![vec![10], vec![20], vec![30]], true)
+    );
 }
 
 #[test]
@@ -356,15 +476,28 @@ fn a_later_app_consumes_an_earlier_apps_stream_by_path() {
 
     let second = AppBuilder::new("second");
     let doubled = second.stream_ref::<i64>("/first/workflows/double/stream");
-    second.workflow("plus").source(&doubled).map(|x| x + 1).sink();
+    second
+        .workflow("plus")
+        .source(&doubled)
+        .map(|x| x + 1)
+        .sink();
     system.launch(second.build().unwrap()).unwrap();
-    let out = system.subscribe::<i64>("/second/workflows/plus/stream").unwrap();
+    let out = system
+        .subscribe::<i64>("/second/workflows/plus/stream")
+        .unwrap();
     feeder.push(vec![5]).unwrap();
     feeder.push(vec![]).unwrap();
     feeder.seal();
     system.run_until_quiescent();
-    assert_eq!(atoms_and_seal(&out), (vec![vec![11]], true), "sees the atoms appended after it connected");
-    assert!(matches!(feeder.push(vec![1]), Err(pods_sdk::Error::FeederSealed { .. })));
+    assert_eq!(
+        atoms_and_seal(&out),
+        (vec![vec![11]], true),
+        "sees the atoms appended after it connected"
+    );
+    assert!(matches!(
+        feeder.push(vec![1]),
+        Err(pods_sdk::Error::FeederSealed { .. })
+    ));
 }
 
 #[test]
@@ -372,25 +505,40 @@ fn envelopes_follow_events_through_tasks_and_portals_unless_non_personal() {
     use pods_sdk::{Envelope, Event};
     let app = AppBuilder::new("app");
     let alice = Envelope::new("alice", &["health.heart_rate"]);
-    let g = app.generator_from_events("g", vec![vec![Event::personal(70i64, alice.clone()), Event::new(1)]]);
+    let g = app.generator_from_events(
+        "g",
+        vec![vec![Event::personal(70i64, alice.clone()), Event::new(1)]],
+    );
     let echo = app.portal::<i64, i64>("echo");
     let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("server").source(&none).replier(&echo, |ctx, x, to| ctx.reply(to, x)).sink();
+    app.workflow("server")
+        .source(&none)
+        .replier(&echo, |ctx, x, to| ctx.reply(to, x))
+        .sink();
     let e = echo.clone();
-    let flow = app.workflow("wf").source(&g).map(|x| x + 1).asker(&echo, move |ctx, x: i64| {
-        let h = ctx.ask(&e, x);
-        ctx.on_reply(h, |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
-            ctx.emit(r?);
-            Ok(())
+    let flow = app
+        .workflow("wf")
+        .source(&g)
+        .map(|x| x + 1)
+        .asker(&echo, move |ctx, x: i64| {
+            let h = ctx.ask(&e, x);
+            ctx.on_reply(h, |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
+                ctx.emit(r?);
+                Ok(())
+            });
         });
-    });
     flow.sink();
     flow.map(|x| x).non_personal().identity();
     let (_, out) = run::<i64>(app.build().unwrap(), 21, "/app/workflows/wf/stream");
-    let mut events: Vec<Event<i64>> = out.items().into_iter().filter_map(|i| match i {
-        StreamItem::Atom(a) => Some(a),
-        _ => None,
-    }).flatten().collect();
+    let mut events: Vec<Event<i64>> = out
+        .items()
+        .into_iter()
+        .filter_map(|i| match i {
+            StreamItem::Atom(a) => Some(a),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     events.sort_by_key(|e| e.value);
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].value, 2);
@@ -403,8 +551,18 @@ fn envelopes_follow_events_through_tasks_and_portals_unless_non_personal() {
 fn non_personal_tasks_drop_the_envelope() {
     use pods_sdk::{Envelope, Event};
     let app = AppBuilder::new("app");
-    let g = app.generator_from_events("g", vec![vec![Event::personal(1i64, Envelope::new("bob", &["contact"]))]]);
-    app.workflow("wf").source(&g).map(|x| x * 3).non_personal().sink();
+    let g = app.generator_from_events(
+        "g",
+        vec![vec![Event::personal(
+            1i64,
+            Envelope::new("bob", &["contact"]),
+        )]],
+    );
+    app.workflow("wf")
+        .source(&g)
+        .map(|x| x * 3)
+        .non_personal()
+        .sink();
     let (_, out) = run::<i64>(app.build().unwrap(), 1, "/app/workflows/wf/stream");
     assert_eq!(out.items()[0], StreamItem::Atom(vec![Event::new(3)]));
 }

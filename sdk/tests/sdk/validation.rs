@@ -12,7 +12,12 @@ fn duplicate_paths_are_refused() {
     let g = app.generator_from_atoms("g", vec![vec![1i64]]);
     app.workflow("wf").source(&g).sink();
     app.workflow("wf").source(&g).sink();
-    assert_eq!(app.build().err(), Some(Error::DuplicatePath { path: "/app/workflows/wf".into() }));
+    assert_eq!(
+        app.build().err(),
+        Some(Error::DuplicatePath {
+            path: "/app/workflows/wf".into()
+        })
+    );
 
     let mut system = DeterministicSystem::new(0);
     let make = || {
@@ -21,20 +26,33 @@ fn duplicate_paths_are_refused() {
         app.build().unwrap()
     };
     system.launch(make()).unwrap();
-    assert_eq!(system.launch(make()), Err(Error::DuplicatePath { path: "/same".into() }));
+    assert_eq!(
+        system.launch(make()),
+        Err(Error::DuplicatePath {
+            path: "/same".into()
+        })
+    );
 }
 
 #[test]
 fn a_portal_needs_exactly_one_replier() {
     let app = AppBuilder::new("app");
     app.portal::<i64, i64>("p");
-    assert_eq!(app.build().err(), Some(Error::PortalWithoutReplier { portal: "/app/portals/p".into() }));
+    assert_eq!(
+        app.build().err(),
+        Some(Error::PortalWithoutReplier {
+            portal: "/app/portals/p".into()
+        })
+    );
 
     let app = AppBuilder::new("app");
     let p = app.portal::<i64, i64>("p");
     let g = app.generator_from_atoms::<i64>("g", vec![]);
     for name in ["a", "b"] {
-        app.workflow(name).source(&g).replier(&p, |ctx, x, to| ctx.reply(to, x)).sink();
+        app.workflow(name)
+            .source(&g)
+            .replier(&p, |ctx, x, to| ctx.reply(to, x))
+            .sink();
     }
     assert_eq!(
         app.build().err(),
@@ -52,13 +70,21 @@ fn a_second_replier_from_another_app_is_refused() {
     let first = AppBuilder::new("first");
     let p = first.portal::<i64, i64>("p");
     let g = first.generator_from_atoms::<i64>("g", vec![]);
-    first.workflow("server").source(&g).replier(&p, |ctx, x, to| ctx.reply(to, x)).sink();
+    first
+        .workflow("server")
+        .source(&g)
+        .replier(&p, |ctx, x, to| ctx.reply(to, x))
+        .sink();
     system.launch(first.build().unwrap()).unwrap();
 
     let second = AppBuilder::new("second");
     let p = second.portal_ref::<i64, i64>("/first/portals/p");
     let g = second.generator_from_atoms::<i64>("g", vec![]);
-    second.workflow("rival").source(&g).replier(&p, |ctx, x, to| ctx.reply(to, x)).sink();
+    second
+        .workflow("rival")
+        .source(&g)
+        .replier(&p, |ctx, x, to| ctx.reply(to, x))
+        .sink();
     assert_eq!(
         system.launch(second.build().unwrap()),
         Err(Error::PortalWithTwoRepliers {
@@ -77,9 +103,15 @@ fn references_to_missing_paths_are_refused_and_change_nothing() {
     let mut system = DeterministicSystem::new(0);
     assert_eq!(
         system.launch(app.build().unwrap()),
-        Err(Error::UnknownPath { path: "/nowhere/workflows/wf/stream".into(), referrer: "/app".into() })
+        Err(Error::UnknownPath {
+            path: "/nowhere/workflows/wf/stream".into(),
+            referrer: "/app".into()
+        })
     );
-    assert!(system.registry().is_empty(), "a refused launch registers nothing");
+    assert!(
+        system.registry().is_empty(),
+        "a refused launch registers nothing"
+    );
 
     let app = AppBuilder::new("app");
     app.portal_ref::<i64, i64>("/nowhere/portals/p");
@@ -90,7 +122,12 @@ fn references_to_missing_paths_are_refused_and_change_nothing() {
 fn a_workflow_without_a_source_is_refused() {
     let app = AppBuilder::new("app");
     let _ = app.workflow("lonely");
-    assert_eq!(app.build().err(), Some(Error::NoSource { workflow: "/app/workflows/lonely".into() }));
+    assert_eq!(
+        app.build().err(),
+        Some(Error::NoSource {
+            workflow: "/app/workflows/lonely".into()
+        })
+    );
 }
 
 #[test]
@@ -101,7 +138,11 @@ fn type_mismatches_name_both_types() {
     first.workflow("wf").source(&g).sink();
     let p = first.portal::<i64, String>("p");
     let none = first.generator_from_atoms::<i64>("none", vec![]);
-    first.workflow("server").source(&none).replier(&p, |ctx, x, to| ctx.reply(to, x.to_string())).sink();
+    first
+        .workflow("server")
+        .source(&none)
+        .replier(&p, |ctx, x, to| ctx.reply(to, x.to_string()))
+        .sink();
     system.launch(first.build().unwrap()).unwrap();
 
     let second = AppBuilder::new("second");
@@ -109,40 +150,71 @@ fn type_mismatches_name_both_types() {
     second.workflow("wf").source(&s).sink();
     assert_eq!(
         system.launch(second.build().unwrap()),
-        Err(Error::TypeMismatch { path: "/first/workflows/wf/stream".into(), expected: "alloc::string::String".into(), found: "i64".into() })
+        Err(Error::TypeMismatch {
+            path: "/first/workflows/wf/stream".into(),
+            expected: "alloc::string::String".into(),
+            found: "i64".into()
+        })
     );
 
     let third = AppBuilder::new("third");
     third.portal_ref::<i64, i64>("/first/portals/p");
     assert_eq!(
         system.launch(third.build().unwrap()),
-        Err(Error::TypeMismatch { path: "/first/portals/p".into(), expected: "i64".into(), found: "alloc::string::String".into() })
+        Err(Error::TypeMismatch {
+            path: "/first/portals/p".into(),
+            expected: "i64".into(),
+            found: "alloc::string::String".into()
+        })
     );
 
-    assert!(matches!(system.subscribe::<u8>("/first/workflows/wf/stream"), Err(Error::TypeMismatch { .. })));
-    assert!(matches!(system.subscribe::<i64>("/first/workflows/wf"), Err(Error::WrongKind { .. })));
+    assert!(matches!(
+        system.subscribe::<u8>("/first/workflows/wf/stream"),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        system.subscribe::<i64>("/first/workflows/wf"),
+        Err(Error::WrongKind { .. })
+    ));
 }
 
 #[test]
 fn bad_names_and_structure_are_reported_at_build() {
-    assert!(matches!(AppBuilder::new("a b").build(), Err(Error::InvalidPath { .. })));
+    assert!(matches!(
+        AppBuilder::new("a b").build(),
+        Err(Error::InvalidPath { .. })
+    ));
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64]]);
     let wf = app.workflow("wf");
     wf.source(&g);
     wf.source(&g).sink();
-    assert_eq!(app.build().err(), Some(Error::TwoSources { workflow: "/app/workflows/wf".into() }));
+    assert_eq!(
+        app.build().err(),
+        Some(Error::TwoSources {
+            workflow: "/app/workflows/wf".into()
+        })
+    );
 
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64]]);
     let f = app.workflow("wf").source(&g);
     f.sink();
     f.map(|x| x).sink();
-    assert_eq!(app.build().err(), Some(Error::TwoSinks { workflow: "/app/workflows/wf".into() }));
+    assert_eq!(
+        app.build().err(),
+        Some(Error::TwoSinks {
+            workflow: "/app/workflows/wf".into()
+        })
+    );
 
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64]]);
-    app.workflow("wf").source(&g).map(|x| x).on_atom_complete(|_ctx| {}).sink();
+    app.workflow("wf")
+        .source(&g)
+        .map(|x| x)
+        .on_atom_complete(|_ctx| {})
+        .sink();
     assert!(matches!(app.build(), Err(Error::InvalidPath { .. })));
 }
 
@@ -156,7 +228,13 @@ fn a_full_feeder_says_to_run_the_system() {
     let feeder = system.feeder::<i64>("/app/generators/feed").unwrap();
     feeder.push(vec![1]).unwrap();
     feeder.push(vec![2]).unwrap();
-    assert_eq!(feeder.push(vec![3]), Err(Error::FeederFull { path: "/app/generators/feed".into(), capacity: 2 }));
+    assert_eq!(
+        feeder.push(vec![3]),
+        Err(Error::FeederFull {
+            path: "/app/generators/feed".into(),
+            capacity: 2
+        })
+    );
     system.run_until_quiescent();
     assert_eq!(feeder.push(vec![3]), Ok(()));
 }

@@ -38,9 +38,21 @@ struct WorkflowUnit {
 }
 
 enum Unit {
-    Generator { stream: usize, source: Source, closed: bool },
-    Sequencer { inputs: Vec<(usize, usize)>, ended: usize, out: usize },
-    Splitter { input: (usize, usize), router: Box<dyn SplitRouter>, outs: Vec<usize> },
+    Generator {
+        stream: usize,
+        source: Source,
+        closed: bool,
+    },
+    Sequencer {
+        inputs: Vec<(usize, usize)>,
+        ended: usize,
+        out: usize,
+    },
+    Splitter {
+        input: (usize, usize),
+        router: Box<dyn SplitRouter>,
+        outs: Vec<usize>,
+    },
     Workflow(Box<WorkflowUnit>),
 }
 
@@ -94,7 +106,12 @@ impl<S: Storage> DeterministicSystem<S> {
 
     /// Every registered path with its kind, sorted.
     pub fn registry(&self) -> Vec<(String, &'static str)> {
-        let mut v: Vec<_> = self.registry.entries.iter().map(|(p, e)| (p.to_string(), e.kind.name())).collect();
+        let mut v: Vec<_> = self
+            .registry
+            .entries
+            .iter()
+            .map(|(p, e)| (p.to_string(), e.kind.name()))
+            .collect();
         v.sort();
         v
     }
@@ -124,14 +141,24 @@ impl<S: Storage> DeterministicSystem<S> {
             let stream = stream_of(self, &g.stream, g.ty);
             let source = match g.source {
                 GeneratorSource::Atoms(iter) => Source::Atoms(iter),
-                GeneratorSource::External { capacity } => Source::Feeder(FeederQueue::new(capacity)),
+                GeneratorSource::External { capacity } => {
+                    Source::Feeder(FeederQueue::new(capacity))
+                }
             };
-            let unit = self.add_unit(Unit::Generator { stream, source, closed: false });
+            let unit = self.add_unit(Unit::Generator {
+                stream,
+                source,
+                closed: false,
+            });
             self.register(&g.path, Kind::Generator, g.ty, None, unit, None);
         }
         for s in el.sequencers {
             let out = stream_of(self, &s.stream, s.ty);
-            let unit = self.add_unit(Unit::Sequencer { inputs: Vec::new(), ended: 0, out });
+            let unit = self.add_unit(Unit::Sequencer {
+                inputs: Vec::new(),
+                ended: 0,
+                out,
+            });
             self.register(&s.path, Kind::Sequencer, s.ty, None, unit, None);
         }
         let mut workflow_streams = Vec::new();
@@ -140,13 +167,21 @@ impl<S: Storage> DeterministicSystem<S> {
         }
         for s in el.splitters {
             let input = self.consume(&s.input);
-            let unit = self.add_unit(Unit::Splitter { input, router: (s.factory)(), outs: Vec::new() });
+            let unit = self.add_unit(Unit::Splitter {
+                input,
+                router: (s.factory)(),
+                outs: Vec::new(),
+            });
             self.register(&s.path, Kind::Splitter, s.ty, None, unit, None);
         }
         for s in el.splits {
             let stream = stream_of(self, &s.stream, s.ty);
-            let unit = self.registry.get(&s.splitter, Kind::Splitter).map(|e| e.target);
-            if let Some(Unit::Splitter { router, outs, .. }) = unit.and_then(|u| self.units.get_mut(u))
+            let unit = self
+                .registry
+                .get(&s.splitter, Kind::Splitter)
+                .map(|e| e.target);
+            if let Some(Unit::Splitter { router, outs, .. }) =
+                unit.and_then(|u| self.units.get_mut(u))
                 && router.add(s.predicate)
             {
                 outs.push(stream);
@@ -176,7 +211,14 @@ impl<S: Storage> DeterministicSystem<S> {
             self.register(&w.path, Kind::Workflow, w.out_ty, None, unit, None);
             for (portal, node) in &w.repliers {
                 if let Some(p) = el.portals.iter().find(|p| &p.path == portal) {
-                    self.register(&p.path, Kind::Portal, p.req, Some(p.rep), unit, Some((unit, *node)));
+                    self.register(
+                        &p.path,
+                        Kind::Portal,
+                        p.req,
+                        Some(p.rep),
+                        unit,
+                        Some((unit, *node)),
+                    );
                 }
             }
         }
@@ -190,13 +232,34 @@ impl<S: Storage> DeterministicSystem<S> {
         self.units.len() - 1
     }
 
-    fn register(&mut self, path: &Path, kind: Kind, ty: TypeInfo, ty2: Option<TypeInfo>, target: usize, replier: Option<(usize, usize)>) {
-        self.registry.entries.insert(path.clone(), Entry { kind, ty, ty2, target, replier });
+    fn register(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        ty: TypeInfo,
+        ty2: Option<TypeInfo>,
+        target: usize,
+        replier: Option<(usize, usize)>,
+    ) {
+        self.registry.entries.insert(
+            path.clone(),
+            Entry {
+                kind,
+                ty,
+                ty2,
+                target,
+                replier,
+            },
+        );
     }
 
     /// A new consumer of the stream at `path` (checked to exist at launch).
     fn consume(&mut self, path: &Path) -> (usize, usize) {
-        let id = self.registry.get(path, Kind::Stream).map(|e| e.target).unwrap_or(usize::MAX);
+        let id = self
+            .registry
+            .get(path, Kind::Stream)
+            .map(|e| e.target)
+            .unwrap_or(usize::MAX);
         match self.streams.get_mut(id) {
             Some(s) => (id, s.add_consumer()),
             None => (usize::MAX, usize::MAX),
@@ -205,12 +268,20 @@ impl<S: Storage> DeterministicSystem<S> {
 
     fn stream_entry<T: Data>(&self, path: &str, kind: Kind) -> Result<(Path, &Entry), Error> {
         let path = Path::parse(path)?;
-        let entry = self.registry.entries.get(&path).ok_or_else(|| Error::UnknownPath {
-            path: path.to_string(),
-            referrer: "the host".to_owned(),
-        })?;
+        let entry = self
+            .registry
+            .entries
+            .get(&path)
+            .ok_or_else(|| Error::UnknownPath {
+                path: path.to_string(),
+                referrer: "the host".to_owned(),
+            })?;
         if entry.kind != kind {
-            return Err(Error::WrongKind { path: path.to_string(), expected: kind.name(), found: entry.kind.name() });
+            return Err(Error::WrongKind {
+                path: path.to_string(),
+                expected: kind.name(),
+                found: entry.kind.name(),
+            });
         }
         if entry.ty != TypeInfo::of::<T>() {
             return Err(Error::TypeMismatch {
@@ -236,10 +307,19 @@ impl<S: Storage> DeterministicSystem<S> {
     pub fn feeder<T: Data>(&self, path: &str) -> Result<Feeder<T>, Error> {
         let (path, entry) = self.stream_entry::<T>(path, Kind::Generator)?;
         match self.units.get(entry.target) {
-            Some(Unit::Generator { source: Source::Feeder(q), .. }) => {
-                Ok(Feeder { path, queue: q.clone(), _t: std::marker::PhantomData })
-            }
-            _ => Err(Error::WrongKind { path: path.to_string(), expected: "external generator", found: "generator" }),
+            Some(Unit::Generator {
+                source: Source::Feeder(q),
+                ..
+            }) => Ok(Feeder {
+                path,
+                queue: q.clone(),
+                _t: std::marker::PhantomData,
+            }),
+            _ => Err(Error::WrongKind {
+                path: path.to_string(),
+                expected: "external generator",
+                found: "generator",
+            }),
         }
     }
 
@@ -264,7 +344,9 @@ impl<S: Storage> DeterministicSystem<S> {
     /// Takes one step of one runnable unit, chosen by the seeded generator; `false` if none
     /// could run (the system is quiescent).
     pub fn step(&mut self) -> bool {
-        let runnable: Vec<usize> = (0..self.units.len()).filter(|&u| self.runnable(u)).collect();
+        let runnable: Vec<usize> = (0..self.units.len())
+            .filter(|&u| self.runnable(u))
+            .collect();
         if runnable.is_empty() {
             return false;
         }
@@ -289,12 +371,17 @@ impl<S: Storage> DeterministicSystem<S> {
                 !closed
                     && match source {
                         Source::Atoms(_) => true,
-                        Source::Feeder(q) => q.lock().map(|q| !q.atoms.is_empty() || q.sealed).unwrap_or(false),
+                        Source::Feeder(q) => q
+                            .lock()
+                            .map(|q| !q.atoms.is_empty() || q.sealed)
+                            .unwrap_or(false),
                     }
             }
             Unit::Sequencer { inputs, .. } => inputs.iter().any(|i| self.ready(*i)),
             Unit::Splitter { input, .. } => self.ready(*input),
-            Unit::Workflow(w) => !w.failed && (self.ready(w.input) || !w.asks.is_empty() || !w.replies.is_empty()),
+            Unit::Workflow(w) => {
+                !w.failed && (self.ready(w.input) || !w.asks.is_empty() || !w.replies.is_empty())
+            }
         }
     }
 }

@@ -23,7 +23,11 @@ enum Work {
 impl<S: Storage> DeterministicSystem<S> {
     pub(super) fn run_unit(&mut self, u: usize) {
         match &mut self.units[u] {
-            Unit::Generator { stream, source, closed } => {
+            Unit::Generator {
+                stream,
+                source,
+                closed,
+            } => {
                 let next = match source {
                     Source::Atoms(iter) => iter.next().map(Some).unwrap_or(None),
                     Source::Feeder(q) => match q.lock() {
@@ -46,12 +50,16 @@ impl<S: Storage> DeterministicSystem<S> {
             }
             Unit::Sequencer { inputs, .. } => {
                 let inputs = inputs.clone();
-                let ready: Vec<usize> = (0..inputs.len()).filter(|&i| self.ready(inputs[i])).collect();
+                let ready: Vec<usize> = (0..inputs.len())
+                    .filter(|&i| self.ready(inputs[i]))
+                    .collect();
                 if ready.is_empty() {
                     return;
                 }
                 let choice = ready[self.pick(ready.len())];
-                let Unit::Sequencer { inputs, ended, out } = &mut self.units[u] else { return };
+                let Unit::Sequencer { inputs, ended, out } = &mut self.units[u] else {
+                    return;
+                };
                 let (stream, consumer) = inputs[choice];
                 let out = *out;
                 match self.streams[stream].take(consumer) {
@@ -66,7 +74,11 @@ impl<S: Storage> DeterministicSystem<S> {
                     None => {}
                 }
             }
-            Unit::Splitter { input, router, outs } => match self.streams[input.0].take(input.1) {
+            Unit::Splitter {
+                input,
+                router,
+                outs,
+            } => match self.streams[input.0].take(input.1) {
                 Some(Item::Atom(atom)) => {
                     for (part, out) in router.route(atom).into_iter().zip(outs.iter()) {
                         if let Some(part) = part {
@@ -86,7 +98,9 @@ impl<S: Storage> DeterministicSystem<S> {
     }
 
     fn run_workflow(&mut self, u: usize) {
-        let Unit::Workflow(w) = &self.units[u] else { return };
+        let Unit::Workflow(w) = &self.units[u] else {
+            return;
+        };
         let mut choices = Vec::with_capacity(3);
         if self.ready(w.input) {
             choices.push(Work::Input);
@@ -101,7 +115,9 @@ impl<S: Storage> DeterministicSystem<S> {
             return;
         }
         let work = choices[self.pick(choices.len())];
-        let Unit::Workflow(w) = &mut self.units[u] else { return };
+        let Unit::Workflow(w) = &mut self.units[u] else {
+            return;
+        };
         let input = match work {
             Work::Input => {
                 let (stream, consumer) = w.input;
@@ -111,9 +127,14 @@ impl<S: Storage> DeterministicSystem<S> {
                         let mut batch = atom.unshare();
                         if !self.gate.admits_everything() {
                             let (gate, path) = (&self.gate, &w.engine.path);
-                            w.denied += batch.retain_envelopes(&mut |env| gate.admit(path, env) == Decision::Admit) as u64;
+                            w.denied += batch.retain_envelopes(&mut |env| {
+                                gate.admit(path, env) == Decision::Admit
+                            }) as u64;
                         }
-                        let position = InputPosition { stream: log.path.clone(), next: log.cursor(consumer) };
+                        let position = InputPosition {
+                            stream: log.path.clone(),
+                            next: log.cursor(consumer),
+                        };
                         StepInput::Atom(batch, position)
                     }
                     Some(Item::End(End::Seal)) => {
@@ -163,7 +184,10 @@ impl<S: Storage> DeterministicSystem<S> {
         }
         let mut failed = Vec::new();
         for (portal, batch) in batches {
-            let target = self.registry.get(&portal, Kind::Portal).and_then(|e| e.replier);
+            let target = self
+                .registry
+                .get(&portal, Kind::Portal)
+                .and_then(|e| e.replier);
             match target.and_then(|(unit, node)| match self.units.get_mut(unit) {
                 Some(Unit::Workflow(w)) if !w.failed => Some((w, node)),
                 _ => None,
@@ -171,10 +195,18 @@ impl<S: Storage> DeterministicSystem<S> {
                 Some((w, node)) => w.asks.push_back((node, batch)),
                 None => {
                     let error = match target {
-                        Some(_) => AskError::ReplierFailed { portal: portal.to_string() },
-                        None => AskError::UnknownPortal { portal: portal.to_string() },
+                        Some(_) => AskError::ReplierFailed {
+                            portal: portal.to_string(),
+                        },
+                        None => AskError::UnknownPortal {
+                            portal: portal.to_string(),
+                        },
                     };
-                    failed.extend(batch.into_iter().map(|a| ReplyMsg::failed(a, error.clone())));
+                    failed.extend(
+                        batch
+                            .into_iter()
+                            .map(|a| ReplyMsg::failed(a, error.clone())),
+                    );
                 }
             }
         }
@@ -195,7 +227,9 @@ impl<S: Storage> DeterministicSystem<S> {
             batches.entry(key).or_default().push(r);
         }
         for path in order {
-            let Some(batch) = batches.remove(&path) else { continue };
+            let Some(batch) = batches.remove(&path) else {
+                continue;
+            };
             let unit = self.registry.get(&path, Kind::Workflow).map(|e| e.target);
             if let Some(Unit::Workflow(w)) = unit.and_then(|u| self.units.get_mut(u))
                 && !w.failed
@@ -207,7 +241,9 @@ impl<S: Storage> DeterministicSystem<S> {
 
     /// Seals a workflow's output once its input ended and nothing of it is outstanding.
     fn maybe_seal(&mut self, u: usize) {
-        let Unit::Workflow(w) = &self.units[u] else { return };
+        let Unit::Workflow(w) = &self.units[u] else {
+            return;
+        };
         let done = w.input_ended
             && !w.failed
             && !w.serves
@@ -222,7 +258,9 @@ impl<S: Storage> DeterministicSystem<S> {
 
     /// Stops a failed workflow: `Error` on its output; asks waiting for it get an error reply.
     fn fail(&mut self, u: usize, message: String) {
-        let Unit::Workflow(w) = &mut self.units[u] else { return };
+        let Unit::Workflow(w) = &mut self.units[u] else {
+            return;
+        };
         tracing::warn!(workflow = %w.engine.path, error = %message, "workflow failed");
         w.failed = true;
         w.replies.clear();
