@@ -29,49 +29,35 @@ impl<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static> Task for FilterTask<T, 
 }
 
 impl<T: Data> Flow<T> {
+    /// Adds a node keeping the events for which `f` returns `keep`.
+    fn filter_node<F: Fn(&T) -> bool + Send + Sync + 'static>(
+        &self,
+        name: &str,
+        f: Arc<F>,
+        keep: bool,
+    ) -> Flow<T> {
+        let factory = move |_: &crate::path::Path, _: u32| {
+            Box::new(FilterTask {
+                f: f.clone(),
+                keep,
+                _t: PhantomData,
+            }) as Box<dyn Task>
+        };
+        self.add(name, vec![self.node], Arc::new(factory))
+    }
+
     /// Keeps the events for which `f` holds.
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Flow<T> {
-        let f = Arc::new(f);
-        self.add(
-            "filter",
-            vec![self.node],
-            Arc::new(move |_, _| {
-                Box::new(FilterTask {
-                    f: f.clone(),
-                    keep: true,
-                    _t: PhantomData,
-                })
-            }),
-        )
+        self.filter_node("filter", Arc::new(f), true)
     }
 
     /// Splits the flow in two branches of this workflow: events for which `f` holds, and the
     /// others. Each branch keeps the atom grouping; union them again with [`Flow::union`].
     pub fn split(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> (Flow<T>, Flow<T>) {
         let f = Arc::new(f);
-        let g = f.clone();
-        let yes = self.add(
-            "split-yes",
-            vec![self.node],
-            Arc::new(move |_, _| {
-                Box::new(FilterTask {
-                    f: f.clone(),
-                    keep: true,
-                    _t: PhantomData,
-                })
-            }),
-        );
-        let no = self.add(
-            "split-no",
-            vec![self.node],
-            Arc::new(move |_, _| {
-                Box::new(FilterTask {
-                    f: g.clone(),
-                    keep: false,
-                    _t: PhantomData,
-                })
-            }),
-        );
-        (yes, no)
+        (
+            self.filter_node("split-yes", f.clone(), true),
+            self.filter_node("split-no", f, false),
+        )
     }
 }

@@ -566,3 +566,13 @@ fn non_personal_tasks_drop_the_envelope() {
     let (_, out) = run::<i64>(app.build().unwrap(), 1, "/app/workflows/wf/stream");
     assert_eq!(out.items()[0], StreamItem::Atom(vec![Event::new(3)]));
 }
+
+#[test]
+fn split_inside_a_workflow_then_union_keeps_atoms() {
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3, 4], vec![5]]);
+    let (even, odd) = app.workflow("wf").source(&g).split(|x| x % 2 == 0);
+    even.map(|x| x * 10).union(&[&odd]).sink();
+    let (_, out) = run::<i64>(app.build().unwrap(), 3, "/app/workflows/wf/stream");
+    assert_eq!(atoms_and_seal(&out), (vec![vec![20, 40, 1, 3], vec![5]], true));
+}
