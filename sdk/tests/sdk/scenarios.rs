@@ -574,5 +574,8 @@ fn split_inside_a_workflow_then_union_keeps_atoms() {
     let (even, odd) = app.workflow("wf").source(&g).split(|x| x % 2 == 0);
     even.map(|x| x * 10).union(&[&odd]).sink();
     let (_, out) = run::<i64>(app.build().unwrap(), 3, "/app/workflows/wf/stream");
-    assert_eq!(atoms_and_seal(&out), (vec![vec![20, 40, 1, 3], vec![5]], true));
+    assert_eq!(
+        atoms_and_seal(&out),
+        (vec![vec![20, 40, 1, 3], vec![5]], true)
+    );
 }
