@@ -9,7 +9,7 @@ use std::collections::{HashSet, VecDeque};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use pods_mpc::protocol::{Mode, SecureSum, SumConfig};
+use pods_mpc::protocol::{Mode, Outgoing, SecureSum, SumConfig};
 use pods_mpc::psi::{PsiConfig, PsiSession};
 use pods_mpc::{ParticipantId, SessionId};
 
@@ -29,32 +29,51 @@ fn secure_sum(mode: Mode, inputs: &[Vec<i64>]) -> Res<(Duration, usize, Vec<i128
             SecureSum::new(&SumConfig::new(session, ids.clone(), *me, mode, len), input)
         })
         .collect::<Res<Vec<_>>>()?;
-    let mut queue = VecDeque::new();
-    let mut sent0 = 0usize;
-    for (p, me) in parties.iter_mut().zip(&ids) {
-        for out in p.start()? {
-            let bytes = out.message.encode()?;
-            if me.0 == 0 {
-                sent0 += bytes.len();
-            }
-            queue.push_back((*me, out.to, bytes));
-        }
-    }
-    while let Some((from, to, bytes)) = queue.pop_front() {
-        for out in parties[to.0 as usize].handle_bytes(from, &bytes)? {
-            let b = out.message.encode()?;
-            if to.0 == 0 {
-                sent0 += b.len();
-            }
-            queue.push_back((to, out.to, b));
-        }
-    }
+    let sent0 = pump(
+        &mut parties,
+        &ids,
+        |p| p.start(),
+        |p, from, bytes| p.handle_bytes(from, bytes),
+        |m| m.encode(),
+    )?;
     let elapsed = t0.elapsed();
     let out = parties[0]
         .output()
         .map(|o| o.values.clone())
         .unwrap_or_default();
     Ok((elapsed, sent0, out))
+}
+
+/// Runs every party's `start`, then delivers encoded messages through a memory queue until
+/// none is left; returns the bytes party 0 sent.
+fn pump<P, M>(
+    parties: &mut [P],
+    ids: &[ParticipantId],
+    start: impl Fn(&mut P) -> Res<Vec<Outgoing<M>>>,
+    handle: impl Fn(&mut P, ParticipantId, &[u8]) -> Res<Vec<Outgoing<M>>>,
+    encode: impl Fn(&M) -> Res<Vec<u8>>,
+) -> Res<usize> {
+    let mut queue = VecDeque::new();
+    let mut sent0 = 0usize;
+    let mut send = |from: ParticipantId, out: Outgoing<M>, queue: &mut VecDeque<_>| -> Res<()> {
+        let bytes = encode(&out.message)?;
+        if from.0 == 0 {
+            sent0 += bytes.len();
+        }
+        queue.push_back((from, out.to, bytes));
+        Ok(())
+    };
+    for (p, me) in parties.iter_mut().zip(ids) {
+        for out in start(p)? {
+            send(*me, out, &mut queue)?;
+        }
+    }
+    while let Some((from, to, bytes)) = queue.pop_front() {
+        for out in handle(&mut parties[to.0 as usize], from, &bytes)? {
+            send(to, out, &mut queue)?;
+        }
+    }
+    Ok(sent0)
 }
 
 fn plain_sum(inputs: &[Vec<i64>]) -> (Duration, Vec<i128>) {
@@ -149,26 +168,13 @@ fn psi_case(size: usize) -> Res<()> {
             PsiSession::new(&cfg, set)
         })
         .collect::<Res<Vec<_>>>()?;
-    let mut queue = VecDeque::new();
-    let mut sent0 = 0;
-    for (p, me) in parties.iter_mut().zip(&ids) {
-        for out in p.start()? {
-            let bytes = out.message.encode()?;
-            if me.0 == 0 {
-                sent0 += bytes.len();
-            }
-            queue.push_back((*me, out.to, bytes));
-        }
-    }
-    while let Some((from, to, bytes)) = queue.pop_front() {
-        for out in parties[to.0 as usize].handle_bytes(from, &bytes)? {
-            let b = out.message.encode()?;
-            if to.0 == 0 {
-                sent0 += b.len();
-            }
-            queue.push_back((to, out.to, b));
-        }
-    }
+    let sent0 = pump(
+        &mut parties,
+        &ids,
+        |p| p.start(),
+        |p, from, bytes| p.handle_bytes(from, bytes),
+        |m| m.encode(),
+    )?;
     let ours = t0.elapsed();
     assert_eq!(parties[0].cardinality(), Some(plain as u64));
     assert_eq!(parties[1].cardinality(), Some(plain as u64));

@@ -86,6 +86,25 @@ impl<In: Data, Out: Data> HandlerTask<In, Out> {
     }
 }
 
+/// The context for one handler call of this task.
+fn ctx<'a, Out>(
+    out: &'a mut Vec<Event<Out>>,
+    key: Option<crate::data::Key>,
+    envelope: Option<Arc<crate::data::Envelope>>,
+    states: &'a mut StateTables,
+    conts: &'a mut Continuations<Out>,
+    fx: &'a mut Effects,
+) -> Ctx<'a, Out> {
+    Ctx {
+        out,
+        key,
+        envelope,
+        states,
+        conts,
+        fx,
+    }
+}
+
 fn check(fx: &mut Effects, result: Result<(), TaskError>) -> bool {
     if let Err(e) = result {
         fx.fail(e);
@@ -102,14 +121,14 @@ impl<In: Data, Out: Data> Task for HandlerTask<In, Out> {
         let mut out: Vec<Event<Out>> = Vec::with_capacity(events.len());
         if let Some(f) = &self.on_event {
             for e in events {
-                let mut ctx = Ctx {
-                    out: &mut out,
-                    key: Some(e.key),
-                    envelope: e.envelope,
-                    states: &mut self.states,
-                    conts: &mut self.conts,
-                    fx: &mut *fx,
-                };
+                let mut ctx = ctx(
+                    &mut out,
+                    Some(e.key),
+                    e.envelope,
+                    &mut self.states,
+                    &mut self.conts,
+                    fx,
+                );
                 let result = f(&mut ctx, e.value);
                 if !check(fx, result) {
                     break;
@@ -122,14 +141,7 @@ impl<In: Data, Out: Data> Task for HandlerTask<In, Out> {
     fn on_atom_complete(&mut self, fx: &mut Effects) -> Option<Box<dyn Batch>> {
         let f = self.on_complete.as_ref()?;
         let mut out: Vec<Event<Out>> = Vec::new();
-        let mut ctx = Ctx {
-            out: &mut out,
-            key: None,
-            envelope: None,
-            states: &mut self.states,
-            conts: &mut self.conts,
-            fx: &mut *fx,
-        };
+        let mut ctx = ctx(&mut out, None, None, &mut self.states, &mut self.conts, fx);
         let result = f(&mut ctx);
         check(fx, result);
         Some(Box::new(out))
@@ -144,14 +156,7 @@ impl<In: Data, Out: Data> Task for HandlerTask<In, Out> {
         };
         let mut out: Vec<Event<Out>> = Vec::new();
         for ask in asks {
-            let mut ctx = Ctx {
-                out: &mut out,
-                key: None,
-                envelope: None,
-                states: &mut self.states,
-                conts: &mut self.conts,
-                fx: &mut *fx,
-            };
+            let mut ctx = ctx(&mut out, None, None, &mut self.states, &mut self.conts, fx);
             let result = handler.handle(&mut ctx, ask);
             if !check(fx, result) {
                 break;
@@ -170,14 +175,14 @@ impl<In: Data, Out: Data> Task for HandlerTask<In, Out> {
             let Some(ready) = self.conts.deliver(reply) else {
                 continue;
             };
-            let mut ctx = Ctx {
-                out: &mut out,
-                key: ready.pending.key,
-                envelope: ready.pending.envelope,
-                states: &mut self.states,
-                conts: &mut self.conts,
-                fx: &mut *fx,
-            };
+            let mut ctx = ctx(
+                &mut out,
+                ready.pending.key,
+                ready.pending.envelope,
+                &mut self.states,
+                &mut self.conts,
+                fx,
+            );
             let result = (ready.pending.body)(&mut ctx, ready.replies);
             if !check(fx, result) {
                 break;
