@@ -63,6 +63,7 @@ pub use runtime::deterministic::DeterministicSystem;
 pub use runtime::units::{Feeder, Subscription};
 pub use storage::{
     Commit, InputPosition, MemoryStorage, StateName, StateValue, StateWrite, Storage,
+    VolatileStorage,
 };
 pub use task::ctx::Ctx;
 pub use task::state::{PerKeyState, PerTaskState};

@@ -92,6 +92,58 @@ pub struct Commit<'a> {
 pub trait Storage: Send {
     /// Applies all of `commit` or nothing.
     fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError>;
+
+    /// Whether this store keeps state values. A store that does not (the values then live
+    /// only in the tasks, as with [`VolatileStorage`]) gets commits without `writes`, which
+    /// spares the runtime collecting them.
+    fn keeps_state(&self) -> bool {
+        true
+    }
+}
+
+/// Storage that keeps nothing beyond the running process: state lives in the tasks' tables
+/// and is lost with them; commits are counted and each workflow's input position recorded.
+/// For runs that need no copy of their state (simulations, benchmarks, tests of semantics).
+#[derive(Default)]
+pub struct VolatileStorage {
+    positions: HashMap<Path, InputPosition>,
+    commits: u64,
+}
+
+impl VolatileStorage {
+    /// An empty store.
+    pub fn new() -> VolatileStorage {
+        VolatileStorage::default()
+    }
+
+    /// Number of commits applied.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// The committed input position of `workflow`.
+    pub fn position(&self, workflow: &Path) -> Option<&InputPosition> {
+        self.positions.get(workflow)
+    }
+}
+
+impl Storage for VolatileStorage {
+    fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
+        if let Some(p) = &commit.input {
+            match self.positions.get_mut(commit.workflow) {
+                Some(slot) => slot.next = p.next,
+                None => {
+                    self.positions.insert(commit.workflow.clone(), p.clone());
+                }
+            }
+        }
+        self.commits += 1;
+        Ok(())
+    }
+
+    fn keeps_state(&self) -> bool {
+        false
+    }
 }
 
 /// Storage in memory: keeps every committed state value CBOR-encoded, and each workflow's

@@ -9,24 +9,27 @@ use crate::path::Path;
 use crate::portal::Portal;
 use crate::task::Task;
 use crate::task::ctx::Ctx;
-use crate::task::handler::{AskHandler, HandlerTask, OnComplete, OnEvent};
+use std::marker::PhantomData;
+
+use crate::task::handler::{AskHandler, EventFn, HandlerTask, OnComplete, OnEvent};
 
 /// The slot `on_atom_complete` fills for a processor-like node.
 type Hook<U> = Arc<Mutex<Option<OnComplete<U>>>>;
 
 impl<T: Data> Flow<T> {
     /// Adds a task running user handlers with state and continuations.
-    pub(crate) fn handler_node<U: Data>(
+    pub(crate) fn handler_node<U: Data, E: OnEvent<T, U>>(
         &self,
         name: &str,
-        on_event: Option<OnEvent<T, U>>,
+        on_event: E,
         on_ask: Option<Arc<dyn AskHandler<U>>>,
     ) -> Flow<U> {
+        let on_event = Arc::new(on_event);
         let hook: Hook<U> = Arc::new(Mutex::new(None));
         let slot = hook.clone();
         let factory = Arc::new(move |wf: &Path, index: u32| {
             let complete = slot.lock().ok().and_then(|g| g.clone());
-            Box::new(HandlerTask::<T, U>::new(
+            Box::new(HandlerTask::<T, U, E>::new(
                 wf,
                 index,
                 on_event.clone(),
@@ -51,17 +54,16 @@ impl<T: Data> Flow<T> {
     ///     ctx.emit(t);
     /// }).sink();
     /// ```
-    pub fn processor<U: Data, R: Outcome>(
+    pub fn processor<U: Data, R: Outcome + 'static>(
         &self,
         f: impl Fn(&mut Ctx<'_, U>, T) -> R + Send + Sync + 'static,
     ) -> Flow<U> {
-        let on_event: OnEvent<T, U> = Arc::new(move |ctx, x| f(ctx, x).into_result());
-        self.handler_node("processor", Some(on_event), None)
+        self.handler_node("processor", EventFn(f, PhantomData), None)
     }
 
     /// A processor that asks `portal` (any processor may ask; declaring the portal records the
     /// dependency in the registry). Use [`Ctx::ask`] and [`Ctx::on_reply`] in `f`.
-    pub fn asker<Req: Data, Rep: Data, U: Data, R: Outcome>(
+    pub fn asker<Req: Data, Rep: Data, U: Data, R: Outcome + 'static>(
         &self,
         portal: &Portal<Req, Rep>,
         f: impl Fn(&mut Ctx<'_, U>, T) -> R + Send + Sync + 'static,

@@ -7,7 +7,7 @@ use crate::data::{Data, Key};
 use crate::error::Outcome;
 use crate::portal::{KeyFn, Portal, ReplyTo};
 use crate::task::ctx::Ctx;
-use crate::task::handler::{AskHandler, OnAsk, OnEvent, Replier};
+use crate::task::handler::{AskHandler, EventFn, OnAsk, Replier};
 
 impl<T: Data> Flow<T> {
     /// Answers `portal`: `on_ask` runs for each request with the request's key (from the
@@ -25,13 +25,12 @@ impl<T: Data> Flow<T> {
     /// }).sink();
     /// assert!(app.build().is_ok());
     /// ```
-    pub fn replier_with<Req: Data, Rep: Data, U: Data, R1: Outcome, R2: Outcome>(
+    pub fn replier_with<Req: Data, Rep: Data, U: Data, R1: Outcome + 'static, R2: Outcome>(
         &self,
         portal: &Portal<Req, Rep>,
         on_event: impl Fn(&mut Ctx<'_, U>, T) -> R1 + Send + Sync + 'static,
         on_ask: impl Fn(&mut Ctx<'_, U>, Req, ReplyTo<Rep>) -> R2 + Send + Sync + 'static,
     ) -> Flow<U> {
-        let on_event: OnEvent<T, U> = Arc::new(move |ctx, x| on_event(ctx, x).into_result());
         let on_ask: OnAsk<Req, Rep, U> =
             Arc::new(move |ctx, req, to| on_ask(ctx, req, to).into_result());
         let key_fn: KeyFn<Req> = portal
@@ -39,7 +38,11 @@ impl<T: Data> Flow<T> {
             .clone()
             .unwrap_or_else(|| Arc::new(|_: &Req| Key(0)));
         let handler: Arc<dyn AskHandler<U>> = Arc::new(Replier { key_fn, on_ask });
-        let flow = self.handler_node("replier", Some(on_event), Some(handler));
+        let flow = self.handler_node(
+            "replier",
+            EventFn(on_event, std::marker::PhantomData),
+            Some(handler),
+        );
         self.wf
             .borrow_mut()
             .repliers

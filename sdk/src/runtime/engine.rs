@@ -155,9 +155,11 @@ impl WorkflowInstance {
             .and_then(|s| outputs.get_mut(s).and_then(Option::take))
             .filter(|b| b.len() > 0);
         let mut writes = Vec::new();
-        for node in &self.nodes {
-            if let Some(t) = &node.task {
-                t.writes(&mut writes);
+        if storage.keeps_state() {
+            for node in &self.nodes {
+                if let Some(t) = &node.task {
+                    t.writes(&mut writes);
+                }
             }
         }
         let commit = Commit {

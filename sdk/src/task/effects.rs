@@ -70,12 +70,14 @@ impl Effects {
     }
 
     /// Records a failure; the first one wins.
+    #[inline]
     pub(crate) fn fail(&mut self, error: TaskError) {
         if self.error.is_none() {
             self.error = Some(error);
         }
     }
 
+    #[inline]
     pub(crate) fn failed(&self) -> bool {
         self.error.is_some()
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::batch::{Batch, downcast};
 use crate::data::{Data, Event};
-use crate::error::TaskError;
+use crate::error::{Outcome, TaskError};
 use crate::portal::{AskMsg, KeyFn, ReplyMsg, ReplyTo};
 use crate::storage::StateWrite;
 use crate::task::Task;
@@ -13,9 +13,25 @@ use crate::task::ctx::Ctx;
 use crate::task::effects::Effects;
 use crate::task::state::StateTables;
 
-/// A handler for each input event.
-pub(crate) type OnEvent<In, Out> =
-    Arc<dyn Fn(&mut Ctx<'_, Out>, In) -> Result<(), TaskError> + Send + Sync>;
+/// A handler for each input event; generic (not boxed) so the per-event call inlines.
+pub(crate) trait OnEvent<In, Out>: Send + Sync + 'static {
+    /// Handles one event.
+    fn call(&self, ctx: &mut Ctx<'_, Out>, value: In) -> Result<(), TaskError>;
+}
+
+/// A user closure as an [`OnEvent`], with the outcome type it returns.
+pub(crate) struct EventFn<F, R>(pub F, pub std::marker::PhantomData<fn() -> R>);
+
+impl<In, Out, F, R> OnEvent<In, Out> for EventFn<F, R>
+where
+    F: Fn(&mut Ctx<'_, Out>, In) -> R + Send + Sync + 'static,
+    R: Outcome + 'static,
+{
+    #[inline]
+    fn call(&self, ctx: &mut Ctx<'_, Out>, value: In) -> Result<(), TaskError> {
+        (self.0)(ctx, value).into_result()
+    }
+}
 /// A handler run once per step after the task's input.
 pub(crate) type OnComplete<Out> =
     Arc<dyn Fn(&mut Ctx<'_, Out>) -> Result<(), TaskError> + Send + Sync>;
@@ -60,24 +76,26 @@ impl<Req: Data, Rep: Data, Out: Data> AskHandler<Out> for Replier<Req, Rep, Out>
 }
 
 /// A task running user handlers with state and continuations.
-pub(crate) struct HandlerTask<In, Out> {
-    pub on_event: Option<OnEvent<In, Out>>,
+pub(crate) struct HandlerTask<In, Out, E> {
+    pub on_event: Arc<E>,
+    pub _in: std::marker::PhantomData<fn(In)>,
     pub on_complete: Option<OnComplete<Out>>,
     pub on_ask: Option<Arc<dyn AskHandler<Out>>>,
     pub states: StateTables,
     pub conts: Continuations<Out>,
 }
 
-impl<In: Data, Out: Data> HandlerTask<In, Out> {
+impl<In: Data, Out: Data, E: OnEvent<In, Out>> HandlerTask<In, Out, E> {
     pub(crate) fn new(
         workflow: &crate::path::Path,
         index: u32,
-        on_event: Option<OnEvent<In, Out>>,
+        on_event: Arc<E>,
         on_complete: Option<OnComplete<Out>>,
         on_ask: Option<Arc<dyn AskHandler<Out>>>,
-    ) -> HandlerTask<In, Out> {
+    ) -> HandlerTask<In, Out, E> {
         HandlerTask {
             on_event,
+            _in: std::marker::PhantomData,
             on_complete,
             on_ask,
             states: StateTables::new(workflow.clone(), index),
@@ -87,6 +105,7 @@ impl<In: Data, Out: Data> HandlerTask<In, Out> {
 }
 
 /// The context for one handler call of this task.
+#[inline]
 fn ctx<'a, Out>(
     out: &'a mut Vec<Event<Out>>,
     key: Option<crate::data::Key>,
@@ -105,6 +124,7 @@ fn ctx<'a, Out>(
     }
 }
 
+#[inline]
 fn check(fx: &mut Effects, result: Result<(), TaskError>) -> bool {
     if let Err(e) = result {
         fx.fail(e);
@@ -112,27 +132,26 @@ fn check(fx: &mut Effects, result: Result<(), TaskError>) -> bool {
     !fx.failed()
 }
 
-impl<In: Data, Out: Data> Task for HandlerTask<In, Out> {
+impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> {
     fn process(&mut self, input: Box<dyn Batch>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
         let Some(events) = downcast::<In>(input) else {
             fx.fail(TaskError::new("task input of an unexpected type"));
             return None;
         };
         let mut out: Vec<Event<Out>> = Vec::with_capacity(events.len());
-        if let Some(f) = &self.on_event {
-            for e in events {
-                let mut ctx = ctx(
-                    &mut out,
-                    Some(e.key),
-                    e.envelope,
-                    &mut self.states,
-                    &mut self.conts,
-                    fx,
-                );
-                let result = f(&mut ctx, e.value);
-                if !check(fx, result) {
-                    break;
-                }
+        let f = &*self.on_event;
+        for e in events {
+            let mut ctx = ctx(
+                &mut out,
+                Some(e.key),
+                e.envelope,
+                &mut self.states,
+                &mut self.conts,
+                fx,
+            );
+            let result = f.call(&mut ctx, e.value);
+            if !check(fx, result) {
+                break;
             }
         }
         Some(Box::new(out))

@@ -1,6 +1,6 @@
 //! Task state: per-key and per-task, typed, with the writes of each step tracked for commit.
 
-use std::any::Any;
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -69,6 +69,7 @@ impl<V: Data> Handle<V> {
     }
 
     /// The slot for this handle in the running task, or `None` after recording a failure.
+    #[inline]
     fn with<O, R>(
         &self,
         ctx: &mut Ctx<'_, O>,
@@ -163,7 +164,9 @@ state_api!(PerTaskState, false, "per-task");
 /// One entry: the value (`None` once removed, until committed) and whether this step wrote it.
 struct Slot<V> {
     value: Option<V>,
-    dirty: bool,
+    /// The table's epoch when this slot was last written; equal to the current epoch means
+    /// written in this step.
+    epoch: u64,
 }
 
 /// The values of one state of one task instance.
@@ -172,20 +175,18 @@ pub(crate) struct Table<V> {
     keyed: bool,
     init: Init<V>,
     map: HashMap<u64, Slot<V>, KeyBuild>,
+    /// Keys written in this step, in first-write order.
     dirty: Vec<u64>,
+    /// Advances at each commit, so that marking every slot clean costs nothing.
+    epoch: u64,
+    /// Whether this step removed a value (its slot is dropped at commit).
+    removed: bool,
 }
 
 impl<V: Data> Table<V> {
+    #[inline]
     fn touch(&mut self, key: u64) -> &mut Slot<V> {
-        let slot = self.map.entry(key).or_insert(Slot {
-            value: None,
-            dirty: false,
-        });
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty.push(key);
-        }
-        slot
+        touch(&mut self.map, &mut self.dirty, self.epoch, key)
     }
     fn get(&self, key: u64) -> V {
         match self.map.get(&key).and_then(|s| s.value.as_ref()) {
@@ -197,18 +198,38 @@ impl<V: Data> Table<V> {
         self.touch(key).value = Some(value);
     }
     fn update<R>(&mut self, key: u64, f: impl FnOnce(&mut V) -> R) -> R {
-        let init = self.init.clone();
-        let slot = self.touch(key);
+        let init = &self.init;
+        let slot = touch(&mut self.map, &mut self.dirty, self.epoch, key);
         f(slot.value.get_or_insert_with(|| init()))
     }
     fn remove(&mut self, key: u64) {
         self.touch(key).value = None;
+        self.removed = true;
     }
+}
+
+/// The slot of `key`, marked as written in this step.
+#[inline]
+fn touch<'a, V>(
+    map: &'a mut HashMap<u64, Slot<V>, KeyBuild>,
+    dirty: &mut Vec<u64>,
+    epoch: u64,
+    key: u64,
+) -> &'a mut Slot<V> {
+    // A new slot starts one epoch back, so it is seen as not yet written in this step.
+    let slot = map.entry(key).or_insert(Slot {
+        value: None,
+        epoch: epoch.wrapping_sub(1),
+    });
+    if slot.epoch != epoch {
+        slot.epoch = epoch;
+        dirty.push(key);
+    }
+    slot
 }
 
 /// What the runtime needs of a table without knowing its value type.
 pub(crate) trait AnyTable: Send {
-    fn as_any_mut(&mut self) -> &mut dyn Any;
     fn name(&self) -> &StateName;
     /// The writes of this step.
     fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>);
@@ -217,9 +238,6 @@ pub(crate) trait AnyTable: Send {
 }
 
 impl<V: Data> AnyTable for Table<V> {
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
     fn name(&self) -> &StateName {
         &self.name
     }
@@ -235,21 +253,30 @@ impl<V: Data> AnyTable for Table<V> {
         }
     }
     fn committed(&mut self) {
-        for key in self.dirty.drain(..) {
-            if let Some(slot) = self.map.get_mut(&key) {
-                slot.dirty = false;
-                if slot.value.is_none() {
-                    self.map.remove(&key);
+        if self.removed {
+            for key in &self.dirty {
+                if self.map.get(key).is_some_and(|s| s.value.is_none()) {
+                    self.map.remove(key);
                 }
             }
+            self.removed = false;
         }
+        self.dirty.clear();
+        self.epoch = self.epoch.wrapping_add(1);
     }
 }
 
 /// All state tables of one task instance, created on first use.
 pub(crate) struct StateTables {
     owner: (crate::path::Path, u32),
-    tables: Vec<(u64, Box<dyn AnyTable>)>,
+    tables: Vec<Entry>,
+}
+
+/// One table with its handle's id and its concrete type.
+struct Entry {
+    id: u64,
+    ty: TypeId,
+    table: Box<dyn AnyTable>,
 }
 
 impl StateTables {
@@ -260,6 +287,8 @@ impl StateTables {
         }
     }
 
+    /// The table of handle `id`, created on first use.
+    #[inline]
     fn table<V: Data>(
         &mut self,
         id: u64,
@@ -267,43 +296,64 @@ impl StateTables {
         keyed: bool,
         init: &Init<V>,
     ) -> Result<&mut Table<V>, TaskError> {
-        let index = match self.tables.iter().position(|(i, _)| *i == id) {
+        let index = match self.tables.iter().position(|t| t.id == id) {
             Some(index) => index,
-            None => {
-                if self.tables.iter().any(|(_, t)| *t.name().name == **name) {
-                    return Err(TaskError::new(format!(
-                        "two states named '{name}' in task {} of {}: give each state of a task its own name",
-                        self.owner.1, self.owner.0
-                    )));
-                }
-                let table = Table::<V> {
-                    name: StateName::new(self.owner.0.clone(), self.owner.1, name.clone()),
-                    keyed,
-                    init: init.clone(),
-                    map: HashMap::default(),
-                    dirty: Vec::new(),
-                };
-                self.tables.push((id, Box::new(table)));
-                self.tables.len() - 1
-            }
+            None => self.create::<V>(id, name, keyed, init)?,
         };
-        match self.tables[index].1.as_any_mut().downcast_mut::<Table<V>>() {
-            Some(t) => Ok(t),
-            None => Err(TaskError::new(format!(
+        let entry = &mut self.tables[index];
+        if entry.ty != TypeId::of::<Table<V>>() {
+            return Err(TaskError::new(format!(
                 "state '{name}' used with two value types"
-            ))),
+            )));
         }
+        let table: *mut dyn AnyTable = &mut *entry.table;
+        // SAFETY: `entry.ty` is the `TypeId` of the value boxed in `entry.table`: both are set
+        // together in `create` and never changed. It equals `Table<V>`'s, so the box holds a
+        // `Table<V>`, and the exclusive borrow of `self` makes this the only reference to it.
+        // (This is `downcast_mut` without its virtual `type_id` call on every state access.)
+        Ok(unsafe { &mut *(table as *mut Table<V>) })
+    }
+
+    #[cold]
+    fn create<V: Data>(
+        &mut self,
+        id: u64,
+        name: &Arc<str>,
+        keyed: bool,
+        init: &Init<V>,
+    ) -> Result<usize, TaskError> {
+        if self.tables.iter().any(|t| *t.table.name().name == **name) {
+            return Err(TaskError::new(format!(
+                "two states named '{name}' in task {} of {}: give each state of a task its own name",
+                self.owner.1, self.owner.0
+            )));
+        }
+        let table = Table::<V> {
+            name: StateName::new(self.owner.0.clone(), self.owner.1, name.clone()),
+            keyed,
+            init: init.clone(),
+            map: HashMap::default(),
+            dirty: Vec::new(),
+            epoch: 0,
+            removed: false,
+        };
+        self.tables.push(Entry {
+            id,
+            ty: TypeId::of::<Table<V>>(),
+            table: Box::new(table),
+        });
+        Ok(self.tables.len() - 1)
     }
 
     pub(crate) fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>) {
-        for (_, t) in &self.tables {
-            t.writes(out);
+        for t in &self.tables {
+            t.table.writes(out);
         }
     }
 
     pub(crate) fn committed(&mut self) {
-        for (_, t) in &mut self.tables {
-            t.committed();
+        for t in &mut self.tables {
+            t.table.committed();
         }
     }
 }

@@ -579,3 +579,66 @@ fn split_inside_a_workflow_then_union_keeps_atoms() {
         (vec![vec![20, 40, 1, 3], vec![5]], true)
     );
 }
+
+#[test]
+fn removed_state_leaves_the_store_and_reads_the_initial_value_again() {
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_atoms("g", vec![vec![1i64, 2], vec![-1], vec![1]]);
+    let seen = PerKeyState::<i64>::with_initial("seen", 100);
+    app.workflow("wf")
+        .source(&g)
+        .key_by(|x| x.abs())
+        .processor(move |ctx, x: i64| {
+            if x < 0 {
+                seen.remove(ctx);
+            } else {
+                let before = seen.get(ctx);
+                ctx.emit(before);
+                seen.set(ctx, x);
+            }
+        })
+        .sink();
+    let (system, out) = run::<i64>(app.build().unwrap(), 5, "/app/workflows/wf/stream");
+    assert_eq!(out.values(), vec![vec![100, 100], vec![100]]);
+    let stored = system
+        .storage()
+        .values::<i64>("/app/workflows/wf", "seen")
+        .unwrap();
+    let mut values: Vec<i64> = stored.into_iter().map(|(_, v)| v).collect();
+    values.sort();
+    assert_eq!(
+        values,
+        vec![1, 2],
+        "key 1 was removed, then written again; key 2 kept"
+    );
+}
+
+#[test]
+fn volatile_storage_counts_commits_and_keeps_positions() {
+    use pods_sdk::{Path, VolatileStorage};
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_atoms("g", vec![vec![1i64], vec![2], vec![3]]);
+    let total = PerTaskState::<i64>::new("total");
+    app.workflow("wf")
+        .source(&g)
+        .processor(move |ctx, x: i64| {
+            let t = total.get(ctx) + x;
+            total.set(ctx, t);
+            ctx.emit(t);
+        })
+        .sink();
+    let mut system = DeterministicSystem::with_storage(2, VolatileStorage::new());
+    system.launch(app.build().unwrap()).unwrap();
+    let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
+    system.run_until_quiescent();
+    assert_eq!(out.values(), vec![vec![1], vec![3], vec![6]]);
+    assert_eq!(system.storage().commits(), 3);
+    let position = system
+        .storage()
+        .position(&Path::parse("/app/workflows/wf").unwrap())
+        .unwrap();
+    assert_eq!(
+        (position.stream.as_str(), position.next),
+        ("/app/generators/g/stream", 3)
+    );
+}
