@@ -121,6 +121,10 @@ fn rate(events: i64, budget: Duration, mut f: impl FnMut() -> u64) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--profile-asks") {
+        black_box(asks(2_000_000));
+        return;
+    }
     if std::env::args().any(|a| a == "--profile-runtime") {
         // Only the runtime, for a profiler: 20 M events at atom size 1,000 (`volatile`: no copy).
         if std::env::args().any(|a| a == "volatile") {

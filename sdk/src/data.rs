@@ -54,9 +54,11 @@ impl Hasher for StableHasher {
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
+    #[inline]
     fn write_u64(&mut self, n: u64) {
-        self.0 = mix(self.0 ^ n);
+        self.0 = (self.0 ^ n).wrapping_mul(0x0000_0100_0000_01b3);
     }
+    #[inline]
     fn write_i64(&mut self, n: i64) {
         self.write_u64(n as u64);
     }
@@ -69,44 +71,81 @@ impl Hasher for StableHasher {
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64);
     }
+    #[inline]
     fn finish(&self) -> u64 {
         mix(self.0)
     }
 }
 
 /// splitmix64's finaliser: a bijection with good avalanche.
+#[inline]
 pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
 
-/// A hasher for maps keyed by [`Key`] (already well mixed): one multiply per lookup.
+/// A hasher for maps keyed by [`Key`] (already well mixed).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+            self.write_u64(u64::from(*b));
         }
     }
+    /// Keys and state ids are already well-mixed hashes: combining by rotate and xor keeps a
+    /// single word as it is, so a lookup by key costs no hashing at all.
+    #[inline]
     fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+        self.0 = self.0.rotate_left(29) ^ n;
     }
+    #[inline]
     fn write_u8(&mut self, n: u8) {
         self.write_u64(u64::from(n));
     }
+    #[inline]
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64);
     }
+    #[inline]
     fn write_isize(&mut self, n: isize) {
         self.write_u64(n as u64);
     }
+    #[inline]
     fn finish(&self) -> u64 {
         self.0
     }
 }
+
+/// A fast multiply-rotate hasher for small in-memory maps whose keys are not already hashes
+/// (ask ids, counters). Not for keys an adversary chooses freely.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `BuildHasher` for [`MixHasher`].
+pub(crate) type MixBuild = std::hash::BuildHasherDefault<MixHasher>;
 
 /// `BuildHasher` for [`KeyHasher`].
 pub(crate) type KeyBuild = std::hash::BuildHasherDefault<KeyHasher>;

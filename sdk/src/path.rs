@@ -7,8 +7,15 @@ use crate::error::Error;
 
 /// A registry path such as `/shop/workflows/cart` or `/shop/portals/inventory`; other apps (and
 /// later other nodes) refer to elements by it. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, Hash, PartialOrd, Ord)]
 pub struct Path(Arc<str>);
+
+impl PartialEq for Path {
+    fn eq(&self, other: &Path) -> bool {
+        // Clones of one path share their text: compare pointers before contents.
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
 
 impl Path {
     /// Parses a path: a leading `/`, then one or more non-empty segments of letters, digits,

@@ -106,6 +106,7 @@ impl WorkflowInstance {
     ) -> Result<StepOutput, TaskError> {
         let step = self.step + 1;
         self.fx.begin(step);
+        self.fx.track_writes = storage.keeps_state();
         let n = self.nodes.len();
         let mut outputs: Vec<Option<Box<dyn Batch>>> = (0..n).map(|_| None).collect();
         let mut pre: Vec<Option<Pre>> = (0..n).map(|_| None).collect();

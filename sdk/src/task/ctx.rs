@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::data::{Data, Envelope, Event, Key};
 use crate::error::{AskError, Outcome, TaskError};
 use crate::portal::{AskId, AskMsg, Portal, ReplyHandle, ReplyMsg, ReplyTo};
-use crate::task::continuations::{Body, Continuations};
+use crate::task::continuations::{Body, Continuations, Pending, Replies};
 use crate::task::effects::Effects;
 use crate::task::state::StateTables;
 
@@ -95,16 +95,20 @@ impl<'a, Out: Data> Ctx<'a, Out> {
     ) {
         let ask = handle.id;
         let body: Body<Out> = Box::new(move |ctx, replies| {
-            let reply = replies.and_then(|mut all| {
-                let one = all.pop().ok_or(AskError::WrongReplyType {
+            let reply = replies.and_then(|r| match r {
+                Replies::One(one) => downcast_reply::<Rep>(one, ask),
+                Replies::Many(_) => Err(AskError::WrongReplyType {
                     ask: ask.to_string(),
-                })?;
-                downcast_reply::<Rep>(one, ask)
+                }),
             });
             then(ctx, reply).into_result()
         });
-        self.conts
-            .register(vec![handle.id], self.key, self.envelope.clone(), body);
+        let pending = Pending {
+            key: self.key,
+            envelope: self.envelope.clone(),
+            body,
+        };
+        self.conts.register(vec![handle.id], pending);
     }
 
     /// Runs `then` when every ask in `handles` has its reply, with the replies in the order of
@@ -123,7 +127,11 @@ impl<'a, Out: Data> Ctx<'a, Out> {
         }
         let ids_for_body = ids.clone();
         let body: Body<Out> = Box::new(move |ctx, replies| {
-            let typed = replies.and_then(|all| {
+            let typed = replies.and_then(|r| {
+                let all = match r {
+                    Replies::One(one) => vec![one],
+                    Replies::Many(all) => all,
+                };
                 all.into_iter()
                     .zip(&ids_for_body)
                     .map(|(one, ask)| downcast_reply::<Rep>(one, *ask))
@@ -131,8 +139,12 @@ impl<'a, Out: Data> Ctx<'a, Out> {
             });
             then(ctx, typed).into_result()
         });
-        self.conts
-            .register(ids, self.key, self.envelope.clone(), body);
+        let pending = Pending {
+            key: self.key,
+            envelope: self.envelope.clone(),
+            body,
+        };
+        self.conts.register(ids, pending);
     }
 
     /// Answers the request `to` stands for. The reply carries the request's envelope unless

@@ -23,6 +23,8 @@ pub(crate) struct Effects {
     pub replies: Vec<ReplyMsg>,
     /// The first failure of the step, if any.
     pub error: Option<TaskError>,
+    /// Whether state writes are tracked for the commit (the storage keeps state values).
+    pub track_writes: bool,
     next_ask: u32,
 }
 
@@ -37,6 +39,7 @@ impl Effects {
             asks: Vec::new(),
             replies: Vec::new(),
             error: None,
+            track_writes: true,
             next_ask: 0,
         }
     }

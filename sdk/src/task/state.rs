@@ -94,7 +94,10 @@ impl<V: Data> Handle<V> {
             .states
             .table::<V>(self.id, &self.name, keyed, &self.init)
         {
-            Ok(table) => Some(f(table, key)),
+            Ok(table) => {
+                table.track = ctx.fx.track_writes;
+                Some(f(table, key))
+            }
             Err(e) => {
                 ctx.fx.fail(e);
                 None
@@ -181,12 +184,14 @@ pub(crate) struct Table<V> {
     epoch: u64,
     /// Whether this step removed a value (its slot is dropped at commit).
     removed: bool,
+    /// Whether writes are tracked for the commit (the store keeps state values).
+    track: bool,
 }
 
 impl<V: Data> Table<V> {
     #[inline]
     fn touch(&mut self, key: u64) -> &mut Slot<V> {
-        touch(&mut self.map, &mut self.dirty, self.epoch, key)
+        touch(&mut self.map, &mut self.dirty, self.epoch, self.track, key)
     }
     fn get(&self, key: u64) -> V {
         match self.map.get(&key).and_then(|s| s.value.as_ref()) {
@@ -199,21 +204,26 @@ impl<V: Data> Table<V> {
     }
     fn update<R>(&mut self, key: u64, f: impl FnOnce(&mut V) -> R) -> R {
         let init = &self.init;
-        let slot = touch(&mut self.map, &mut self.dirty, self.epoch, key);
+        let slot = touch(&mut self.map, &mut self.dirty, self.epoch, self.track, key);
         f(slot.value.get_or_insert_with(|| init()))
     }
     fn remove(&mut self, key: u64) {
-        self.touch(key).value = None;
-        self.removed = true;
+        if self.track {
+            self.touch(key).value = None;
+            self.removed = true;
+        } else {
+            self.map.remove(&key);
+        }
     }
 }
 
-/// The slot of `key`, marked as written in this step.
+/// The slot of `key`, marked as written in this step when writes are tracked.
 #[inline]
 fn touch<'a, V>(
     map: &'a mut HashMap<u64, Slot<V>, KeyBuild>,
     dirty: &mut Vec<u64>,
     epoch: u64,
+    track: bool,
     key: u64,
 ) -> &'a mut Slot<V> {
     // A new slot starts one epoch back, so it is seen as not yet written in this step.
@@ -221,7 +231,7 @@ fn touch<'a, V>(
         value: None,
         epoch: epoch.wrapping_sub(1),
     });
-    if slot.epoch != epoch {
+    if track && slot.epoch != epoch {
         slot.epoch = epoch;
         dirty.push(key);
     }
@@ -336,6 +346,7 @@ impl StateTables {
             dirty: Vec::new(),
             epoch: 0,
             removed: false,
+            track: true,
         };
         self.tables.push(Entry {
             id,

@@ -1,7 +1,5 @@
 //! One step of each kind of unit, and the routing of what a workflow step released.
 
-use std::collections::HashMap;
-
 use super::{DeterministicSystem, Source, Unit};
 use crate::builder::spec::Kind;
 use crate::error::AskError;
@@ -217,19 +215,14 @@ impl<S: Storage> DeterministicSystem<S> {
 
     /// Delivers replies to their asking workflows, one batch per workflow.
     fn route_replies(&mut self, replies: Vec<ReplyMsg>) {
-        let mut batches: HashMap<Path, Vec<ReplyMsg>> = HashMap::new();
-        let mut order = Vec::new();
+        let mut batches: Vec<(Path, Vec<ReplyMsg>)> = Vec::new();
         for r in replies {
-            let key = r.to.workflow.clone();
-            if !batches.contains_key(&key) {
-                order.push(key.clone());
+            match batches.iter_mut().find(|(p, _)| *p == r.to.workflow) {
+                Some((_, b)) => b.push(r),
+                None => batches.push((r.to.workflow.clone(), vec![r])),
             }
-            batches.entry(key).or_default().push(r);
         }
-        for path in order {
-            let Some(batch) = batches.remove(&path) else {
-                continue;
-            };
+        for (path, batch) in batches {
             let unit = self.registry.get(&path, Kind::Workflow).map(|e| e.target);
             if let Some(Unit::Workflow(w)) = unit.and_then(|u| self.units.get_mut(u))
                 && !w.failed
