@@ -7,8 +7,15 @@ use crate::error::Error;
 
 /// A registry path such as `/shop/workflows/cart` or `/shop/portals/inventory`; other apps (and
 /// later other nodes) refer to elements by it. Cheap to clone.
-#[derive(Clone, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct Path(Arc<str>);
+
+impl std::hash::Hash for Path {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Consistent with `eq`: equal paths have equal text.
+        self.0.hash(state);
+    }
+}
 
 impl PartialEq for Path {
     fn eq(&self, other: &Path) -> bool {
