@@ -59,6 +59,14 @@ impl Path {
         Path(Arc::from(format!("{}/{segment}", self.0)))
     }
 
+    /// A stable 64-bit hash of the path (the same in every run and on every machine).
+    pub fn stable_id(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = crate::data::StableHasher::default();
+        self.as_str().hash(&mut h);
+        h.finish()
+    }
+
     /// The path as text.
     pub fn as_str(&self) -> &str {
         &self.0

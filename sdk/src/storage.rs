@@ -73,6 +73,8 @@ pub struct InputPosition {
 pub struct Commit<'a> {
     /// The workflow.
     pub workflow: &'a Path,
+    /// The workflow path's [`Path::stable_id`], for keying without hashing the path again.
+    pub workflow_id: u64,
     /// The workflow's step number.
     pub step: u64,
     /// The input position after the step, for a stream atom; `None` for ask and reply batches.
@@ -106,7 +108,8 @@ pub trait Storage: Send {
 /// For runs that need no copy of their state (simulations, benchmarks, tests of semantics).
 #[derive(Default)]
 pub struct VolatileStorage {
-    positions: HashMap<Path, InputPosition>,
+    /// Input position per workflow, by the workflow's stable id.
+    positions: HashMap<u64, InputPosition, KeyBuild>,
     commits: u64,
 }
 
@@ -123,17 +126,17 @@ impl VolatileStorage {
 
     /// The committed input position of `workflow`.
     pub fn position(&self, workflow: &Path) -> Option<&InputPosition> {
-        self.positions.get(workflow)
+        self.positions.get(&workflow.stable_id())
     }
 }
 
 impl Storage for VolatileStorage {
     fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
         if let Some(p) = &commit.input {
-            match self.positions.get_mut(commit.workflow) {
-                Some(slot) => slot.next = p.next,
-                None => {
-                    self.positions.insert(commit.workflow.clone(), p.clone());
+            match self.positions.get_mut(&commit.workflow_id) {
+                Some(slot) if slot.stream == p.stream => slot.next = p.next,
+                _ => {
+                    self.positions.insert(commit.workflow_id, p.clone());
                 }
             }
         }
@@ -154,9 +157,9 @@ pub struct MemoryStorage {
     /// Scratch space: a commit's values are encoded here first, so a failure changes nothing.
     scratch: Vec<u8>,
     ends: Vec<Option<usize>>,
-    names: HashMap<u64, StateName>,
-    positions: HashMap<Path, InputPosition>,
-    commits: u64,
+    names: HashMap<u64, StateName, KeyBuild>,
+    /// Commit count and input positions, kept as the volatile store keeps them.
+    progress: VolatileStorage,
 }
 
 impl MemoryStorage {
@@ -167,12 +170,12 @@ impl MemoryStorage {
 
     /// Number of commits applied.
     pub fn commits(&self) -> u64 {
-        self.commits
+        self.progress.commits()
     }
 
     /// The committed input position of `workflow`.
     pub fn position(&self, workflow: &Path) -> Option<&InputPosition> {
-        self.positions.get(workflow)
+        self.progress.position(workflow)
     }
 
     /// The committed values of the state `state` of `workflow`'s tasks, decoded, by key.
@@ -240,10 +243,6 @@ impl Storage for MemoryStorage {
                 }
             }
         }
-        if let Some(p) = &commit.input {
-            self.positions.insert(commit.workflow.clone(), p.clone());
-        }
-        self.commits += 1;
-        Ok(())
+        self.progress.commit(commit)
     }
 }

@@ -6,14 +6,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::batch::Batch;
 use crate::builder::spec::WorkflowSpec;
-use crate::data::StableHasher;
 use crate::error::TaskError;
 use crate::path::Path;
 use crate::portal::{AskMsg, ReplyMsg};
 use crate::storage::{Commit, InputPosition, Storage};
 use crate::task::Task;
 use crate::task::effects::Effects;
-use std::hash::{Hash, Hasher};
 
 /// What a step processes.
 pub(crate) enum StepInput {
@@ -44,6 +42,14 @@ enum Pre {
     Replies(Vec<ReplyMsg>),
 }
 
+/// Buffers a step needs, kept between steps so that a step allocates none of them.
+#[derive(Default)]
+struct Scratch {
+    outputs: Vec<Option<Box<dyn Batch>>>,
+    pre: Vec<Option<Pre>>,
+    remaining: Vec<usize>,
+}
+
 pub(crate) struct WorkflowInstance {
     pub path: Path,
     nodes: Vec<Node>,
@@ -52,6 +58,7 @@ pub(crate) struct WorkflowInstance {
     sink: Option<usize>,
     step: u64,
     fx: Effects,
+    scratch: Scratch,
 }
 
 impl WorkflowInstance {
@@ -77,15 +84,14 @@ impl WorkflowInstance {
                 non_personal: n.non_personal,
             })
             .collect();
-        let mut h = StableHasher::default();
-        spec.path.as_str().hash(&mut h);
         WorkflowInstance {
             path: spec.path.clone(),
             nodes,
             consumers,
             sink: spec.sink,
             step: 0,
-            fx: Effects::new(spec.path.clone(), h.finish()),
+            scratch: Scratch::default(),
+            fx: Effects::new(spec.path.clone(), spec.path.stable_id()),
         }
     }
 
@@ -108,8 +114,13 @@ impl WorkflowInstance {
         self.fx.begin(step);
         self.fx.track_writes = storage.keeps_state();
         let n = self.nodes.len();
-        let mut outputs: Vec<Option<Box<dyn Batch>>> = (0..n).map(|_| None).collect();
-        let mut pre: Vec<Option<Pre>> = (0..n).map(|_| None).collect();
+        // Per-step buffers are reused (taken here, put back after the commit).
+        let mut outputs = std::mem::take(&mut self.scratch.outputs);
+        outputs.clear();
+        outputs.resize_with(n, || None);
+        let mut pre = std::mem::take(&mut self.scratch.pre);
+        pre.clear();
+        pre.resize_with(n, || None);
         let mut position = None;
         match input {
             StepInput::Atom(batch, pos) => {
@@ -135,7 +146,9 @@ impl WorkflowInstance {
                 }
             }
         }
-        let mut remaining = self.consumers.clone();
+        let mut remaining = std::mem::take(&mut self.scratch.remaining);
+        remaining.clear();
+        remaining.extend_from_slice(&self.consumers);
         let (nodes, fx) = (&mut self.nodes, &mut self.fx);
         let ran = catch_unwind(AssertUnwindSafe(|| {
             run_tasks(nodes, fx, &mut outputs, &mut pre, &mut remaining)
@@ -165,6 +178,7 @@ impl WorkflowInstance {
         }
         let commit = Commit {
             workflow: &self.path,
+            workflow_id: self.fx.origin,
             step,
             input: position,
             writes: &writes,
@@ -182,6 +196,11 @@ impl WorkflowInstance {
             }
         }
         self.step = step;
+        self.scratch = Scratch {
+            outputs,
+            pre,
+            remaining,
+        };
         Ok(StepOutput {
             output,
             asks: std::mem::take(&mut self.fx.asks),

@@ -66,6 +66,8 @@ pub struct DeterministicSystem<S: Storage = MemoryStorage> {
     storage: S,
     gate: Box<dyn PolicyGate>,
     steps: u64,
+    /// Scratch list of runnable units, reused by every step.
+    scratch_runnable: Vec<usize>,
 }
 
 impl DeterministicSystem<MemoryStorage> {
@@ -86,6 +88,7 @@ impl<S: Storage> DeterministicSystem<S> {
             storage,
             gate: Box::new(AllowAll),
             steps: 0,
+            scratch_runnable: Vec::new(),
         }
     }
 
@@ -344,13 +347,15 @@ impl<S: Storage> DeterministicSystem<S> {
     /// Takes one step of one runnable unit, chosen by the seeded generator; `false` if none
     /// could run (the system is quiescent).
     pub fn step(&mut self) -> bool {
-        let runnable: Vec<usize> = (0..self.units.len())
-            .filter(|&u| self.runnable(u))
-            .collect();
+        let mut runnable = std::mem::take(&mut self.scratch_runnable);
+        runnable.clear();
+        runnable.extend((0..self.units.len()).filter(|&u| self.runnable(u)));
         if runnable.is_empty() {
+            self.scratch_runnable = runnable;
             return false;
         }
         let unit = runnable[self.pick(runnable.len())];
+        self.scratch_runnable = runnable;
         self.run_unit(unit);
         self.steps += 1;
         true

@@ -99,20 +99,22 @@ impl<S: Storage> DeterministicSystem<S> {
         let Unit::Workflow(w) = &self.units[u] else {
             return;
         };
-        let mut choices = Vec::with_capacity(3);
-        if self.ready(w.input) {
-            choices.push(Work::Input);
+        let mut choices = [Work::Input; 3];
+        let mut count = 0;
+        for (available, work) in [
+            (self.ready(w.input), Work::Input),
+            (!w.asks.is_empty(), Work::Asks),
+            (!w.replies.is_empty(), Work::Replies),
+        ] {
+            if available {
+                choices[count] = work;
+                count += 1;
+            }
         }
-        if !w.asks.is_empty() {
-            choices.push(Work::Asks);
-        }
-        if !w.replies.is_empty() {
-            choices.push(Work::Replies);
-        }
-        if choices.is_empty() {
+        if count == 0 {
             return;
         }
-        let work = choices[self.pick(choices.len())];
+        let work = choices[self.pick(count)];
         let Unit::Workflow(w) = &mut self.units[u] else {
             return;
         };
