@@ -1,10 +1,130 @@
-//! Type-erased atoms: how the runtime moves a `Vec<Event<T>>` between tasks, streams and units
-//! without knowing `T`. Typed code converts at the edges with one downcast per atom.
+//! Atoms as the runtime holds them: in columns (values; keys and envelopes only once some
+//! event has one), type-erased behind [`Batch`] so that tasks, streams and units move them
+//! without knowing the event type. Typed code converts at the edges with one downcast per atom.
+//!
+//! Columns keep per-event work small: a map over non-personal, unkeyed events touches the
+//! values alone, and a non-personal atom carries no envelope column at all.
 
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::data::{Data, Envelope, Event};
+use crate::data::{Data, Envelope, Event, Key};
+
+/// One atom's events of type `T`, by column.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Columns<T> {
+    /// The events' values.
+    pub values: Vec<T>,
+    /// The events' keys; `None` while every key is `Key(0)`.
+    pub keys: Option<Vec<Key>>,
+    /// The events' envelopes; `None` while no event is personal.
+    pub envelopes: Option<Vec<Option<Arc<Envelope>>>>,
+}
+
+impl<T> Default for Columns<T> {
+    fn default() -> Self {
+        Columns { values: Vec::new(), keys: None, envelopes: None }
+    }
+}
+
+impl<T> Columns<T> {
+    /// Non-personal events with key 0.
+    pub(crate) fn of_values(values: Vec<T>) -> Columns<T> {
+        Columns { values, keys: None, envelopes: None }
+    }
+
+    /// Columns of room for `n` events.
+    pub(crate) fn with_capacity(n: usize) -> Columns<T> {
+        Columns::of_values(Vec::with_capacity(n))
+    }
+
+    /// The events as rows.
+    pub(crate) fn from_events(events: Vec<Event<T>>) -> Columns<T> {
+        let mut c = Columns::with_capacity(events.len());
+        for e in events {
+            c.push(e.value, e.key, e.envelope);
+        }
+        c
+    }
+
+    /// The events as rows.
+    pub(crate) fn into_events(self) -> Vec<Event<T>> {
+        self.into_rows().map(|(value, key, envelope)| Event { key, envelope, value }).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The events as (value, key, envelope), in order.
+    #[inline]
+    pub(crate) fn into_rows(self) -> impl Iterator<Item = (T, Key, Option<Arc<Envelope>>)> {
+        let mut keys = self.keys.map(Vec::into_iter);
+        let mut envelopes = self.envelopes.map(Vec::into_iter);
+        self.values.into_iter().map(move |value| {
+            let key = keys.as_mut().and_then(Iterator::next).unwrap_or_default();
+            let envelope = envelopes.as_mut().and_then(Iterator::next).flatten();
+            (value, key, envelope)
+        })
+    }
+
+    /// Appends one event, starting the key or envelope column when first needed.
+    #[inline]
+    pub(crate) fn push(&mut self, value: T, key: Key, envelope: Option<Arc<Envelope>>) {
+        let n = self.values.len();
+        if key != Key(0) || self.keys.is_some() {
+            self.keys.get_or_insert_with(|| vec![Key(0); n]).push(key);
+        }
+        if envelope.is_some() || self.envelopes.is_some() {
+            self.envelopes.get_or_insert_with(|| vec![None; n]).push(envelope);
+        }
+        self.values.push(value);
+    }
+
+    /// Keeps the events for which `keep(index, value)` holds, in order, in every column.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(usize, &T) -> bool) {
+        if self.keys.is_none() && self.envelopes.is_none() {
+            let mut i = 0;
+            self.values.retain(|v| {
+                let k = keep(i, v);
+                i += 1;
+                k
+            });
+            return;
+        }
+        let mask: Vec<bool> = self.values.iter().enumerate().map(|(i, v)| keep(i, v)).collect();
+        retain_by(&mut self.values, &mask);
+        if let Some(keys) = &mut self.keys {
+            retain_by(keys, &mask);
+        }
+        if let Some(envelopes) = &mut self.envelopes {
+            retain_by(envelopes, &mask);
+        }
+    }
+
+    /// Appends `other`'s events after these.
+    pub(crate) fn extend(&mut self, mut other: Columns<T>) {
+        let (n, m) = (self.values.len(), other.values.len());
+        if self.keys.is_some() || other.keys.is_some() {
+            let mut theirs = other.keys.take().unwrap_or_else(|| vec![Key(0); m]);
+            self.keys.get_or_insert_with(|| vec![Key(0); n]).append(&mut theirs);
+        }
+        if self.envelopes.is_some() || other.envelopes.is_some() {
+            let mut theirs = other.envelopes.take().unwrap_or_else(|| vec![None; m]);
+            self.envelopes.get_or_insert_with(|| vec![None; n]).append(&mut theirs);
+        }
+        self.values.append(&mut other.values);
+    }
+}
+
+fn retain_by<X>(column: &mut Vec<X>, mask: &[bool]) {
+    let mut i = 0;
+    column.retain(|_| {
+        let k = mask.get(i).copied().unwrap_or(false);
+        i += 1;
+        k
+    });
+}
 
 /// An atom's events of some event type, behind a trait object.
 pub(crate) trait Batch: Any + Send + Sync {
@@ -26,9 +146,9 @@ pub(crate) trait Batch: Any + Send + Sync {
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
-impl<T: Data> Batch for Vec<Event<T>> {
+impl<T: Data> Batch for Columns<T> {
     fn len(&self) -> usize {
-        Vec::len(self)
+        self.values.len()
     }
     fn clone_batch(&self) -> Box<dyn Batch> {
         Box::new(self.clone())
@@ -37,21 +157,31 @@ impl<T: Data> Batch for Vec<Event<T>> {
         Box::new(Arc::try_unwrap(self).unwrap_or_else(|shared| (*shared).clone()))
     }
     fn append(&mut self, other: Box<dyn Batch>) {
-        match other.into_any().downcast::<Vec<Event<T>>>() {
-            Ok(mut other) => Vec::append(self, &mut other),
+        match other.into_any().downcast::<Columns<T>>() {
+            Ok(other) => self.extend(*other),
             // The graph builder only unions flows of one type; a mismatch is a bug in the sdk.
             Err(_) => debug_assert!(false, "appending a batch of another type"),
         }
     }
     fn strip_envelopes(&mut self) {
-        for e in self.iter_mut() {
-            e.envelope = None;
-        }
+        self.envelopes = None;
     }
     fn retain_envelopes(&mut self, admit: &mut dyn FnMut(Option<&Envelope>) -> bool) -> usize {
-        let before = Vec::len(self);
-        self.retain(|e| admit(e.envelope.as_deref()));
-        before - Vec::len(self)
+        let before = self.values.len();
+        match &self.envelopes {
+            // One verdict serves every event without an envelope.
+            None => {
+                if !admit(None) {
+                    self.values.clear();
+                    self.keys = None;
+                }
+            }
+            Some(envelopes) => {
+                let verdicts: Vec<bool> = envelopes.iter().map(|e| admit(e.as_deref())).collect();
+                self.retain(|i, _| verdicts.get(i).copied().unwrap_or(false));
+            }
+        }
+        before - self.values.len()
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
@@ -61,19 +191,55 @@ impl<T: Data> Batch for Vec<Event<T>> {
     }
 }
 
-/// Converts an erased batch into typed events; `None` if it holds another type.
-pub(crate) fn downcast<T: Data>(batch: Box<dyn Batch>) -> Option<Vec<Event<T>>> {
-    batch
-        .into_any()
-        .downcast::<Vec<Event<T>>>()
-        .ok()
-        .map(|b| *b)
+/// Converts an erased batch into typed columns; `None` if it holds another type.
+pub(crate) fn downcast<T: Data>(batch: Box<dyn Batch>) -> Option<Columns<T>> {
+    batch.into_any().downcast::<Columns<T>>().ok().map(|b| *b)
 }
 
-/// Borrows a shared erased batch as typed events; `None` if it holds another type.
-pub(crate) fn downcast_shared<T: Data>(batch: &Arc<dyn Batch>) -> Option<Arc<Vec<Event<T>>>> {
-    Arc::clone(batch)
-        .as_any_arc()
-        .downcast::<Vec<Event<T>>>()
-        .ok()
+/// Borrows a shared erased batch as typed columns; `None` if it holds another type.
+pub(crate) fn downcast_shared<T: Data>(batch: &Arc<dyn Batch>) -> Option<Arc<Columns<T>>> {
+    Arc::clone(batch).as_any_arc().downcast::<Columns<T>>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn personal(v: i64, who: &str) -> Event<i64> {
+        Event { key: Key(v as u64), envelope: Some(Arc::new(Envelope::new(who, &["c"]))), value: v }
+    }
+
+    #[test]
+    fn rows_survive_columns_with_and_without_keys_and_envelopes() {
+        let plain: Vec<Event<i64>> = (0..3).map(Event::new).collect();
+        let c = Columns::from_events(plain.clone());
+        assert!(c.keys.is_none() && c.envelopes.is_none());
+        assert_eq!(c.into_events(), plain);
+        let mixed = vec![Event::new(1), personal(2, "a"), Event { key: Key(9), envelope: None, value: 3 }];
+        assert_eq!(Columns::from_events(mixed.clone()).into_events(), mixed);
+    }
+
+    #[test]
+    fn retain_and_extend_keep_columns_aligned() {
+        let mut a = Columns::from_events(vec![Event::new(1), personal(2, "a"), personal(3, "b")]);
+        a.retain(|_, v| *v != 2);
+        assert_eq!(a.into_events(), vec![Event::new(1), personal(3, "b")]);
+        let mut b = Columns::of_values(vec![7i64]);
+        b.extend(Columns::from_events(vec![personal(8, "c")]));
+        assert_eq!(b.into_events(), vec![Event::new(7), personal(8, "c")]);
+    }
+
+    #[test]
+    fn the_gate_sees_each_envelope_and_one_verdict_for_plain_atoms() {
+        let mut a = Columns::from_events(vec![Event::new(1), personal(2, "a"), personal(3, "b")]);
+        let denied = a.retain_envelopes(&mut |e| e.is_none_or(|e| e.subject.0 != "a"));
+        assert_eq!((denied, a.into_events()), (1, vec![Event::new(1), personal(3, "b")]));
+        let mut calls = 0;
+        let mut plain = Columns::of_values(vec![1i64, 2, 3]);
+        let denied = plain.retain_envelopes(&mut |_| {
+            calls += 1;
+            false
+        });
+        assert_eq!((denied, calls, plain.len()), (3, 1, 0));
+    }
 }

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Columns};
 use crate::builder::app::AppBuilder;
 use crate::builder::spec::{
     ConnectionSpec, GeneratorSource, GeneratorSpec, Kind, PortalSpec, SequencerSpec, SplitSpec,
@@ -114,7 +114,7 @@ impl AppBuilder {
         name: &str,
         atoms: Vec<Vec<Event<T>>>,
     ) -> StreamRef<T> {
-        let iter = atoms.into_iter().map(|a| Arc::new(a) as Arc<dyn Batch>);
+        let iter = atoms.into_iter().map(|a| Arc::new(Columns::from_events(a)) as Arc<dyn Batch>);
         self.add_generator(name, GeneratorSource::Atoms(Box::new(iter)))
     }
 
@@ -138,9 +138,7 @@ impl AppBuilder {
             .map(move |i: i64| start.saturating_add(i.saturating_mul(size)))
             .take_while(move |s| *s < end)
             .map(move |s| {
-                let atom: Vec<Event<i64>> = (s..s.saturating_add(size).min(end))
-                    .map(Event::new)
-                    .collect();
+                let atom = Columns::of_values((s..s.saturating_add(size).min(end)).collect());
                 Arc::new(atom) as Arc<dyn Batch>
             });
         self.add_generator(name, GeneratorSource::Atoms(Box::new(iter)))

@@ -23,7 +23,7 @@ impl<T: Data, F: Fn(&T) -> bool + Send + Sync + 'static> Task for FilterTask<T, 
             return None;
         };
         let (f, keep) = (&*self.f, self.keep);
-        events.retain(|e| f(&e.value) == keep);
+        events.retain(|_, v| f(v) == keep);
         Some(Box::new(events))
     }
 }

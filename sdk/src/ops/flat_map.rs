@@ -3,9 +3,9 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::batch::{Batch, downcast};
+use crate::batch::{Batch, Columns, downcast};
 use crate::builder::Flow;
-use crate::data::{Data, Event};
+use crate::data::Data;
 use crate::error::TaskError;
 use crate::task::Task;
 use crate::task::effects::Effects;
@@ -28,14 +28,10 @@ where
             return None;
         };
         let f = &*self.f;
-        let mut out: Vec<Event<U>> = Vec::with_capacity(events.len());
-        for e in events {
-            for value in f(e.value) {
-                out.push(Event {
-                    key: e.key,
-                    envelope: e.envelope.clone(),
-                    value,
-                });
+        let mut out: Columns<U> = Columns::with_capacity(events.len());
+        for (value, key, envelope) in events.into_rows() {
+            for produced in f(value) {
+                out.push(produced, key, envelope.clone());
             }
         }
         Some(Box::new(out))

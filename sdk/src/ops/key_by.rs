@@ -23,9 +23,10 @@ impl<T: Data, K: Hash, F: Fn(&T) -> K + Send + Sync + 'static> Task for KeyByTas
             return None;
         };
         let f = &*self.f;
-        for e in &mut events {
-            e.key = Key::of(&f(&e.value));
-        }
+        let mut keys = events.keys.take().unwrap_or_default();
+        keys.clear();
+        keys.extend(events.values.iter().map(|v| Key::of(&f(v))));
+        events.keys = Some(keys);
         Some(Box::new(events))
     }
 }

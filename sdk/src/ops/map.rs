@@ -3,9 +3,9 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::batch::{Batch, downcast};
+use crate::batch::{Batch, Columns, downcast};
 use crate::builder::Flow;
-use crate::data::{Data, Event};
+use crate::data::Data;
 use crate::error::TaskError;
 use crate::task::Task;
 use crate::task::effects::Effects;
@@ -22,14 +22,11 @@ impl<T: Data, U: Data, F: Fn(T) -> U + Send + Sync + 'static> Task for MapTask<T
             return None;
         };
         let f = &*self.f;
-        let out: Vec<Event<U>> = events
-            .into_iter()
-            .map(|e| Event {
-                key: e.key,
-                envelope: e.envelope,
-                value: f(e.value),
-            })
-            .collect();
+        let out: Columns<U> = Columns {
+            values: events.values.into_iter().map(f).collect(),
+            keys: events.keys,
+            envelopes: events.envelopes,
+        };
         Some(Box::new(out))
     }
 }

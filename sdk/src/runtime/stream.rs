@@ -149,10 +149,10 @@ impl StreamLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Event;
+    use crate::batch::Columns;
 
     fn atom(v: &[i64]) -> Arc<dyn Batch> {
-        Arc::new(v.iter().map(|x| Event::new(*x)).collect::<Vec<_>>())
+        Arc::new(Columns::of_values(v.to_vec()))
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use crate::batch::{Batch, downcast_shared};
+use crate::batch::{Batch, Columns, downcast_shared};
 use crate::data::{Data, Event, StreamItem};
 use crate::error::Error;
 use crate::path::Path;
@@ -43,19 +43,19 @@ impl<T: Data> SplitRouter for TypedSplitter<T> {
     }
 
     fn route(&self, atom: Arc<dyn Batch>) -> Vec<Option<Box<dyn Batch>>> {
-        let mut parts: Vec<Vec<Event<T>>> = self.splits.iter().map(|_| Vec::new()).collect();
+        let mut parts: Vec<Columns<T>> = self.splits.iter().map(|_| Columns::default()).collect();
         if let Some(events) = downcast_shared::<T>(&atom) {
             let events = Arc::try_unwrap(events).unwrap_or_else(|shared| (*shared).clone());
-            for e in events {
-                if let Some(i) = self.splits.iter().position(|p| p(&e.value)) {
-                    parts[i].push(e);
+            for (value, key, envelope) in events.into_rows() {
+                if let Some(part) = self.splits.iter().position(|p| p(&value)).and_then(|i| parts.get_mut(i)) {
+                    part.push(value, key, envelope);
                 }
             }
         }
         parts
             .into_iter()
             .map(|p| {
-                if p.is_empty() {
+                if p.len() == 0 {
                     None
                 } else {
                     Some(Box::new(p) as Box<dyn Batch>)
@@ -112,7 +112,7 @@ impl<T: Data> Feeder<T> {
             });
         }
         if !atom.is_empty() {
-            q.atoms.push_back(Arc::new(atom));
+            q.atoms.push_back(Arc::new(Columns::from_events(atom)));
         }
         Ok(())
     }
@@ -151,7 +151,7 @@ impl<T: Data> Subscription<T> {
         let observer: Observer = Box::new(move |item: &Item| {
             let typed = match item {
                 Item::Atom(atom) => match downcast_shared::<T>(atom) {
-                    Some(events) => StreamItem::Atom((*events).clone()),
+                    Some(events) => StreamItem::Atom((*events).clone().into_events()),
                     None => return,
                 },
                 Item::End(End::Seal) => StreamItem::Seal,

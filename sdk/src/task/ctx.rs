@@ -4,7 +4,8 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::data::{Data, Envelope, Event, Key};
+use crate::batch::Columns;
+use crate::data::{Data, Envelope, Key};
 use crate::error::{AskError, Outcome, TaskError};
 use crate::portal::{AskId, AskMsg, Portal, ReplyHandle, ReplyMsg, ReplyTo};
 use crate::task::continuations::{Body, Continuations, Pending, Replies};
@@ -16,7 +17,7 @@ use crate::task::state::StateTables;
 /// (which carry that envelope), reaches the task's state ([`PerKeyState`](crate::PerKeyState),
 /// [`PerTaskState`](crate::PerTaskState)), asks portals and answers requests.
 pub struct Ctx<'a, Out> {
-    pub(crate) out: &'a mut Vec<Event<Out>>,
+    pub(crate) out: &'a mut Columns<Out>,
     pub(crate) key: Option<Key>,
     pub(crate) envelope: Option<Arc<Envelope>>,
     pub(crate) states: &'a mut StateTables,
@@ -27,21 +28,13 @@ pub struct Ctx<'a, Out> {
 impl<'a, Out: Data> Ctx<'a, Out> {
     /// Emits an event downstream; it carries the current key and envelope.
     pub fn emit(&mut self, value: Out) {
-        self.out.push(Event {
-            key: self.key.unwrap_or_default(),
-            envelope: self.envelope.clone(),
-            value,
-        });
+        self.out.push(value, self.key.unwrap_or_default(), self.envelope.clone());
     }
 
     /// Emits a personal event about `envelope`'s subject (for a task that reads personal data
     /// from a non-personal input, such as a generator of raw records).
     pub fn emit_personal(&mut self, value: Out, envelope: Envelope) {
-        self.out.push(Event {
-            key: self.key.unwrap_or_default(),
-            envelope: Some(Arc::new(envelope)),
-            value,
-        });
+        self.out.push(value, self.key.unwrap_or_default(), Some(Arc::new(envelope)));
     }
 
     /// The current event's key; `None` in `on_atom_complete`, which runs for no single event.

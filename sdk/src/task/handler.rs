@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::batch::{Batch, downcast};
-use crate::data::{Data, Event};
+use crate::batch::{Batch, Columns, downcast};
+use crate::data::Data;
 use crate::error::{Outcome, TaskError};
 use crate::portal::{AskMsg, KeyFn, ReplyMsg, ReplyTo};
 use crate::storage::StateWrite;
@@ -107,7 +107,7 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> HandlerTask<In, Out, E> {
 /// The context for one handler call of this task.
 #[inline]
 fn ctx<'a, Out>(
-    out: &'a mut Vec<Event<Out>>,
+    out: &'a mut Columns<Out>,
     key: Option<crate::data::Key>,
     envelope: Option<Arc<crate::data::Envelope>>,
     states: &'a mut StateTables,
@@ -138,18 +138,18 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
             fx.fail(TaskError::new("task input of an unexpected type"));
             return None;
         };
-        let mut out: Vec<Event<Out>> = Vec::with_capacity(events.len());
+        let mut out: Columns<Out> = Columns::with_capacity(events.len());
         let f = &*self.on_event;
-        for e in events {
+        for (value, key, envelope) in events.into_rows() {
             let mut ctx = ctx(
                 &mut out,
-                Some(e.key),
-                e.envelope,
+                Some(key),
+                envelope,
                 &mut self.states,
                 &mut self.conts,
                 fx,
             );
-            let result = f.call(&mut ctx, e.value);
+            let result = f.call(&mut ctx, value);
             if !check(fx, result) {
                 break;
             }
@@ -159,7 +159,7 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
 
     fn on_atom_complete(&mut self, fx: &mut Effects) -> Option<Box<dyn Batch>> {
         let f = self.on_complete.as_ref()?;
-        let mut out: Vec<Event<Out>> = Vec::new();
+        let mut out: Columns<Out> = Columns::default();
         let mut ctx = ctx(&mut out, None, None, &mut self.states, &mut self.conts, fx);
         let result = f(&mut ctx);
         check(fx, result);
@@ -173,7 +173,7 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
             ));
             return None;
         };
-        let mut out: Vec<Event<Out>> = Vec::new();
+        let mut out: Columns<Out> = Columns::default();
         for ask in asks {
             let mut ctx = ctx(&mut out, None, None, &mut self.states, &mut self.conts, fx);
             let result = handler.handle(&mut ctx, ask);
@@ -189,7 +189,7 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
         replies: Vec<ReplyMsg>,
         fx: &mut Effects,
     ) -> Option<Box<dyn Batch>> {
-        let mut out: Vec<Event<Out>> = Vec::new();
+        let mut out: Columns<Out> = Columns::default();
         for reply in replies {
             let Some(ready) = self.conts.deliver(reply) else {
                 continue;
