@@ -23,14 +23,22 @@ pub(crate) struct Columns<T> {
 
 impl<T> Default for Columns<T> {
     fn default() -> Self {
-        Columns { values: Vec::new(), keys: None, envelopes: None }
+        Columns {
+            values: Vec::new(),
+            keys: None,
+            envelopes: None,
+        }
     }
 }
 
 impl<T> Columns<T> {
     /// Non-personal events with key 0.
     pub(crate) fn of_values(values: Vec<T>) -> Columns<T> {
-        Columns { values, keys: None, envelopes: None }
+        Columns {
+            values,
+            keys: None,
+            envelopes: None,
+        }
     }
 
     /// Columns of room for `n` events.
@@ -49,7 +57,13 @@ impl<T> Columns<T> {
 
     /// The events as rows.
     pub(crate) fn into_events(self) -> Vec<Event<T>> {
-        self.into_rows().map(|(value, key, envelope)| Event { key, envelope, value }).collect()
+        self.into_rows()
+            .map(|(value, key, envelope)| Event {
+                key,
+                envelope,
+                value,
+            })
+            .collect()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -76,7 +90,9 @@ impl<T> Columns<T> {
             self.keys.get_or_insert_with(|| vec![Key(0); n]).push(key);
         }
         if envelope.is_some() || self.envelopes.is_some() {
-            self.envelopes.get_or_insert_with(|| vec![None; n]).push(envelope);
+            self.envelopes
+                .get_or_insert_with(|| vec![None; n])
+                .push(envelope);
         }
         self.values.push(value);
     }
@@ -92,7 +108,12 @@ impl<T> Columns<T> {
             });
             return;
         }
-        let mask: Vec<bool> = self.values.iter().enumerate().map(|(i, v)| keep(i, v)).collect();
+        let mask: Vec<bool> = self
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| keep(i, v))
+            .collect();
         retain_by(&mut self.values, &mask);
         if let Some(keys) = &mut self.keys {
             retain_by(keys, &mask);
@@ -107,11 +128,15 @@ impl<T> Columns<T> {
         let (n, m) = (self.values.len(), other.values.len());
         if self.keys.is_some() || other.keys.is_some() {
             let mut theirs = other.keys.take().unwrap_or_else(|| vec![Key(0); m]);
-            self.keys.get_or_insert_with(|| vec![Key(0); n]).append(&mut theirs);
+            self.keys
+                .get_or_insert_with(|| vec![Key(0); n])
+                .append(&mut theirs);
         }
         if self.envelopes.is_some() || other.envelopes.is_some() {
             let mut theirs = other.envelopes.take().unwrap_or_else(|| vec![None; m]);
-            self.envelopes.get_or_insert_with(|| vec![None; n]).append(&mut theirs);
+            self.envelopes
+                .get_or_insert_with(|| vec![None; n])
+                .append(&mut theirs);
         }
         self.values.append(&mut other.values);
     }
@@ -206,7 +231,11 @@ mod tests {
     use super::*;
 
     fn personal(v: i64, who: &str) -> Event<i64> {
-        Event { key: Key(v as u64), envelope: Some(Arc::new(Envelope::new(who, &["c"]))), value: v }
+        Event {
+            key: Key(v as u64),
+            envelope: Some(Arc::new(Envelope::new(who, &["c"]))),
+            value: v,
+        }
     }
 
     #[test]
@@ -215,7 +244,15 @@ mod tests {
         let c = Columns::from_events(plain.clone());
         assert!(c.keys.is_none() && c.envelopes.is_none());
         assert_eq!(c.into_events(), plain);
-        let mixed = vec![Event::new(1), personal(2, "a"), Event { key: Key(9), envelope: None, value: 3 }];
+        let mixed = vec![
+            Event::new(1),
+            personal(2, "a"),
+            Event {
+                key: Key(9),
+                envelope: None,
+                value: 3,
+            },
+        ];
         assert_eq!(Columns::from_events(mixed.clone()).into_events(), mixed);
     }
 
@@ -233,7 +270,10 @@ mod tests {
     fn the_gate_sees_each_envelope_and_one_verdict_for_plain_atoms() {
         let mut a = Columns::from_events(vec![Event::new(1), personal(2, "a"), personal(3, "b")]);
         let denied = a.retain_envelopes(&mut |e| e.is_none_or(|e| e.subject.0 != "a"));
-        assert_eq!((denied, a.into_events()), (1, vec![Event::new(1), personal(3, "b")]));
+        assert_eq!(
+            (denied, a.into_events()),
+            (1, vec![Event::new(1), personal(3, "b")])
+        );
         let mut calls = 0;
         let mut plain = Columns::of_values(vec![1i64, 2, 3]);
         let denied = plain.retain_envelopes(&mut |_| {

@@ -36,8 +36,9 @@ impl fmt::Display for Key {
     }
 }
 
-/// A fixed, seedless 64-bit hasher (FNV-1a over the bytes, then a splitmix64 finaliser so that
-/// the low bits are well mixed for partition routing).
+/// A fixed, seedless 64-bit hasher: FNV-1a over bytes, a multiply per machine word, and a
+/// short finaliser so that both the low bits (partition routing) and the high bits (hash
+/// tables) are well mixed.
 #[derive(Clone, Copy)]
 pub(crate) struct StableHasher(u64);
 
@@ -56,7 +57,7 @@ impl Hasher for StableHasher {
     }
     #[inline]
     fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x0000_0100_0000_01b3);
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
     #[inline]
     fn write_i64(&mut self, n: i64) {
@@ -73,7 +74,10 @@ impl Hasher for StableHasher {
     }
     #[inline]
     fn finish(&self) -> u64 {
-        mix(self.0)
+        // Fold the well-mixed high half into the low bits (which partition routing uses),
+        // then spread once more for the high bits (which hash tables use).
+        let h = self.0 ^ (self.0 >> 32);
+        h.wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 29)
     }
 }
 

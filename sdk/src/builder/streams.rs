@@ -114,7 +114,9 @@ impl AppBuilder {
         name: &str,
         atoms: Vec<Vec<Event<T>>>,
     ) -> StreamRef<T> {
-        let iter = atoms.into_iter().map(|a| Arc::new(Columns::from_events(a)) as Arc<dyn Batch>);
+        let iter = atoms
+            .into_iter()
+            .map(|a| Arc::new(Columns::from_events(a)) as Arc<dyn Batch>);
         self.add_generator(name, GeneratorSource::Atoms(Box::new(iter)))
     }
 

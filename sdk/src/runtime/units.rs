@@ -47,7 +47,12 @@ impl<T: Data> SplitRouter for TypedSplitter<T> {
         if let Some(events) = downcast_shared::<T>(&atom) {
             let events = Arc::try_unwrap(events).unwrap_or_else(|shared| (*shared).clone());
             for (value, key, envelope) in events.into_rows() {
-                if let Some(part) = self.splits.iter().position(|p| p(&value)).and_then(|i| parts.get_mut(i)) {
+                if let Some(part) = self
+                    .splits
+                    .iter()
+                    .position(|p| p(&value))
+                    .and_then(|i| parts.get_mut(i))
+                {
                     part.push(value, key, envelope);
                 }
             }

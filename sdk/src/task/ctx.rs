@@ -28,13 +28,18 @@ pub struct Ctx<'a, Out> {
 impl<'a, Out: Data> Ctx<'a, Out> {
     /// Emits an event downstream; it carries the current key and envelope.
     pub fn emit(&mut self, value: Out) {
-        self.out.push(value, self.key.unwrap_or_default(), self.envelope.clone());
+        self.out
+            .push(value, self.key.unwrap_or_default(), self.envelope.clone());
     }
 
     /// Emits a personal event about `envelope`'s subject (for a task that reads personal data
     /// from a non-personal input, such as a generator of raw records).
     pub fn emit_personal(&mut self, value: Out, envelope: Envelope) {
-        self.out.push(value, self.key.unwrap_or_default(), Some(Arc::new(envelope)));
+        self.out.push(
+            value,
+            self.key.unwrap_or_default(),
+            Some(Arc::new(envelope)),
+        );
     }
 
     /// The current event's key; `None` in `on_atom_complete`, which runs for no single event.

@@ -164,12 +164,28 @@ macro_rules! state_api {
 state_api!(PerKeyState, true, "per-key");
 state_api!(PerTaskState, false, "per-task");
 
-/// One entry: the value (`None` once removed, until committed) and whether this step wrote it.
+/// One entry, kept small (a `u64` value makes a 16-byte slot) because per-key state lookups
+/// are the hot path: the value (meaningful only while present) and, packed in one word,
+/// whether it is present (bit 63; cleared by a removal until the commit drops the slot) and the
+/// table's epoch when it was last written (bits 0–62; equal to the current epoch means written
+/// in this step).
 struct Slot<V> {
-    value: Option<V>,
-    /// The table's epoch when this slot was last written; equal to the current epoch means
-    /// written in this step.
-    epoch: u64,
+    value: V,
+    meta: u64,
+}
+
+const PRESENT: u64 = 1 << 63;
+const EPOCH: u64 = PRESENT - 1;
+
+impl<V> Slot<V> {
+    #[inline]
+    fn present(&self) -> Option<&V> {
+        (self.meta & PRESENT != 0).then_some(&self.value)
+    }
+    #[inline]
+    fn epoch(&self) -> u64 {
+        self.meta & EPOCH
+    }
 }
 
 /// The values of one state of one task instance.
@@ -191,25 +207,47 @@ pub(crate) struct Table<V> {
 impl<V: Data> Table<V> {
     #[inline]
     fn touch(&mut self, key: u64) -> &mut Slot<V> {
-        touch(&mut self.map, &mut self.dirty, self.epoch, self.track, key)
+        touch(
+            &mut self.map,
+            &mut self.dirty,
+            &self.init,
+            self.epoch,
+            self.track,
+            key,
+        )
     }
     fn get(&self, key: u64) -> V {
-        match self.map.get(&key).and_then(|s| s.value.as_ref()) {
+        match self.map.get(&key).and_then(Slot::present) {
             Some(v) => v.clone(),
             None => (self.init)(),
         }
     }
     fn set(&mut self, key: u64, value: V) {
-        self.touch(key).value = Some(value);
+        let slot = self.touch(key);
+        slot.value = value;
+        slot.meta |= PRESENT;
     }
     fn update<R>(&mut self, key: u64, f: impl FnOnce(&mut V) -> R) -> R {
-        let init = &self.init;
-        let slot = touch(&mut self.map, &mut self.dirty, self.epoch, self.track, key);
-        f(slot.value.get_or_insert_with(|| init()))
+        let slot = touch(
+            &mut self.map,
+            &mut self.dirty,
+            &self.init,
+            self.epoch,
+            self.track,
+            key,
+        );
+        // A fresh slot already holds the initial value; a removed one gets it again.
+        if slot.meta & PRESENT == 0 {
+            slot.meta |= PRESENT;
+        }
+        f(&mut slot.value)
     }
     fn remove(&mut self, key: u64) {
         if self.track {
-            self.touch(key).value = None;
+            let init = self.init.clone();
+            let slot = self.touch(key);
+            slot.value = init();
+            slot.meta &= EPOCH;
             self.removed = true;
         } else {
             self.map.remove(&key);
@@ -222,17 +260,19 @@ impl<V: Data> Table<V> {
 fn touch<'a, V>(
     map: &'a mut HashMap<u64, Slot<V>, KeyBuild>,
     dirty: &mut Vec<u64>,
+    init: &Init<V>,
     epoch: u64,
     track: bool,
     key: u64,
 ) -> &'a mut Slot<V> {
-    // A new slot starts one epoch back, so it is seen as not yet written in this step.
-    let slot = map.entry(key).or_insert(Slot {
-        value: None,
-        epoch: epoch.wrapping_sub(1),
+    // A new slot is absent, holds the initial value, and starts one epoch back, so it is seen
+    // as not yet written in this step.
+    let slot = map.entry(key).or_insert_with(|| Slot {
+        value: init(),
+        meta: epoch.wrapping_sub(1) & EPOCH,
     });
-    if track && slot.epoch != epoch {
-        slot.epoch = epoch;
+    if track && slot.epoch() != epoch {
+        slot.meta = (slot.meta & PRESENT) | epoch;
         dirty.push(key);
     }
     slot
@@ -257,7 +297,7 @@ impl<V: Data> AnyTable for Table<V> {
                 out.push(StateWrite {
                     state: &self.name,
                     key: if self.keyed { Some(Key(*key)) } else { None },
-                    value: slot.value.as_ref().map(|v| v as &dyn StateValue),
+                    value: slot.present().map(|v| v as &dyn StateValue),
                 });
             }
         }
@@ -265,14 +305,14 @@ impl<V: Data> AnyTable for Table<V> {
     fn committed(&mut self) {
         if self.removed {
             for key in &self.dirty {
-                if self.map.get(key).is_some_and(|s| s.value.is_none()) {
+                if self.map.get(key).is_some_and(|s| s.present().is_none()) {
                     self.map.remove(key);
                 }
             }
             self.removed = false;
         }
         self.dirty.clear();
-        self.epoch = self.epoch.wrapping_add(1);
+        self.epoch = self.epoch.wrapping_add(1) & EPOCH;
     }
 }
 
