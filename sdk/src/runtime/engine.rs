@@ -229,6 +229,7 @@ fn run_tasks(
         };
         fx.task = i as u32;
         fx.non_personal = node.non_personal;
+        task.begin(fx);
         let mut out: Option<Box<dyn Batch>> = match work {
             Some(Pre::Asks(asks)) => task.handle_asks(asks, fx),
             Some(Pre::Replies(replies)) => task.handle_replies(replies, fx),

@@ -133,6 +133,10 @@ fn check(fx: &mut Effects, result: Result<(), TaskError>) -> bool {
 }
 
 impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> {
+    fn begin(&mut self, fx: &Effects) {
+        self.states.track(fx.track_writes);
+    }
+
     fn process(&mut self, input: Box<dyn Batch>, fx: &mut Effects) -> Option<Box<dyn Batch>> {
         let Some(events) = downcast::<In>(input) else {
             fx.fail(TaskError::new("task input of an unexpected type"));

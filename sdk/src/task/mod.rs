@@ -15,6 +15,9 @@ use effects::Effects;
 
 /// One task instance of a workflow (one per partition, once partitioned).
 pub(crate) trait Task: Send {
+    /// Called before the task runs in a step.
+    fn begin(&mut self, _fx: &Effects) {}
+
     /// Processes the events of this step that reached the task; returns what it emitted.
     fn process(&mut self, input: Box<dyn Batch>, fx: &mut Effects) -> Option<Box<dyn Batch>>;
 

@@ -94,10 +94,7 @@ impl<V: Data> Handle<V> {
             .states
             .table::<V>(self.id, &self.name, keyed, &self.init)
         {
-            Ok(table) => {
-                table.track = ctx.fx.track_writes;
-                Some(f(table, key))
-            }
+            Ok(table) => Some(f(table, key)),
             Err(e) => {
                 ctx.fx.fail(e);
                 None
@@ -285,11 +282,16 @@ pub(crate) trait AnyTable: Send {
     fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>);
     /// Forgets this step's writes after they were committed.
     fn committed(&mut self);
+    /// Sets whether writes are tracked for the commit.
+    fn set_track(&mut self, track: bool);
 }
 
 impl<V: Data> AnyTable for Table<V> {
     fn name(&self) -> &StateName {
         &self.name
+    }
+    fn set_track(&mut self, track: bool) {
+        self.track = track;
     }
     fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>) {
         for key in &self.dirty {
@@ -320,6 +322,8 @@ impl<V: Data> AnyTable for Table<V> {
 pub(crate) struct StateTables {
     owner: (crate::path::Path, u32),
     tables: Vec<Entry>,
+    /// Whether writes are tracked for the commit (the store keeps state values).
+    track: bool,
 }
 
 /// One table with its handle's id and its concrete type.
@@ -334,6 +338,7 @@ impl StateTables {
         StateTables {
             owner: (workflow, task),
             tables: Vec::new(),
+            track: true,
         }
     }
 
@@ -386,7 +391,7 @@ impl StateTables {
             dirty: Vec::new(),
             epoch: 0,
             removed: false,
-            track: true,
+            track: self.track,
         };
         self.tables.push(Entry {
             id,
@@ -394,6 +399,16 @@ impl StateTables {
             table: Box::new(table),
         });
         Ok(self.tables.len() - 1)
+    }
+
+    /// Sets, for this step, whether writes are tracked for the commit.
+    pub(crate) fn track(&mut self, track: bool) {
+        if self.track != track {
+            self.track = track;
+            for t in &mut self.tables {
+                t.table.set_track(track);
+            }
+        }
     }
 
     pub(crate) fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>) {
