@@ -642,3 +642,113 @@ fn volatile_storage_counts_commits_and_keeps_positions() {
         ("/app/generators/g/stream", 3)
     );
 }
+
+#[test]
+fn a_later_app_feeds_an_earlier_sequencer_and_splits_an_earlier_splitter() {
+    let first = AppBuilder::new("first");
+    let seq = first.sequencer::<i64>("merge");
+    let input = first.generator_external::<i64>("input");
+    first.connect(&input, &seq);
+    first
+        .workflow("all")
+        .source(&seq.stream())
+        .identity()
+        .sink();
+    let sp = first.splitter("by-sign", &seq.stream());
+    let negative = first.split(&sp, "negative", |x| *x < 0);
+    first.workflow("neg").source(&negative).identity().sink();
+    let mut system = DeterministicSystem::new(17);
+    system.launch(first.build().unwrap()).unwrap();
+    let all = system
+        .subscribe::<i64>("/first/workflows/all/stream")
+        .unwrap();
+
+    let second = AppBuilder::new("second");
+    let more = second.generator_from_atoms("more", vec![vec![5i64, -6]]);
+    let remote_seq = second.sequencer_ref::<i64>("/first/sequencers/merge");
+    second.connect(&more, &remote_seq);
+    let remote_sp = second.splitter_ref::<i64>("/first/splitters/by-sign");
+    let positive = second.split(&remote_sp, "positive", |x| *x > 0);
+    second.workflow("pos").source(&positive).identity().sink();
+    system.launch(second.build().unwrap()).unwrap();
+    let pos = system
+        .subscribe::<i64>("/second/workflows/pos/stream")
+        .unwrap();
+    let neg = system
+        .subscribe::<i64>("/first/workflows/neg/stream")
+        .unwrap();
+
+    system
+        .feeder::<i64>("/first/generators/input")
+        .unwrap()
+        .push(vec![1, -2])
+        .unwrap();
+    system.run_until_quiescent();
+    let mut merged = all.values();
+    merged.sort();
+    assert_eq!(merged, vec![vec![1, -2], vec![5, -6]]);
+    let mut p = pos.values().concat();
+    p.sort();
+    assert_eq!(p, vec![1, 5]);
+    let mut n = neg.values().concat();
+    n.sort();
+    assert_eq!(n, vec![-6, -2]);
+    assert!(system.registry().contains(&(
+        "/first/splitters/by-sign/splits/positive".to_string(),
+        "stream"
+    )));
+}
+
+#[test]
+fn the_policy_gate_keeps_denied_events_out_of_every_task() {
+    use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
+    struct NoBob;
+    impl PolicyGate for NoBob {
+        fn admit(&self, _workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+            match envelope {
+                Some(e) if e.subject.0 == "bob" => Decision::Deny,
+                _ => Decision::Admit,
+            }
+        }
+    }
+    let app = AppBuilder::new("app");
+    let ann = Envelope::new("ann", &["contact"]);
+    let bob = Envelope::new("bob", &["contact"]);
+    let g = app.generator_from_events(
+        "g",
+        vec![
+            vec![
+                Event::personal(1i64, ann.clone()),
+                Event::personal(2, bob.clone()),
+                Event::new(3),
+            ],
+            vec![Event::personal(4, bob)],
+        ],
+    );
+    let seen = PerTaskState::<Vec<i64>>::new("seen");
+    app.workflow("wf")
+        .source(&g)
+        .processor(move |ctx, x: i64| {
+            seen.update(ctx, |v| v.push(x));
+            ctx.emit(x);
+        })
+        .sink();
+    let mut system = DeterministicSystem::new(1);
+    system.set_gate(NoBob);
+    system.launch(app.build().unwrap()).unwrap();
+    let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
+    system.run_until_quiescent();
+    assert_eq!(
+        out.values(),
+        vec![vec![1, 3]],
+        "an atom left empty by the gate is not passed on"
+    );
+    assert_eq!(system.denied("/app/workflows/wf"), 2);
+    assert_eq!(
+        system
+            .storage()
+            .values::<Vec<i64>>("/app/workflows/wf", "seen")
+            .unwrap(),
+        vec![(None, vec![1, 3])]
+    );
+}
