@@ -72,6 +72,30 @@ impl Hasher for StableHasher {
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64);
     }
+    // Every integer width goes through `write_u64`, so keys do not depend on the machine's
+    // byte order or word size.
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_i8(&mut self, n: i8) {
+        self.write_u64(n as u64);
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_i16(&mut self, n: i16) {
+        self.write_u64(n as u64);
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64);
+        self.write_u64((n >> 64) as u64);
+    }
+    fn write_i128(&mut self, n: i128) {
+        self.write_u128(n as u128);
+    }
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
     #[inline]
     fn finish(&self) -> u64 {
         // Fold the well-mixed high half into the low bits (which partition routing uses),

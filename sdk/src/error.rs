@@ -89,6 +89,14 @@ pub enum Error {
         /// The element's own type.
         found: String,
     },
+    /// A sequencer whose inputs have all ended: it takes no new input.
+    #[error(
+        "sequencer {path} has ended (all its inputs were sealed) and takes no new input; connect to a sequencer that is still open"
+    )]
+    Ended {
+        /// The sequencer's path.
+        path: String,
+    },
     /// A feeder whose queue is full; run the system, then push again.
     #[error(
         "feeder {path} holds {capacity} atoms already: run the system so it drains, then push again"
@@ -164,6 +172,17 @@ pub enum AskError {
         /// The portal's path.
         portal: String,
     },
+    /// The policy gate keeps the request's data out of the replier's workflow.
+    Denied {
+        /// The portal's path.
+        portal: String,
+    },
+    /// The request is not of the portal's request type (the asker's handle names the portal
+    /// with other types).
+    WrongRequestType {
+        /// The portal's path.
+        portal: String,
+    },
     /// The reply's value is not of the type the asker expects (an sdk invariant was broken).
     WrongReplyType {
         /// The ask's id.
@@ -176,6 +195,18 @@ impl fmt::Display for AskError {
         match self {
             AskError::UnknownPortal { portal } => write!(f, "ask to {portal}: no such portal"),
             AskError::ReplierFailed { portal } => write!(f, "ask to {portal}: its replier failed"),
+            AskError::Denied { portal } => {
+                write!(
+                    f,
+                    "ask to {portal}: the policy gate keeps this request's data out of its replier"
+                )
+            }
+            AskError::WrongRequestType { portal } => {
+                write!(
+                    f,
+                    "ask to {portal}: the request is not of the portal's request type"
+                )
+            }
             AskError::WrongReplyType { ask } => write!(f, "ask {ask}: reply of the wrong type"),
         }
     }

@@ -178,18 +178,27 @@ impl MemoryStorage {
         self.progress.position(workflow)
     }
 
-    /// The committed values of the state `state` of `workflow`'s tasks, decoded, by key.
+    /// The committed values of the state named `state` in `workflow`, decoded, by key. Refused
+    /// if tasks of the workflow have two states of that name (the values would mix).
     pub fn values<V: Data>(
         &self,
         workflow: &str,
         state: &str,
     ) -> Result<Vec<(Option<Key>, V)>, StorageError> {
+        let matching: Vec<&StateName> = self
+            .names
+            .values()
+            .filter(|n| n.workflow.as_str() == workflow && &*n.name == state)
+            .collect();
+        if let [first, second, ..] = matching.as_slice() {
+            return Err(StorageError::Backend(format!(
+                "tasks {} and {} of {workflow} both have a state named '{state}'",
+                first.task, second.task
+            )));
+        }
         let mut out = Vec::new();
         for ((id, key), bytes) in &self.values {
-            let Some(name) = self.names.get(id) else {
-                continue;
-            };
-            if name.workflow.as_str() == workflow && &*name.name == state {
+            if matching.iter().any(|n| n.id == *id) {
                 let v = ciborium::from_reader(bytes.as_slice())
                     .map_err(|e| StorageError::Backend(format!("cannot decode {state}: {e}")))?;
                 out.push((*key, v));

@@ -21,7 +21,7 @@ pub(crate) struct WorkflowState {
     hooks: Vec<Option<Box<dyn Any>>>,
     sink: Option<(usize, TypeInfo)>,
     pub(crate) repliers: Vec<(Path, usize)>,
-    pub(crate) asks: Vec<Path>,
+    pub(crate) asks: Vec<(Path, TypeInfo, TypeInfo)>,
     errors: Vec<Error>,
 }
 

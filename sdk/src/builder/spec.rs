@@ -87,8 +87,8 @@ pub(crate) struct WorkflowSpec {
     pub sink: Option<usize>,
     /// Portals answered here, with the replier node.
     pub repliers: Vec<(Path, usize)>,
-    /// Portals declared as asked by askers here.
-    pub asks: Vec<Path>,
+    /// Portals declared as asked by askers here, with their request and reply types.
+    pub asks: Vec<(Path, TypeInfo, TypeInfo)>,
 }
 
 pub(crate) struct SequencerSpec {

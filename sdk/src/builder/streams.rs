@@ -134,7 +134,7 @@ impl AppBuilder {
                 reason: "a range generator needs an atom size of at least 1".to_owned(),
             });
         }
-        let size = atom_size.max(1) as i64;
+        let size = i64::try_from(atom_size.max(1)).unwrap_or(i64::MAX);
         let (start, end) = (range.start, range.end);
         let iter = (0..)
             .map(move |i: i64| start.saturating_add(i.saturating_mul(size)))

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::builder::Flow;
+use crate::builder::spec::TypeInfo;
 use crate::data::Data;
 use crate::error::{Error, Outcome};
 use crate::path::Path;
@@ -68,7 +69,12 @@ impl<T: Data> Flow<T> {
         portal: &Portal<Req, Rep>,
         f: impl Fn(&mut Ctx<'_, U>, T) -> R + Send + Sync + 'static,
     ) -> Flow<U> {
-        self.wf.borrow_mut().asks.push(portal.path.clone());
+        let ask = (
+            portal.path.clone(),
+            TypeInfo::of::<Req>(),
+            TypeInfo::of::<Rep>(),
+        );
+        self.wf.borrow_mut().asks.push(ask);
         self.processor(f)
     }
 

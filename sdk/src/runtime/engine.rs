@@ -154,11 +154,7 @@ impl WorkflowInstance {
             run_tasks(nodes, fx, &mut outputs, &mut pre, &mut remaining)
         }));
         if let Err(panic) = ran {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a task panicked".to_owned());
+            let message = panic_message(&*panic);
             return Err(TaskError::new(format!("task panicked: {message}")));
         }
         if let Some(e) = self.fx.error.take() {
@@ -277,4 +273,13 @@ fn gather(
         append(&mut acc, batch);
     }
     acc
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }

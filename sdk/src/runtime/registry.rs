@@ -134,13 +134,8 @@ pub(crate) fn check_launch(app: &App, registry: &Registry) -> Result<(), Error> 
                 });
             }
         }
-        for portal in &w.asks {
-            if lookup(portal).map(|d| d.0) != Some(Kind::Portal) {
-                return Err(Error::UnknownPath {
-                    path: portal.to_string(),
-                    referrer: app.path.to_string(),
-                });
-            }
+        for (portal, req, rep) in &w.asks {
+            expect(portal, Kind::Portal, *req, Some(*rep))?;
         }
     }
     for c in &el.connections {

@@ -88,6 +88,10 @@ impl StreamLog {
         self.cursors.len() - 1
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.end.is_some()
+    }
+
     pub(crate) fn observe(&mut self, observer: Observer) {
         self.observers.push(observer);
     }
@@ -99,6 +103,14 @@ impl StreamLog {
             Some(&cur) => cur < self.head() || self.end.is_some(),
             None => false,
         }
+    }
+
+    /// Removes consumer `c` (it reads nothing more), so atoms are no longer kept for it.
+    pub(crate) fn drop_consumer(&mut self, c: usize) {
+        if let Some(cur) = self.cursors.get_mut(c) {
+            *cur = DONE;
+        }
+        self.truncate();
     }
 
     /// Consumer `c`'s cursor (offset of its next atom).

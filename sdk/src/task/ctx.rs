@@ -91,6 +91,9 @@ impl<'a, Out: Data> Ctx<'a, Out> {
         handle: ReplyHandle<Rep>,
         then: impl FnOnce(&mut Ctx<'_, Out>, Result<Rep, AskError>) -> R + Send + 'static,
     ) {
+        if !self.asked_now(handle.id) {
+            return;
+        }
         let ask = handle.id;
         let body: Body<Out> = Box::new(move |ctx, replies| {
             let reply = replies.and_then(|r| match r {
@@ -117,6 +120,9 @@ impl<'a, Out: Data> Ctx<'a, Out> {
         then: impl FnOnce(&mut Ctx<'_, Out>, Result<Vec<Rep>, AskError>) -> R + Send + 'static,
     ) {
         let ids: Vec<_> = handles.iter().map(|h| h.id).collect();
+        if !ids.iter().all(|id| self.asked_now(*id)) {
+            return;
+        }
         if ids.is_empty() {
             if let Err(e) = then(self, Ok(Vec::new())).into_result() {
                 self.fx.fail(e);
@@ -143,6 +149,19 @@ impl<'a, Out: Data> Ctx<'a, Out> {
             body,
         };
         self.conts.register(ids, pending);
+    }
+
+    /// Whether `ask` was made in this step by this workflow; records a task failure if not (a
+    /// reply can arrive before a continuation registered in a later step, so registration
+    /// belongs to the step that asked).
+    fn asked_now(&mut self, ask: AskId) -> bool {
+        if ask.origin == self.fx.origin && ask.step == self.fx.step {
+            return true;
+        }
+        self.fx.fail(TaskError::new(format!(
+            "a continuation for ask {ask} was registered in a later step than the ask: call on_reply or on_replies in the step that asks"
+        )));
+        false
     }
 
     /// Answers the request `to` stands for. The reply carries the request's envelope unless

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::batch::{Batch, Columns, downcast};
 use crate::data::Data;
-use crate::error::{Outcome, TaskError};
+use crate::error::{AskError, Outcome, TaskError};
 use crate::portal::{AskMsg, KeyFn, ReplyMsg, ReplyTo};
 use crate::storage::StateWrite;
 use crate::task::Task;
@@ -56,10 +56,16 @@ impl<Req: Data, Rep: Data, Out: Data> AskHandler<Out> for Replier<Req, Rep, Out>
         let request = match ask.request.downcast::<Req>() {
             Ok(r) => *r,
             Err(_) => {
-                return Err(TaskError::new(format!(
-                    "request to {} is not of the portal's type",
-                    ask.portal
-                )));
+                // Only this ask fails: its asker gets a typed error, the replier carries on.
+                let portal = ask.portal.to_string();
+                let reply = ReplyMsg {
+                    id: ask.id,
+                    to: ask.from,
+                    reply: Err(AskError::WrongRequestType { portal }),
+                    envelope: None,
+                };
+                ctx.fx.replies.push(reply);
+                return Ok(());
             }
         };
         ctx.key = Some((self.key_fn)(&request));

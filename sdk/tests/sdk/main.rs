@@ -1,6 +1,7 @@
 //! The sdk's scenario, validation and property tests (one test binary).
 
 mod properties;
+mod regressions;
 mod scenarios;
 mod validation;
 

@@ -1,20 +1,19 @@
 //! The deterministic runtime: one thread, one step at a time, the next unit chosen by a seeded
 //! random generator, so a seed fixes the interleaving and the outputs.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::batch::Batch;
-use crate::builder::App;
-use crate::builder::spec::{GeneratorSource, Kind, TypeInfo};
-use crate::data::Data;
+use crate::builder::spec::{Kind, TypeInfo};
+use crate::data::{Data, Envelope, MixBuild};
 use crate::error::Error;
 use crate::gate::{AllowAll, PolicyGate};
 use crate::path::Path;
-use crate::portal::{AskMsg, ReplyMsg};
+use crate::portal::{AskId, AskMsg, Origin, ReplyMsg};
 use crate::runtime::engine::WorkflowInstance;
-use crate::runtime::registry::{Entry, Registry, check_launch};
-use crate::runtime::stream::StreamLog;
+use crate::runtime::registry::{Entry, Registry};
+use crate::runtime::stream::{End, StreamLog};
 use crate::runtime::units::{Feeder, FeederQueue, SplitRouter, Subscription};
 use crate::storage::{MemoryStorage, Storage};
 
@@ -35,6 +34,16 @@ struct WorkflowUnit {
     /// Hosts a replier, so it keeps serving after its input ends.
     serves: bool,
     denied: u64,
+    /// Requests this workflow accepted and has not answered yet, so that its failure answers
+    /// them.
+    open: HashMap<AskId, OpenRequest, MixBuild>,
+}
+
+/// What is needed to answer a request with an error.
+struct OpenRequest {
+    from: Origin,
+    portal: Path,
+    envelope: Option<Arc<Envelope>>,
 }
 
 enum Unit {
@@ -52,6 +61,9 @@ enum Unit {
         input: (usize, usize),
         router: Box<dyn SplitRouter>,
         outs: Vec<usize>,
+        /// How the splitter ended (its input ended, or a predicate panicked); a split added
+        /// later ends the same way at once.
+        ended: Option<End>,
     },
     Workflow(Box<WorkflowUnit>),
 }
@@ -126,146 +138,6 @@ impl<S: Storage> DeterministicSystem<S> {
         match unit.and_then(|u| self.units.get(u)) {
             Some(Unit::Workflow(w)) => w.denied,
             _ => 0,
-        }
-    }
-
-    /// Launches `app`: checks every reference, type and path against what is running, then
-    /// starts its elements. A failed check changes nothing.
-    pub fn launch(&mut self, app: App) -> Result<(), Error> {
-        check_launch(&app, &self.registry)?;
-        let el = app.elements;
-        let stream_of = |sys: &mut Self, path: &Path, ty: TypeInfo| -> usize {
-            sys.streams.push(StreamLog::new(path.clone()));
-            let id = sys.streams.len() - 1;
-            sys.register(path, Kind::Stream, ty, None, id, None);
-            id
-        };
-        for g in el.generators {
-            let stream = stream_of(self, &g.stream, g.ty);
-            let source = match g.source {
-                GeneratorSource::Atoms(iter) => Source::Atoms(iter),
-                GeneratorSource::External { capacity } => {
-                    Source::Feeder(FeederQueue::new(capacity))
-                }
-            };
-            let unit = self.add_unit(Unit::Generator {
-                stream,
-                source,
-                closed: false,
-            });
-            self.register(&g.path, Kind::Generator, g.ty, None, unit, None);
-        }
-        for s in el.sequencers {
-            let out = stream_of(self, &s.stream, s.ty);
-            let unit = self.add_unit(Unit::Sequencer {
-                inputs: Vec::new(),
-                ended: 0,
-                out,
-            });
-            self.register(&s.path, Kind::Sequencer, s.ty, None, unit, None);
-        }
-        let mut workflow_streams = Vec::new();
-        for w in &el.workflows {
-            workflow_streams.push(stream_of(self, &w.stream, w.out_ty));
-        }
-        for s in el.splitters {
-            let input = self.consume(&s.input);
-            let unit = self.add_unit(Unit::Splitter {
-                input,
-                router: (s.factory)(),
-                outs: Vec::new(),
-            });
-            self.register(&s.path, Kind::Splitter, s.ty, None, unit, None);
-        }
-        for s in el.splits {
-            let stream = stream_of(self, &s.stream, s.ty);
-            let unit = self
-                .registry
-                .get(&s.splitter, Kind::Splitter)
-                .map(|e| e.target);
-            if let Some(Unit::Splitter { router, outs, .. }) =
-                unit.and_then(|u| self.units.get_mut(u))
-                && router.add(s.predicate)
-            {
-                outs.push(stream);
-            }
-        }
-        for c in el.connections {
-            let input = self.consume(&c.from);
-            let unit = self.registry.get(&c.to, Kind::Sequencer).map(|e| e.target);
-            if let Some(Unit::Sequencer { inputs, .. }) = unit.and_then(|u| self.units.get_mut(u)) {
-                inputs.push(input);
-            }
-        }
-        for (w, out) in el.workflows.iter().zip(workflow_streams) {
-            let input = self.consume(&w.source);
-            let engine = WorkflowInstance::new(w);
-            let unit = self.add_unit(Unit::Workflow(Box::new(WorkflowUnit {
-                engine,
-                input,
-                out,
-                asks: VecDeque::new(),
-                replies: VecDeque::new(),
-                input_ended: false,
-                failed: false,
-                serves: !w.repliers.is_empty(),
-                denied: 0,
-            })));
-            self.register(&w.path, Kind::Workflow, w.out_ty, None, unit, None);
-            for (portal, node) in &w.repliers {
-                if let Some(p) = el.portals.iter().find(|p| &p.path == portal) {
-                    self.register(
-                        &p.path,
-                        Kind::Portal,
-                        p.req,
-                        Some(p.rep),
-                        unit,
-                        Some((unit, *node)),
-                    );
-                }
-            }
-        }
-        self.registry.apps.insert(app.path.clone());
-        tracing::debug!(app = %app.path, "launched");
-        Ok(())
-    }
-
-    fn add_unit(&mut self, unit: Unit) -> usize {
-        self.units.push(unit);
-        self.units.len() - 1
-    }
-
-    fn register(
-        &mut self,
-        path: &Path,
-        kind: Kind,
-        ty: TypeInfo,
-        ty2: Option<TypeInfo>,
-        target: usize,
-        replier: Option<(usize, usize)>,
-    ) {
-        self.registry.entries.insert(
-            path.clone(),
-            Entry {
-                kind,
-                ty,
-                ty2,
-                target,
-                replier,
-            },
-        );
-    }
-
-    /// A new consumer of the stream at `path` (checked to exist at launch).
-    fn consume(&mut self, path: &Path) -> (usize, usize) {
-        let id = self
-            .registry
-            .get(path, Kind::Stream)
-            .map(|e| e.target)
-            .unwrap_or(usize::MAX);
-        match self.streams.get_mut(id) {
-            Some(s) => (id, s.add_consumer()),
-            None => (usize::MAX, usize::MAX),
         }
     }
 
@@ -383,7 +255,7 @@ impl<S: Storage> DeterministicSystem<S> {
                     }
             }
             Unit::Sequencer { inputs, .. } => inputs.iter().any(|i| self.ready(*i)),
-            Unit::Splitter { input, .. } => self.ready(*input),
+            Unit::Splitter { input, ended, .. } => ended.is_none() && self.ready(*input),
             Unit::Workflow(w) => {
                 !w.failed && (self.ready(w.input) || !w.asks.is_empty() || !w.replies.is_empty())
             }
@@ -391,4 +263,5 @@ impl<S: Storage> DeterministicSystem<S> {
     }
 }
 
+mod launch;
 mod run;

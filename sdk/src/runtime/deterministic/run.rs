@@ -1,12 +1,14 @@
 //! One step of each kind of unit, and the routing of what a workflow step released.
 
-use super::{DeterministicSystem, Source, Unit};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use super::{DeterministicSystem, OpenRequest, Source, Unit};
 use crate::builder::spec::Kind;
 use crate::error::AskError;
 use crate::gate::Decision;
 use crate::path::Path;
 use crate::portal::{AskMsg, ReplyMsg};
-use crate::runtime::engine::StepInput;
+use crate::runtime::engine::{StepInput, StepOutput, panic_message};
 use crate::runtime::stream::{End, Item};
 use crate::storage::{InputPosition, Storage};
 
@@ -76,21 +78,36 @@ impl<S: Storage> DeterministicSystem<S> {
                 input,
                 router,
                 outs,
-            } => match self.streams[input.0].take(input.1) {
-                Some(Item::Atom(atom)) => {
-                    for (part, out) in router.route(atom).into_iter().zip(outs.iter()) {
-                        if let Some(part) = part {
-                            self.streams[*out].push(part.into());
+                ended,
+            } => {
+                let end = match self.streams[input.0].take(input.1) {
+                    Some(Item::Atom(atom)) => {
+                        // Split predicates are user code: a panic ends this splitter only.
+                        match catch_unwind(AssertUnwindSafe(|| router.route(atom))) {
+                            Ok(parts) => {
+                                for (part, out) in parts.into_iter().zip(outs.iter()) {
+                                    if let Some(part) = part {
+                                        self.streams[*out].push(part.into());
+                                    }
+                                }
+                                None
+                            }
+                            Err(panic) => Some(End::Error(format!(
+                                "split predicate panicked: {}",
+                                panic_message(&*panic)
+                            ))),
                         }
                     }
-                }
-                Some(Item::End(end)) => {
+                    Some(Item::End(end)) => Some(end),
+                    None => None,
+                };
+                if let Some(end) = end {
                     for out in outs.iter() {
                         self.streams[*out].close(end.clone());
                     }
+                    *ended = Some(end);
                 }
-                None => {}
-            },
+            }
             Unit::Workflow(_) => self.run_workflow(u),
         }
     }
@@ -150,30 +167,78 @@ impl<S: Storage> DeterministicSystem<S> {
                     None => return,
                 }
             }
-            Work::Asks => match w.asks.pop_front() {
-                Some((node, asks)) => StepInput::Asks(node, asks),
-                None => return,
-            },
+            Work::Asks => {
+                let Some((node, asks)) = w.asks.pop_front() else {
+                    return;
+                };
+                let mut admitted = Vec::with_capacity(asks.len());
+                let mut denied = Vec::new();
+                for ask in asks {
+                    let allowed = self.gate.admits_everything()
+                        || self.gate.admit(&w.engine.path, ask.envelope.as_deref())
+                            == Decision::Admit;
+                    if allowed {
+                        let open = OpenRequest {
+                            from: ask.from.clone(),
+                            portal: ask.portal.clone(),
+                            envelope: ask.envelope.clone(),
+                        };
+                        w.open.insert(ask.id, open);
+                        admitted.push(ask);
+                    } else {
+                        let portal = ask.portal.to_string();
+                        denied.push(ReplyMsg::failed(ask, AskError::Denied { portal }));
+                    }
+                }
+                w.denied += denied.len() as u64;
+                if !denied.is_empty() {
+                    self.route_replies(denied);
+                }
+                if admitted.is_empty() {
+                    return;
+                }
+                let Unit::Workflow(w) = &mut self.units[u] else {
+                    return;
+                };
+                match w
+                    .engine
+                    .step(StepInput::Asks(node, admitted), &mut self.storage)
+                {
+                    Ok(out) => self.released(u, out),
+                    Err(e) => self.fail(u, e.message),
+                }
+                return;
+            }
             Work::Replies => match w.replies.pop_front() {
                 Some(replies) => StepInput::Replies(replies),
                 None => return,
             },
         };
         match w.engine.step(input, &mut self.storage) {
-            Ok(out) => {
-                let stream = w.out;
-                if let Some(batch) = out.output {
-                    self.streams[stream].push(batch.into());
-                }
-                self.route_asks(out.asks);
-                self.route_replies(out.replies);
-                self.maybe_seal(u);
-            }
+            Ok(out) => self.released(u, out),
             Err(e) => self.fail(u, e.message),
         }
     }
 
-    /// Delivers asks to their repliers, one batch per portal, or answers them with an error.
+    /// Releases what a committed step of workflow `u` produced.
+    fn released(&mut self, u: usize, out: StepOutput) {
+        let Unit::Workflow(w) = &mut self.units[u] else {
+            return;
+        };
+        for reply in &out.replies {
+            w.open.remove(&reply.id);
+        }
+        let stream = w.out;
+        if let Some(batch) = out.output {
+            self.streams[stream].push(batch.into());
+        }
+        self.route_asks(out.asks);
+        self.route_replies(out.replies);
+        self.maybe_seal(u);
+    }
+
+    /// Delivers asks to their repliers, one batch per portal, or answers them with an error:
+    /// the portal does not exist, its replier failed, or the request is not of its type.
     fn route_asks(&mut self, asks: Vec<AskMsg>) {
         let mut batches: Vec<(Path, Vec<AskMsg>)> = Vec::new();
         for ask in asks {
@@ -184,15 +249,23 @@ impl<S: Storage> DeterministicSystem<S> {
         }
         let mut failed = Vec::new();
         for (portal, batch) in batches {
-            let target = self
-                .registry
-                .get(&portal, Kind::Portal)
-                .and_then(|e| e.replier);
+            let entry = self.registry.get(&portal, Kind::Portal);
+            let (target, request_type) = (entry.and_then(|e| e.replier), entry.map(|e| e.ty.id));
+            let (good, wrong): (Vec<AskMsg>, Vec<AskMsg>) = batch.into_iter().partition(|a| {
+                Some((*a.request).type_id()) == request_type || request_type.is_none()
+            });
+            failed.extend(wrong.into_iter().map(|a| {
+                let portal = portal.to_string();
+                ReplyMsg::failed(a, AskError::WrongRequestType { portal })
+            }));
+            if good.is_empty() {
+                continue;
+            }
             match target.and_then(|(unit, node)| match self.units.get_mut(unit) {
                 Some(Unit::Workflow(w)) if !w.failed => Some((w, node)),
                 _ => None,
             }) {
-                Some((w, node)) => w.asks.push_back((node, batch)),
+                Some((w, node)) => w.asks.push_back((node, good)),
                 None => {
                     let error = match target {
                         Some(_) => AskError::ReplierFailed {
@@ -202,11 +275,7 @@ impl<S: Storage> DeterministicSystem<S> {
                             portal: portal.to_string(),
                         },
                     };
-                    failed.extend(
-                        batch
-                            .into_iter()
-                            .map(|a| ReplyMsg::failed(a, error.clone())),
-                    );
+                    failed.extend(good.into_iter().map(|a| ReplyMsg::failed(a, error.clone())));
                 }
             }
         }
@@ -251,7 +320,8 @@ impl<S: Storage> DeterministicSystem<S> {
         }
     }
 
-    /// Stops a failed workflow: `Error` on its output; asks waiting for it get an error reply.
+    /// Stops a failed workflow: `Error` on its output; it stops consuming its input; asks
+    /// queued for it, and requests it accepted and had not answered, get `ReplierFailed`.
     fn fail(&mut self, u: usize, message: String) {
         let Unit::Workflow(w) = &mut self.units[u] else {
             return;
@@ -259,16 +329,28 @@ impl<S: Storage> DeterministicSystem<S> {
         tracing::warn!(workflow = %w.engine.path, error = %message, "workflow failed");
         w.failed = true;
         w.replies.clear();
-        let queued: Vec<AskMsg> = w.asks.drain(..).flat_map(|(_, b)| b).collect();
-        let out = w.out;
-        self.streams[out].close(End::Error(message));
-        let failed = queued
-            .into_iter()
+        let mut failed: Vec<ReplyMsg> = w
+            .asks
+            .drain(..)
+            .flat_map(|(_, b)| b)
             .map(|a| {
                 let portal = a.portal.to_string();
                 ReplyMsg::failed(a, AskError::ReplierFailed { portal })
             })
             .collect();
+        failed.extend(w.open.drain().map(|(id, r)| ReplyMsg {
+            id,
+            to: r.from,
+            reply: Err(AskError::ReplierFailed {
+                portal: r.portal.to_string(),
+            }),
+            envelope: r.envelope,
+        }));
+        let (out, (stream, consumer)) = (w.out, w.input);
+        self.streams[out].close(End::Error(message));
+        if let Some(s) = self.streams.get_mut(stream) {
+            s.drop_consumer(consumer);
+        }
         self.route_replies(failed);
     }
 }

@@ -1,0 +1,428 @@
+//! Regression tests, each named after the defect it pins: failed repliers answer what they
+//! held, splitters in every position and state, the gate on asks, typed asks, edge sizes.
+
+use pods_sdk::{AppBuilder, AskError, DeterministicSystem, PerKeyState, StreamItem};
+
+use crate::{atoms_and_seal, run};
+
+/// What a continuation emits for a reply: the value, or -1 for `ReplierFailed`, -2 otherwise.
+fn code(r: Result<i64, AskError>) -> i64 {
+    match r {
+        Ok(v) => v,
+        Err(AskError::ReplierFailed { .. }) => -1,
+        Err(_) => -2,
+    }
+}
+
+/// A replier that panics on one request of a batch fails its workflow; the asks of that very
+/// batch were taken off the queue, so `fail` never answers them and the asker waits forever.
+#[test]
+fn asks_of_the_batch_a_replier_fails_on_get_replier_failed() {
+    let app = AppBuilder::new("app");
+    let portal = app.portal::<i64, i64>("p");
+    let none = app.generator_from_atoms::<i64>("none", vec![]);
+    app.workflow("server")
+        .source(&none)
+        .replier(&portal, |ctx, req: i64, to| {
+            if req == 2 {
+                panic!("no two");
+            }
+            ctx.reply(to, req * 10);
+        })
+        .sink();
+    let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3]]);
+    let p = portal.clone();
+    app.workflow("client")
+        .source(&g)
+        .asker(&portal, move |ctx, x: i64| {
+            let h = ctx.ask(&p, x);
+            ctx.on_reply(h, |ctx, r: Result<i64, AskError>| ctx.emit(code(r)));
+        })
+        .sink();
+    let (_, out) = run::<i64>(app.build().unwrap(), 3, "/app/workflows/client/stream");
+    let (atoms, sealed) = atoms_and_seal(&out);
+    assert_eq!(
+        (atoms.concat(), sealed),
+        (vec![-1, -1, -1], true),
+        "every ask of the failed batch must be answered with ReplierFailed"
+    );
+}
+
+/// A replier that asks another portal holds its request's `ReplyTo` in a continuation. When
+/// that continuation fails (here by `?` on a failed nested ask, as the docs suggest), the held
+/// request is never answered: the original asker waits forever and never seals.
+#[test]
+fn requests_held_by_a_failed_replier_get_replier_failed() {
+    let app = AppBuilder::new("app");
+    let outer = app.portal::<i64, i64>("outer");
+    let inner = app.portal::<i64, i64>("inner");
+    let none = app.generator_from_atoms::<i64>("none", vec![]);
+    let none2 = app.generator_from_atoms::<i64>("none2", vec![]);
+    app.workflow("inner")
+        .source(&none)
+        .replier(&inner, |_ctx, _req: i64, _to| -> Result<(), String> {
+            Err("inner refuses".into())
+        })
+        .sink();
+    let i = inner.clone();
+    app.workflow("outer")
+        .source(&none2)
+        .replier(&outer, move |ctx, req: i64, to| {
+            let h = ctx.ask(&i, req);
+            ctx.on_reply(
+                h,
+                move |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
+                    ctx.reply(to, r?);
+                    Ok(())
+                },
+            );
+        })
+        .sink();
+    let g = app.generator_from_atoms("g", vec![vec![7i64]]);
+    let o = outer.clone();
+    app.workflow("client")
+        .source(&g)
+        .asker(&outer, move |ctx, x: i64| {
+            let h = ctx.ask(&o, x);
+            ctx.on_reply(h, |ctx, r: Result<i64, AskError>| ctx.emit(code(r)));
+        })
+        .sink();
+    let (_, out) = run::<i64>(app.build().unwrap(), 4, "/app/workflows/client/stream");
+    assert_eq!(atoms_and_seal(&out), (vec![vec![-1]], true));
+}
+
+/// A splitter whose input is a split of another splitter of the same app: `launch` consumes
+/// splitter inputs before it creates split streams, so the second splitter gets no input
+/// (consumer `(usize::MAX, usize::MAX)`) and never runs; nothing reports it.
+#[test]
+fn a_splitter_over_a_split_of_the_same_app_receives_its_events() {
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3, 4, 12, 14]]);
+    let first = app.splitter("parity", &g);
+    let even = app.split(&first, "even", |x| x % 2 == 0);
+    let second = app.splitter("size", &even);
+    let big = app.split(&second, "big", |x| *x > 10);
+    app.workflow("wf").source(&big).identity().sink();
+    let (_, out) = run::<i64>(app.build().unwrap(), 1, "/app/workflows/wf/stream");
+    assert_eq!(atoms_and_seal(&out), (vec![vec![12, 14]], true));
+}
+
+/// A split predicate is user code that runs outside `catch_unwind`: its panic unwinds out of
+/// `DeterministicSystem::step` and takes down every app of the system instead of putting
+/// `Error` on the split streams.
+#[test]
+fn a_panicking_split_predicate_does_not_stop_other_apps() {
+    let other = AppBuilder::new("other");
+    let og = other.generator_from_atoms("g", vec![vec![1i64], vec![2]]);
+    other.workflow("wf").source(&og).map(|x: i64| x * 10).sink();
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_atoms("g", vec![vec![1i64, 2]]);
+    let sp = app.splitter("sp", &g);
+    let s = app.split(&sp, "s", |x: &i64| {
+        if *x == 2 {
+            panic!("predicate");
+        }
+        true
+    });
+    app.workflow("wf").source(&s).identity().sink();
+    let mut system = DeterministicSystem::new(2);
+    system.launch(other.build().unwrap()).unwrap();
+    system.launch(app.build().unwrap()).unwrap();
+    let good = system
+        .subscribe::<i64>("/other/workflows/wf/stream")
+        .unwrap();
+    let split = system
+        .subscribe::<i64>("/app/splitters/sp/splits/s")
+        .unwrap();
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        system.run_until_quiescent();
+    }));
+    assert!(ran.is_ok(), "a user predicate's panic escaped the runtime");
+    assert_eq!(atoms_and_seal(&good), (vec![vec![10], vec![20]], true));
+    assert!(matches!(split.items().last(), Some(StreamItem::Error(_))));
+}
+
+/// A split added by a later app to a splitter whose input has already ended is never closed:
+/// the splitter passed its input's end to the splits it had then, and never runs again.
+#[test]
+fn a_split_added_after_the_splitter_ended_is_sealed() {
+    let first = AppBuilder::new("first");
+    let g = first.generator_from_atoms("g", vec![vec![1i64]]);
+    let sp = first.splitter("sp", &g);
+    let a = first.split(&sp, "a", |_| true);
+    first.workflow("wf").source(&a).identity().sink();
+    let mut system = DeterministicSystem::new(5);
+    system.launch(first.build().unwrap()).unwrap();
+    system.run_until_quiescent();
+
+    let second = AppBuilder::new("second");
+    let remote = second.splitter_ref::<i64>("/first/splitters/sp");
+    let b = second.split(&remote, "b", |_| true);
+    second.workflow("wf").source(&b).identity().sink();
+    system.launch(second.build().unwrap()).unwrap();
+    let out = system
+        .subscribe::<i64>("/second/workflows/wf/stream")
+        .unwrap();
+    system.run_until_quiescent();
+    assert_eq!(atoms_and_seal(&out), (vec![], true));
+}
+
+/// The policy gate is applied to stream atoms only. Asks are atoms of the replier's workflow
+/// too (ARCHITECTURE: "a batch of asks for one of its repliers"), and the gate decides per
+/// workflow, yet personal requests reach a replier whose workflow the gate denies them.
+#[test]
+fn the_policy_gate_also_guards_asks_a_replier_consumes() {
+    use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
+    struct NoBobAtServer;
+    impl PolicyGate for NoBobAtServer {
+        fn admit(&self, workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+            match envelope {
+                Some(e) if e.subject.0 == "bob" && workflow.as_str() == "/app/workflows/server" => {
+                    Decision::Deny
+                }
+                _ => Decision::Admit,
+            }
+        }
+    }
+    let app = AppBuilder::new("app");
+    let portal = app.portal::<i64, i64>("p");
+    let none = app.generator_from_atoms::<i64>("none", vec![]);
+    app.workflow("server")
+        .source(&none)
+        .replier_with(
+            &portal,
+            |_ctx, _x: i64| {},
+            |ctx, req: i64, to| {
+                ctx.emit(req);
+                ctx.reply(to, req);
+            },
+        )
+        .sink();
+    let g = app.generator_from_events(
+        "g",
+        vec![vec![Event::personal(42i64, Envelope::new("bob", &["c"]))]],
+    );
+    let p = portal.clone();
+    app.workflow("client")
+        .source(&g)
+        .asker(&portal, move |ctx, x: i64| {
+            let h = ctx.ask(&p, x);
+            ctx.on_reply(
+                h,
+                |ctx: &mut pods_sdk::Ctx<'_, i64>, r: Result<i64, AskError>| ctx.emit(code(r)),
+            );
+        })
+        .sink();
+    let mut system = DeterministicSystem::new(9);
+    system.set_gate(NoBobAtServer);
+    system.launch(app.build().unwrap()).unwrap();
+    let server = system
+        .subscribe::<i64>("/app/workflows/server/stream")
+        .unwrap();
+    system.run_until_quiescent();
+    assert_eq!(
+        server.values(),
+        Vec::<Vec<i64>>::new(),
+        "bob's request reached a workflow the gate denies bob's data"
+    );
+}
+
+/// Per-key state with a store that keeps values: set, then in later atoms remove followed by
+/// update in one step, then a lone remove; reads, emitted values and stored values are exact.
+#[test]
+fn remove_then_update_in_one_step_and_lone_remove_are_committed_exactly() {
+    let app = AppBuilder::new("app");
+    // 5: set 5; 0: remove then update(+1); 9: read; -1: remove; 9: read.
+    let g = app.generator_from_atoms("g", vec![vec![5i64], vec![0], vec![9], vec![-1], vec![9]]);
+    let st = PerKeyState::<i64>::with_initial("st", 100);
+    app.workflow("wf")
+        .source(&g)
+        .key_by(|_| 1u8)
+        .processor(move |ctx, x: i64| match x {
+            0 => {
+                st.remove(ctx);
+                let v = st.update(ctx, |v| {
+                    *v += 1;
+                    *v
+                });
+                ctx.emit(v.unwrap_or(-99));
+            }
+            -1 => st.remove(ctx),
+            9 => {
+                let v = st.get(ctx);
+                ctx.emit(v);
+            }
+            v => st.set(ctx, v),
+        })
+        .sink();
+    let mut system = DeterministicSystem::new(1);
+    system.launch(app.build().unwrap()).unwrap();
+    let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
+    system.run_until_quiescent();
+    assert_eq!(
+        atoms_and_seal(&out),
+        (vec![vec![101], vec![101], vec![100]], true)
+    );
+    assert_eq!(
+        system
+            .storage()
+            .values::<i64>("/app/workflows/wf", "st")
+            .unwrap(),
+        vec![]
+    );
+}
+
+/// `generator_from_range` turns the atom size into an `i64` with `as`: a size above
+/// `i64::MAX` (say `usize::MAX`, "everything in one atom") becomes negative, and the generator
+/// then yields empty atoms forever (the system never becomes quiescent).
+#[test]
+fn a_range_generator_with_a_huge_atom_size_yields_one_atom() {
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_range("g", 0..5, usize::MAX);
+    app.workflow("wf").source(&g).identity().sink();
+    let mut system = DeterministicSystem::new(1);
+    system.launch(app.build().unwrap()).unwrap();
+    let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
+    let steps = system.run_steps(1_000);
+    assert!(steps < 1_000, "the system never became quiescent");
+    assert_eq!(atoms_and_seal(&out), (vec![vec![0, 1, 2, 3, 4]], true));
+}
+
+/// Launch checks a declared ask only for the kind of the portal's path, not its request and
+/// reply types (sources, connections and `portal_ref` are type-checked). A portal handle of
+/// other types with the same path passes launch.
+#[test]
+fn asking_a_portal_of_other_types_is_refused_at_launch() {
+    use pods_sdk::Error;
+    let first = AppBuilder::new("first");
+    let p = first.portal::<i64, i64>("p");
+    let none = first.generator_from_atoms::<i64>("none", vec![]);
+    first
+        .workflow("server")
+        .source(&none)
+        .replier(&p, |ctx, x, to| ctx.reply(to, x + 1))
+        .sink();
+    let mut system = DeterministicSystem::new(3);
+    system.launch(first.build().unwrap()).unwrap();
+
+    // A handle on the same path with other types (e.g. from a stale copy of the first app's
+    // builder code).
+    let stale = AppBuilder::new("first").portal::<String, i64>("p");
+    let second = AppBuilder::new("second");
+    let g = second.generator_from_atoms("g", vec![vec!["x".to_string()]]);
+    let s = stale.clone();
+    second
+        .workflow("client")
+        .source(&g)
+        .asker(&stale, move |ctx, x: String| {
+            let h = ctx.ask(&s, x);
+            ctx.on_reply(
+                h,
+                |ctx: &mut pods_sdk::Ctx<'_, i64>, r: Result<i64, AskError>| ctx.emit(code(r)),
+            );
+        })
+        .sink();
+    let launched = system.launch(second.build().unwrap());
+    assert!(
+        matches!(&launched, Err(Error::TypeMismatch { path, .. }) if path == "/first/portals/p"),
+        "got {launched:?}"
+    );
+}
+
+/// What a mistyped ask that reaches a replier does at run time: the replier's whole workflow
+/// fails ("request ... is not of the portal's type") instead of the asker getting an error,
+/// so one app can stop another app's service.
+#[test]
+fn a_mistyped_ask_does_not_stop_the_replier() {
+    let first = AppBuilder::new("first");
+    let p = first.portal::<i64, i64>("p");
+    let none = first.generator_from_atoms::<i64>("none", vec![]);
+    first
+        .workflow("server")
+        .source(&none)
+        .replier(&p, |ctx, x, to| ctx.reply(to, x + 1))
+        .sink();
+    let mut system = DeterministicSystem::new(3);
+    system.launch(first.build().unwrap()).unwrap();
+    let server = system
+        .subscribe::<i64>("/first/workflows/server/stream")
+        .unwrap();
+
+    let stale = AppBuilder::new("first").portal::<String, i64>("p");
+    let second = AppBuilder::new("second");
+    let g = second.generator_from_atoms("g", vec![vec!["x".to_string()]]);
+    second
+        .workflow("client")
+        .source(&g)
+        .processor(move |ctx, x: String| {
+            let h = ctx.ask(&stale, x);
+            ctx.on_reply(
+                h,
+                |ctx: &mut pods_sdk::Ctx<'_, i64>, r: Result<i64, AskError>| ctx.emit(code(r)),
+            );
+        })
+        .sink();
+    let _ = system.launch(second.build().unwrap());
+    system.run_until_quiescent();
+    assert!(
+        !matches!(server.items().last(), Some(StreamItem::Error(_))),
+        "the replier failed: {:?}",
+        server.items()
+    );
+}
+
+/// Connecting to a sequencer whose inputs have all ended is refused: its atoms could go nowhere.
+#[test]
+fn connecting_to_an_ended_sequencer_is_refused() {
+    let first = AppBuilder::new("first");
+    let g = first.generator_from_atoms("g", vec![vec![1i64]]);
+    let seq = first.sequencer::<i64>("seq");
+    first.connect(&g, &seq);
+    let mut system = DeterministicSystem::new(1);
+    system.launch(first.build().unwrap()).unwrap();
+    system.run_until_quiescent();
+    let second = AppBuilder::new("second");
+    let more = second.generator_from_atoms("more", vec![vec![2i64]]);
+    second.connect(&more, &second.sequencer_ref::<i64>("/first/sequencers/seq"));
+    assert_eq!(
+        system.launch(second.build().unwrap()),
+        Err(pods_sdk::Error::Ended {
+            path: "/first/sequencers/seq".into()
+        })
+    );
+}
+
+/// A continuation registered in a later step than its ask could miss its reply; the task fails
+/// with a message that says so instead of waiting forever.
+#[test]
+fn on_reply_in_a_later_step_than_the_ask_fails_the_task() {
+    use std::sync::{Arc, Mutex};
+    let app = AppBuilder::new("app");
+    let portal = app.portal::<i64, i64>("p");
+    let none = app.generator_from_atoms::<i64>("none", vec![]);
+    app.workflow("server")
+        .source(&none)
+        .replier(&portal, |ctx, x, to| ctx.reply(to, x))
+        .sink();
+    let g = app.generator_from_atoms("g", vec![vec![1i64], vec![2]]);
+    let kept: Arc<Mutex<Option<pods_sdk::ReplyHandle<i64>>>> = Arc::new(Mutex::new(None));
+    let p = portal.clone();
+    app.workflow("client")
+        .source(&g)
+        .processor(move |ctx: &mut pods_sdk::Ctx<'_, i64>, x: i64| {
+            let mut kept = kept.lock().unwrap();
+            match kept.take() {
+                None => *kept = Some(ctx.ask(&p, x)),
+                Some(old) => ctx.on_reply(
+                    old,
+                    |ctx: &mut pods_sdk::Ctx<'_, i64>, r: Result<i64, AskError>| ctx.emit(code(r)),
+                ),
+            }
+        })
+        .sink();
+    let (_, out) = run::<i64>(app.build().unwrap(), 2, "/app/workflows/client/stream");
+    match out.items().last() {
+        Some(StreamItem::Error(m)) => assert!(m.contains("registered in a later step"), "{m}"),
+        other => panic!("expected an Error marker, got {other:?}"),
+    }
+}
