@@ -3,7 +3,7 @@
 
 use pods_sdk::{AppBuilder, AskError, DeterministicSystem, PerKeyState, StreamItem};
 
-use crate::{atoms_and_seal, run};
+use crate::{atoms_and_seal, run, serve};
 
 /// What a continuation emits for a reply: the value, or -1 for `ReplierFailed`, -2 otherwise.
 fn code(r: Result<i64, AskError>) -> i64 {
@@ -14,22 +14,18 @@ fn code(r: Result<i64, AskError>) -> i64 {
     }
 }
 
-/// A replier that panics on one request of a batch fails its workflow; the asks of that very
-/// batch were taken off the queue, so `fail` never answers them and the asker waits forever.
+/// A replier that panics on one request of a batch fails its workflow; every ask of that very
+/// batch (already taken off its queue) is answered with `ReplierFailed`, so the asker seals.
 #[test]
 fn asks_of_the_batch_a_replier_fails_on_get_replier_failed() {
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("p");
-    let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("server")
-        .source(&none)
-        .replier(&portal, |ctx, req: i64, to| {
-            if req == 2 {
-                panic!("no two");
-            }
-            ctx.reply(to, req * 10);
-        })
-        .sink();
+    serve(&app, "server", &portal, |ctx, req: i64, to| {
+        if req == 2 {
+            panic!("no two");
+        }
+        ctx.reply(to, req * 10);
+    });
     let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3]]);
     let p = portal.clone();
     app.workflow("client")
@@ -49,8 +45,8 @@ fn asks_of_the_batch_a_replier_fails_on_get_replier_failed() {
 }
 
 /// A replier that asks another portal holds its request's `ReplyTo` in a continuation. When
-/// that continuation fails (here by `?` on a failed nested ask, as the docs suggest), the held
-/// request is never answered: the original asker waits forever and never seals.
+/// that continuation fails (here by `?` on a failed nested ask), the held request is answered
+/// with `ReplierFailed` and the original asker seals.
 #[test]
 fn requests_held_by_a_failed_replier_get_replier_failed() {
     let app = AppBuilder::new("app");
@@ -91,9 +87,8 @@ fn requests_held_by_a_failed_replier_get_replier_failed() {
     assert_eq!(atoms_and_seal(&out), (vec![vec![-1]], true));
 }
 
-/// A splitter whose input is a split of another splitter of the same app: `launch` consumes
-/// splitter inputs before it creates split streams, so the second splitter gets no input
-/// (consumer `(usize::MAX, usize::MAX)`) and never runs; nothing reports it.
+/// A splitter whose input is a split of another splitter of the same app receives its events:
+/// launch creates every stream of the app before any consumer.
 #[test]
 fn a_splitter_over_a_split_of_the_same_app_receives_its_events() {
     let app = AppBuilder::new("app");
@@ -107,9 +102,8 @@ fn a_splitter_over_a_split_of_the_same_app_receives_its_events() {
     assert_eq!(atoms_and_seal(&out), (vec![vec![12, 14]], true));
 }
 
-/// A split predicate is user code that runs outside `catch_unwind`: its panic unwinds out of
-/// `DeterministicSystem::step` and takes down every app of the system instead of putting
-/// `Error` on the split streams.
+/// A split predicate is user code: its panic ends that splitter with `Error` on its splits and
+/// does not unwind out of the system, so other apps go on.
 #[test]
 fn a_panicking_split_predicate_does_not_stop_other_apps() {
     let other = AppBuilder::new("other");
@@ -142,8 +136,8 @@ fn a_panicking_split_predicate_does_not_stop_other_apps() {
     assert!(matches!(split.items().last(), Some(StreamItem::Error(_))));
 }
 
-/// A split added by a later app to a splitter whose input has already ended is never closed:
-/// the splitter passed its input's end to the splits it had then, and never runs again.
+/// A split added by a later app to a splitter whose input has already ended ends at once, the
+/// way the splitter did.
 #[test]
 fn a_split_added_after_the_splitter_ended_is_sealed() {
     let first = AppBuilder::new("first");
@@ -167,9 +161,8 @@ fn a_split_added_after_the_splitter_ended_is_sealed() {
     assert_eq!(atoms_and_seal(&out), (vec![], true));
 }
 
-/// The policy gate is applied to stream atoms only. Asks are atoms of the replier's workflow
-/// too (ARCHITECTURE: "a batch of asks for one of its repliers"), and the gate decides per
-/// workflow, yet personal requests reach a replier whose workflow the gate denies them.
+/// Asks are atoms of the replier's workflow too: the policy gate keeps a personal request out
+/// of a replier whose workflow it denies that subject's data.
 #[test]
 fn the_policy_gate_also_guards_asks_a_replier_consumes() {
     use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
@@ -272,9 +265,8 @@ fn remove_then_update_in_one_step_and_lone_remove_are_committed_exactly() {
     );
 }
 
-/// `generator_from_range` turns the atom size into an `i64` with `as`: a size above
-/// `i64::MAX` (say `usize::MAX`, "everything in one atom") becomes negative, and the generator
-/// then yields empty atoms forever (the system never becomes quiescent).
+/// A range generator's atom size above `i64::MAX` (say `usize::MAX`, "everything in one
+/// atom") gives one atom, not a negative size and endless empty atoms.
 #[test]
 fn a_range_generator_with_a_huge_atom_size_yields_one_atom() {
     let app = AppBuilder::new("app");
@@ -288,20 +280,14 @@ fn a_range_generator_with_a_huge_atom_size_yields_one_atom() {
     assert_eq!(atoms_and_seal(&out), (vec![vec![0, 1, 2, 3, 4]], true));
 }
 
-/// Launch checks a declared ask only for the kind of the portal's path, not its request and
-/// reply types (sources, connections and `portal_ref` are type-checked). A portal handle of
-/// other types with the same path passes launch.
+/// A declared ask is type-checked at launch like sources, connections and `portal_ref`: a
+/// portal handle of other types with the same path is refused.
 #[test]
 fn asking_a_portal_of_other_types_is_refused_at_launch() {
     use pods_sdk::Error;
     let first = AppBuilder::new("first");
     let p = first.portal::<i64, i64>("p");
-    let none = first.generator_from_atoms::<i64>("none", vec![]);
-    first
-        .workflow("server")
-        .source(&none)
-        .replier(&p, |ctx, x, to| ctx.reply(to, x + 1))
-        .sink();
+    serve(&first, "server", &p, |ctx, x, to| ctx.reply(to, x + 1));
     let mut system = DeterministicSystem::new(3);
     system.launch(first.build().unwrap()).unwrap();
 
@@ -329,19 +315,13 @@ fn asking_a_portal_of_other_types_is_refused_at_launch() {
     );
 }
 
-/// What a mistyped ask that reaches a replier does at run time: the replier's whole workflow
-/// fails ("request ... is not of the portal's type") instead of the asker getting an error,
-/// so one app can stop another app's service.
+/// A mistyped ask (an undeclared portal handle of other types) gets a typed error; the
+/// replier, another app's service, goes on.
 #[test]
 fn a_mistyped_ask_does_not_stop_the_replier() {
     let first = AppBuilder::new("first");
     let p = first.portal::<i64, i64>("p");
-    let none = first.generator_from_atoms::<i64>("none", vec![]);
-    first
-        .workflow("server")
-        .source(&none)
-        .replier(&p, |ctx, x, to| ctx.reply(to, x + 1))
-        .sink();
+    serve(&first, "server", &p, |ctx, x, to| ctx.reply(to, x + 1));
     let mut system = DeterministicSystem::new(3);
     system.launch(first.build().unwrap()).unwrap();
     let server = system
@@ -399,11 +379,7 @@ fn on_reply_in_a_later_step_than_the_ask_fails_the_task() {
     use std::sync::{Arc, Mutex};
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("p");
-    let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("server")
-        .source(&none)
-        .replier(&portal, |ctx, x, to| ctx.reply(to, x))
-        .sink();
+    serve(&app, "server", &portal, |ctx, x, to| ctx.reply(to, x));
     let g = app.generator_from_atoms("g", vec![vec![1i64], vec![2]]);
     let kept: Arc<Mutex<Option<pods_sdk::ReplyHandle<i64>>>> = Arc::new(Mutex::new(None));
     let p = portal.clone();

@@ -2,7 +2,7 @@
 
 use pods_sdk::{AppBuilder, AskError, DeterministicSystem, PerKeyState, PerTaskState, StreamItem};
 
-use crate::{atoms_and_seal, run};
+use crate::{atoms_and_seal, run, serve};
 
 #[test]
 fn identity_keeps_atoms_then_seals() {
@@ -192,11 +192,9 @@ fn a_cycle_through_a_sequencer_ends_when_the_data_does() {
 fn portal_replies_req_plus_one() {
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("inc");
-    let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("server")
-        .source(&none)
-        .replier(&portal, |ctx, req, to| ctx.reply(to, req + 1))
-        .sink();
+    serve(&app, "server", &portal, |ctx, req, to| {
+        ctx.reply(to, req + 1)
+    });
     let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3]]);
     let p = portal.clone();
     app.workflow("client")
@@ -219,11 +217,7 @@ fn portal_replies_req_plus_one() {
 fn recursive_ping_pong_reaches_zero() {
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("pong");
-    let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("replier")
-        .source(&none)
-        .replier(&portal, |ctx, x, to| ctx.reply(to, x - 1))
-        .sink();
+    serve(&app, "replier", &portal, |ctx, x, to| ctx.reply(to, x - 1));
     let g = app.generator_from_atoms("g", vec![vec![1024i64]]);
     fn ping(ctx: &mut pods_sdk::Ctx<'_, i64>, portal: pods_sdk::Portal<i64, i64>, x: i64) {
         let h = ctx.ask(&portal, x);
@@ -304,16 +298,8 @@ fn on_replies_over_two_portals_sums_to_three_x() {
     let app = AppBuilder::new("app");
     let once = app.portal::<i64, i64>("once");
     let twice = app.portal::<i64, i64>("twice");
-    let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("s1")
-        .source(&none)
-        .replier(&once, |ctx, x, to| ctx.reply(to, x))
-        .sink();
-    let none2 = app.generator_from_atoms::<i64>("none2", vec![]);
-    app.workflow("s2")
-        .source(&none2)
-        .replier(&twice, |ctx, x, to| ctx.reply(to, 2 * x))
-        .sink();
+    serve(&app, "s1", &once, |ctx, x, to| ctx.reply(to, x));
+    serve(&app, "s2", &twice, |ctx, x, to| ctx.reply(to, 2 * x));
     let g = app.generator_from_atoms("g", vec![vec![1i64, 5], vec![7]]);
     let (o, t) = (once.clone(), twice.clone());
     app.workflow("client")
@@ -510,11 +496,7 @@ fn envelopes_follow_events_through_tasks_and_portals_unless_non_personal() {
         vec![vec![Event::personal(70i64, alice.clone()), Event::new(1)]],
     );
     let echo = app.portal::<i64, i64>("echo");
-    let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("server")
-        .source(&none)
-        .replier(&echo, |ctx, x, to| ctx.reply(to, x))
-        .sink();
+    serve(&app, "server", &echo, |ctx, x, to| ctx.reply(to, x));
     let e = echo.clone();
     let flow = app
         .workflow("wf")

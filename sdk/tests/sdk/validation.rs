@@ -1,5 +1,6 @@
 //! Each validation error, as a typed error naming the element at fault.
 
+use crate::serve;
 use pods_sdk::{AppBuilder, DeterministicSystem, Error};
 
 fn launch(app: AppBuilder) -> Result<(), Error> {
@@ -137,12 +138,9 @@ fn type_mismatches_name_both_types() {
     let g = first.generator_from_atoms("g", vec![vec![1i64]]);
     first.workflow("wf").source(&g).sink();
     let p = first.portal::<i64, String>("p");
-    let none = first.generator_from_atoms::<i64>("none", vec![]);
-    first
-        .workflow("server")
-        .source(&none)
-        .replier(&p, |ctx, x, to| ctx.reply(to, x.to_string()))
-        .sink();
+    serve(&first, "server", &p, |ctx, x, to| {
+        ctx.reply(to, x.to_string())
+    });
     system.launch(first.build().unwrap()).unwrap();
 
     let second = AppBuilder::new("second");
