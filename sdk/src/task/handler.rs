@@ -150,17 +150,13 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
         };
         let mut out: Columns<Out> = Columns::with_capacity(events.len());
         let f = &*self.on_event;
+        // One context for the whole atom; only the current key and envelope change per event.
+        let mut ctx = ctx(&mut out, None, None, &mut self.states, &mut self.conts, fx);
         for (value, key, envelope) in events.into_rows() {
-            let mut ctx = ctx(
-                &mut out,
-                Some(key),
-                envelope,
-                &mut self.states,
-                &mut self.conts,
-                fx,
-            );
+            ctx.key = Some(key);
+            ctx.envelope = envelope;
             let result = f.call(&mut ctx, value);
-            if !check(fx, result) {
+            if !check(ctx.fx, result) {
                 break;
             }
         }
