@@ -165,6 +165,12 @@ pub(crate) trait Batch: Any + Send + Sync {
     fn strip_envelopes(&mut self);
     /// Keeps the events whose envelope `admit` accepts; returns how many were removed.
     fn retain_envelopes(&mut self, admit: &mut dyn FnMut(Option<&Envelope>) -> bool) -> usize;
+    /// Splits the events by key among `parts` partitions ([`partition_of`]), keeping their
+    /// order within each part; `None` where no event went.
+    fn split_by_key(self: Box<Self>, parts: usize) -> Vec<Option<Box<dyn Batch>>>;
+    /// Splits the events into `parts` contiguous runs of near-equal length, in order; or by
+    /// key, if any event has one, so that keyed events reach the partition owning their key.
+    fn split_for_partitions(self: Box<Self>, parts: usize) -> Vec<Option<Box<dyn Batch>>>;
     /// Upcast for downcasting.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
     /// Upcast for downcasting a shared batch.
@@ -208,12 +214,79 @@ impl<T: Data> Batch for Columns<T> {
         }
         before - self.values.len()
     }
+    fn split_by_key(self: Box<Self>, parts: usize) -> Vec<Option<Box<dyn Batch>>> {
+        let parts = parts.max(1);
+        let Some(keys) = &self.keys else {
+            // Every key is Key(0): all events belong to one partition.
+            return one_part(self, partition_of(Key(0), parts), parts);
+        };
+        let mut out: Vec<Columns<T>> = (0..parts)
+            .map(|_| Columns::with_capacity(self.values.len() / parts + 1))
+            .collect();
+        let destinations: Vec<usize> = keys.iter().map(|k| partition_of(*k, parts)).collect();
+        for ((value, key, envelope), d) in self.into_rows().zip(destinations) {
+            if let Some(part) = out.get_mut(d) {
+                part.push(value, key, envelope);
+            }
+        }
+        out.into_iter().map(non_empty).collect()
+    }
+    fn split_for_partitions(self: Box<Self>, parts: usize) -> Vec<Option<Box<dyn Batch>>> {
+        let parts = parts.max(1);
+        if self.keys.is_some() {
+            return self.split_by_key(parts);
+        }
+        let mut rest = *self;
+        let n = rest.values.len();
+        let mut out = Vec::with_capacity(parts);
+        for p in 0..parts {
+            // Part p holds events [p*n/parts, (p+1)*n/parts).
+            let end = (p + 1) * n / parts;
+            let start = p * n / parts;
+            let tail_len = n - end;
+            let mut tail = Columns::of_values(rest.values.split_off(rest.values.len() - tail_len));
+            if let Some(envelopes) = &mut rest.envelopes {
+                tail.envelopes = Some(envelopes.split_off(envelopes.len() - tail_len));
+            }
+            debug_assert_eq!(rest.values.len(), end - start);
+            out.push(non_empty(std::mem::replace(&mut rest, tail)));
+        }
+        out
+    }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
     fn as_any_arc(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
+}
+
+/// The partition, of `parts`, that owns `key`: the key's high bits scaled to the range (the
+/// low bits are left to the per-key state tables inside the partition).
+#[inline]
+pub(crate) fn partition_of(key: Key, parts: usize) -> usize {
+    ((u128::from(key.0) * parts as u128) >> 64) as usize
+}
+
+fn non_empty<T: Data>(c: Columns<T>) -> Option<Box<dyn Batch>> {
+    if c.values.is_empty() {
+        None
+    } else {
+        Some(Box::new(c))
+    }
+}
+
+/// All of `batch` in part `at`, nothing elsewhere.
+fn one_part<T: Data>(
+    batch: Box<Columns<T>>,
+    at: usize,
+    parts: usize,
+) -> Vec<Option<Box<dyn Batch>>> {
+    let mut out: Vec<Option<Box<dyn Batch>>> = (0..parts).map(|_| None).collect();
+    if let Some(slot) = out.get_mut(at) {
+        *slot = non_empty(*batch);
+    }
+    out
 }
 
 /// Converts an erased batch into typed columns; `None` if it holds another type.

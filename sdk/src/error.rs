@@ -79,6 +79,12 @@ pub enum Error {
         /// The workflow's path.
         workflow: String,
     },
+    /// A workflow given zero partitions.
+    #[error("workflow {workflow} was given 0 partitions; give it at least 1")]
+    NoPartitions {
+        /// The workflow's path.
+        workflow: String,
+    },
     /// A stream, portal, sequencer or splitter used with event types other than its own.
     #[error("type mismatch at {path}: it carries {found}, but the consumer expects {expected}")]
     TypeMismatch {

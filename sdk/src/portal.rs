@@ -56,20 +56,27 @@ pub struct AskId {
     pub origin: u64,
     /// The asking workflow's step number.
     pub step: u64,
+    /// The asking partition of the workflow.
+    pub partition: u32,
     /// The ask's position within the step.
     pub seq: u32,
 }
 
 impl fmt::Display for AskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}/{}/{}", self.origin, self.step, self.seq)
+        write!(
+            f,
+            "{:016x}/{}/{}/{}",
+            self.origin, self.step, self.partition, self.seq
+        )
     }
 }
 
-/// Where an ask came from, so its reply can return: the workflow and its task.
+/// Where an ask came from, so its reply can return: the workflow, its partition and its task.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Origin {
     pub workflow: Path,
+    pub partition: u32,
     pub task: u32,
 }
 

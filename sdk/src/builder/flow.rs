@@ -22,6 +22,7 @@ pub(crate) struct WorkflowState {
     sink: Option<(usize, TypeInfo)>,
     pub(crate) repliers: Vec<(Path, usize)>,
     pub(crate) asks: Vec<(Path, TypeInfo, TypeInfo)>,
+    partitions: usize,
     errors: Vec<Error>,
 }
 
@@ -32,6 +33,7 @@ impl WorkflowState {
             inputs: Vec::new(),
             factory: None,
             non_personal: false,
+            keys: false,
         };
         WorkflowState {
             path,
@@ -41,6 +43,7 @@ impl WorkflowState {
             sink: None,
             repliers: Vec::new(),
             asks: Vec::new(),
+            partitions: 1,
             errors: Vec::new(),
         }
     }
@@ -68,6 +71,7 @@ impl WorkflowState {
             sink,
             repliers: std::mem::take(&mut self.repliers),
             asks: std::mem::take(&mut self.asks),
+            partitions: self.partitions,
         })
     }
 
@@ -98,6 +102,27 @@ impl WorkflowBuilder {
             node: 0,
             _t: PhantomData,
         }
+    }
+
+    /// Runs the workflow in `n` partitions (data parallelism; default 1). Each partition runs
+    /// the whole task graph over its share of every atom: the input's events are split into
+    /// contiguous runs (or by key, if they carry keys), and after each `key_by` the events move
+    /// to the partition owning their key, so per-key state lives in one partition. Asks reach
+    /// the replier partition owning the request's key. An atom completes, and commits once,
+    /// when every partition has finished it. Per-task state is per partition. Within an output
+    /// atom, events come in partition order (each key's events keep their order).
+    pub fn partitions(&self, n: usize) -> &WorkflowBuilder {
+        let mut wf = self.wf.borrow_mut();
+        if n == 0 {
+            let e = Error::NoPartitions {
+                workflow: wf.path.to_string(),
+            };
+            wf.errors.push(e);
+        } else {
+            wf.partitions = n;
+        }
+        drop(wf);
+        self
     }
 
     /// The workflow's registry path.
@@ -149,6 +174,7 @@ impl<T: Data> Flow<T> {
             inputs,
             factory: Some(factory),
             non_personal: false,
+            keys: false,
         });
         wf.hooks.push(hook);
         Flow {
@@ -156,6 +182,14 @@ impl<T: Data> Flow<T> {
             node: index,
             _t: PhantomData,
         }
+    }
+
+    /// Marks this flow's node as setting keys, so partitions exchange its output by key.
+    pub(crate) fn sets_keys(self) -> Flow<T> {
+        if let Some(n) = self.wf.borrow_mut().nodes.get_mut(self.node) {
+            n.keys = true;
+        }
+        self
     }
 
     /// Records an error to report at build time.

@@ -39,6 +39,7 @@ pub(crate) enum Kind {
     Sequencer,
     Splitter,
     Portal,
+    Partition,
 }
 
 impl Kind {
@@ -50,6 +51,7 @@ impl Kind {
             Kind::Sequencer => "sequencer",
             Kind::Splitter => "splitter",
             Kind::Portal => "portal",
+            Kind::Partition => "partition",
         }
     }
 }
@@ -75,6 +77,8 @@ pub(crate) struct NodeSpec {
     pub inputs: Vec<usize>,
     pub factory: Option<TaskFactory>,
     pub non_personal: bool,
+    /// Sets the events' keys (`key_by`): with partitions, its output is exchanged by key.
+    pub keys: bool,
 }
 
 pub(crate) struct WorkflowSpec {
@@ -89,6 +93,8 @@ pub(crate) struct WorkflowSpec {
     pub repliers: Vec<(Path, usize)>,
     /// Portals declared as asked by askers here, with their request and reply types.
     pub asks: Vec<(Path, TypeInfo, TypeInfo)>,
+    /// Number of partitions (data parallelism), at least 1.
+    pub partitions: usize,
 }
 
 pub(crate) struct SequencerSpec {

@@ -48,5 +48,6 @@ impl<T: Data> Flow<T> {
                 })
             }),
         )
+        .sets_keys()
     }
 }

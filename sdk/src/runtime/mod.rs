@@ -1,5 +1,6 @@
 //! Runtimes: the workflow step engine, streams, units, and the systems that schedule them.
 
+pub(crate) mod core;
 pub(crate) mod deterministic;
 pub(crate) mod engine;
 pub(crate) mod registry;

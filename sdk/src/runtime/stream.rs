@@ -34,6 +34,8 @@ pub(crate) struct StreamLog {
     cursors: Vec<u64>,
     end: Option<End>,
     observers: Vec<Observer>,
+    /// Atoms held before the producer must wait; `None`: unbounded (feedback edges).
+    bound: Option<usize>,
 }
 
 impl StreamLog {
@@ -45,7 +47,19 @@ impl StreamLog {
             cursors: Vec::new(),
             end: None,
             observers: Vec::new(),
+            bound: None,
         }
+    }
+
+    /// Sets how many unread atoms the stream holds before its producer must wait.
+    pub(crate) fn set_bound(&mut self, bound: Option<usize>) {
+        self.bound = bound;
+    }
+
+    /// Whether the producer may append now: the stream holds fewer unread atoms than its
+    /// bound (a stream without consumers keeps nothing, so it always has room).
+    pub(crate) fn has_room(&self) -> bool {
+        self.bound.is_none_or(|b| self.atoms.len() < b)
     }
 
     /// Offset the next appended atom gets.

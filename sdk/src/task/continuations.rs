@@ -183,6 +183,7 @@ mod tests {
         AskId {
             origin: 7,
             step: 1,
+            partition: 0,
             seq,
         }
     }
@@ -192,6 +193,7 @@ mod tests {
             id: ask(seq),
             to: Origin {
                 workflow: Path::placeholder("/a/workflows/w"),
+                partition: 0,
                 task: 1,
             },
             reply: value.map(|v| Box::new(v) as Box<dyn Any + Send>),

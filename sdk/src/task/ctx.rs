@@ -155,7 +155,10 @@ impl<'a, Out: Data> Ctx<'a, Out> {
     /// reply can arrive before a continuation registered in a later step, so registration
     /// belongs to the step that asked).
     fn asked_now(&mut self, ask: AskId) -> bool {
-        if ask.origin == self.fx.origin && ask.step == self.fx.step {
+        if ask.origin == self.fx.origin
+            && ask.step == self.fx.step
+            && ask.partition == self.fx.partition
+        {
             return true;
         }
         self.fx.fail(TaskError::new(format!(

@@ -13,6 +13,8 @@ pub(crate) struct Effects {
     pub origin: u64,
     /// The step number (one per atom the workflow processes).
     pub step: u64,
+    /// The partition running the step.
+    pub partition: u32,
     /// The task now running (its index in the workflow).
     pub task: u32,
     /// Whether the running task declared its output non-personal.
@@ -29,11 +31,12 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
-    pub(crate) fn new(workflow: Path, origin: u64) -> Effects {
+    pub(crate) fn new(workflow: Path, origin: u64, partition: u32) -> Effects {
         Effects {
             workflow,
             origin,
             step: 0,
+            partition,
             task: 0,
             non_personal: false,
             asks: Vec::new(),
@@ -58,6 +61,7 @@ impl Effects {
         let id = AskId {
             origin: self.origin,
             step: self.step,
+            partition: self.partition,
             seq: self.next_ask,
         };
         self.next_ask += 1;
@@ -68,6 +72,7 @@ impl Effects {
     pub(crate) fn origin(&self) -> Origin {
         Origin {
             workflow: self.workflow.clone(),
+            partition: self.partition,
             task: self.task,
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::batch::{Batch, Columns, downcast};
-use crate::data::Data;
+use crate::data::{Data, Key};
 use crate::error::{AskError, Outcome, TaskError};
 use crate::portal::{AskMsg, KeyFn, ReplyMsg, ReplyTo};
 use crate::storage::StateWrite;
@@ -43,6 +43,9 @@ pub(crate) type OnAsk<Req, Rep, Out> =
 pub(crate) trait AskHandler<Out>: Send + Sync {
     /// Answers one ask in `ctx` (whose key and envelope it sets).
     fn handle(&self, ctx: &mut Ctx<'_, Out>, ask: AskMsg) -> Result<(), TaskError>;
+
+    /// The key of an ask's request (`None` if the request is not of the portal's type).
+    fn key(&self, ask: &AskMsg) -> Option<Key>;
 }
 
 /// The typed ask side of a replier: the portal's key function and the user's handler.
@@ -52,6 +55,10 @@ pub(crate) struct Replier<Req, Rep, Out> {
 }
 
 impl<Req: Data, Rep: Data, Out: Data> AskHandler<Out> for Replier<Req, Rep, Out> {
+    fn key(&self, ask: &AskMsg) -> Option<Key> {
+        ask.request.downcast_ref::<Req>().map(|r| (self.key_fn)(r))
+    }
+
     fn handle(&self, ctx: &mut Ctx<'_, Out>, ask: AskMsg) -> Result<(), TaskError> {
         let request = match ask.request.downcast::<Req>() {
             Ok(r) => *r,
@@ -170,6 +177,10 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
         let result = f(&mut ctx);
         check(fx, result);
         Some(Box::new(out))
+    }
+
+    fn ask_key(&self, ask: &AskMsg) -> Option<Key> {
+        self.on_ask.as_ref().and_then(|h| h.key(ask))
     }
 
     fn handle_asks(&mut self, asks: Vec<AskMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {

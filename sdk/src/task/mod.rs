@@ -46,6 +46,12 @@ pub(crate) trait Task: Send {
         None
     }
 
+    /// The key of an ask's request, which decides the partition that answers it (replier
+    /// tasks only; `None` sends the ask to partition 0).
+    fn ask_key(&self, _ask: &AskMsg) -> Option<crate::data::Key> {
+        None
+    }
+
     /// Continuations still waiting for replies.
     fn pending(&self) -> usize {
         0

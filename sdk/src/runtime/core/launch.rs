@@ -1,8 +1,9 @@
-//! Launching an app into a running deterministic system.
+//! Launching an app into a running system.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
-use super::{DeterministicSystem, Source, Unit, WorkflowUnit};
+use super::{Core, Source, Unit, WorkflowUnit};
 use crate::builder::App;
 use crate::builder::spec::{GeneratorSource, Kind, TypeInfo};
 use crate::error::Error;
@@ -11,12 +12,11 @@ use crate::runtime::engine::WorkflowInstance;
 use crate::runtime::registry::{Entry, check_launch};
 use crate::runtime::stream::StreamLog;
 use crate::runtime::units::FeederQueue;
-use crate::storage::Storage;
 
-impl<S: Storage> DeterministicSystem<S> {
+impl Core {
     /// Launches `app`: checks every reference, type and path against what is running, then
     /// starts its elements. A failed check changes nothing.
-    pub fn launch(&mut self, app: App) -> Result<(), Error> {
+    pub(crate) fn launch(&mut self, app: App) -> Result<(), Error> {
         check_launch(&app, &self.registry)?;
         self.check_open_sequencers(&app)?;
         let el = app.elements;
@@ -51,7 +51,7 @@ impl<S: Storage> DeterministicSystem<S> {
             };
             let unit = self.add_unit(Unit::Generator {
                 stream,
-                source,
+                source: Some(source),
                 closed: false,
             });
             self.register(&g.path, Kind::Generator, g.ty, None, unit, None);
@@ -68,7 +68,7 @@ impl<S: Storage> DeterministicSystem<S> {
             let input = self.consume(&s.input);
             let splitter = Unit::Splitter {
                 input,
-                router: (s.factory)(),
+                router: Arc::new(Mutex::new((s.factory)())),
                 outs: Vec::new(),
                 ended: None,
             };
@@ -86,7 +86,7 @@ impl<S: Storage> DeterministicSystem<S> {
                 ended,
                 ..
             }) = unit.and_then(|u| self.units.get_mut(u))
-                && router.add(s.predicate)
+                && router.lock().is_ok_and(|mut r| r.add(s.predicate))
             {
                 outs.push(stream);
                 // A split added to a splitter that already ended ends the same way.
@@ -95,17 +95,23 @@ impl<S: Storage> DeterministicSystem<S> {
                 }
             }
         }
+        let mut sequencer_inputs = Vec::new();
         for c in el.connections {
             let input = self.consume(&c.from);
             let unit = self.registry.get(&c.to, Kind::Sequencer).map(|e| e.target);
-            if let Some(Unit::Sequencer { inputs, .. }) = unit.and_then(|u| self.units.get_mut(u)) {
+            if let Some(Unit::Sequencer { inputs, out, .. }) =
+                unit.and_then(|u| self.units.get_mut(u))
+            {
                 inputs.push(input);
+                sequencer_inputs.push((*out, input.0));
             }
         }
         for (w, out) in el.workflows.iter().zip(workflow_streams) {
             let input = self.consume(&w.source);
             let unit = self.add_unit(Unit::Workflow(Box::new(WorkflowUnit {
-                engine: WorkflowInstance::new(w),
+                path: w.path.clone(),
+                engine: Some(Box::new(WorkflowInstance::new(w))),
+                pending: 0,
                 input,
                 out,
                 asks: VecDeque::new(),
@@ -117,6 +123,10 @@ impl<S: Storage> DeterministicSystem<S> {
                 open: HashMap::default(),
             })));
             self.register(&w.path, Kind::Workflow, w.out_ty, None, unit, None);
+            for i in 0..w.partitions.max(1) {
+                let path = w.path.join("partitions").join(&i.to_string());
+                self.register(&path, Kind::Partition, w.out_ty, None, unit, None);
+            }
             for (portal, node) in &w.repliers {
                 if let Some(p) = el.portals.iter().find(|p| &p.path == portal) {
                     self.register(
@@ -128,6 +138,15 @@ impl<S: Storage> DeterministicSystem<S> {
                         Some((unit, *node)),
                     );
                 }
+            }
+        }
+        // A stream feeding a sequencer whose output reaches it again closes a cycle: it is a
+        // feedback edge and never makes its producer wait (bounded, the cycle could deadlock).
+        for (out, input) in sequencer_inputs {
+            if self.reaches(out, input)
+                && let Some(s) = self.streams.get_mut(input)
+            {
+                s.set_bound(None);
             }
         }
         self.registry.apps.insert(app.path.clone());
@@ -153,8 +172,38 @@ impl<S: Storage> DeterministicSystem<S> {
         Ok(())
     }
 
+    /// Whether stream `to` is `from` or lies downstream of it (through units that consume
+    /// one stream and produce others).
+    fn reaches(&self, from: usize, to: usize) -> bool {
+        let mut seen = vec![false; self.streams.len()];
+        let mut todo = vec![from];
+        while let Some(s) = todo.pop() {
+            if s == to {
+                return true;
+            }
+            if std::mem::replace(&mut seen[s], true) {
+                continue;
+            }
+            for unit in &self.units {
+                match unit {
+                    Unit::Sequencer { inputs, out, .. } if inputs.iter().any(|i| i.0 == s) => {
+                        todo.push(*out)
+                    }
+                    Unit::Splitter { input, outs, .. } if input.0 == s => {
+                        todo.extend(outs.iter().copied())
+                    }
+                    Unit::Workflow(w) if w.input.0 == s => todo.push(w.out),
+                    _ => {}
+                }
+            }
+        }
+        false
+    }
+
     fn add_stream(&mut self, path: &Path, ty: TypeInfo) -> usize {
-        self.streams.push(StreamLog::new(path.clone()));
+        let mut log = StreamLog::new(path.clone());
+        log.set_bound(self.bound);
+        self.streams.push(log);
         let id = self.streams.len() - 1;
         self.register(path, Kind::Stream, ty, None, id, None);
         id

@@ -1,0 +1,231 @@
+//! The state both runtimes share: streams, units, the registry and the policy gate, with the
+//! rules for launching apps, taking steps and routing what a step released. A step is taken in
+//! three parts: [`Core::begin`] takes the unit's next input (under the system's lock, in the
+//! threaded runtime), [`Work::run`] does the work without touching the core (running tasks,
+//! committing, splitting), and [`Core::finish`] releases what the work produced. The
+//! deterministic runtime runs the three back to back; the threaded one runs the middle part on
+//! a worker thread while other units take steps.
+
+mod launch;
+mod route;
+mod step;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::batch::Batch;
+use crate::builder::spec::{Kind, TypeInfo};
+use crate::data::{Data, Envelope, MixBuild};
+use crate::error::Error;
+use crate::gate::{AllowAll, PolicyGate};
+use crate::path::Path;
+use crate::portal::{AskId, AskMsg, Origin, ReplyMsg};
+use crate::runtime::engine::WorkflowInstance;
+use crate::runtime::registry::{Entry, Registry};
+use crate::runtime::stream::{End, StreamLog};
+use crate::runtime::units::{Feeder, FeederQueue, SplitRouter, Subscription};
+pub(crate) use step::Begun;
+
+pub(crate) enum Source {
+    Atoms(Box<dyn Iterator<Item = Arc<dyn Batch>> + Send>),
+    Feeder(Arc<Mutex<FeederQueue>>),
+}
+
+pub(crate) struct WorkflowUnit {
+    pub path: Path,
+    /// The step machine; `None` while a step runs outside the core.
+    pub engine: Option<Box<WorkflowInstance>>,
+    /// Input stream and consumer.
+    pub input: (usize, usize),
+    pub out: usize,
+    pub asks: VecDeque<(usize, Vec<AskMsg>)>,
+    pub replies: VecDeque<Vec<ReplyMsg>>,
+    pub input_ended: bool,
+    pub failed: bool,
+    /// Hosts a replier, so it keeps serving after its input ends.
+    pub serves: bool,
+    pub denied: u64,
+    /// Continuations waiting for replies, as of the last finished step.
+    pub pending: usize,
+    /// Requests this workflow accepted and has not answered yet, so that its failure answers
+    /// them.
+    pub open: HashMap<AskId, OpenRequest, MixBuild>,
+}
+
+/// What is needed to answer a request with an error.
+pub(crate) struct OpenRequest {
+    pub from: Origin,
+    pub portal: Path,
+    pub envelope: Option<Arc<Envelope>>,
+}
+
+pub(crate) enum Unit {
+    Generator {
+        stream: usize,
+        /// `None` while the next atom is being made outside the core.
+        source: Option<Source>,
+        closed: bool,
+    },
+    Sequencer {
+        inputs: Vec<(usize, usize)>,
+        ended: usize,
+        out: usize,
+    },
+    Splitter {
+        input: (usize, usize),
+        /// Shared with the work routing an atom outside the core; a split launched meanwhile
+        /// waits for the routing to finish.
+        router: Arc<Mutex<Box<dyn SplitRouter>>>,
+        outs: Vec<usize>,
+        /// How the splitter ended (its input ended, or a predicate panicked); a split added
+        /// later ends the same way at once.
+        ended: Option<End>,
+    },
+    Workflow(Box<WorkflowUnit>),
+}
+
+/// Streams, units, registry and gate of a running system.
+pub(crate) struct Core {
+    pub streams: Vec<StreamLog>,
+    pub units: Vec<Unit>,
+    pub registry: Registry,
+    pub gate: Arc<dyn PolicyGate>,
+    /// Atoms a non-feedback stream holds before its producer waits; `None`: unbounded.
+    pub bound: Option<usize>,
+    pub steps: u64,
+}
+
+impl Core {
+    pub(crate) fn new(bound: Option<usize>) -> Core {
+        Core {
+            streams: Vec::new(),
+            units: Vec::new(),
+            registry: Registry::default(),
+            gate: Arc::new(AllowAll),
+            bound,
+            steps: 0,
+        }
+    }
+
+    /// Every registered path with its kind, sorted.
+    pub(crate) fn registry_list(&self) -> Vec<(String, &'static str)> {
+        let mut v: Vec<_> = self
+            .registry
+            .entries
+            .iter()
+            .map(|(p, e)| (p.to_string(), e.kind.name()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Events the policy gate kept out of `workflow` so far.
+    pub(crate) fn denied(&self, workflow: &str) -> u64 {
+        let path = Path::parse(workflow).ok();
+        let unit = path.and_then(|p| self.registry.get(&p, Kind::Workflow).map(|e| e.target));
+        match unit.and_then(|u| self.units.get(u)) {
+            Some(Unit::Workflow(w)) => w.denied,
+            _ => 0,
+        }
+    }
+
+    fn stream_entry<T: Data>(&self, path: &str, kind: Kind) -> Result<(Path, &Entry), Error> {
+        let path = Path::parse(path)?;
+        let entry = self
+            .registry
+            .entries
+            .get(&path)
+            .ok_or_else(|| Error::UnknownPath {
+                path: path.to_string(),
+                referrer: "the host".to_owned(),
+            })?;
+        if entry.kind != kind {
+            return Err(Error::WrongKind {
+                path: path.to_string(),
+                expected: kind.name(),
+                found: entry.kind.name(),
+            });
+        }
+        if entry.ty != TypeInfo::of::<T>() {
+            return Err(Error::TypeMismatch {
+                path: path.to_string(),
+                expected: std::any::type_name::<T>().to_owned(),
+                found: entry.ty.name.to_owned(),
+            });
+        }
+        Ok((path, entry))
+    }
+
+    /// Observes the stream at `path` from now on: every atom appended later, and its end.
+    pub(crate) fn subscribe<T: Data>(&mut self, path: &str) -> Result<Subscription<T>, Error> {
+        let id = self.stream_entry::<T>(path, Kind::Stream)?.1.target;
+        let (sub, observer) = Subscription::<T>::new();
+        if let Some(s) = self.streams.get_mut(id) {
+            s.observe(observer);
+        }
+        Ok(sub)
+    }
+
+    /// The feeder of the external generator at `path` (`/app/generators/name`).
+    pub(crate) fn feeder<T: Data>(&self, path: &str) -> Result<Feeder<T>, Error> {
+        let (path, entry) = self.stream_entry::<T>(path, Kind::Generator)?;
+        match self.units.get(entry.target) {
+            Some(Unit::Generator {
+                source: Some(Source::Feeder(q)),
+                ..
+            }) => Ok(Feeder {
+                path,
+                queue: q.clone(),
+                _t: std::marker::PhantomData,
+            }),
+            _ => Err(Error::WrongKind {
+                path: path.to_string(),
+                expected: "external generator",
+                found: "generator",
+            }),
+        }
+    }
+
+    fn ready(&self, (stream, consumer): (usize, usize)) -> bool {
+        self.streams.get(stream).is_some_and(|s| s.ready(consumer))
+    }
+
+    fn has_room(&self, stream: usize) -> bool {
+        self.streams.get(stream).is_none_or(StreamLog::has_room)
+    }
+
+    /// Whether unit `u` can take a step now.
+    pub(crate) fn runnable(&self, u: usize) -> bool {
+        match &self.units[u] {
+            Unit::Generator {
+                closed,
+                source,
+                stream,
+            } => {
+                !closed
+                    && self.has_room(*stream)
+                    && match source {
+                        Some(Source::Atoms(_)) => true,
+                        Some(Source::Feeder(q)) => q
+                            .lock()
+                            .map(|q| !q.atoms.is_empty() || q.sealed)
+                            .unwrap_or(false),
+                        None => false,
+                    }
+            }
+            Unit::Sequencer { inputs, out, .. } => {
+                self.has_room(*out) && inputs.iter().any(|i| self.ready(*i))
+            }
+            Unit::Splitter {
+                input, ended, outs, ..
+            } => ended.is_none() && outs.iter().all(|o| self.has_room(*o)) && self.ready(*input),
+            Unit::Workflow(w) => {
+                w.engine.is_some()
+                    && !w.failed
+                    && ((self.ready(w.input) && self.has_room(w.out))
+                        || !w.asks.is_empty()
+                        || !w.replies.is_empty())
+            }
+        }
+    }
+}

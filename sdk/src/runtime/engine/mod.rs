@@ -1,0 +1,241 @@
+//! One workflow instance as a step machine: a step takes one atom (a stream atom, a batch of
+//! asks, or a batch of replies), runs the task graph over it in every partition, stage by
+//! stage, commits once for all partitions, and returns what the step produced. Both runtimes
+//! drive workflows through it; they differ only in how the partitions of a stage run (one after
+//! another, or at once on a thread pool).
+
+mod partition;
+mod plan;
+
+use crate::batch::{Batch, partition_of};
+use crate::builder::spec::WorkflowSpec;
+use crate::error::TaskError;
+use crate::path::Path;
+use crate::portal::{AskMsg, ReplyMsg};
+use crate::storage::{Commit, InputPosition, Storage};
+pub(crate) use partition::Partition;
+use partition::{Pre, append};
+use plan::Plan;
+
+/// What a step processes.
+pub(crate) enum StepInput {
+    /// A stream atom (already admitted by the policy gate), and the input position after it.
+    Atom(Box<dyn Batch>, InputPosition),
+    /// Asks for the replier task at this node.
+    Asks(usize, Vec<AskMsg>),
+    /// Replies for the workflow's asking tasks.
+    Replies(Vec<ReplyMsg>),
+}
+
+/// What a committed step produced, to be released.
+pub(crate) struct StepOutput {
+    pub output: Option<Box<dyn Batch>>,
+    pub asks: Vec<AskMsg>,
+    pub replies: Vec<ReplyMsg>,
+}
+
+/// How the partitions of one stage run: one after another (the deterministic runtime) or at
+/// once (the threaded runtime).
+pub(crate) trait Parallel {
+    /// Calls `f` on every partition and returns when all calls have returned.
+    fn each(&self, parts: &mut [Partition], f: &(dyn Fn(&mut Partition) + Sync));
+}
+
+/// Runs partitions one after another, in order.
+pub(crate) struct Sequential;
+
+impl Parallel for Sequential {
+    fn each(&self, parts: &mut [Partition], f: &(dyn Fn(&mut Partition) + Sync)) {
+        parts.iter_mut().for_each(f);
+    }
+}
+
+pub(crate) struct WorkflowInstance {
+    pub path: Path,
+    parts: Vec<Partition>,
+    plan: Plan,
+    step: u64,
+    origin: u64,
+}
+
+impl WorkflowInstance {
+    pub(crate) fn new(spec: &WorkflowSpec) -> WorkflowInstance {
+        let p = spec.partitions.max(1);
+        WorkflowInstance {
+            path: spec.path.clone(),
+            parts: (0..p).map(|i| Partition::new(spec, i as u32)).collect(),
+            plan: Plan::new(spec),
+            step: 0,
+            origin: spec.path.stable_id(),
+        }
+    }
+
+    /// Number of partitions.
+    pub(crate) fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Continuations waiting for replies, over all tasks of all partitions.
+    pub(crate) fn pending(&self) -> usize {
+        self.parts.iter().map(Partition::pending).sum()
+    }
+
+    /// Runs one step in every partition and commits it once; on failure nothing of the step is
+    /// committed or released.
+    pub(crate) fn step(
+        &mut self,
+        input: StepInput,
+        storage: &mut dyn Storage,
+        par: &dyn Parallel,
+    ) -> Result<StepOutput, TaskError> {
+        let step = self.step + 1;
+        let track = storage.keeps_state();
+        for p in &mut self.parts {
+            p.begin(step, track, &self.plan);
+        }
+        let position = self.distribute(input);
+        let n = self.parts.len();
+        if n == 1 {
+            self.parts[0].run(&self.plan.all, &[], 1);
+        } else {
+            let stages = self.plan.stages.len();
+            for s in 0..stages {
+                let exchange: &[usize] = match self.plan.exchanges.get(s) {
+                    Some(e) if s + 1 < stages => e,
+                    _ => &[],
+                };
+                let nodes = &self.plan.stages[s];
+                par.each(&mut self.parts, &|p: &mut Partition| {
+                    p.run(nodes, exchange, n)
+                });
+                if self.parts.iter().any(|p| p.error.is_some()) {
+                    break;
+                }
+                self.exchange();
+            }
+        }
+        if let Some(e) = self.parts.iter_mut().find_map(|p| p.error.take()) {
+            return Err(e);
+        }
+        let mut output = None;
+        if let Some(sink) = self.plan.sink {
+            for p in &mut self.parts {
+                append(&mut output, p.outputs.get_mut(sink).and_then(Option::take));
+            }
+        }
+        let output = output.filter(|b| b.len() > 0);
+        let mut asks = std::mem::take(&mut self.parts[0].fx.asks);
+        let mut replies = std::mem::take(&mut self.parts[0].fx.replies);
+        for p in &mut self.parts[1..] {
+            asks.append(&mut p.fx.asks);
+            replies.append(&mut p.fx.replies);
+        }
+        let mut writes = Vec::new();
+        if track {
+            for p in &self.parts {
+                for t in p.tasks() {
+                    t.writes(&mut writes);
+                }
+            }
+        }
+        let commit = Commit {
+            workflow: &self.path,
+            workflow_id: self.origin,
+            step,
+            input: position,
+            writes: &writes,
+            output_events: output.as_ref().map_or(0, |b| b.len()),
+            asks: asks.len(),
+            replies: replies.len(),
+        };
+        storage
+            .commit(&commit)
+            .map_err(|e| TaskError::new(format!("commit of step {step} failed: {e}")))?;
+        drop(writes);
+        for p in &mut self.parts {
+            p.committed();
+        }
+        self.step = step;
+        Ok(StepOutput {
+            output,
+            asks,
+            replies,
+        })
+    }
+
+    /// Hands each partition its share of the step's input; returns the input position.
+    fn distribute(&mut self, input: StepInput) -> Option<InputPosition> {
+        let n = self.parts.len();
+        match input {
+            StepInput::Atom(batch, pos) => {
+                if batch.len() > 0 {
+                    if n == 1 {
+                        self.parts[0].outputs[0] = Some(batch);
+                    } else {
+                        for (p, share) in batch.split_for_partitions(n).into_iter().enumerate() {
+                            self.parts[p].outputs[0] = share;
+                        }
+                    }
+                }
+                Some(pos)
+            }
+            StepInput::Asks(node, asks) => {
+                for ask in asks {
+                    let to = if n == 1 {
+                        0
+                    } else {
+                        let key = self.parts[0].task(node).and_then(|t| t.ask_key(&ask));
+                        key.map_or(0, |k| partition_of(k, n))
+                    };
+                    if let Some(slot) = self.parts[to].pre.get_mut(node) {
+                        match slot {
+                            Some(Pre::Asks(v)) => v.push(ask),
+                            _ => *slot = Some(Pre::Asks(vec![ask])),
+                        }
+                    }
+                }
+                None
+            }
+            StepInput::Replies(replies) => {
+                for r in replies {
+                    let to = (r.to.partition as usize).min(n - 1);
+                    let Some(slot) = self.parts[to].pre.get_mut(r.to.task as usize) else {
+                        continue;
+                    };
+                    match slot {
+                        Some(Pre::Replies(v)) => v.push(r),
+                        _ => *slot = Some(Pre::Replies(vec![r])),
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// Moves the parts each partition sent to each other partition after a stage.
+    fn exchange(&mut self) {
+        let n = self.parts.len();
+        for src in 0..n {
+            let outbox = std::mem::take(&mut self.parts[src].outbox);
+            for (node, split) in outbox {
+                for (dst, part) in split.into_iter().enumerate() {
+                    let Some(part) = part else { continue };
+                    let inbox = &mut self.parts[dst].inbox;
+                    match inbox.iter_mut().find(|(j, _)| *j == node) {
+                        Some((_, v)) => v.push(part),
+                        None => inbox.push((node, vec![part])),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
