@@ -79,6 +79,23 @@ pub enum Error {
         /// The workflow's path.
         workflow: String,
     },
+    /// The threaded runtime could not start its worker threads.
+    #[error("runtime error: {message}")]
+    Runtime {
+        /// What failed.
+        message: String,
+    },
+    /// The system was stopped; it takes no more apps.
+    #[error("the system is stopped; start a new one to launch apps")]
+    Stopped,
+    /// A wait ran past its limit.
+    #[error("{what} did not finish within {millis} ms")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// The limit, in milliseconds.
+        millis: u128,
+    },
     /// A workflow given zero partitions.
     #[error("workflow {workflow} was given 0 partitions; give it at least 1")]
     NoPartitions {

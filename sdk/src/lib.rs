@@ -60,6 +60,7 @@ pub use gate::{AllowAll, Decision, PolicyGate};
 pub use path::Path;
 pub use portal::{AskId, Portal, ReplyHandle, ReplyTo};
 pub use runtime::deterministic::DeterministicSystem;
+pub use runtime::threaded::{ThreadedConfig, ThreadedSystem};
 pub use runtime::units::{Feeder, Subscription};
 pub use storage::{
     Commit, InputPosition, MemoryStorage, StateName, StateValue, StateWrite, Storage,

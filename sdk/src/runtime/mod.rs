@@ -5,4 +5,5 @@ pub(crate) mod deterministic;
 pub(crate) mod engine;
 pub(crate) mod registry;
 pub(crate) mod stream;
+pub(crate) mod threaded;
 pub(crate) mod units;

@@ -70,11 +70,15 @@ impl<T: Data> SplitRouter for TypedSplitter<T> {
     }
 }
 
+/// Called after a host pushed to or sealed a feeder, so a running system takes the atoms.
+pub(crate) type Waker = Arc<dyn Fn() + Send + Sync>;
+
 /// The queue between a host and an external generator.
 pub(crate) struct FeederQueue {
     pub atoms: VecDeque<Arc<dyn Batch>>,
     pub capacity: usize,
     pub sealed: bool,
+    pub waker: Option<Waker>,
 }
 
 impl FeederQueue {
@@ -83,6 +87,7 @@ impl FeederQueue {
             atoms: VecDeque::new(),
             capacity,
             sealed: false,
+            waker: None,
         }))
     }
 }
@@ -116,16 +121,29 @@ impl<T: Data> Feeder<T> {
                 capacity: q.capacity,
             });
         }
-        if !atom.is_empty() {
-            q.atoms.push_back(Arc::new(Columns::from_events(atom)));
+        if atom.is_empty() {
+            return Ok(());
+        }
+        q.atoms.push_back(Arc::new(Columns::from_events(atom)));
+        let waker = q.waker.clone();
+        drop(q);
+        if let Some(wake) = waker {
+            wake();
         }
         Ok(())
     }
 
     /// Ends the stream after the atoms already pushed.
     pub fn seal(&self) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.sealed = true;
+        let waker = match self.queue.lock() {
+            Ok(mut q) => {
+                q.sealed = true;
+                q.waker.clone()
+            }
+            Err(_) => None,
+        };
+        if let Some(wake) = waker {
+            wake();
         }
     }
 

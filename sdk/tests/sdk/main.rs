@@ -1,18 +1,171 @@
-//! The sdk's scenario, validation and property tests (one test binary).
+//! The sdk's scenario, validation and property tests (one test binary). Scenario and
+//! regression tests run on both runtimes with the same assertions.
 
 mod properties;
 mod regressions;
 mod scenarios;
+mod threaded;
 mod validation;
 
+use std::ops::Deref;
+use std::time::Duration;
+
 use pods_sdk::{
-    App, AppBuilder, Ctx, Data, DeterministicSystem, Outcome, Portal, ReplyTo, StreamItem,
-    Subscription,
+    App, AppBuilder, Ctx, Data, DeterministicSystem, Error, Feeder, MemoryStorage, Outcome,
+    PolicyGate, Portal, ReplyTo, Storage, StreamItem, Subscription, ThreadedConfig, ThreadedSystem,
 };
 
-/// Launches `app` with `seed`, subscribes to `stream`, runs to quiescence.
-pub fn run<T: Data>(app: App, seed: u64, stream: &str) -> (DeterministicSystem, Subscription<T>) {
-    let mut system = DeterministicSystem::new(seed);
+/// How long a threaded test may take before it fails as a hang.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// The runtime a shared test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rt {
+    Deterministic,
+    Threaded,
+}
+
+/// Either runtime, behind the API both share.
+pub enum Sys<S: Storage + 'static = MemoryStorage> {
+    Deterministic(DeterministicSystem<S>),
+    Threaded(ThreadedSystem<S>),
+}
+
+impl Sys<MemoryStorage> {
+    /// A system of runtime `rt` with in-memory storage; `seed` fixes the deterministic
+    /// runtime's interleaving (the threaded one has its own).
+    pub fn new(rt: Rt, seed: u64) -> Sys<MemoryStorage> {
+        Sys::with_storage(rt, seed, MemoryStorage::new())
+    }
+}
+
+impl<S: Storage + 'static> Sys<S> {
+    pub fn with_storage(rt: Rt, seed: u64, storage: S) -> Sys<S> {
+        match rt {
+            Rt::Deterministic => {
+                Sys::Deterministic(DeterministicSystem::with_storage(seed, storage))
+            }
+            Rt::Threaded => {
+                let config = ThreadedConfig {
+                    workers: 2,
+                    stream_bound: 1,
+                };
+                Sys::Threaded(ThreadedSystem::with_storage(config, storage).expect("threads"))
+            }
+        }
+    }
+
+    pub fn launch(&mut self, app: App) -> Result<(), Error> {
+        match self {
+            Sys::Deterministic(s) => s.launch(app),
+            Sys::Threaded(s) => s.launch(app),
+        }
+    }
+
+    pub fn subscribe<T: Data>(&mut self, path: &str) -> Result<Subscription<T>, Error> {
+        match self {
+            Sys::Deterministic(s) => s.subscribe(path),
+            Sys::Threaded(s) => s.subscribe(path),
+        }
+    }
+
+    pub fn feeder<T: Data>(&self, path: &str) -> Result<Feeder<T>, Error> {
+        match self {
+            Sys::Deterministic(s) => s.feeder(path),
+            Sys::Threaded(s) => s.feeder(path),
+        }
+    }
+
+    /// Runs until quiescent (a threaded run that exceeds [`LIMIT`] fails the test).
+    pub fn run_until_quiescent(&mut self) -> u64 {
+        match self {
+            Sys::Deterministic(s) => s.run_until_quiescent(),
+            Sys::Threaded(s) => s
+                .run_until_quiescent_within(LIMIT)
+                .expect("quiescent in time"),
+        }
+    }
+
+    /// Runs at most `n` steps (the threaded runtime: until quiescent, within [`LIMIT`]).
+    pub fn run_steps(&mut self, n: u64) -> u64 {
+        match self {
+            Sys::Deterministic(s) => s.run_steps(n),
+            Sys::Threaded(s) => s
+                .run_until_quiescent_within(LIMIT)
+                .expect("quiescent in time"),
+        }
+    }
+
+    pub fn storage(&self) -> Box<dyn Deref<Target = S> + '_> {
+        match self {
+            Sys::Deterministic(s) => Box::new(s.storage()),
+            Sys::Threaded(s) => Box::new(s.storage()),
+        }
+    }
+
+    pub fn set_gate(&mut self, gate: impl PolicyGate + 'static) {
+        match self {
+            Sys::Deterministic(s) => s.set_gate(gate),
+            Sys::Threaded(s) => s.set_gate(gate),
+        }
+    }
+
+    pub fn denied(&self, workflow: &str) -> u64 {
+        match self {
+            Sys::Deterministic(s) => s.denied(workflow),
+            Sys::Threaded(s) => s.denied(workflow),
+        }
+    }
+
+    pub fn registry(&self) -> Vec<(String, &'static str)> {
+        match self {
+            Sys::Deterministic(s) => s.registry(),
+            Sys::Threaded(s) => s.registry(),
+        }
+    }
+}
+
+/// Runs `f` on a thread of its own and fails if it takes longer than [`LIMIT`].
+pub fn within_limit(f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(());
+        result
+    });
+    match rx.recv_timeout(LIMIT) {
+        Ok(()) => {
+            if let Err(panic) = handle.join().expect("joined") {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(_) => panic!("test did not finish within {LIMIT:?}: a hang"),
+    }
+}
+
+/// Generates, for each named `fn(Rt)`, a test on the deterministic runtime and one on the
+/// threaded runtime (under [`within_limit`]).
+#[macro_export]
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod deterministic {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::Rt::Deterministic)
+            })*
+        }
+        mod threaded {
+            $(#[test]
+            fn $name() {
+                $crate::within_limit(|| super::$name($crate::Rt::Threaded))
+            })*
+        }
+    };
+}
+
+/// Launches `app` on runtime `rt` with `seed`, subscribes to `stream`, runs to quiescence.
+pub fn run<T: Data>(rt: Rt, app: App, seed: u64, stream: &str) -> (Sys, Subscription<T>) {
+    let mut system = Sys::new(rt, seed);
     system.launch(app).expect("launch");
     let sub = system.subscribe::<T>(stream).expect("subscribe");
     system.run_until_quiescent();

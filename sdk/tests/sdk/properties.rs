@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use pods_sdk::{AppBuilder, DeterministicSystem, PerKeyState};
 use proptest::prelude::*;
 
-use crate::{atoms_and_seal, run};
+use crate::{Rt, Sys, atoms_and_seal, run};
 
 fn atoms() -> impl Strategy<Value = Vec<Vec<i64>>> {
     prop::collection::vec(prop::collection::vec(-1000i64..1000, 1..8), 0..12)
@@ -45,9 +45,9 @@ proptest! {
             }).sink();
             app.build().unwrap()
         };
-        let (a, _) = run::<(i64, u64)>(build(), seed, "/app/workflows/count/stream");
-        let (b, _) = run::<(i64, u64)>(build(), seed.wrapping_add(1), "/app/workflows/count/stream");
-        let state = |s: &DeterministicSystem| s.storage().values::<u64>("/app/workflows/count", "count").unwrap();
+        let (a, _) = run::<(i64, u64)>(Rt::Deterministic, build(), seed, "/app/workflows/count/stream");
+        let (b, _) = run::<(i64, u64)>(Rt::Deterministic, build(), seed.wrapping_add(1), "/app/workflows/count/stream");
+        let state = |s: &Sys| s.storage().values::<u64>("/app/workflows/count", "count").unwrap();
         prop_assert_eq!(state(&a), state(&b));
         let mut expected: BTreeMap<i64, u64> = BTreeMap::new();
         for x in input.iter().flatten() {
@@ -72,8 +72,8 @@ proptest! {
             app.workflow("wf").source(&seq.stream()).identity().sink();
             app.build().unwrap()
         };
-        let (_, x) = run::<i64>(build(), seed, "/app/workflows/wf/stream");
-        let (_, y) = run::<i64>(build(), seed, "/app/workflows/wf/stream");
+        let (_, x) = run::<i64>(Rt::Deterministic, build(), seed, "/app/workflows/wf/stream");
+        let (_, y) = run::<i64>(Rt::Deterministic, build(), seed, "/app/workflows/wf/stream");
         prop_assert_eq!(x.values(), y.values());
         // The sequencer never splits or merges atoms, and keeps each source's order.
         let from_a: Vec<Vec<i64>> = x.values().into_iter().filter(|v| v.iter().all(|e| *e < 5_000)).collect();

@@ -1,9 +1,9 @@
 //! Regression tests, each named after the defect it pins: failed repliers answer what they
 //! held, splitters in every position and state, the gate on asks, typed asks, edge sizes.
 
-use pods_sdk::{AppBuilder, AskError, DeterministicSystem, PerKeyState, StreamItem};
+use pods_sdk::{AppBuilder, AskError, PerKeyState, StreamItem};
 
-use crate::{atoms_and_seal, run, serve};
+use crate::{Rt, Sys, atoms_and_seal, run, serve};
 
 /// What a continuation emits for a reply: the value, or -1 for `ReplierFailed`, -2 otherwise.
 fn code(r: Result<i64, AskError>) -> i64 {
@@ -16,8 +16,7 @@ fn code(r: Result<i64, AskError>) -> i64 {
 
 /// A replier that panics on one request of a batch fails its workflow; every ask of that very
 /// batch (already taken off its queue) is answered with `ReplierFailed`, so the asker seals.
-#[test]
-fn asks_of_the_batch_a_replier_fails_on_get_replier_failed() {
+fn asks_of_the_batch_a_replier_fails_on_get_replier_failed(rt: Rt) {
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("p");
     serve(&app, "server", &portal, |ctx, req: i64, to| {
@@ -35,7 +34,7 @@ fn asks_of_the_batch_a_replier_fails_on_get_replier_failed() {
             ctx.on_reply(h, |ctx, r: Result<i64, AskError>| ctx.emit(code(r)));
         })
         .sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 3, "/app/workflows/client/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 3, "/app/workflows/client/stream");
     let (atoms, sealed) = atoms_and_seal(&out);
     assert_eq!(
         (atoms.concat(), sealed),
@@ -47,8 +46,7 @@ fn asks_of_the_batch_a_replier_fails_on_get_replier_failed() {
 /// A replier that asks another portal holds its request's `ReplyTo` in a continuation. When
 /// that continuation fails (here by `?` on a failed nested ask), the held request is answered
 /// with `ReplierFailed` and the original asker seals.
-#[test]
-fn requests_held_by_a_failed_replier_get_replier_failed() {
+fn requests_held_by_a_failed_replier_get_replier_failed(rt: Rt) {
     let app = AppBuilder::new("app");
     let outer = app.portal::<i64, i64>("outer");
     let inner = app.portal::<i64, i64>("inner");
@@ -83,14 +81,13 @@ fn requests_held_by_a_failed_replier_get_replier_failed() {
             ctx.on_reply(h, |ctx, r: Result<i64, AskError>| ctx.emit(code(r)));
         })
         .sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 4, "/app/workflows/client/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 4, "/app/workflows/client/stream");
     assert_eq!(atoms_and_seal(&out), (vec![vec![-1]], true));
 }
 
 /// A splitter whose input is a split of another splitter of the same app receives its events:
 /// launch creates every stream of the app before any consumer.
-#[test]
-fn a_splitter_over_a_split_of_the_same_app_receives_its_events() {
+fn a_splitter_over_a_split_of_the_same_app_receives_its_events(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3, 4, 12, 14]]);
     let first = app.splitter("parity", &g);
@@ -98,14 +95,13 @@ fn a_splitter_over_a_split_of_the_same_app_receives_its_events() {
     let second = app.splitter("size", &even);
     let big = app.split(&second, "big", |x| *x > 10);
     app.workflow("wf").source(&big).identity().sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 1, "/app/workflows/wf/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 1, "/app/workflows/wf/stream");
     assert_eq!(atoms_and_seal(&out), (vec![vec![12, 14]], true));
 }
 
 /// A split predicate is user code: its panic ends that splitter with `Error` on its splits and
 /// does not unwind out of the system, so other apps go on.
-#[test]
-fn a_panicking_split_predicate_does_not_stop_other_apps() {
+fn a_panicking_split_predicate_does_not_stop_other_apps(rt: Rt) {
     let other = AppBuilder::new("other");
     let og = other.generator_from_atoms("g", vec![vec![1i64], vec![2]]);
     other.workflow("wf").source(&og).map(|x: i64| x * 10).sink();
@@ -119,7 +115,7 @@ fn a_panicking_split_predicate_does_not_stop_other_apps() {
         true
     });
     app.workflow("wf").source(&s).identity().sink();
-    let mut system = DeterministicSystem::new(2);
+    let mut system = Sys::new(rt, 2);
     system.launch(other.build().unwrap()).unwrap();
     system.launch(app.build().unwrap()).unwrap();
     let good = system
@@ -138,14 +134,13 @@ fn a_panicking_split_predicate_does_not_stop_other_apps() {
 
 /// A split added by a later app to a splitter whose input has already ended ends at once, the
 /// way the splitter did.
-#[test]
-fn a_split_added_after_the_splitter_ended_is_sealed() {
+fn a_split_added_after_the_splitter_ended_is_sealed(rt: Rt) {
     let first = AppBuilder::new("first");
     let g = first.generator_from_atoms("g", vec![vec![1i64]]);
     let sp = first.splitter("sp", &g);
     let a = first.split(&sp, "a", |_| true);
     first.workflow("wf").source(&a).identity().sink();
-    let mut system = DeterministicSystem::new(5);
+    let mut system = Sys::new(rt, 5);
     system.launch(first.build().unwrap()).unwrap();
     system.run_until_quiescent();
 
@@ -163,8 +158,7 @@ fn a_split_added_after_the_splitter_ended_is_sealed() {
 
 /// Asks are atoms of the replier's workflow too: the policy gate keeps a personal request out
 /// of a replier whose workflow it denies that subject's data.
-#[test]
-fn the_policy_gate_also_guards_asks_a_replier_consumes() {
+fn the_policy_gate_also_guards_asks_a_replier_consumes(rt: Rt) {
     use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
     struct NoBobAtServer;
     impl PolicyGate for NoBobAtServer {
@@ -206,7 +200,7 @@ fn the_policy_gate_also_guards_asks_a_replier_consumes() {
             );
         })
         .sink();
-    let mut system = DeterministicSystem::new(9);
+    let mut system = Sys::new(rt, 9);
     system.set_gate(NoBobAtServer);
     system.launch(app.build().unwrap()).unwrap();
     let server = system
@@ -222,8 +216,7 @@ fn the_policy_gate_also_guards_asks_a_replier_consumes() {
 
 /// Per-key state with a store that keeps values: set, then in later atoms remove followed by
 /// update in one step, then a lone remove; reads, emitted values and stored values are exact.
-#[test]
-fn remove_then_update_in_one_step_and_lone_remove_are_committed_exactly() {
+fn remove_then_update_in_one_step_and_lone_remove_are_committed_exactly(rt: Rt) {
     let app = AppBuilder::new("app");
     // 5: set 5; 0: remove then update(+1); 9: read; -1: remove; 9: read.
     let g = app.generator_from_atoms("g", vec![vec![5i64], vec![0], vec![9], vec![-1], vec![9]]);
@@ -248,7 +241,7 @@ fn remove_then_update_in_one_step_and_lone_remove_are_committed_exactly() {
             v => st.set(ctx, v),
         })
         .sink();
-    let mut system = DeterministicSystem::new(1);
+    let mut system = Sys::new(rt, 1);
     system.launch(app.build().unwrap()).unwrap();
     let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
     system.run_until_quiescent();
@@ -267,12 +260,11 @@ fn remove_then_update_in_one_step_and_lone_remove_are_committed_exactly() {
 
 /// A range generator's atom size above `i64::MAX` (say `usize::MAX`, "everything in one
 /// atom") gives one atom, not a negative size and endless empty atoms.
-#[test]
-fn a_range_generator_with_a_huge_atom_size_yields_one_atom() {
+fn a_range_generator_with_a_huge_atom_size_yields_one_atom(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_range("g", 0..5, usize::MAX);
     app.workflow("wf").source(&g).identity().sink();
-    let mut system = DeterministicSystem::new(1);
+    let mut system = Sys::new(rt, 1);
     system.launch(app.build().unwrap()).unwrap();
     let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
     let steps = system.run_steps(1_000);
@@ -282,13 +274,12 @@ fn a_range_generator_with_a_huge_atom_size_yields_one_atom() {
 
 /// A declared ask is type-checked at launch like sources, connections and `portal_ref`: a
 /// portal handle of other types with the same path is refused.
-#[test]
-fn asking_a_portal_of_other_types_is_refused_at_launch() {
+fn asking_a_portal_of_other_types_is_refused_at_launch(rt: Rt) {
     use pods_sdk::Error;
     let first = AppBuilder::new("first");
     let p = first.portal::<i64, i64>("p");
     serve(&first, "server", &p, |ctx, x, to| ctx.reply(to, x + 1));
-    let mut system = DeterministicSystem::new(3);
+    let mut system = Sys::new(rt, 3);
     system.launch(first.build().unwrap()).unwrap();
 
     // A handle on the same path with other types (e.g. from a stale copy of the first app's
@@ -317,12 +308,11 @@ fn asking_a_portal_of_other_types_is_refused_at_launch() {
 
 /// A mistyped ask (an undeclared portal handle of other types) gets a typed error; the
 /// replier, another app's service, goes on.
-#[test]
-fn a_mistyped_ask_does_not_stop_the_replier() {
+fn a_mistyped_ask_does_not_stop_the_replier(rt: Rt) {
     let first = AppBuilder::new("first");
     let p = first.portal::<i64, i64>("p");
     serve(&first, "server", &p, |ctx, x, to| ctx.reply(to, x + 1));
-    let mut system = DeterministicSystem::new(3);
+    let mut system = Sys::new(rt, 3);
     system.launch(first.build().unwrap()).unwrap();
     let server = system
         .subscribe::<i64>("/first/workflows/server/stream")
@@ -352,13 +342,12 @@ fn a_mistyped_ask_does_not_stop_the_replier() {
 }
 
 /// Connecting to a sequencer whose inputs have all ended is refused: its atoms could go nowhere.
-#[test]
-fn connecting_to_an_ended_sequencer_is_refused() {
+fn connecting_to_an_ended_sequencer_is_refused(rt: Rt) {
     let first = AppBuilder::new("first");
     let g = first.generator_from_atoms("g", vec![vec![1i64]]);
     let seq = first.sequencer::<i64>("seq");
     first.connect(&g, &seq);
-    let mut system = DeterministicSystem::new(1);
+    let mut system = Sys::new(rt, 1);
     system.launch(first.build().unwrap()).unwrap();
     system.run_until_quiescent();
     let second = AppBuilder::new("second");
@@ -374,8 +363,7 @@ fn connecting_to_an_ended_sequencer_is_refused() {
 
 /// A continuation registered in a later step than its ask could miss its reply; the task fails
 /// with a message that says so instead of waiting forever.
-#[test]
-fn on_reply_in_a_later_step_than_the_ask_fails_the_task() {
+fn on_reply_in_a_later_step_than_the_ask_fails_the_task(rt: Rt) {
     use std::sync::{Arc, Mutex};
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("p");
@@ -396,9 +384,24 @@ fn on_reply_in_a_later_step_than_the_ask_fails_the_task() {
             }
         })
         .sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 2, "/app/workflows/client/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 2, "/app/workflows/client/stream");
     match out.items().last() {
         Some(StreamItem::Error(m)) => assert!(m.contains("registered in a later step"), "{m}"),
         other => panic!("expected an Error marker, got {other:?}"),
     }
 }
+
+crate::on_both_runtimes!(
+    asks_of_the_batch_a_replier_fails_on_get_replier_failed,
+    requests_held_by_a_failed_replier_get_replier_failed,
+    a_splitter_over_a_split_of_the_same_app_receives_its_events,
+    a_panicking_split_predicate_does_not_stop_other_apps,
+    a_split_added_after_the_splitter_ended_is_sealed,
+    the_policy_gate_also_guards_asks_a_replier_consumes,
+    remove_then_update_in_one_step_and_lone_remove_are_committed_exactly,
+    a_range_generator_with_a_huge_atom_size_yields_one_atom,
+    asking_a_portal_of_other_types_is_refused_at_launch,
+    a_mistyped_ask_does_not_stop_the_replier,
+    connecting_to_an_ended_sequencer_is_refused,
+    on_reply_in_a_later_step_than_the_ask_fails_the_task,
+);

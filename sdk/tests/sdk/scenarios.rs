@@ -1,15 +1,14 @@
 //! The Portals reference scenarios, each asserting exact outputs.
 
-use pods_sdk::{AppBuilder, AskError, DeterministicSystem, PerKeyState, PerTaskState, StreamItem};
+use pods_sdk::{AppBuilder, AskError, PerKeyState, PerTaskState, StreamItem};
 
-use crate::{atoms_and_seal, run, serve};
+use crate::{Rt, Sys, atoms_and_seal, run, serve};
 
-#[test]
-fn identity_keeps_atoms_then_seals() {
+fn identity_keeps_atoms_then_seals(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64], vec![2, 3], vec![4, 5, 6]]);
     app.workflow("wf").source(&g).identity().sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 1, "/app/workflows/wf/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 1, "/app/workflows/wf/stream");
     assert_eq!(
         out.items(),
         vec![
@@ -31,8 +30,7 @@ fn identity_keeps_atoms_then_seals() {
     );
 }
 
-#[test]
-fn four_chained_maps_and_four_chained_workflows() {
+fn four_chained_maps_and_four_chained_workflows(rt: Rt) {
     let atoms: Vec<Vec<i64>> = (0..=4).map(|x| vec![x]).collect();
     let expected: Vec<Vec<i64>> = (4..=8).map(|x| vec![x]).collect();
 
@@ -45,7 +43,7 @@ fn four_chained_maps_and_four_chained_workflows() {
         .map(|x| x + 1)
         .map(|x| x + 1)
         .sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 3, "/tasks/workflows/wf/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 3, "/tasks/workflows/wf/stream");
     assert_eq!(atoms_and_seal(&out), (expected.clone(), true));
 
     let app = AppBuilder::new("flows");
@@ -68,7 +66,12 @@ fn four_chained_maps_and_four_chained_workflows() {
                 .map(|x| x + 1)
                 .sink();
         }
-        let (_, out) = run::<i64>(app2.build().unwrap(), seed, "/flows/workflows/wf3/stream");
+        let (_, out) = run::<i64>(
+            rt,
+            app2.build().unwrap(),
+            seed,
+            "/flows/workflows/wf3/stream",
+        );
         assert_eq!(
             atoms_and_seal(&out),
             (expected.clone(), true),
@@ -78,23 +81,21 @@ fn four_chained_maps_and_four_chained_workflows() {
     assert_eq!(s.path().as_str(), "/flows/workflows/wf3/stream");
 }
 
-#[test]
-fn diamond_yields_one_atom_with_both_branches() {
+fn diamond_yields_one_atom_with_both_branches(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64], vec![10, 20]]);
     let src = app.workflow("wf").source(&g);
     let a = src.map(|x| x + 1);
     let b = src.map(|x| x + 2);
     a.union(&[&b]).sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 5, "/app/workflows/wf/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 5, "/app/workflows/wf/stream");
     assert_eq!(
         atoms_and_seal(&out),
         (vec![vec![2, 3], vec![11, 21, 12, 22]], true)
     );
 }
 
-#[test]
-fn per_key_versus_per_task_state() {
+fn per_key_versus_per_task_state(rt: Rt) {
     for (per_key, expected) in [
         (true, vec![0i64, 0, 0, 1, 2, 3]),
         (false, vec![0, 1, 2, 3, 1, 2]),
@@ -118,7 +119,7 @@ fn per_key_versus_per_task_state() {
             })
         }
         .sink();
-        let (system, out) = run::<i64>(app.build().unwrap(), 9, "/app/workflows/wf/stream");
+        let (system, out) = run::<i64>(rt, app.build().unwrap(), 9, "/app/workflows/wf/stream");
         assert_eq!(out.values().concat(), expected);
         // The committed state matches: per key, the last value seen; per task, the last event.
         let stored = system
@@ -137,8 +138,7 @@ fn per_key_versus_per_task_state() {
     }
 }
 
-#[test]
-fn on_atom_complete_emits_the_running_sum() {
+fn on_atom_complete_emits_the_running_sum(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3, 4], vec![1, 2, 3, 4]]);
     let sum = PerTaskState::<i64>::new("sum");
@@ -154,15 +154,14 @@ fn on_atom_complete_emits_the_running_sum() {
             ctx.emit(s);
         })
         .sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 2, "/app/workflows/wf/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 2, "/app/workflows/wf/stream");
     assert_eq!(
         atoms_and_seal(&out),
         (vec![vec![1, 2, 3, 4, 10], vec![1, 2, 3, 4, 20]], true)
     );
 }
 
-#[test]
-fn a_cycle_through_a_sequencer_ends_when_the_data_does() {
+fn a_cycle_through_a_sequencer_ends_when_the_data_does(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![8i64]]);
     let seq = app.sequencer::<i64>("seq");
@@ -173,11 +172,11 @@ fn a_cycle_through_a_sequencer_ends_when_the_data_does() {
         .flat_map(|x| if x > 0 { vec![x - 1] } else { vec![] })
         .sink();
     app.connect(&out, &seq);
-    let mut system = DeterministicSystem::new(4);
+    let mut system = Sys::new(rt, 4);
     system.launch(app.build().unwrap()).unwrap();
     let sub = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
     let steps = system.run_until_quiescent();
-    assert!(steps > 0 && !system.step(), "quiescent");
+    assert!(steps > 0 && system.run_until_quiescent() == 0, "quiescent");
     assert_eq!(
         sub.values(),
         (0..=7).rev().map(|x| vec![x]).collect::<Vec<_>>()
@@ -188,8 +187,7 @@ fn a_cycle_through_a_sequencer_ends_when_the_data_does() {
     );
 }
 
-#[test]
-fn portal_replies_req_plus_one() {
+fn portal_replies_req_plus_one(rt: Rt) {
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("inc");
     serve(&app, "server", &portal, |ctx, req, to| {
@@ -207,14 +205,13 @@ fn portal_replies_req_plus_one() {
             });
         })
         .sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 11, "/app/workflows/client/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 11, "/app/workflows/client/stream");
     let (atoms, sealed) = atoms_and_seal(&out);
     assert_eq!(atoms.concat(), vec![2, 3, 4]);
     assert!(sealed, "the client seals once its replies are in");
 }
 
-#[test]
-fn recursive_ping_pong_reaches_zero() {
+fn recursive_ping_pong_reaches_zero(rt: Rt) {
     let app = AppBuilder::new("app");
     let portal = app.portal::<i64, i64>("pong");
     serve(&app, "replier", &portal, |ctx, x, to| ctx.reply(to, x - 1));
@@ -238,12 +235,11 @@ fn recursive_ping_pong_reaches_zero() {
         .source(&g)
         .asker(&portal, move |ctx, x: i64| ping(ctx, p.clone(), x))
         .sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 12, "/app/workflows/asker/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 12, "/app/workflows/asker/stream");
     assert_eq!(out.values().concat(), (0..1024).rev().collect::<Vec<i64>>());
 }
 
-#[test]
-fn fibonacci_asks_itself() {
+fn fibonacci_asks_itself(rt: Rt) {
     let app = AppBuilder::new("app");
     let fib = app.portal_keyed::<u64, u64, _>("fib", |n| *n);
     let none = app.generator_from_atoms::<u64>("none", vec![]);
@@ -282,7 +278,7 @@ fn fibonacci_asks_itself() {
             );
         })
         .sink();
-    let (_, out) = run::<(u64, u64)>(app.build().unwrap(), 13, "/app/workflows/client/stream");
+    let (_, out) = run::<(u64, u64)>(rt, app.build().unwrap(), 13, "/app/workflows/client/stream");
     let mut got = out.values().concat();
     got.sort();
     let expected: Vec<(u64, u64)> = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]
@@ -293,8 +289,7 @@ fn fibonacci_asks_itself() {
     assert_eq!(got, expected);
 }
 
-#[test]
-fn on_replies_over_two_portals_sums_to_three_x() {
+fn on_replies_over_two_portals_sums_to_three_x(rt: Rt) {
     let app = AppBuilder::new("app");
     let once = app.portal::<i64, i64>("once");
     let twice = app.portal::<i64, i64>("twice");
@@ -315,14 +310,13 @@ fn on_replies_over_two_portals_sums_to_three_x() {
             );
         })
         .sink();
-    let (_, out) = run::<(i64, i64)>(app.build().unwrap(), 14, "/app/workflows/client/stream");
+    let (_, out) = run::<(i64, i64)>(rt, app.build().unwrap(), 14, "/app/workflows/client/stream");
     let mut got = out.values().concat();
     got.sort();
     assert_eq!(got, vec![(1, 3), (5, 15), (7, 21)]);
 }
 
-#[test]
-fn atoms_are_isolated_from_a_second_app_asking_between_them() {
+fn atoms_are_isolated_from_a_second_app_asking_between_them(rt: Rt) {
     for seed in 0..20 {
         let app = AppBuilder::new("sum");
         let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3, 4]; 10]);
@@ -342,7 +336,7 @@ fn atoms_are_isolated_from_a_second_app_asking_between_them() {
                 },
             )
             .sink();
-        let mut system = DeterministicSystem::new(seed);
+        let mut system = Sys::new(rt, seed);
         system.launch(app.build().unwrap()).unwrap();
 
         let observer = AppBuilder::new("observer");
@@ -378,8 +372,7 @@ fn atoms_are_isolated_from_a_second_app_asking_between_them() {
     }
 }
 
-#[test]
-fn splitter_routes_even_and_odd_keeping_atoms() {
+fn splitter_routes_even_and_odd_keeping_atoms(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_range("g", 0..12, 5);
     let sp = app.splitter("sp", &g);
@@ -387,7 +380,7 @@ fn splitter_routes_even_and_odd_keeping_atoms() {
     let odd = app.split(&sp, "odd", |x| x % 2 == 1);
     app.workflow("e").source(&even).identity().sink();
     app.workflow("o").source(&odd).identity().sink();
-    let mut system = DeterministicSystem::new(6);
+    let mut system = Sys::new(rt, 6);
     system.launch(app.build().unwrap()).unwrap();
     let e = system.subscribe::<i64>("/app/workflows/e/stream").unwrap();
     let o = system.subscribe::<i64>("/app/workflows/o/stream").unwrap();
@@ -402,8 +395,7 @@ fn splitter_routes_even_and_odd_keeping_atoms() {
     );
 }
 
-#[test]
-fn a_failing_task_errors_its_stream_and_others_go_on() {
+fn a_failing_task_errors_its_stream_and_others_go_on(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64], vec![2], vec![3]]);
     app.workflow("bad")
@@ -421,7 +413,7 @@ fn a_failing_task_errors_its_stream_and_others_go_on() {
         .map(|x: i64| if x == 3 { panic!("three") } else { x })
         .sink();
     app.workflow("good").source(&g).map(|x: i64| x * 10).sink();
-    let mut system = DeterministicSystem::new(8);
+    let mut system = Sys::new(rt, 8);
     system.launch(app.build().unwrap()).unwrap();
     let bad = system
         .subscribe::<i64>("/app/workflows/bad/stream")
@@ -449,12 +441,11 @@ fn a_failing_task_errors_its_stream_and_others_go_on() {
     );
 }
 
-#[test]
-fn a_later_app_consumes_an_earlier_apps_stream_by_path() {
+fn a_later_app_consumes_an_earlier_apps_stream_by_path(rt: Rt) {
     let first = AppBuilder::new("first");
     let feed = first.generator_external::<i64>("feed");
     first.workflow("double").source(&feed).map(|x| x * 2).sink();
-    let mut system = DeterministicSystem::new(3);
+    let mut system = Sys::new(rt, 3);
     system.launch(first.build().unwrap()).unwrap();
     let feeder = system.feeder::<i64>("/first/generators/feed").unwrap();
     feeder.push(vec![1, 2]).unwrap();
@@ -486,8 +477,7 @@ fn a_later_app_consumes_an_earlier_apps_stream_by_path() {
     ));
 }
 
-#[test]
-fn envelopes_follow_events_through_tasks_and_portals_unless_non_personal() {
+fn envelopes_follow_events_through_tasks_and_portals_unless_non_personal(rt: Rt) {
     use pods_sdk::{Envelope, Event};
     let app = AppBuilder::new("app");
     let alice = Envelope::new("alice", &["health.heart_rate"]);
@@ -511,7 +501,7 @@ fn envelopes_follow_events_through_tasks_and_portals_unless_non_personal() {
         });
     flow.sink();
     flow.map(|x| x).non_personal().identity();
-    let (_, out) = run::<i64>(app.build().unwrap(), 21, "/app/workflows/wf/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 21, "/app/workflows/wf/stream");
     let mut events: Vec<Event<i64>> = out
         .items()
         .into_iter()
@@ -529,8 +519,7 @@ fn envelopes_follow_events_through_tasks_and_portals_unless_non_personal() {
     assert_eq!(events[1].envelope.as_deref(), Some(&alice));
 }
 
-#[test]
-fn non_personal_tasks_drop_the_envelope() {
+fn non_personal_tasks_drop_the_envelope(rt: Rt) {
     use pods_sdk::{Envelope, Event};
     let app = AppBuilder::new("app");
     let g = app.generator_from_events(
@@ -545,25 +534,23 @@ fn non_personal_tasks_drop_the_envelope() {
         .map(|x| x * 3)
         .non_personal()
         .sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 1, "/app/workflows/wf/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 1, "/app/workflows/wf/stream");
     assert_eq!(out.items()[0], StreamItem::Atom(vec![Event::new(3)]));
 }
 
-#[test]
-fn split_inside_a_workflow_then_union_keeps_atoms() {
+fn split_inside_a_workflow_then_union_keeps_atoms(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3, 4], vec![5]]);
     let (even, odd) = app.workflow("wf").source(&g).split(|x| x % 2 == 0);
     even.map(|x| x * 10).union(&[&odd]).sink();
-    let (_, out) = run::<i64>(app.build().unwrap(), 3, "/app/workflows/wf/stream");
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 3, "/app/workflows/wf/stream");
     assert_eq!(
         atoms_and_seal(&out),
         (vec![vec![20, 40, 1, 3], vec![5]], true)
     );
 }
 
-#[test]
-fn removed_state_leaves_the_store_and_reads_the_initial_value_again() {
+fn removed_state_leaves_the_store_and_reads_the_initial_value_again(rt: Rt) {
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64, 2], vec![-1], vec![1]]);
     let seen = PerKeyState::<i64>::with_initial("seen", 100);
@@ -580,7 +567,7 @@ fn removed_state_leaves_the_store_and_reads_the_initial_value_again() {
             }
         })
         .sink();
-    let (system, out) = run::<i64>(app.build().unwrap(), 5, "/app/workflows/wf/stream");
+    let (system, out) = run::<i64>(rt, app.build().unwrap(), 5, "/app/workflows/wf/stream");
     assert_eq!(out.values(), vec![vec![100, 100], vec![100]]);
     let stored = system
         .storage()
@@ -595,8 +582,7 @@ fn removed_state_leaves_the_store_and_reads_the_initial_value_again() {
     );
 }
 
-#[test]
-fn volatile_storage_counts_commits_and_keeps_positions() {
+fn volatile_storage_counts_commits_and_keeps_positions(rt: Rt) {
     use pods_sdk::{Path, VolatileStorage};
     let app = AppBuilder::new("app");
     let g = app.generator_from_atoms("g", vec![vec![1i64], vec![2], vec![3]]);
@@ -609,14 +595,14 @@ fn volatile_storage_counts_commits_and_keeps_positions() {
             ctx.emit(t);
         })
         .sink();
-    let mut system = DeterministicSystem::with_storage(2, VolatileStorage::new());
+    let mut system = Sys::with_storage(rt, 2, VolatileStorage::new());
     system.launch(app.build().unwrap()).unwrap();
     let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
     system.run_until_quiescent();
     assert_eq!(out.values(), vec![vec![1], vec![3], vec![6]]);
     assert_eq!(system.storage().commits(), 3);
-    let position = system
-        .storage()
+    let storage = system.storage();
+    let position = storage
         .position(&Path::parse("/app/workflows/wf").unwrap())
         .unwrap();
     assert_eq!(
@@ -625,8 +611,7 @@ fn volatile_storage_counts_commits_and_keeps_positions() {
     );
 }
 
-#[test]
-fn a_later_app_feeds_an_earlier_sequencer_and_splits_an_earlier_splitter() {
+fn a_later_app_feeds_an_earlier_sequencer_and_splits_an_earlier_splitter(rt: Rt) {
     let first = AppBuilder::new("first");
     let seq = first.sequencer::<i64>("merge");
     let input = first.generator_external::<i64>("input");
@@ -639,7 +624,7 @@ fn a_later_app_feeds_an_earlier_sequencer_and_splits_an_earlier_splitter() {
     let sp = first.splitter("by-sign", &seq.stream());
     let negative = first.split(&sp, "negative", |x| *x < 0);
     first.workflow("neg").source(&negative).identity().sink();
-    let mut system = DeterministicSystem::new(17);
+    let mut system = Sys::new(rt, 17);
     system.launch(first.build().unwrap()).unwrap();
     let all = system
         .subscribe::<i64>("/first/workflows/all/stream")
@@ -681,8 +666,7 @@ fn a_later_app_feeds_an_earlier_sequencer_and_splits_an_earlier_splitter() {
     )));
 }
 
-#[test]
-fn the_policy_gate_keeps_denied_events_out_of_every_task() {
+fn the_policy_gate_keeps_denied_events_out_of_every_task(rt: Rt) {
     use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
     struct NoBob;
     impl PolicyGate for NoBob {
@@ -715,7 +699,7 @@ fn the_policy_gate_keeps_denied_events_out_of_every_task() {
             ctx.emit(x);
         })
         .sink();
-    let mut system = DeterministicSystem::new(1);
+    let mut system = Sys::new(rt, 1);
     system.set_gate(NoBob);
     system.launch(app.build().unwrap()).unwrap();
     let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
@@ -734,3 +718,27 @@ fn the_policy_gate_keeps_denied_events_out_of_every_task() {
         vec![(None, vec![1, 3])]
     );
 }
+
+crate::on_both_runtimes!(
+    identity_keeps_atoms_then_seals,
+    four_chained_maps_and_four_chained_workflows,
+    diamond_yields_one_atom_with_both_branches,
+    per_key_versus_per_task_state,
+    on_atom_complete_emits_the_running_sum,
+    a_cycle_through_a_sequencer_ends_when_the_data_does,
+    portal_replies_req_plus_one,
+    recursive_ping_pong_reaches_zero,
+    fibonacci_asks_itself,
+    on_replies_over_two_portals_sums_to_three_x,
+    atoms_are_isolated_from_a_second_app_asking_between_them,
+    splitter_routes_even_and_odd_keeping_atoms,
+    a_failing_task_errors_its_stream_and_others_go_on,
+    a_later_app_consumes_an_earlier_apps_stream_by_path,
+    envelopes_follow_events_through_tasks_and_portals_unless_non_personal,
+    non_personal_tasks_drop_the_envelope,
+    split_inside_a_workflow_then_union_keeps_atoms,
+    removed_state_leaves_the_store_and_reads_the_initial_value_again,
+    volatile_storage_counts_commits_and_keeps_positions,
+    a_later_app_feeds_an_earlier_sequencer_and_splits_an_earlier_splitter,
+    the_policy_gate_keeps_denied_events_out_of_every_task,
+);

@@ -70,11 +70,6 @@ impl WorkflowInstance {
         }
     }
 
-    /// Number of partitions.
-    pub(crate) fn partitions(&self) -> usize {
-        self.parts.len()
-    }
-
     /// Continuations waiting for replies, over all tasks of all partitions.
     pub(crate) fn pending(&self) -> usize {
         self.parts.iter().map(Partition::pending).sum()

@@ -1,0 +1,268 @@
+//! The threaded runtime: the same apps and results as the deterministic runtime, with every
+//! unit (generator, sequencer, splitter, workflow) taking steps concurrently on a thread pool
+//! and the partitions of a partitioned workflow running each stage at once.
+//!
+//! One lock guards the core (streams, queues, registry); it is held only to take a unit's
+//! input and to release its results, never while tasks run or storage commits. Streams are
+//! bounded (a producer waits while its stream holds [`ThreadedConfig::stream_bound`] unread
+//! atoms), except feedback streams that close a cycle through a sequencer, so a slow consumer
+//! slows its producers and cycles cannot deadlock.
+
+mod worker;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::builder::App;
+use crate::data::Data;
+use crate::error::Error;
+use crate::gate::PolicyGate;
+use crate::runtime::core::{Core, Source, Unit};
+use crate::runtime::units::{Feeder, Subscription, Waker};
+use crate::storage::{MemoryStorage, Storage};
+use worker::{Shared, State};
+
+/// Settings of a [`ThreadedSystem`].
+#[derive(Clone, Debug)]
+pub struct ThreadedConfig {
+    /// Worker threads (default: the machine's cores).
+    pub workers: usize,
+    /// Unread atoms a stream holds before its producer waits (default 16; at least 1).
+    pub stream_bound: usize,
+}
+
+impl Default for ThreadedConfig {
+    fn default() -> Self {
+        ThreadedConfig {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            stream_bound: 16,
+        }
+    }
+}
+
+static SYSTEMS: AtomicU64 = AtomicU64::new(0);
+
+/// A system that runs apps on a pool of worker threads. Launch apps, then either
+/// [`start`](ThreadedSystem::start) it to run until [`stop`](ThreadedSystem::stop), or
+/// [`run_until_quiescent`](ThreadedSystem::run_until_quiescent) to run until nothing can
+/// progress (between such runs, a system not started rests). Dropping it stops it.
+pub struct ThreadedSystem<S: Storage + 'static = MemoryStorage> {
+    shared: Arc<Shared<S>>,
+    /// Worker threads that have exited, signalled by each as it exits.
+    exited: Arc<(Mutex<usize>, Condvar)>,
+    workers: usize,
+    id: u64,
+}
+
+impl ThreadedSystem<MemoryStorage> {
+    /// A system with in-memory storage, the allow-all gate and default settings.
+    pub fn new() -> Result<ThreadedSystem<MemoryStorage>, Error> {
+        ThreadedSystem::with_storage(ThreadedConfig::default(), MemoryStorage::new())
+    }
+}
+
+impl<S: Storage + 'static> ThreadedSystem<S> {
+    /// A system committing to `storage`, with `config`.
+    pub fn with_storage(config: ThreadedConfig, storage: S) -> Result<ThreadedSystem<S>, Error> {
+        let id = SYSTEMS.fetch_add(1, Ordering::Relaxed);
+        let workers = config.workers.max(1);
+        let exited = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let signal = exited.clone();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(move |i| format!("pods{id}-{i}"))
+            .exit_handler(move |_| {
+                let (count, cv) = &*signal;
+                *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                cv.notify_all();
+            })
+            .build()
+            .map_err(|e| Error::Runtime {
+                message: format!("cannot start {workers} worker threads: {e}"),
+            })?;
+        let state = State {
+            core: Core::new(Some(config.stream_bound.max(1))),
+            busy: Vec::new(),
+            running: 0,
+            active: false,
+            stopping: false,
+            turn: 0,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            quiet: Condvar::new(),
+            storage: Mutex::new(storage),
+            pool: RwLock::new(Some(Arc::new(pool))),
+        });
+        Ok(ThreadedSystem {
+            shared,
+            exited,
+            workers,
+            id,
+        })
+    }
+
+    /// Launches `app`: checks every reference, type and path against what is running, then
+    /// starts its elements (at once, if the system is running). A failed check changes nothing.
+    pub fn launch(&self, app: App) -> Result<(), Error> {
+        let mut st = self.shared.lock();
+        if st.stopping {
+            return Err(Error::Stopped);
+        }
+        st.core.launch(app)?;
+        let waker = self.waker();
+        for unit in &st.core.units {
+            if let Unit::Generator {
+                source: Some(Source::Feeder(q)),
+                ..
+            } = unit
+                && let Ok(mut q) = q.lock()
+                && q.waker.is_none()
+            {
+                q.waker = Some(waker.clone());
+            }
+        }
+        self.shared.schedule(&mut st);
+        Ok(())
+    }
+
+    fn waker(&self) -> Waker {
+        let weak = Arc::downgrade(&self.shared);
+        Arc::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                let mut st = shared.lock();
+                shared.schedule(&mut st);
+            }
+        })
+    }
+
+    /// Replaces the policy gate applied to every atom a workflow consumes (atoms already
+    /// taken keep the gate they were taken with).
+    pub fn set_gate(&self, gate: impl PolicyGate + 'static) {
+        self.shared.lock().core.gate = Arc::new(gate);
+    }
+
+    /// The storage, for inspection; commits wait while the guard is held.
+    pub fn storage(&self) -> MutexGuard<'_, S> {
+        self.shared
+            .storage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.shared.lock().core.steps
+    }
+
+    /// Every registered path with its kind, sorted.
+    pub fn registry(&self) -> Vec<(String, &'static str)> {
+        self.shared.lock().core.registry_list()
+    }
+
+    /// Events the policy gate kept out of `workflow` so far.
+    pub fn denied(&self, workflow: &str) -> u64 {
+        self.shared.lock().core.denied(workflow)
+    }
+
+    /// Observes the stream at `path` from now on: every atom appended later, and its end.
+    pub fn subscribe<T: Data>(&self, path: &str) -> Result<Subscription<T>, Error> {
+        self.shared.lock().core.subscribe(path)
+    }
+
+    /// The feeder of the external generator at `path` (`/app/generators/name`).
+    pub fn feeder<T: Data>(&self, path: &str) -> Result<Feeder<T>, Error> {
+        self.shared.lock().core.feeder(path)
+    }
+
+    /// Runs continuously, until [`stop`](ThreadedSystem::stop): atoms fed and apps launched
+    /// later are taken at once.
+    pub fn start(&self) {
+        let mut st = self.shared.lock();
+        st.active = true;
+        self.shared.schedule(&mut st);
+    }
+
+    /// Runs until no unit can progress; returns the number of steps taken. A system not
+    /// started rests afterwards.
+    pub fn run_until_quiescent(&self) -> u64 {
+        self.run_until_quiescent_within(Duration::MAX)
+            .unwrap_or_default()
+    }
+
+    /// Like [`run_until_quiescent`](ThreadedSystem::run_until_quiescent), but gives up after
+    /// `limit` with [`Error::Timeout`] (the system goes on running).
+    pub fn run_until_quiescent_within(&self, limit: Duration) -> Result<u64, Error> {
+        let deadline = Instant::now().checked_add(limit);
+        let mut st = self.shared.lock();
+        let start = st.core.steps;
+        let was_active = st.active;
+        st.active = true;
+        self.shared.schedule(&mut st);
+        while st.running > 0 {
+            let wait = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(w) => w,
+                    None => {
+                        return Err(Error::Timeout {
+                            what: "running until quiescent".to_owned(),
+                            millis: limit.as_millis(),
+                        });
+                    }
+                },
+                None => Duration::from_secs(3600),
+            };
+            st = self
+                .shared
+                .quiet
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        st.active = was_active;
+        Ok(st.core.steps - start)
+    }
+
+    /// Stops: steps in flight finish, no other step begins, and every worker thread has
+    /// exited when this returns. Launching afterwards fails with [`Error::Stopped`].
+    pub fn stop(&self) {
+        {
+            let mut st = self.shared.lock();
+            st.stopping = true;
+            while st.running > 0 {
+                st = self
+                    .shared
+                    .quiet
+                    .wait(st)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        let pool = self
+            .shared
+            .pool
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if pool.is_none() {
+            return;
+        }
+        drop(pool);
+        let (count, cv) = &*self.exited;
+        let mut exited = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *exited < self.workers {
+            exited = cv.wait(exited).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// The prefix of this system's worker thread names (`pods<id>-`), for diagnostics.
+    pub fn thread_prefix(&self) -> String {
+        format!("pods{}-", self.id)
+    }
+}
+
+impl<S: Storage + 'static> Drop for ThreadedSystem<S> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

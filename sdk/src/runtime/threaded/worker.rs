@@ -1,0 +1,166 @@
+//! The threaded runtime's moving parts: the shared state behind one lock, the scheduling of
+//! units onto the thread pool, and a unit's turn on a worker.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use rayon::prelude::*;
+
+use crate::error::StorageError;
+use crate::runtime::core::{Begun, Core};
+use crate::runtime::engine::{Parallel, Partition};
+use crate::storage::{Commit, Storage};
+
+/// Steps a unit takes in one turn on a worker before it yields to other units.
+const STEPS_PER_TURN: u32 = 32;
+
+/// What the lock guards: the core and the scheduling state.
+pub(super) struct State {
+    pub core: Core,
+    /// Per unit: scheduled on the pool or running.
+    pub busy: Vec<bool>,
+    /// Units scheduled or running.
+    pub running: usize,
+    /// Whether units are scheduled: after `start`, or during `run_until_quiescent`.
+    pub active: bool,
+    /// Set by `stop`: no unit begins another step.
+    pub stopping: bool,
+    /// Round-robin counter for choices among ready inputs.
+    pub turn: usize,
+}
+
+/// Everything the workers share.
+pub(super) struct Shared<S> {
+    pub state: Mutex<State>,
+    /// Signalled when `running` drops to zero.
+    pub quiet: Condvar,
+    pub storage: Mutex<S>,
+    pub pool: RwLock<Option<Arc<rayon::ThreadPool>>>,
+}
+
+impl<S: Storage + 'static> Shared<S> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Schedules every runnable unit that is not scheduled yet.
+    pub(super) fn schedule(self: &Arc<Self>, st: &mut State) {
+        if !st.active || st.stopping {
+            return;
+        }
+        let n = st.core.units.len();
+        st.busy.resize(n, false);
+        for u in 0..n {
+            if !st.busy[u] && st.core.runnable(u) {
+                st.busy[u] = true;
+                st.running += 1;
+                self.spawn(u);
+            }
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, u: usize) {
+        let pool = self.pool.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(pool) = pool {
+            let shared = self.clone();
+            pool.spawn(move || shared.turn(u));
+        }
+    }
+
+    /// Marks unit `u` idle; wakes waiters when nothing runs any more.
+    fn release(&self, st: &mut State, u: usize) {
+        if let Some(b) = st.busy.get_mut(u) {
+            *b = false;
+        }
+        st.running = st.running.saturating_sub(1);
+        if st.running == 0 {
+            self.quiet.notify_all();
+        }
+    }
+
+    /// One turn of unit `u` on a worker: steps while it can, up to a budget.
+    fn turn(self: Arc<Self>, u: usize) {
+        let ran = catch_unwind(AssertUnwindSafe(|| self.steps(u)));
+        if let Err(panic) = ran {
+            let message = crate::runtime::engine::panic_message(&*panic);
+            tracing::error!(unit = u, %message, "runtime worker panicked");
+            let mut st = self.lock();
+            self.release(&mut st, u);
+        }
+    }
+
+    fn steps(self: &Arc<Self>, u: usize) {
+        for _ in 0..STEPS_PER_TURN {
+            let work = {
+                let mut st = self.lock();
+                if st.stopping {
+                    self.release(&mut st, u);
+                    return;
+                }
+                let mut turn = st.turn;
+                let begun = st.core.begin(u, &mut |n| {
+                    turn = turn.wrapping_add(1);
+                    turn % n
+                });
+                st.turn = turn;
+                match begun {
+                    Begun::Idle => {
+                        self.release(&mut st, u);
+                        return;
+                    }
+                    Begun::Done => {
+                        st.core.steps += 1;
+                        self.schedule(&mut st);
+                        continue;
+                    }
+                    Begun::Work(work) => work,
+                }
+            };
+            let done = work.run(&mut LockedStorage::new(&self.storage), &Pool);
+            let mut st = self.lock();
+            st.core.finish(u, done);
+            self.schedule(&mut st);
+        }
+        // Out of budget: let other units have the worker, and come back later.
+        self.spawn(u);
+    }
+}
+
+/// Storage behind the shared lock, taken only for the commit itself.
+struct LockedStorage<'a, S> {
+    storage: &'a Mutex<S>,
+    keeps_state: bool,
+}
+
+impl<'a, S: Storage> LockedStorage<'a, S> {
+    fn new(storage: &'a Mutex<S>) -> LockedStorage<'a, S> {
+        let keeps_state = storage
+            .lock()
+            .map(|s| s.keeps_state())
+            .unwrap_or_else(|p| p.into_inner().keeps_state());
+        LockedStorage {
+            storage,
+            keeps_state,
+        }
+    }
+}
+
+impl<S: Storage> Storage for LockedStorage<'_, S> {
+    fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
+        let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
+        s.commit(commit)
+    }
+
+    fn keeps_state(&self) -> bool {
+        self.keeps_state
+    }
+}
+
+/// Runs a stage's partitions at once on the current thread pool.
+struct Pool;
+
+impl Parallel for Pool {
+    fn each(&self, parts: &mut [Partition], f: &(dyn Fn(&mut Partition) + Sync)) {
+        parts.par_iter_mut().with_max_len(1).for_each(f);
+    }
+}
