@@ -110,7 +110,10 @@ impl WorkflowBuilder {
     /// to the partition owning their key, so per-key state lives in one partition. Asks reach
     /// the replier partition owning the request's key. An atom completes, and commits once,
     /// when every partition has finished it. Per-task state is per partition. Within an output
-    /// atom, events come in partition order (each key's events keep their order).
+    /// atom, events come in partition order. Each key's events keep their input order, except
+    /// where a `union` before a `key_by` merges branches: each partition merges its own share,
+    /// so one key's events from different branches may interleave otherwise than in a single
+    /// partition.
     pub fn partitions(&self, n: usize) -> &WorkflowBuilder {
         let mut wf = self.wf.borrow_mut();
         if n == 0 {

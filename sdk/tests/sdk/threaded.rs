@@ -1,1 +1,485 @@
-//! Tests of the threaded runtime alone.
+//! Tests of the threaded runtime: partitions, asks across partitions, backpressure, shutdown,
+//! and agreement with the deterministic runtime on random apps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use pods_sdk::{
+    App, AppBuilder, DeterministicSystem, Error, PerKeyState, StreamItem, ThreadedConfig,
+    ThreadedSystem,
+};
+use proptest::prelude::*;
+
+use crate::{LIMIT, Rt, Sys, within_limit};
+
+fn threaded(workers: usize, stream_bound: usize) -> ThreadedSystem {
+    let config = ThreadedConfig {
+        workers,
+        stream_bound,
+    };
+    ThreadedSystem::with_storage(config, pods_sdk::MemoryStorage::new()).expect("threads")
+}
+
+/// generator (range) → map → filter → key_by → per-key count, in `p` partitions.
+fn keyed_count(events: i64, atom: usize, p: usize) -> App {
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_range("g", 0..events, atom);
+    let count = PerKeyState::<u64>::new("count");
+    app.workflow("count")
+        .partitions(p)
+        .source(&g)
+        .map(|x| x.wrapping_mul(7919))
+        .filter(|x| x % 3 != 0)
+        .key_by(|x| x.rem_euclid(1024))
+        .processor(move |ctx, x: i64| {
+            let n = count.get(ctx) + 1;
+            count.set(ctx, n);
+            ctx.emit((x.rem_euclid(1024), n));
+        })
+        .sink();
+    app.build().expect("app")
+}
+
+#[test]
+fn a_million_events_through_a_keyed_count_in_four_partitions_end_in_the_deterministic_state() {
+    within_limit(|| {
+        let system = threaded(2, 4);
+        system.launch(keyed_count(1_000_000, 1_000, 4)).unwrap();
+        let out = system
+            .subscribe::<(i64, u64)>("/app/workflows/count/stream")
+            .unwrap();
+        system.run_until_quiescent_within(LIMIT).unwrap();
+        let threaded_state = system
+            .storage()
+            .values::<u64>("/app/workflows/count", "count");
+
+        let mut reference = DeterministicSystem::new(5);
+        reference.launch(keyed_count(1_000_000, 1_000, 1)).unwrap();
+        reference.run_until_quiescent();
+        let expected = reference
+            .storage()
+            .values::<u64>("/app/workflows/count", "count");
+        let threaded_state = threaded_state.unwrap();
+        assert_eq!(threaded_state, expected.unwrap());
+        assert_eq!(threaded_state.len(), 1024);
+        let total: u64 = threaded_state.iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            total,
+            (0..1_000_000i64)
+                .filter(|x| x.wrapping_mul(7919) % 3 != 0)
+                .count() as u64
+        );
+        // One output atom per input atom, every event counted once, each key's counts in order.
+        let items = out.items();
+        assert_eq!(items.last(), Some(&StreamItem::Seal));
+        assert_eq!(items.len(), 1_001);
+        let mut last: BTreeMap<i64, u64> = BTreeMap::new();
+        for (key, n) in out.values().into_iter().flatten() {
+            let before = last.insert(key, n).unwrap_or(0);
+            assert_eq!(n, before + 1, "key {key} counted out of order");
+        }
+    });
+}
+
+#[test]
+fn partitions_are_registered_by_path() {
+    within_limit(|| {
+        let system = threaded(2, 4);
+        system.launch(keyed_count(10, 5, 3)).unwrap();
+        let partitions: Vec<String> = system
+            .registry()
+            .into_iter()
+            .filter(|(_, kind)| *kind == "partition")
+            .map(|(path, _)| path)
+            .collect();
+        assert_eq!(
+            partitions,
+            vec![
+                "/app/workflows/count/partitions/0",
+                "/app/workflows/count/partitions/1",
+                "/app/workflows/count/partitions/2",
+            ]
+        );
+    });
+}
+
+#[test]
+fn zero_partitions_is_refused_when_the_app_is_built() {
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_atoms("g", vec![vec![1i64]]);
+    app.workflow("wf")
+        .partitions(0)
+        .source(&g)
+        .identity()
+        .sink();
+    assert_eq!(
+        app.build().err(),
+        Some(Error::NoPartitions {
+            workflow: "/app/workflows/wf".to_owned()
+        })
+    );
+}
+
+/// An asker in 2 partitions asks a keyed replier in 3 partitions twice per event and sums both
+/// replies; the replier counts asks per key in its partitions' state.
+fn asks_across_partitions(asker: usize, replier: usize) -> App {
+    let app = AppBuilder::new("app");
+    let portal = app.portal_keyed::<i64, i64, i64>("times10", |x| x.rem_euclid(5));
+    let asked = PerKeyState::<u64>::new("asked");
+    let none = app.generator_from_atoms::<i64>("none", vec![]);
+    app.workflow("replier")
+        .partitions(replier)
+        .source(&none)
+        .replier(&portal, move |ctx, x, to| {
+            let n = asked.get(ctx) + 1;
+            asked.set(ctx, n);
+            ctx.reply(to, x * 10)
+        })
+        .sink();
+    let atoms: Vec<Vec<i64>> = (0..20).map(|a| (a * 7..a * 7 + 7).collect()).collect();
+    let g = app.generator_from_atoms("g", atoms);
+    let p = portal.clone();
+    app.workflow("asker")
+        .partitions(asker)
+        .source(&g)
+        .asker(&portal, move |ctx, x: i64| {
+            let a = ctx.ask(&p, x);
+            let b = ctx.ask(&p, x + 1);
+            ctx.on_replies(vec![a, b], move |ctx, replies| {
+                let r = replies.map_err(|e| e.to_string())?;
+                ctx.emit((x, r.iter().sum::<i64>()));
+                Ok::<(), String>(())
+            });
+        })
+        .sink();
+    app.build().expect("app")
+}
+
+#[test]
+fn asks_reach_the_partition_owning_their_key_and_replies_return_to_the_asker() {
+    within_limit(|| {
+        for (asker, replier) in [(1, 1), (2, 3), (4, 2)] {
+            let system = threaded(2, 2);
+            system
+                .launch(asks_across_partitions(asker, replier))
+                .unwrap();
+            let out = system
+                .subscribe::<(i64, i64)>("/app/workflows/asker/stream")
+                .unwrap();
+            system.run_until_quiescent_within(LIMIT).unwrap();
+            let mut got: Vec<(i64, i64)> = out.values().into_iter().flatten().collect();
+            got.sort();
+            let want: Vec<(i64, i64)> = (0..140).map(|x| (x, x * 10 + (x + 1) * 10)).collect();
+            assert_eq!(got, want, "asker {asker}, replier {replier}");
+            assert_eq!(out.values().len(), 20, "one atom of replies per input atom");
+            let asked = system
+                .storage()
+                .values::<u64>("/app/workflows/replier", "asked")
+                .unwrap();
+            let mut per_key = [0u64; 5];
+            for x in (0..140).chain(1..141) {
+                per_key[(x % 5) as usize] += 1;
+            }
+            let mut counts: Vec<u64> = asked.into_iter().map(|(_, n)| n).collect();
+            counts.sort();
+            let mut want_counts = per_key.to_vec();
+            want_counts.sort();
+            assert_eq!(
+                counts, want_counts,
+                "each ask applied once, in its key's partition"
+            );
+        }
+    });
+}
+
+/// The names of this process's live threads.
+fn thread_names() -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(name) = std::fs::read_to_string(t.path().join("comm")) {
+                names.push(name.trim().to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn stop_finishes_the_atoms_in_flight_and_leaves_no_thread_behind() {
+    within_limit(|| {
+        let system = threaded(2, 2);
+        let app = AppBuilder::new("app");
+        let input = app.generator_external::<i64>("input");
+        app.workflow("slow")
+            .source(&input)
+            .map(|x| {
+                std::thread::sleep(Duration::from_millis(5));
+                x
+            })
+            .sink();
+        system.launch(app.build().unwrap()).unwrap();
+        let out = system
+            .subscribe::<i64>("/app/workflows/slow/stream")
+            .unwrap();
+        let feeder = system.feeder::<i64>("/app/generators/input").unwrap();
+        system.start();
+        for a in 0..20 {
+            feeder.push(vec![a * 3, a * 3 + 1, a * 3 + 2]).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        let prefix = system.thread_prefix();
+        let started = std::time::Instant::now();
+        while !thread_names().iter().any(|n| n.starts_with(&prefix)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no worker thread seen"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        system.stop();
+        assert!(
+            !thread_names().iter().any(|n| n.starts_with(&prefix)),
+            "worker threads outlived stop()"
+        );
+        // Every atom that came out is whole, in order; stop did not cut one.
+        let atoms = out.values();
+        assert!(!atoms.is_empty() && atoms.len() <= 20);
+        for (a, atom) in atoms.iter().enumerate() {
+            let a = a as i64;
+            assert_eq!(atom, &vec![a * 3, a * 3 + 1, a * 3 + 2]);
+        }
+        assert_eq!(
+            system.launch(AppBuilder::new("late").build().unwrap()),
+            Err(Error::Stopped)
+        );
+    });
+}
+
+/// Environment variable that turns [`memory_bound_child`] into the measured child process.
+const CHILD: &str = "PODS_MEMORY_CHILD";
+
+#[test]
+fn a_fast_generator_and_a_slow_sink_keep_memory_bounded() {
+    within_limit(|| {
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "threaded::memory_bound_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("child runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "child failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("memory:"))
+            .unwrap_or_else(|| panic!("no measurement in: {stdout}"));
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|f| f.split('=').nth(1))
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        println!("{line}");
+        let [produced, consumed, rss_early, rss_late] = fields[..] else {
+            panic!("bad measurement: {line}");
+        };
+        // The generator is far faster than the sink, yet only the stream bounds separate them:
+        // two streams of 4 atoms, plus the atoms in the hands of the map and the sink.
+        assert!(consumed > 10, "{line}");
+        assert!(
+            produced <= consumed + 2 * 4 + 4,
+            "generator ran ahead: {line}"
+        );
+        assert!(
+            rss_late <= rss_early + 16 * 1024,
+            "resident memory grew: {line}"
+        );
+    });
+}
+
+/// The child of [`a_fast_generator_and_a_slow_sink_keep_memory_bounded`]: an endless
+/// generator of 10,000-event atoms into a sink that takes 2 ms per atom, for 1.5 s.
+#[test]
+#[ignore = "run as a child process by a_fast_generator_and_a_slow_sink_keep_memory_bounded"]
+fn memory_bound_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let produced = Arc::new(AtomicU64::new(0));
+    let consumed = Arc::new(AtomicU64::new(0));
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_range("g", 0..i64::MAX, 10_000);
+    let p = produced.clone();
+    let fast = app
+        .workflow("fast")
+        .source(&g)
+        .processor(move |ctx, x: i64| {
+            if x % 10_000 == 0 {
+                p.fetch_add(1, Ordering::SeqCst);
+            }
+            ctx.emit(x);
+        })
+        .sink();
+    let c = consumed.clone();
+    app.workflow("slow")
+        .source(&fast)
+        .processor(move |_ctx: &mut pods_sdk::Ctx<'_, i64>, x: i64| {
+            if x % 10_000 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .sink();
+    let system = threaded(2, 4);
+    system.launch(app.build().unwrap()).unwrap();
+    system.start();
+    std::thread::sleep(Duration::from_millis(500));
+    let early = rss_kib();
+    std::thread::sleep(Duration::from_millis(1_000));
+    let late = rss_kib();
+    system.stop();
+    println!(
+        "memory: produced={} consumed={} rss_early_kib={early} rss_late_kib={late}",
+        produced.load(Ordering::SeqCst),
+        consumed.load(Ordering::SeqCst)
+    );
+}
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// A random app: a chain or a diamond, a keyed count in `pa` partitions, then an asker in `pb`
+/// partitions (or a map) asking a keyed replier in `pr` partitions.
+fn random_app(
+    atoms: &[Vec<i64>],
+    diamond: bool,
+    portal: bool,
+    pa: usize,
+    pb: usize,
+    pr: usize,
+) -> App {
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_atoms("g", atoms.to_vec());
+    let count = PerKeyState::<u64>::new("count");
+    let start = app.workflow("a").partitions(pa).source(&g).map(|x| x + 1);
+    let shaped = if diamond {
+        let left = start.map(|x| x * 2);
+        let right = start.filter(|x| x % 3 == 0);
+        left.union(&[&right])
+    } else {
+        start.filter(|x| x % 4 != 1)
+    };
+    let a = shaped
+        .key_by(|x| x.rem_euclid(5))
+        .processor(move |ctx, x: i64| {
+            let n = count.get(ctx) + 1;
+            count.set(ctx, n);
+            ctx.emit(x * 100 + n as i64);
+        })
+        .sink();
+    if portal {
+        let p = app.portal_keyed::<i64, i64, i64>("p", |x| x.rem_euclid(3));
+        let none = app.generator_from_atoms::<i64>("none", vec![]);
+        app.workflow("r")
+            .partitions(pr)
+            .source(&none)
+            .replier(&p, |ctx, x, to| ctx.reply(to, x - 7))
+            .sink();
+        let handle = p.clone();
+        app.workflow("b")
+            .partitions(pb)
+            .source(&a)
+            .asker(&p, move |ctx, x: i64| {
+                let reply = ctx.ask(&handle, x);
+                ctx.on_reply(reply, |ctx, r| {
+                    ctx.emit(r.map_err(|e| e.to_string())?);
+                    Ok::<(), String>(())
+                });
+            })
+            .sink();
+    } else {
+        app.workflow("b")
+            .partitions(pb)
+            .source(&a)
+            .map(|x| x - 7)
+            .sink();
+    }
+    app.build().expect("app")
+}
+
+/// Each atom's events sorted, then the atoms sorted: the multiset of atoms.
+fn multiset(items: Vec<StreamItem<i64>>) -> (Vec<Vec<i64>>, Option<StreamItem<i64>>) {
+    let end = items.last().filter(|i| i.values().is_none()).cloned();
+    let mut atoms: Vec<Vec<i64>> = items
+        .iter()
+        .filter_map(StreamItem::values)
+        .map(|mut a| {
+            a.sort();
+            a
+        })
+        .collect();
+    atoms.sort();
+    (atoms, end)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn random_apps_give_the_deterministic_runtimes_atoms(
+        atoms in prop::collection::vec(prop::collection::vec(-50i64..50, 1..12), 0..10),
+        diamond in any::<bool>(),
+        portal in any::<bool>(),
+        pa in 1usize..=4,
+        pb in 1usize..=4,
+        pr in 1usize..=4,
+        seed in any::<u64>(),
+    ) {
+        let observe = move |rt: Rt, p: (usize, usize, usize)| {
+            let mut system = Sys::new(rt, seed);
+            system.launch(random_app(&atoms, diamond, portal, p.0, p.1, p.2)).unwrap();
+            let streams = ["/app/workflows/a/stream", "/app/workflows/b/stream"];
+            let subs: Vec<_> = streams.iter().map(|s| system.subscribe::<i64>(s).unwrap()).collect();
+            system.run_until_quiescent();
+            subs.iter().map(|s| multiset(s.items())).collect::<Vec<_>>()
+        };
+        let reference = observe(Rt::Deterministic, (pa, pb, pr));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run = {
+            let observe = observe.clone();
+            move || { let _ = tx.send(observe(Rt::Threaded, (pa, pb, pr))); }
+        };
+        std::thread::spawn(run);
+        let got = rx.recv_timeout(LIMIT).expect("threaded run within the limit");
+        prop_assert_eq!(&got, &reference);
+        for (_, end) in &reference {
+            prop_assert_eq!(end, &Some(StreamItem::Seal));
+        }
+        // Partitions change nothing in a chain: each key's events keep their order. (A union
+        // before the key_by merges branches per partition, so the order of one key's events
+        // from different branches may differ from a single partition's.)
+        if !diamond {
+            prop_assert_eq!(&observe(Rt::Deterministic, (1, 1, 1)), &reference);
+        }
+    }
+}

@@ -149,6 +149,7 @@ impl Core {
                 s.set_bound(None);
             }
         }
+        self.link();
         self.registry.apps.insert(app.path.clone());
         tracing::debug!(app = %app.path, "launched");
         Ok(())

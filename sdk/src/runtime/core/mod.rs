@@ -93,6 +93,11 @@ pub(crate) struct Core {
     /// Atoms a non-feedback stream holds before its producer waits; `None`: unbounded.
     pub bound: Option<usize>,
     pub steps: u64,
+    /// Per unit: the units a step of it may make runnable (the producers of what it reads,
+    /// the consumers of what it writes).
+    pub neighbors: Vec<Vec<usize>>,
+    /// Units sent asks or replies since the list was last drained.
+    pub woken: Vec<usize>,
 }
 
 impl Core {
@@ -104,7 +109,58 @@ impl Core {
             gate: Arc::new(AllowAll),
             bound,
             steps: 0,
+            neighbors: Vec::new(),
+            woken: Vec::new(),
         }
+    }
+
+    /// Recomputes every unit's neighbors (after a launch).
+    pub(crate) fn link(&mut self) {
+        let n = self.streams.len();
+        let mut producer: Vec<Option<usize>> = vec![None; n];
+        let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut reads: Vec<Vec<usize>> = vec![Vec::new(); self.units.len()];
+        let mut writes: Vec<Vec<usize>> = vec![Vec::new(); self.units.len()];
+        for (u, unit) in self.units.iter().enumerate() {
+            match unit {
+                Unit::Generator { stream, .. } => writes[u].push(*stream),
+                Unit::Sequencer { inputs, out, .. } => {
+                    reads[u].extend(inputs.iter().map(|i| i.0));
+                    writes[u].push(*out);
+                }
+                Unit::Splitter { input, outs, .. } => {
+                    reads[u].push(input.0);
+                    writes[u].extend(outs.iter().copied());
+                }
+                Unit::Workflow(w) => {
+                    reads[u].push(w.input.0);
+                    writes[u].push(w.out);
+                }
+            }
+            for &s in reads[u].iter().filter(|&&s| s < n) {
+                consumers[s].push(u);
+            }
+            for &s in writes[u].iter().filter(|&&s| s < n) {
+                producer[s] = Some(u);
+            }
+        }
+        self.neighbors = (0..self.units.len())
+            .map(|u| {
+                let mut v: Vec<usize> = reads[u]
+                    .iter()
+                    .filter_map(|&s| producer.get(s).copied().flatten())
+                    .chain(
+                        writes[u]
+                            .iter()
+                            .flat_map(|&s| consumers.get(s).into_iter().flatten().copied()),
+                    )
+                    .filter(|&v| v != u)
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect();
     }
 
     /// Every registered path with its kind, sorted.

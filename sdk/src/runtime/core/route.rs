@@ -55,7 +55,12 @@ impl Core {
                 Some(Unit::Workflow(w)) if !w.failed => Some((w, node)),
                 _ => None,
             }) {
-                Some((w, node)) => w.asks.push_back((node, good)),
+                Some((w, node)) => {
+                    w.asks.push_back((node, good));
+                    if let Some((unit, _)) = target {
+                        self.woken.push(unit);
+                    }
+                }
                 None => {
                     let error = match target {
                         Some(_) => AskError::ReplierFailed {
@@ -85,10 +90,12 @@ impl Core {
         }
         for (path, batch) in batches {
             let unit = self.registry.get(&path, Kind::Workflow).map(|e| e.target);
-            if let Some(Unit::Workflow(w)) = unit.and_then(|u| self.units.get_mut(u))
+            if let Some(u) = unit
+                && let Some(Unit::Workflow(w)) = self.units.get_mut(u)
                 && !w.failed
             {
                 w.replies.push_back(batch);
+                self.woken.push(u);
             }
         }
     }

@@ -110,6 +110,7 @@ impl<S: Storage> DeterministicSystem<S> {
         }
         let unit = runnable[pick(&mut self.rng, runnable.len())];
         self.scratch_runnable = runnable;
+        self.core.woken.clear();
         let rng = &mut self.rng;
         match self.core.begin(unit, &mut |n| pick(rng, n)) {
             Begun::Idle => {}

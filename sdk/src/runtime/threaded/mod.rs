@@ -49,9 +49,8 @@ static SYSTEMS: AtomicU64 = AtomicU64::new(0);
 /// progress (between such runs, a system not started rests). Dropping it stops it.
 pub struct ThreadedSystem<S: Storage + 'static = MemoryStorage> {
     shared: Arc<Shared<S>>,
-    /// Worker threads that have exited, signalled by each as it exits.
-    exited: Arc<(Mutex<usize>, Condvar)>,
-    workers: usize,
+    /// The worker threads, joined by `stop`.
+    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
     id: u64,
 }
 
@@ -67,15 +66,19 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
     pub fn with_storage(config: ThreadedConfig, storage: S) -> Result<ThreadedSystem<S>, Error> {
         let id = SYSTEMS.fetch_add(1, Ordering::Relaxed);
         let workers = config.workers.max(1);
-        let exited = Arc::new((Mutex::new(0usize), Condvar::new()));
-        let signal = exited.clone();
+        let threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+        let handles = threads.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
-            .thread_name(move |i| format!("pods{id}-{i}"))
-            .exit_handler(move |_| {
-                let (count, cv) = &*signal;
-                *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                cv.notify_all();
+            .spawn_handler(move |thread| {
+                let handle = std::thread::Builder::new()
+                    .name(format!("pods{id}-{}", thread.index()))
+                    .spawn(|| thread.run())?;
+                handles
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(handle);
+                Ok(())
             })
             .build()
             .map_err(|e| Error::Runtime {
@@ -97,8 +100,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         });
         Ok(ThreadedSystem {
             shared,
-            exited,
-            workers,
+            threads,
             id,
         })
     }
@@ -247,11 +249,13 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         if pool.is_none() {
             return;
         }
+        // Dropping the last handle on the pool tells its threads to exit; then join them.
         drop(pool);
-        let (count, cv) = &*self.exited;
-        let mut exited = count.lock().unwrap_or_else(|p| p.into_inner());
-        while *exited < self.workers {
-            exited = cv.wait(exited).unwrap_or_else(|p| p.into_inner());
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
         }
     }
 

@@ -45,17 +45,38 @@ impl<S: Storage + 'static> Shared<S> {
 
     /// Schedules every runnable unit that is not scheduled yet.
     pub(super) fn schedule(self: &Arc<Self>, st: &mut State) {
+        st.core.woken.clear();
+        for u in 0..st.core.units.len() {
+            self.schedule_unit(st, u);
+        }
+    }
+
+    /// Schedules what a step of unit `u` may have made runnable: its neighbors and the units
+    /// it sent asks or replies.
+    fn schedule_after(self: &Arc<Self>, st: &mut State, u: usize) {
+        let mut woken = std::mem::take(&mut st.core.woken);
+        for v in woken.drain(..) {
+            self.schedule_unit(st, v);
+        }
+        st.core.woken = woken;
+        let neighbors = std::mem::take(&mut st.core.neighbors);
+        for &v in neighbors.get(u).into_iter().flatten() {
+            self.schedule_unit(st, v);
+        }
+        st.core.neighbors = neighbors;
+    }
+
+    fn schedule_unit(self: &Arc<Self>, st: &mut State, u: usize) {
         if !st.active || st.stopping {
             return;
         }
-        let n = st.core.units.len();
-        st.busy.resize(n, false);
-        for u in 0..n {
-            if !st.busy[u] && st.core.runnable(u) {
-                st.busy[u] = true;
-                st.running += 1;
-                self.spawn(u);
-            }
+        if st.busy.len() < st.core.units.len() {
+            st.busy.resize(st.core.units.len(), false);
+        }
+        if !st.busy[u] && st.core.runnable(u) {
+            st.busy[u] = true;
+            st.running += 1;
+            self.spawn(u);
         }
     }
 
@@ -106,11 +127,12 @@ impl<S: Storage + 'static> Shared<S> {
                 match begun {
                     Begun::Idle => {
                         self.release(&mut st, u);
+                        self.schedule_after(&mut st, u);
                         return;
                     }
                     Begun::Done => {
                         st.core.steps += 1;
-                        self.schedule(&mut st);
+                        self.schedule_after(&mut st, u);
                         continue;
                     }
                     Begun::Work(work) => work,
@@ -119,7 +141,7 @@ impl<S: Storage + 'static> Shared<S> {
             let done = work.run(&mut LockedStorage::new(&self.storage), &Pool);
             let mut st = self.lock();
             st.core.finish(u, done);
-            self.schedule(&mut st);
+            self.schedule_after(&mut st, u);
         }
         // Out of budget: let other units have the worker, and come back later.
         self.spawn(u);
