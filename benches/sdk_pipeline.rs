@@ -13,49 +13,15 @@
 //!
 //! Run with `cargo bench --bench sdk_pipeline` (optionally `-- --quick`).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{Counts, KEYS, keep, key, map, pipeline, rate, staged};
 use pods_sdk::{
-    AppBuilder, AskError, Ctx, DeterministicSystem, MemoryStorage, PerKeyState, Storage,
-    VolatileStorage,
+    AppBuilder, AskError, DeterministicSystem, MemoryStorage, Storage, VolatileStorage,
 };
-
-const KEYS: i64 = 1024;
-
-fn map(x: i64) -> i64 {
-    x.wrapping_mul(7).wrapping_add(3)
-}
-fn keep(x: &i64) -> bool {
-    x % 8 != 0
-}
-
-/// A multiply hasher for the hand-written loops' maps (as fast as the runtime's own).
-#[derive(Default)]
-struct Mul(u64);
-impl Hasher for Mul {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_i64(&mut self, n: i64) {
-        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Events per key, as the hand-written loops count them.
-type Counts = HashMap<i64, u64, BuildHasherDefault<Mul>>;
-
-/// The key of an event (the runtime's `key_by` closure).
-fn key(x: &i64) -> i64 {
-    x.rem_euclid(KEYS)
-}
 
 /// The same pipeline by hand: one atom at a time, each stage over the whole atom, collecting
 /// fresh `Vec`s every atom (the earlier baseline).
@@ -93,50 +59,10 @@ fn fused(events: i64, atom: i64) -> Counts {
     counts
 }
 
-/// The same pipeline staged by hand, as a dataflow engine runs it: per atom, the generator's
-/// atom into a buffer, mapped into a second one, filtered there (`retain`), keyed into a third
-/// as `(key, value)`, then counted per key. The buffers are cleared and reused, so nothing is
-/// allocated per atom.
-fn staged(events: i64, atom: i64) -> Counts {
-    let capacity = usize::try_from(atom).unwrap_or(0);
-    let mut counts = Counts::default();
-    let mut batch: Vec<i64> = Vec::with_capacity(capacity);
-    let mut mapped: Vec<i64> = Vec::with_capacity(capacity);
-    let mut keyed: Vec<(i64, i64)> = Vec::with_capacity(capacity);
-    let mut start = 0;
-    while start < events {
-        let end = (start + atom).min(events);
-        batch.clear();
-        batch.extend(start..end);
-        mapped.clear();
-        mapped.extend(batch.iter().copied().map(map));
-        mapped.retain(keep);
-        keyed.clear();
-        keyed.extend(mapped.iter().map(|x| (key(x), *x)));
-        for (k, _) in &keyed {
-            *counts.entry(*k).or_default() += 1;
-        }
-        start = end;
-    }
-    counts
-}
-
 /// The pipeline on the deterministic runtime committing to `storage`; returns the steps taken.
 fn runtime<S: Storage>(events: i64, atom: i64, storage: S) -> u64 {
-    let app = AppBuilder::new("bench");
-    let g = app.generator_from_range("g", 0..events, atom as usize);
-    let count = PerKeyState::<u64>::new("count");
-    app.workflow("count")
-        .source(&g)
-        .map(map)
-        .filter(keep)
-        .key_by(key)
-        .processor(move |ctx: &mut Ctx<'_, ()>, _x: i64| {
-            count.update(ctx, |c| *c += 1);
-        })
-        .sink();
     let mut system = DeterministicSystem::with_storage(1, storage);
-    system.launch(app.build().expect("build")).expect("launch");
+    system.launch(pipeline(events, atom, 1)).expect("launch");
     system.run_until_quiescent();
     system.steps()
 }
@@ -167,20 +93,6 @@ fn asks(n: i64) -> u64 {
         .expect("subscribe");
     system.run_until_quiescent();
     out.values().iter().map(|a| a.len() as u64).sum()
-}
-
-/// Best events/s over repetitions lasting at least `budget`.
-fn rate(events: i64, budget: Duration, mut f: impl FnMut() -> u64) -> f64 {
-    let mut best = f64::MAX;
-    let started = Instant::now();
-    let mut reps = 0;
-    while reps < 3 || started.elapsed() < budget {
-        let t = Instant::now();
-        black_box(f());
-        best = best.min(t.elapsed().as_secs_f64());
-        reps += 1;
-    }
-    events as f64 / best
 }
 
 fn main() {

@@ -216,17 +216,48 @@ impl<T: Data> Batch for Columns<T> {
     }
     fn split_by_key(self: Box<Self>, parts: usize) -> Vec<Option<Box<dyn Batch>>> {
         let parts = parts.max(1);
-        let Some(keys) = &self.keys else {
+        if self.keys.is_none() {
             // Every key is Key(0): all events belong to one partition.
-            return one_part(self, partition_of(Key(0), parts), parts);
-        };
+            return one_part(*self, partition_of(Key(0), parts), parts);
+        }
+        let Columns {
+            values,
+            keys,
+            envelopes,
+        } = *self;
+        let keys = keys.unwrap_or_default();
+        // Room for an even share plus slack, so that an uneven split rarely grows a column.
+        let room = values.len() / parts + values.len() / (4 * parts) + 8;
         let mut out: Vec<Columns<T>> = (0..parts)
-            .map(|_| Columns::with_capacity(self.values.len() / parts + 1))
+            .map(|_| Columns {
+                values: Vec::with_capacity(room),
+                keys: Some(Vec::with_capacity(room)),
+                envelopes: envelopes.as_ref().map(|_| Vec::with_capacity(room)),
+            })
             .collect();
-        let destinations: Vec<usize> = keys.iter().map(|k| partition_of(*k, parts)).collect();
-        for ((value, key, envelope), d) in self.into_rows().zip(destinations) {
-            if let Some(part) = out.get_mut(d) {
-                part.push(value, key, envelope);
+        match envelopes {
+            None => {
+                for (value, key) in values.into_iter().zip(keys) {
+                    if let Some(part) = out.get_mut(partition_of(key, parts)) {
+                        part.values.push(value);
+                        if let Some(k) = &mut part.keys {
+                            k.push(key);
+                        }
+                    }
+                }
+            }
+            Some(envelopes) => {
+                for ((value, key), envelope) in values.into_iter().zip(keys).zip(envelopes) {
+                    if let Some(part) = out.get_mut(partition_of(key, parts)) {
+                        part.values.push(value);
+                        if let Some(k) = &mut part.keys {
+                            k.push(key);
+                        }
+                        if let Some(e) = &mut part.envelopes {
+                            e.push(envelope);
+                        }
+                    }
+                }
             }
         }
         out.into_iter().map(non_empty).collect()
@@ -277,14 +308,10 @@ fn non_empty<T: Data>(c: Columns<T>) -> Option<Box<dyn Batch>> {
 }
 
 /// All of `batch` in part `at`, nothing elsewhere.
-fn one_part<T: Data>(
-    batch: Box<Columns<T>>,
-    at: usize,
-    parts: usize,
-) -> Vec<Option<Box<dyn Batch>>> {
+fn one_part<T: Data>(batch: Columns<T>, at: usize, parts: usize) -> Vec<Option<Box<dyn Batch>>> {
     let mut out: Vec<Option<Box<dyn Batch>>> = (0..parts).map(|_| None).collect();
     if let Some(slot) = out.get_mut(at) {
-        *slot = non_empty(*batch);
+        *slot = non_empty(batch);
     }
     out
 }

@@ -27,7 +27,7 @@ pub enum Rt {
 
 /// Either runtime, behind the API both share.
 pub enum Sys<S: Storage + 'static = MemoryStorage> {
-    Deterministic(DeterministicSystem<S>),
+    Deterministic(Box<DeterministicSystem<S>>),
     Threaded(ThreadedSystem<S>),
 }
 

@@ -1,6 +1,8 @@
 //! Routing what a committed workflow step released: its atom to its output stream, asks to
 //! repliers, replies to askers; and sealing or failing a workflow.
 
+use std::collections::HashMap;
+
 use super::{Core, Unit};
 use crate::builder::spec::Kind;
 use crate::error::AskError;
@@ -82,10 +84,14 @@ impl Core {
     /// Delivers replies to their asking workflows, one batch per workflow.
     pub(super) fn route_replies(&mut self, replies: Vec<ReplyMsg>) {
         let mut batches: Vec<(Path, Vec<ReplyMsg>)> = Vec::new();
+        let mut index: HashMap<Path, usize> = HashMap::new();
         for r in replies {
-            match batches.iter_mut().find(|(p, _)| *p == r.to.workflow) {
-                Some((_, b)) => b.push(r),
-                None => batches.push((r.to.workflow.clone(), vec![r])),
+            match index.get(&r.to.workflow) {
+                Some(&i) => batches[i].1.push(r),
+                None => {
+                    index.insert(r.to.workflow.clone(), batches.len());
+                    batches.push((r.to.workflow.clone(), vec![r]));
+                }
             }
         }
         for (path, batch) in batches {

@@ -56,7 +56,7 @@ pub(crate) enum Done {
 
 impl Work {
     /// Does the work: touches only what the work owns, the storage and the thread pool.
-    pub(crate) fn run(self, storage: &mut dyn Storage, par: &dyn Parallel) -> Done {
+    pub(crate) fn run(self, storage: &mut dyn Storage, par: &Parallel) -> Done {
         match self {
             Work::Generate(mut source) => {
                 let next = match &mut source {
@@ -247,7 +247,7 @@ impl Core {
                 }
             }
             Choice::Asks => {
-                let Some((node, asks)) = w.asks.pop_front() else {
+                let Some((node, asks)) = next_asks(&mut w.asks) else {
                     return Begun::Idle;
                 };
                 let mut admitted = Vec::with_capacity(asks.len());
@@ -344,6 +344,35 @@ impl Core {
             _ => tracing::error!(unit = u, "finished work of another kind of unit"),
         }
     }
+}
+
+/// Most asks one replier step takes when it merges queued batches.
+const MERGED_ASKS: usize = 4096;
+
+/// The next batch of asks for one replier node: the first queued batch, merged with the
+/// batches queued behind it for the same node from other askers (up to [`MERGED_ASKS`]), so
+/// many askers cost the replier one step. Batches of one asker stay apart, so that each of its
+/// steps gets its replies in a batch of their own.
+fn next_asks(
+    queue: &mut std::collections::VecDeque<(usize, Vec<crate::portal::AskMsg>)>,
+) -> Option<(usize, Vec<crate::portal::AskMsg>)> {
+    let (node, mut asks) = queue.pop_front()?;
+    let mut askers: std::collections::HashSet<Path> =
+        asks.iter().map(|a| a.from.workflow.clone()).collect();
+    while let Some((next, batch)) = queue.front() {
+        let mergeable = *next == node
+            && asks.len() + batch.len() <= MERGED_ASKS
+            && batch.iter().all(|a| !askers.contains(&a.from.workflow));
+        if !mergeable {
+            break;
+        }
+        let Some((_, batch)) = queue.pop_front() else {
+            break;
+        };
+        askers.extend(batch.iter().map(|a| a.from.workflow.clone()));
+        asks.extend(batch);
+    }
+    Some((node, asks))
 }
 
 fn admits(

@@ -6,7 +6,7 @@ use crate::data::Data;
 use crate::error::Error;
 use crate::gate::PolicyGate;
 use crate::runtime::core::{Begun, Core};
-use crate::runtime::engine::Sequential;
+use crate::runtime::engine::Parallel;
 use crate::runtime::units::{Feeder, Subscription};
 use crate::storage::{MemoryStorage, Storage};
 
@@ -116,7 +116,7 @@ impl<S: Storage> DeterministicSystem<S> {
             Begun::Idle => {}
             Begun::Done => self.core.steps += 1,
             Begun::Work(work) => {
-                let done = work.run(&mut self.storage, &Sequential);
+                let done = work.run(&mut self.storage, &Parallel::Sequential);
                 self.core.finish(unit, done);
             }
         }

@@ -4,8 +4,11 @@
 //! drive workflows through it; they differ only in how the partitions of a stage run (one after
 //! another, or at once on a thread pool).
 
+mod helpers;
 mod partition;
 mod plan;
+
+use std::sync::Arc;
 
 use crate::batch::{Batch, partition_of};
 use crate::builder::spec::WorkflowSpec;
@@ -34,28 +37,26 @@ pub(crate) struct StepOutput {
     pub replies: Vec<ReplyMsg>,
 }
 
-/// How the partitions of one stage run: one after another (the deterministic runtime) or at
-/// once (the threaded runtime).
-pub(crate) trait Parallel {
-    /// Calls `f` on every partition and returns when all calls have returned.
-    fn each(&self, parts: &mut [Partition], f: &(dyn Fn(&mut Partition) + Sync));
-}
-
-/// Runs partitions one after another, in order.
-pub(crate) struct Sequential;
-
-impl Parallel for Sequential {
-    fn each(&self, parts: &mut [Partition], f: &(dyn Fn(&mut Partition) + Sync)) {
-        parts.iter_mut().for_each(f);
-    }
+/// How the partitions of one stage run.
+pub(crate) enum Parallel {
+    /// One after another, in order (the deterministic runtime).
+    Sequential,
+    /// At once: partition 0 on the stepping thread, the others on helper threads the workflow
+    /// starts on its first partitioned step, named `<name>-<i>` (the threaded runtime).
+    Threads {
+        /// The helper threads' name prefix.
+        name: Arc<str>,
+    },
 }
 
 pub(crate) struct WorkflowInstance {
     pub path: Path,
     parts: Vec<Partition>,
-    plan: Plan,
+    plan: Arc<Plan>,
     step: u64,
     origin: u64,
+    /// Threads running partitions 1.. at once, once a threaded runtime asked for them.
+    helpers: Option<helpers::Helpers>,
 }
 
 impl WorkflowInstance {
@@ -64,15 +65,21 @@ impl WorkflowInstance {
         WorkflowInstance {
             path: spec.path.clone(),
             parts: (0..p).map(|i| Partition::new(spec, i as u32)).collect(),
-            plan: Plan::new(spec),
+            plan: Arc::new(Plan::new(spec)),
             step: 0,
             origin: spec.path.stable_id(),
+            helpers: None,
         }
     }
 
     /// Continuations waiting for replies, over all tasks of all partitions.
     pub(crate) fn pending(&self) -> usize {
-        self.parts.iter().map(Partition::pending).sum()
+        self.parts.iter().map(|p| p.pending()).sum()
+    }
+
+    /// Stops the helper threads, if any (they start again when needed).
+    pub(crate) fn stop_helpers(&mut self) {
+        self.helpers = None;
     }
 
     /// Runs one step in every partition and commits it once; on failure nothing of the step is
@@ -81,7 +88,7 @@ impl WorkflowInstance {
         &mut self,
         input: StepInput,
         storage: &mut dyn Storage,
-        par: &dyn Parallel,
+        par: &Parallel,
     ) -> Result<StepOutput, TaskError> {
         let step = self.step + 1;
         let track = storage.keeps_state();
@@ -93,16 +100,23 @@ impl WorkflowInstance {
         if n == 1 {
             self.parts[0].run(&self.plan.all, &[], 1);
         } else {
-            let stages = self.plan.stages.len();
-            for s in 0..stages {
-                let exchange: &[usize] = match self.plan.exchanges.get(s) {
-                    Some(e) if s + 1 < stages => e,
-                    _ => &[],
-                };
-                let nodes = &self.plan.stages[s];
-                par.each(&mut self.parts, &|p: &mut Partition| {
-                    p.run(nodes, exchange, n)
-                });
+            if let (Parallel::Threads { name }, None) = (par, &self.helpers) {
+                let helpers = helpers::Helpers::spawn(n - 1, name)
+                    .map_err(|e| TaskError::new(format!("cannot start partition threads: {e}")))?;
+                self.helpers = Some(helpers);
+            }
+            for s in 0..self.plan.stages.len() {
+                match (&mut self.helpers, par) {
+                    (Some(helpers), Parallel::Threads { .. }) => {
+                        helpers.run_stage(&mut self.parts, &self.plan, s)?;
+                    }
+                    _ => {
+                        let exchange = self.plan.exchange_after(s);
+                        for p in &mut self.parts {
+                            p.run(&self.plan.stages[s], exchange, n);
+                        }
+                    }
+                }
                 if self.parts.iter().any(|p| p.error.is_some()) {
                     break;
                 }

@@ -18,6 +18,9 @@ struct Node {
     non_personal: bool,
 }
 
+/// One batch per partition, `None` where nothing goes.
+pub(super) type Parts = Vec<Option<Box<dyn Batch>>>;
+
 /// Work handed to a task before its regular input in a step.
 pub(super) enum Pre {
     Asks(Vec<AskMsg>),
@@ -35,7 +38,7 @@ pub(crate) struct Partition {
     /// Per node: consumers that have not read its output yet in this step.
     remaining: Vec<usize>,
     /// After a stage: per exchanged node, its output split by destination partition.
-    pub(super) outbox: Vec<(usize, Vec<Option<Box<dyn Batch>>>)>,
+    pub(super) outbox: Vec<(usize, Parts)>,
     /// Before a stage: per exchanged node, the parts sent here, in source-partition order.
     pub(super) inbox: Vec<(usize, Vec<Box<dyn Batch>>)>,
     /// The failure of this partition's share of the step.

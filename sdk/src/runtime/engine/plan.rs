@@ -20,6 +20,14 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// The nodes whose outputs are exchanged after `stage` (none after the last stage).
+    pub(crate) fn exchange_after(&self, stage: usize) -> &[usize] {
+        match self.exchanges.get(stage) {
+            Some(e) if stage + 1 < self.stages.len() => e,
+            _ => &[],
+        }
+    }
+
     pub(crate) fn new(spec: &WorkflowSpec) -> Plan {
         let n = spec.nodes.len();
         let mut consumers = vec![0usize; n];

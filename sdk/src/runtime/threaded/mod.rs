@@ -19,6 +19,7 @@ use crate::data::Data;
 use crate::error::Error;
 use crate::gate::PolicyGate;
 use crate::runtime::core::{Core, Source, Unit};
+use crate::runtime::engine::Parallel;
 use crate::runtime::units::{Feeder, Subscription, Waker};
 use crate::storage::{MemoryStorage, Storage};
 use worker::{Shared, State};
@@ -97,6 +98,9 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             quiet: Condvar::new(),
             storage: Mutex::new(storage),
             pool: RwLock::new(Some(Arc::new(pool))),
+            parallel: Parallel::Threads {
+                name: Arc::from(format!("pods{id}-p")),
+            },
         });
         Ok(ThreadedSystem {
             shared,
@@ -248,6 +252,14 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             .take();
         if pool.is_none() {
             return;
+        }
+        // Partition helper threads end with their workflows' helpers.
+        for unit in &mut self.shared.lock().core.units {
+            if let Unit::Workflow(w) = unit
+                && let Some(engine) = &mut w.engine
+            {
+                engine.stop_helpers();
+            }
         }
         // Dropping the last handle on the pool tells its threads to exit; then join them.
         drop(pool);

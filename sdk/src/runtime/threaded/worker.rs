@@ -4,11 +4,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
-use rayon::prelude::*;
-
 use crate::error::StorageError;
 use crate::runtime::core::{Begun, Core};
-use crate::runtime::engine::{Parallel, Partition};
+use crate::runtime::engine::Parallel;
 use crate::storage::{Commit, Storage};
 
 /// Steps a unit takes in one turn on a worker before it yields to other units.
@@ -36,6 +34,8 @@ pub(super) struct Shared<S> {
     pub quiet: Condvar,
     pub storage: Mutex<S>,
     pub pool: RwLock<Option<Arc<rayon::ThreadPool>>>,
+    /// How partitioned workflows run their partitions.
+    pub parallel: Parallel,
 }
 
 impl<S: Storage + 'static> Shared<S> {
@@ -138,7 +138,7 @@ impl<S: Storage + 'static> Shared<S> {
                     Begun::Work(work) => work,
                 }
             };
-            let done = work.run(&mut LockedStorage::new(&self.storage), &Pool);
+            let done = work.run(&mut LockedStorage::new(&self.storage), &self.parallel);
             let mut st = self.lock();
             st.core.finish(u, done);
             self.schedule_after(&mut st, u);
@@ -175,14 +175,5 @@ impl<S: Storage> Storage for LockedStorage<'_, S> {
 
     fn keeps_state(&self) -> bool {
         self.keeps_state
-    }
-}
-
-/// Runs a stage's partitions at once on the current thread pool.
-struct Pool;
-
-impl Parallel for Pool {
-    fn each(&self, parts: &mut [Partition], f: &(dyn Fn(&mut Partition) + Sync)) {
-        parts.par_iter_mut().with_max_len(1).for_each(f);
     }
 }
