@@ -43,7 +43,7 @@ impl<S: Storage + 'static> Sys<S> {
     pub fn with_storage(rt: Rt, seed: u64, storage: S) -> Sys<S> {
         match rt {
             Rt::Deterministic => {
-                Sys::Deterministic(DeterministicSystem::with_storage(seed, storage))
+                Sys::Deterministic(Box::new(DeterministicSystem::with_storage(seed, storage)))
             }
             Rt::Threaded => {
                 let config = ThreadedConfig {
