@@ -37,6 +37,9 @@ pub(crate) struct StepOutput {
     pub replies: Vec<ReplyMsg>,
 }
 
+/// Events (or asks, or replies) a step needs before its partitions run on several threads.
+const PARALLEL_STEP: usize = 512;
+
 /// How the partitions of one stage run.
 pub(crate) enum Parallel {
     /// One after another, in order (the deterministic runtime).
@@ -95,19 +98,27 @@ impl WorkflowInstance {
         for p in &mut self.parts {
             p.begin(step, track, &self.plan);
         }
+        let size = match &input {
+            StepInput::Atom(b, _) => b.len(),
+            StepInput::Asks(_, asks) => asks.len(),
+            StepInput::Replies(replies) => replies.len(),
+        };
         let position = self.distribute(input);
         let n = self.parts.len();
+        // Handing a stage to another thread has a fixed cost; small steps run their partitions
+        // one after another on this thread.
+        let parallel = matches!(par, Parallel::Threads { .. }) && size >= PARALLEL_STEP;
         if n == 1 {
             self.parts[0].run(&self.plan.all, &[], 1);
         } else {
-            if let (Parallel::Threads { name }, None) = (par, &self.helpers) {
+            if let (Parallel::Threads { name }, None, true) = (par, &self.helpers, parallel) {
                 let helpers = helpers::Helpers::spawn(n - 1, name)
                     .map_err(|e| TaskError::new(format!("cannot start partition threads: {e}")))?;
                 self.helpers = Some(helpers);
             }
             for s in 0..self.plan.stages.len() {
-                match (&mut self.helpers, par) {
-                    (Some(helpers), Parallel::Threads { .. }) => {
+                match (&mut self.helpers, parallel) {
+                    (Some(helpers), true) => {
                         helpers.run_stage(&mut self.parts, &self.plan, s)?;
                     }
                     _ => {

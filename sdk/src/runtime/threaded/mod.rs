@@ -92,7 +92,9 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             active: false,
             stopping: false,
             turn: 0,
+            ready: Vec::new(),
         };
+        let keeps_state = storage.keeps_state();
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             quiet: Condvar::new(),
@@ -101,6 +103,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             parallel: Parallel::Threads {
                 name: Arc::from(format!("pods{id}-p")),
             },
+            keeps_state,
         });
         Ok(ThreadedSystem {
             shared,
@@ -130,6 +133,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             }
         }
         self.shared.schedule(&mut st);
+        self.shared.unlock(st, &mut Vec::new());
         Ok(())
     }
 
@@ -139,6 +143,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             if let Some(shared) = weak.upgrade() {
                 let mut st = shared.lock();
                 shared.schedule(&mut st);
+                shared.unlock(st, &mut Vec::new());
             }
         })
     }
@@ -188,6 +193,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         let mut st = self.shared.lock();
         st.active = true;
         self.shared.schedule(&mut st);
+        self.shared.unlock(st, &mut Vec::new());
     }
 
     /// Runs until no unit can progress; returns the number of steps taken. A system not
@@ -206,6 +212,8 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         let was_active = st.active;
         st.active = true;
         self.shared.schedule(&mut st);
+        self.shared.unlock(st, &mut Vec::new());
+        let mut st = self.shared.lock();
         while st.running > 0 {
             let wait = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {

@@ -9,6 +9,9 @@ use crate::runtime::core::{Begun, Core};
 use crate::runtime::engine::Parallel;
 use crate::storage::{Commit, Storage};
 
+/// Attempts to take the lock by spinning before blocking on it.
+const SPINS: u32 = 2_000;
+
 /// Steps a unit takes in one turn on a worker before it yields to other units.
 const STEPS_PER_TURN: u32 = 32;
 
@@ -25,6 +28,9 @@ pub(super) struct State {
     pub stopping: bool,
     /// Round-robin counter for choices among ready inputs.
     pub turn: usize,
+    /// Units marked busy and still to be handed to the pool, once the lock is released
+    /// (handing over may wake a worker thread, which is not done under the lock).
+    pub ready: Vec<usize>,
 }
 
 /// Everything the workers share.
@@ -36,11 +42,32 @@ pub(super) struct Shared<S> {
     pub pool: RwLock<Option<Arc<rayon::ThreadPool>>>,
     /// How partitioned workflows run their partitions.
     pub parallel: Parallel,
+    /// Whether the storage keeps state values (asked once, at start).
+    pub keeps_state: bool,
 }
 
 impl<S: Storage + 'static> Shared<S> {
+    /// Takes the lock, spinning a few microseconds before sleeping: it is held only briefly,
+    /// and a worker put to sleep and woken again costs more than the wait.
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        for _ in 0..SPINS {
+            match self.state.try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => std::hint::spin_loop(),
+            }
+        }
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Releases the lock, then hands the units scheduled under it to the pool; `spare` is an
+    /// empty list that takes the place of the scheduled one (so the lists' room is reused).
+    pub(super) fn unlock(self: &Arc<Self>, mut st: MutexGuard<'_, State>, spare: &mut Vec<usize>) {
+        std::mem::swap(&mut st.ready, spare);
+        drop(st);
+        for u in spare.drain(..) {
+            self.spawn(u);
+        }
     }
 
     /// Schedules every runnable unit that is not scheduled yet.
@@ -76,7 +103,7 @@ impl<S: Storage + 'static> Shared<S> {
         if !st.busy[u] && st.core.runnable(u) {
             st.busy[u] = true;
             st.running += 1;
-            self.spawn(u);
+            st.ready.push(u);
         }
     }
 
@@ -107,42 +134,51 @@ impl<S: Storage + 'static> Shared<S> {
             tracing::error!(unit = u, %message, "runtime worker panicked");
             let mut st = self.lock();
             self.release(&mut st, u);
+            self.unlock(st, &mut Vec::new());
         }
     }
 
     fn steps(self: &Arc<Self>, u: usize) {
+        // The lock is held from releasing one step's results to taking the next step's input,
+        // so a step costs one acquisition.
+        let mut spare = Vec::new();
+        let mut st = self.lock();
         for _ in 0..STEPS_PER_TURN {
-            let work = {
-                let mut st = self.lock();
-                if st.stopping {
+            if st.stopping {
+                self.release(&mut st, u);
+                self.unlock(st, &mut spare);
+                return;
+            }
+            let mut turn = st.turn;
+            let begun = st.core.begin(u, &mut |n| {
+                turn = turn.wrapping_add(1);
+                turn % n
+            });
+            st.turn = turn;
+            let work = match begun {
+                Begun::Idle => {
                     self.release(&mut st, u);
+                    self.schedule_after(&mut st, u);
+                    self.unlock(st, &mut spare);
                     return;
                 }
-                let mut turn = st.turn;
-                let begun = st.core.begin(u, &mut |n| {
-                    turn = turn.wrapping_add(1);
-                    turn % n
-                });
-                st.turn = turn;
-                match begun {
-                    Begun::Idle => {
-                        self.release(&mut st, u);
-                        self.schedule_after(&mut st, u);
-                        return;
-                    }
-                    Begun::Done => {
-                        st.core.steps += 1;
-                        self.schedule_after(&mut st, u);
-                        continue;
-                    }
-                    Begun::Work(work) => work,
+                Begun::Done => {
+                    st.core.steps += 1;
+                    self.schedule_after(&mut st, u);
+                    continue;
                 }
+                Begun::Work(work) => work,
             };
-            let done = work.run(&mut LockedStorage::new(&self.storage), &self.parallel);
-            let mut st = self.lock();
+            self.unlock(st, &mut spare);
+            let done = work.run(
+                &mut LockedStorage::new(&self.storage, self.keeps_state),
+                &self.parallel,
+            );
+            st = self.lock();
             st.core.finish(u, done);
             self.schedule_after(&mut st, u);
         }
+        self.unlock(st, &mut spare);
         // Out of budget: let other units have the worker, and come back later.
         self.spawn(u);
     }
@@ -155,11 +191,7 @@ struct LockedStorage<'a, S> {
 }
 
 impl<'a, S: Storage> LockedStorage<'a, S> {
-    fn new(storage: &'a Mutex<S>) -> LockedStorage<'a, S> {
-        let keeps_state = storage
-            .lock()
-            .map(|s| s.keeps_state())
-            .unwrap_or_else(|p| p.into_inner().keeps_state());
+    fn new(storage: &'a Mutex<S>, keeps_state: bool) -> LockedStorage<'a, S> {
         LockedStorage {
             storage,
             keeps_state,
