@@ -24,7 +24,7 @@ use pods_sdk::{
 fn threaded_system(workers: usize) -> ThreadedSystem<VolatileStorage> {
     let config = ThreadedConfig {
         workers,
-        stream_bound: 16,
+        ..ThreadedConfig::default()
     };
     ThreadedSystem::with_storage(config, VolatileStorage::new()).expect("threads")
 }

@@ -46,9 +46,11 @@ impl<S: Storage + 'static> Sys<S> {
                 Sys::Deterministic(Box::new(DeterministicSystem::with_storage(seed, storage)))
             }
             Rt::Threaded => {
+                // Tiny stream bounds, and every partitioned step on helper threads.
                 let config = ThreadedConfig {
                     workers: 2,
                     stream_bound: 1,
+                    parallel_step: 1,
                 };
                 Sys::Threaded(ThreadedSystem::with_storage(config, storage).expect("threads"))
             }

@@ -18,6 +18,8 @@ fn threaded(workers: usize, stream_bound: usize) -> ThreadedSystem {
     let config = ThreadedConfig {
         workers,
         stream_bound,
+        // Every partitioned step on helper threads, however small.
+        parallel_step: 1,
     };
     ThreadedSystem::with_storage(config, pods_sdk::MemoryStorage::new()).expect("threads")
 }
@@ -443,7 +445,7 @@ fn multiset(items: Vec<StreamItem<i64>>) -> (Vec<Vec<i64>>, Option<StreamItem<i6
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
     fn random_apps_give_the_deterministic_runtimes_atoms(

@@ -37,9 +37,6 @@ pub(crate) struct StepOutput {
     pub replies: Vec<ReplyMsg>,
 }
 
-/// Events (or asks, or replies) a step needs before its partitions run on several threads.
-const PARALLEL_STEP: usize = 512;
-
 /// How the partitions of one stage run.
 pub(crate) enum Parallel {
     /// One after another, in order (the deterministic runtime).
@@ -49,6 +46,9 @@ pub(crate) enum Parallel {
     Threads {
         /// The helper threads' name prefix.
         name: Arc<str>,
+        /// Events (or asks, or replies) a step needs before its partitions run on several
+        /// threads; smaller steps run them one after another on the stepping thread.
+        min_step: usize,
     },
 }
 
@@ -107,11 +107,11 @@ impl WorkflowInstance {
         let n = self.parts.len();
         // Handing a stage to another thread has a fixed cost; small steps run their partitions
         // one after another on this thread.
-        let parallel = matches!(par, Parallel::Threads { .. }) && size >= PARALLEL_STEP;
+        let parallel = matches!(par, Parallel::Threads { min_step, .. } if size >= *min_step);
         if n == 1 {
             self.parts[0].run(&self.plan.all, &[], 1);
         } else {
-            if let (Parallel::Threads { name }, None, true) = (par, &self.helpers, parallel) {
+            if let (Parallel::Threads { name, .. }, None, true) = (par, &self.helpers, parallel) {
                 let helpers = helpers::Helpers::spawn(n - 1, name)
                     .map_err(|e| TaskError::new(format!("cannot start partition threads: {e}")))?;
                 self.helpers = Some(helpers);

@@ -31,6 +31,10 @@ pub struct ThreadedConfig {
     pub workers: usize,
     /// Unread atoms a stream holds before its producer waits (default 16; at least 1).
     pub stream_bound: usize,
+    /// Events (or asks, or replies) a step of a partitioned workflow needs before its
+    /// partitions run on threads of their own (default 512): handing a stage to another thread
+    /// costs a few microseconds, so smaller steps run their partitions one after another.
+    pub parallel_step: usize,
 }
 
 impl Default for ThreadedConfig {
@@ -38,6 +42,7 @@ impl Default for ThreadedConfig {
         ThreadedConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             stream_bound: 16,
+            parallel_step: 512,
         }
     }
 }
@@ -102,6 +107,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             pool: RwLock::new(Some(Arc::new(pool))),
             parallel: Parallel::Threads {
                 name: Arc::from(format!("pods{id}-p")),
+                min_step: config.parallel_step,
             },
             keeps_state,
         });
