@@ -15,6 +15,11 @@
 //! carries it through every task and portal, and applies a [`PolicyGate`] to every atom a
 //! workflow consumes.
 //!
+//! Two runtimes run the same apps with the same results: [`DeterministicSystem`] (one thread,
+//! a seed fixes the interleaving: for tests and the reference semantics) and
+//! [`ThreadedSystem`] (units on a thread pool, partitioned workflows on several threads,
+//! bounded streams: what a node runs).
+//!
 //! ```
 //! use pods_sdk::{AppBuilder, DeterministicSystem, PerKeyState};
 //!

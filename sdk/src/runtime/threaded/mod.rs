@@ -7,6 +7,36 @@
 //! bounded (a producer waits while its stream holds [`ThreadedConfig::stream_bound`] unread
 //! atoms), except feedback streams that close a cycle through a sequencer, so a slow consumer
 //! slows its producers and cycles cannot deadlock.
+//!
+//! ```
+//! use pods_sdk::{AppBuilder, PerKeyState, ThreadedSystem};
+//!
+//! let app = AppBuilder::new("count");
+//! let numbers = app.generator_from_range("numbers", 0..10_000, 1_000);
+//! let seen = PerKeyState::<u64>::new("seen");
+//! app.workflow("parity")
+//!     .partitions(2)
+//!     .source(&numbers)
+//!     .key_by(|x| x % 2)
+//!     .processor(move |ctx, x: i64| {
+//!         let n = seen.get(ctx) + 1;
+//!         seen.set(ctx, n);
+//!         if n == 5_000 {
+//!             ctx.emit(x % 2);
+//!         }
+//!     })
+//!     .sink();
+//!
+//! let system = ThreadedSystem::new()?;
+//! system.launch(app.build()?)?;
+//! let done = system.subscribe::<i64>("/count/workflows/parity/stream")?;
+//! system.run_until_quiescent();
+//! let mut last: Vec<i64> = done.values().concat();
+//! last.sort();
+//! assert_eq!(last, vec![0, 1]);
+//! system.stop();
+//! # Ok::<(), pods_sdk::Error>(())
+//! ```
 
 mod worker;
 
