@@ -21,7 +21,8 @@ pub(crate) enum Item {
 }
 
 /// A push-based observer of a stream (test subscriptions).
-pub(crate) type Observer = Box<dyn FnMut(&Item) + Send>;
+/// Returns `false` once nobody listens any more, and is then dropped.
+pub(crate) type Observer = Box<dyn FnMut(&Item) -> bool + Send>;
 
 /// Cursor value of a consumer that has read the end marker.
 const DONE: u64 = u64::MAX;
@@ -73,11 +74,10 @@ impl StreamLog {
             return;
         }
         let item = Item::Atom(atom);
-        for o in &mut self.observers {
-            o(&item);
-        }
+        self.observers.retain_mut(|o| o(&item));
         let Item::Atom(atom) = item else { return };
-        if self.cursors.is_empty() {
+        if self.cursors.iter().all(|&c| c == DONE) {
+            // No consumer will read it (none, or all dropped / ended).
             self.base += 1;
         } else {
             self.atoms.push_back(atom);
@@ -90,9 +90,7 @@ impl StreamLog {
             return;
         }
         let item = Item::End(end.clone());
-        for o in &mut self.observers {
-            o(&item);
-        }
+        self.observers.retain_mut(|o| o(&item));
         self.end = Some(end);
     }
 

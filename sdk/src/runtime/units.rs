@@ -170,12 +170,15 @@ impl<T> Clone for Subscription<T> {
 impl<T: Data> Subscription<T> {
     pub(crate) fn new() -> (Subscription<T>, Observer) {
         let items: Arc<Mutex<Vec<StreamItem<T>>>> = Arc::new(Mutex::new(Vec::new()));
-        let sink = items.clone();
+        let sink = Arc::downgrade(&items);
         let observer: Observer = Box::new(move |item: &Item| {
+            let Some(sink) = sink.upgrade() else {
+                return false;
+            };
             let typed = match item {
                 Item::Atom(atom) => match downcast_shared::<T>(atom) {
                     Some(events) => StreamItem::Atom((*events).clone().into_events()),
-                    None => return,
+                    None => return true,
                 },
                 Item::End(End::Seal) => StreamItem::Seal,
                 Item::End(End::Error(m)) => StreamItem::Error(m.clone()),
@@ -183,6 +186,7 @@ impl<T: Data> Subscription<T> {
             if let Ok(mut v) = sink.lock() {
                 v.push(typed);
             }
+            true
         });
         (Subscription { items }, observer)
     }

@@ -51,6 +51,7 @@ impl<S: Storage + 'static> Sys<S> {
                     workers: 2,
                     stream_bound: 1,
                     parallel_step: 1,
+                    pending_asks: 64,
                 };
                 Sys::Threaded(ThreadedSystem::with_storage(config, storage).expect("threads"))
             }

@@ -1,6 +1,8 @@
 //! Regression tests, each named after the defect it pins: failed repliers answer what they
 //! held, splitters in every position and state, the gate on asks, typed asks, edge sizes.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use pods_sdk::{AppBuilder, AskError, PerKeyState, StreamItem};
 
 use crate::{Rt, Sys, atoms_and_seal, run, serve};
@@ -391,7 +393,212 @@ fn on_reply_in_a_later_step_than_the_ask_fails_the_task(rt: Rt) {
     }
 }
 
+/// a workflow that fails on one branch of a splitter drops its consumer, but the stream
+/// keeps appending atoms for a consumer that is gone (every cursor DONE): the stream fills
+/// up, the splitter waits for room forever, and the other branch starves.
+fn a_failed_branch_of_a_splitter_does_not_starve_the_other(rt: Rt) {
+    let app = AppBuilder::new("app");
+    let atoms: Vec<Vec<i64>> = (0..10).map(|a| vec![2 * a, 2 * a + 1]).collect();
+    let g = app.generator_from_atoms("g", atoms);
+    let sp = app.splitter("sp", &g);
+    let even = app.split(&sp, "even", |x: &i64| x % 2 == 0);
+    let odd = app.split(&sp, "odd", |x: &i64| x % 2 == 1);
+    app.workflow("bad")
+        .source(&even)
+        .processor(
+            |_ctx: &mut pods_sdk::Ctx<'_, i64>, _x: i64| -> Result<(), String> { Err("no".into()) },
+        )
+        .sink();
+    app.workflow("good").source(&odd).identity().sink();
+    let mut system = Sys::new(rt, 1);
+    system.launch(app.build().unwrap()).unwrap();
+    let good = system
+        .subscribe::<i64>("/app/workflows/good/stream")
+        .unwrap();
+    system.run_until_quiescent();
+    let want: Vec<Vec<i64>> = (0..10).map(|a| vec![2 * a + 1]).collect();
+    assert_eq!(atoms_and_seal(&good), (want, true));
+}
+/// a splitter ended by a panicking predicate stops reading its input but keeps its cursor,
+/// so the input holds every later atom for it: a sibling consumer of that stream starves once
+/// the stream is full (threaded), and the stream grows without bound (deterministic).
+fn a_splitter_ended_by_a_panic_does_not_starve_its_inputs_other_consumers(rt: Rt) {
+    let app = AppBuilder::new("app");
+    let atoms: Vec<Vec<i64>> = (0..10).map(|a| vec![a]).collect();
+    let g = app.generator_from_atoms("g", atoms.clone());
+    let sp = app.splitter("sp", &g);
+    let s = app.split(&sp, "s", |_: &i64| -> bool { panic!("predicate") });
+    app.workflow("sw").source(&s).identity().sink();
+    app.workflow("good").source(&g).identity().sink();
+    let mut system = Sys::new(rt, 1);
+    system.launch(app.build().unwrap()).unwrap();
+    let good = system
+        .subscribe::<i64>("/app/workflows/good/stream")
+        .unwrap();
+    system.run_until_quiescent();
+    assert_eq!(atoms_and_seal(&good), (atoms, true));
+}
+/// with a partitioned replier, the portal's key function (user code) runs outside the
+/// step's catch_unwind (`WorkflowInstance::distribute`). Its panic escapes the step: in the
+/// deterministic runtime it unwinds out of run_until_quiescent; in the threaded runtime the
+/// worker catches it, the workflow's engine is dropped and the replier is wedged for good
+/// (not failed, no Error on its stream, its askers never answered, never sealed).
+/// With one partition the same panic fails the replier and the asker gets ReplierFailed.
+fn a_panicking_portal_key_fails_a_partitioned_replier(rt: Rt) {
+    for partitions in [1, 2] {
+        let app = AppBuilder::new("app");
+        let portal = app.portal_keyed::<i64, i64, i64>("p", |x| {
+            if *x == 3 {
+                panic!("key of three");
+            }
+            *x
+        });
+        let none = app.generator_from_atoms::<i64>("none", vec![]);
+        app.workflow("server")
+            .partitions(partitions)
+            .source(&none)
+            .replier(&portal, |ctx, req: i64, to| ctx.reply(to, req * 10))
+            .sink();
+        let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3]]);
+        let p = portal.clone();
+        app.workflow("client")
+            .source(&g)
+            .asker(&portal, move |ctx, x: i64| {
+                let h = ctx.ask(&p, x);
+                ctx.on_reply(h, |ctx, r: Result<i64, AskError>| {
+                    ctx.emit(match r {
+                        Ok(v) => v,
+                        Err(AskError::ReplierFailed { .. }) => -1,
+                        Err(_) => -2,
+                    })
+                });
+            })
+            .sink();
+        let mut system = Sys::new(rt, 3);
+        system.launch(app.build().unwrap()).unwrap();
+        let client = system
+            .subscribe::<i64>("/app/workflows/client/stream")
+            .unwrap();
+        let server = system
+            .subscribe::<i64>("/app/workflows/server/stream")
+            .unwrap();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            system.run_until_quiescent();
+        }));
+        assert!(
+            ran.is_ok(),
+            "P={partitions}: a key function's panic escaped the runtime"
+        );
+        assert!(
+            matches!(server.items().last(), Some(StreamItem::Error(_))),
+            "P={partitions}: the replier did not fail: {:?}",
+            server.items()
+        );
+        let (atoms, sealed) = atoms_and_seal(&client);
+        assert_eq!(
+            (atoms.concat(), sealed),
+            (vec![-1, -1, -1], true),
+            "P={partitions}"
+        );
+    }
+}
+/// the policy gate runs outside the step's catch_unwind (Work::run for stream atoms, and
+/// under the core lock in Core::begin for asks). A panicking gate unwinds out of the
+/// deterministic runtime and, in the threaded one, loses the atom and the workflow's engine:
+/// the workflow is wedged with no Error on its stream.
+fn a_panicking_gate_fails_the_workflow(rt: Rt) {
+    use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
+    struct Panics;
+    impl PolicyGate for Panics {
+        fn admit(&self, _workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+            match envelope {
+                Some(e) if e.subject.0 == "eve" => panic!("gate"),
+                _ => Decision::Admit,
+            }
+        }
+    }
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_events(
+        "g",
+        vec![
+            vec![Event::new(1i64)],
+            vec![Event::personal(2i64, Envelope::new("eve", &["c"]))],
+            vec![Event::new(3i64)],
+        ],
+    );
+    app.workflow("wf").source(&g).identity().sink();
+    let mut system = Sys::new(rt, 9);
+    system.set_gate(Panics);
+    system.launch(app.build().unwrap()).unwrap();
+    let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        system.run_until_quiescent();
+    }));
+    assert!(ran.is_ok(), "the gate's panic escaped the runtime");
+    assert!(
+        matches!(out.items().last(), Some(StreamItem::Error(_))),
+        "the workflow neither failed nor went on: {:?}",
+        out.items()
+    );
+}
+/// the gate's check of asks runs in Core::begin, under the core lock and outside any
+/// catch_unwind: the ask batch is already off the queue when it panics, so it is lost.
+fn a_gate_panicking_on_an_ask_fails_the_replier(rt: Rt) {
+    use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
+    struct PanicsAtServer;
+    impl PolicyGate for PanicsAtServer {
+        fn admit(&self, workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+            if envelope.is_some() && workflow.as_str() == "/app/workflows/server" {
+                panic!("gate");
+            }
+            Decision::Admit
+        }
+    }
+    let app = AppBuilder::new("app");
+    let portal = app.portal::<i64, i64>("p");
+    serve(&app, "server", &portal, |ctx, req: i64, to| {
+        ctx.reply(to, req)
+    });
+    let g = app.generator_from_events(
+        "g",
+        vec![vec![Event::personal(42i64, Envelope::new("eve", &["c"]))]],
+    );
+    let p = portal.clone();
+    app.workflow("client")
+        .source(&g)
+        .asker(&portal, move |ctx, x: i64| {
+            let h = ctx.ask(&p, x);
+            ctx.on_reply(
+                h,
+                |ctx: &mut pods_sdk::Ctx<'_, i64>, r: Result<i64, AskError>| {
+                    ctx.emit(if r.is_ok() { 0 } else { -1 })
+                },
+            );
+        })
+        .sink();
+    let mut system = Sys::new(rt, 9);
+    system.set_gate(PanicsAtServer);
+    system.launch(app.build().unwrap()).unwrap();
+    let client = system
+        .subscribe::<i64>("/app/workflows/client/stream")
+        .unwrap();
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        system.run_until_quiescent();
+    }));
+    assert!(ran.is_ok(), "the gate's panic escaped the runtime");
+    assert_eq!(
+        atoms_and_seal(&client),
+        (vec![vec![-1]], true),
+        "the ask was lost"
+    );
+}
+
 crate::on_both_runtimes!(
+    a_failed_branch_of_a_splitter_does_not_starve_the_other,
+    a_splitter_ended_by_a_panic_does_not_starve_its_inputs_other_consumers,
+    a_panicking_portal_key_fails_a_partitioned_replier,
+    a_panicking_gate_fails_the_workflow,
+    a_gate_panicking_on_an_ask_fails_the_replier,
     asks_of_the_batch_a_replier_fails_on_get_replier_failed,
     requests_held_by_a_failed_replier_get_replier_failed,
     a_splitter_over_a_split_of_the_same_app_receives_its_events,
@@ -405,3 +612,39 @@ crate::on_both_runtimes!(
     connecting_to_an_ended_sequencer_is_refused,
     on_reply_in_a_later_step_than_the_ask_fails_the_task,
 );
+
+static CLONES: AtomicI64 = AtomicI64::new(0);
+
+/// A value that counts its clones.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Counted(i64);
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        CLONES.fetch_add(1, Ordering::SeqCst);
+        Counted(self.0)
+    }
+}
+
+/// a subscription's observer is never removed: after the `Subscription` is dropped, every
+/// atom appended to the stream is still copied into its (now unreachable) list, under the core
+/// lock, for as long as the system runs.
+#[test]
+fn a_dropped_subscription_stops_copying_atoms() {
+    let app = AppBuilder::new("app");
+    let atoms: Vec<Vec<Counted>> = (0..100).map(|a| vec![Counted(a)]).collect();
+    app.generator_from_atoms("g", atoms);
+    let mut system = pods_sdk::DeterministicSystem::new(1);
+    system.launch(app.build().unwrap()).unwrap();
+    let sub = system
+        .subscribe::<Counted>("/app/generators/g/stream")
+        .unwrap();
+    drop(sub);
+    let before = CLONES.load(Ordering::SeqCst);
+    system.run_until_quiescent();
+    let copied = CLONES.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        copied, 0,
+        "{copied} values copied for a dropped subscription"
+    );
+}

@@ -3,16 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use pods_sdk::{
-    App, AppBuilder, DeterministicSystem, Error, PerKeyState, StreamItem, ThreadedConfig,
+    App, AppBuilder, AskError, DeterministicSystem, Error, PerKeyState, StreamItem, ThreadedConfig,
     ThreadedSystem,
 };
 use proptest::prelude::*;
 
-use crate::{LIMIT, Rt, Sys, within_limit};
+use crate::{LIMIT, Rt, Sys, atoms_and_seal, serve, within_limit};
 
 fn threaded(workers: usize, stream_bound: usize) -> ThreadedSystem {
     let config = ThreadedConfig {
@@ -20,6 +20,7 @@ fn threaded(workers: usize, stream_bound: usize) -> ThreadedSystem {
         stream_bound,
         // Every partitioned step on helper threads, however small.
         parallel_step: 1,
+        pending_asks: 64,
     };
     ThreadedSystem::with_storage(config, pods_sdk::MemoryStorage::new()).expect("threads")
 }
@@ -484,4 +485,125 @@ proptest! {
             prop_assert_eq!(&observe(Rt::Deterministic, (1, 1, 1)), &reference);
         }
     }
+}
+
+/// asks bypass backpressure. An asker keeps taking input atoms (its output stream has
+/// room) however many of its asks wait in a slow replier's queue, so the replier's ask queue
+/// and the asker's continuations grow with the input, not with the stream bounds
+/// (ARCHITECTURE: "Ask and reply queues are unbounded; they are bounded by the askers' inputs,
+/// which are bounded").
+#[test]
+fn asks_waiting_for_a_slow_replier_stay_bounded() {
+    within_limit(|| {
+        let outstanding = Arc::new(AtomicI64::new(0));
+        let max = Arc::new(AtomicI64::new(0));
+        let app = AppBuilder::new("app");
+        let portal = app.portal::<i64, i64>("slow");
+        let (o1, m1) = (outstanding.clone(), max.clone());
+        serve(&app, "server", &portal, move |ctx, req: i64, to| {
+            m1.fetch_max(o1.fetch_sub(1, Ordering::SeqCst), Ordering::SeqCst);
+            std::thread::sleep(Duration::from_micros(50));
+            ctx.reply(to, req)
+        });
+        let g = app.generator_from_range("g", 0..5_000, 1);
+        let p = portal.clone();
+        let o2 = outstanding.clone();
+        app.workflow("client")
+            .source(&g)
+            .asker(&portal, move |ctx, x: i64| {
+                o2.fetch_add(1, Ordering::SeqCst);
+                let h = ctx.ask(&p, x);
+                ctx.on_reply(h, |ctx, r: Result<i64, AskError>| ctx.emit(r.unwrap_or(-1)));
+            })
+            .sink();
+        let system = threaded(2, 1);
+        system.launch(app.build().unwrap()).unwrap();
+        system.run_until_quiescent_within(LIMIT).unwrap();
+        let max = max.load(Ordering::SeqCst);
+        println!("most asks outstanding: {max}");
+        assert!(
+            max <= 64,
+            "{max} asks queued for the replier with stream bound 1"
+        );
+    });
+}
+
+/// a turn's "yield" after 32 steps, and every neighbour a worker schedules, go to that
+/// worker's own rayon deque, which it pops LIFO before looking at the global queue: a unit
+/// that never runs out of work (an endless cycle) keeps its worker, and units scheduled from
+/// outside (start, feeders, launches) on the global queue never run.
+#[test]
+fn an_endless_cycle_does_not_starve_other_apps() {
+    within_limit(|| {
+        let cycle = AppBuilder::new("cycle");
+        let g = cycle.generator_from_atoms("g", vec![vec![1i64]]);
+        let seq = cycle.sequencer::<i64>("seq");
+        cycle.connect(&g, &seq);
+        let out = cycle
+            .workflow("spin")
+            .source(&seq.stream())
+            .identity()
+            .sink();
+        cycle.connect(&out, &seq);
+        let other = AppBuilder::new("other");
+        let og = other.generator_from_atoms("g", vec![vec![1i64], vec![2], vec![3]]);
+        other.workflow("wf").source(&og).map(|x: i64| x * 10).sink();
+
+        let system = threaded(1, 4);
+        system.launch(cycle.build().unwrap()).unwrap();
+        system.launch(other.build().unwrap()).unwrap();
+        let sub = system
+            .subscribe::<i64>("/other/workflows/wf/stream")
+            .unwrap();
+        system.start();
+        let started = Instant::now();
+        while !sub.ended() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let steps = system.steps();
+        system.stop();
+        assert_eq!(
+            atoms_and_seal(&sub),
+            (vec![vec![10], vec![20], vec![30]], true),
+            "after {steps} steps of the cycle"
+        );
+    });
+}
+
+/// The names of this process's threads starting with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .filter(|n| n.trim().starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// a partitioned workflow's helper threads live until the system stops, even after the
+/// workflow sealed (or failed): a long-running system that launches partitioned apps keeps
+/// P-1 idle OS threads per app ever launched.
+#[test]
+fn helper_threads_of_a_finished_workflow_end() {
+    within_limit(|| {
+        let system = threaded(2, 2);
+        for a in 0..10 {
+            let app = AppBuilder::new(&format!("app{a}"));
+            let g = app.generator_from_range("g", 0..1_000, 100);
+            app.workflow("wf")
+                .partitions(4)
+                .source(&g)
+                .map(|x: i64| x + 1)
+                .sink();
+            system.launch(app.build().unwrap()).unwrap();
+            system.run_until_quiescent_within(LIMIT).unwrap();
+        }
+        // Partition helpers are named `pods<id>-p-<i>`.
+        let helpers = threads_named(&format!("{}p-", system.thread_prefix()));
+        system.stop();
+        assert_eq!(helpers, 0, "helper threads of sealed workflows still alive");
+    });
 }

@@ -9,6 +9,7 @@
 mod launch;
 mod route;
 mod step;
+mod work;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,9 @@ pub(crate) struct Core {
     pub gate: Arc<dyn PolicyGate>,
     /// Atoms a non-feedback stream holds before its producer waits; `None`: unbounded.
     pub bound: Option<usize>,
+    /// Continuations a workflow may have waiting before it takes no more stream atoms;
+    /// `None`: no limit.
+    pub pending_limit: Option<usize>,
     pub steps: u64,
     /// Per unit: the units a step of it may make runnable (the producers of what it reads,
     /// the consumers of what it writes).
@@ -101,8 +105,9 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(bound: Option<usize>) -> Core {
+    pub(crate) fn new(bound: Option<usize>, pending_limit: Option<usize>) -> Core {
         Core {
+            pending_limit,
             streams: Vec::new(),
             units: Vec::new(),
             registry: Registry::default(),
@@ -246,6 +251,12 @@ impl Core {
         self.streams.get(stream).is_some_and(|s| s.ready(consumer))
     }
 
+    /// Whether workflow `w` may take another stream atom: it has fewer continuations waiting
+    /// for replies than the limit (asks would bypass the stream bounds otherwise).
+    pub(crate) fn has_ask_credit(&self, w: &WorkflowUnit) -> bool {
+        self.pending_limit.is_none_or(|l| w.pending < l)
+    }
+
     fn has_room(&self, stream: usize) -> bool {
         self.streams.get(stream).is_none_or(StreamLog::has_room)
     }
@@ -278,7 +289,7 @@ impl Core {
             Unit::Workflow(w) => {
                 w.engine.is_some()
                     && !w.failed
-                    && ((self.ready(w.input) && self.has_room(w.out))
+                    && ((self.ready(w.input) && self.has_room(w.out) && self.has_ask_credit(w))
                         || !w.asks.is_empty()
                         || !w.replies.is_empty())
             }

@@ -118,8 +118,35 @@ impl Core {
             && w.asks.is_empty()
             && w.replies.is_empty();
         if done {
+            // It takes no more steps: its partition helpers can go.
+            if let Unit::Workflow(w) = &mut self.units[u]
+                && let Some(e) = &mut w.engine
+            {
+                e.stop_helpers();
+            }
+            let Unit::Workflow(w) = &self.units[u] else {
+                return;
+            };
             let out = w.out;
             self.streams[out].close(End::Seal);
+        }
+    }
+
+    /// Puts unit `u` right after a defect of the runtime lost its step: a workflow fails
+    /// (answering every request it owes), a generator ends with an error.
+    pub(crate) fn recover(&mut self, u: usize, message: String) {
+        match &mut self.units[u] {
+            Unit::Workflow(w) if !w.failed => self.fail(u, message),
+            Unit::Generator {
+                source: None,
+                closed,
+                stream,
+            } => {
+                *closed = true;
+                let stream = *stream;
+                self.streams[stream].close(End::Error(message));
+            }
+            _ => {}
         }
     }
 
@@ -132,6 +159,9 @@ impl Core {
         tracing::warn!(workflow = %w.path, error = %message, "workflow failed");
         w.failed = true;
         w.replies.clear();
+        if let Some(e) = &mut w.engine {
+            e.stop_helpers();
+        }
         let mut failed: Vec<ReplyMsg> = w
             .asks
             .drain(..)

@@ -1,19 +1,11 @@
 //! A unit's step in three parts: take the input ([`Core::begin`]), do the work
 //! ([`Work::run`], outside the core), release the results ([`Core::finish`]).
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
-
-use super::{Core, OpenRequest, Source, Unit};
-use crate::batch::Batch;
-use crate::error::{AskError, TaskError};
-use crate::gate::{Decision, PolicyGate};
+use super::work::{Done, Work};
+use super::{Core, Source, Unit};
 use crate::path::Path;
-use crate::portal::ReplyMsg;
-use crate::runtime::engine::{Parallel, StepInput, StepOutput, WorkflowInstance, panic_message};
 use crate::runtime::stream::{End, Item};
-use crate::runtime::units::SplitRouter;
-use crate::storage::{InputPosition, Storage};
+use crate::storage::InputPosition;
 
 /// What [`Core::begin`] did.
 pub(crate) enum Begun {
@@ -23,83 +15,6 @@ pub(crate) enum Begun {
     Done,
     /// Work to run outside the core, then to give to [`Core::finish`].
     Work(Work),
-}
-
-/// The part of a step that runs outside the core.
-pub(crate) enum Work {
-    /// Make the generator's next atom.
-    Generate(Source),
-    /// Route an atom to the splits.
-    Split(Arc<Mutex<Box<dyn SplitRouter>>>, Arc<dyn Batch>),
-    /// Run a workflow step over an input atom, which the gate filters first (unless it admits
-    /// everything).
-    Atom(
-        Box<WorkflowInstance>,
-        Arc<dyn Batch>,
-        InputPosition,
-        Arc<dyn PolicyGate>,
-    ),
-    /// Run a workflow step over asks or replies.
-    Step(Box<WorkflowInstance>, StepInput),
-}
-
-/// What the work produced.
-pub(crate) enum Done {
-    Generated(Source, Option<Arc<dyn Batch>>),
-    Split(Result<Vec<Option<Box<dyn Batch>>>, String>),
-    Stepped {
-        engine: Box<WorkflowInstance>,
-        denied: u64,
-        result: Result<StepOutput, TaskError>,
-    },
-}
-
-impl Work {
-    /// Does the work: touches only what the work owns, the storage and the thread pool.
-    pub(crate) fn run(self, storage: &mut dyn Storage, par: &Parallel) -> Done {
-        match self {
-            Work::Generate(mut source) => {
-                let next = match &mut source {
-                    Source::Atoms(iter) => iter.next(),
-                    Source::Feeder(_) => None,
-                };
-                Done::Generated(source, next)
-            }
-            Work::Split(router, atom) => {
-                // Split predicates are user code: a panic ends this splitter only.
-                let parts = match router.lock() {
-                    Ok(r) => catch_unwind(AssertUnwindSafe(|| r.route(atom)))
-                        .map_err(|p| format!("split predicate panicked: {}", panic_message(&*p))),
-                    Err(_) => Err("splitter unusable after a panic".to_owned()),
-                };
-                Done::Split(parts)
-            }
-            Work::Atom(mut engine, atom, position, gate) => {
-                let mut batch = atom.unshare();
-                let mut denied = 0;
-                if !gate.admits_everything() {
-                    let path = &engine.path;
-                    denied = batch
-                        .retain_envelopes(&mut |env| gate.admit(path, env) == Decision::Admit)
-                        as u64;
-                }
-                let result = engine.step(StepInput::Atom(batch, position), storage, par);
-                Done::Stepped {
-                    engine,
-                    denied,
-                    result,
-                }
-            }
-            Work::Step(mut engine, input) => {
-                let result = engine.step(input, storage, par);
-                Done::Stepped {
-                    engine,
-                    denied: 0,
-                    result,
-                }
-            }
-        }
-    }
 }
 
 impl Core {
@@ -201,7 +116,10 @@ impl Core {
         let mut choices = [Choice::Input; 3];
         let mut count = 0;
         for (available, choice) in [
-            (self.ready(w.input) && self.has_room(w.out), Choice::Input),
+            (
+                self.ready(w.input) && self.has_room(w.out) && self.has_ask_credit(w),
+                Choice::Input,
+            ),
             (!w.asks.is_empty(), Choice::Asks),
             (!w.replies.is_empty(), Choice::Replies),
         ] {
@@ -218,7 +136,7 @@ impl Core {
         let Unit::Workflow(w) = &mut self.units[u] else {
             return Begun::Idle;
         };
-        let input = match choice {
+        match choice {
             Choice::Input => {
                 let (stream, consumer) = w.input;
                 let log = &mut self.streams[stream];
@@ -228,63 +146,46 @@ impl Core {
                             stream: log.path.clone(),
                             next: log.cursor(consumer),
                         };
-                        return match w.engine.take() {
+                        match w.engine.take() {
                             Some(e) => Begun::Work(Work::Atom(e, atom, position, gate)),
                             None => Begun::Idle,
-                        };
+                        }
                     }
                     Some(Item::End(End::Seal)) => {
                         w.input_ended = true;
                         self.maybe_seal(u);
-                        return Begun::Done;
+                        Begun::Done
                     }
                     Some(Item::End(End::Error(m))) => {
                         let message = format!("input {} failed: {m}", log.path);
                         self.fail(u, message);
-                        return Begun::Done;
+                        Begun::Done
                     }
-                    None => return Begun::Idle,
+                    None => Begun::Idle,
                 }
             }
             Choice::Asks => {
                 let Some((node, asks)) = next_asks(&mut w.asks) else {
                     return Begun::Idle;
                 };
-                let mut admitted = Vec::with_capacity(asks.len());
-                let mut denied = Vec::new();
-                for ask in asks {
-                    if admits(&*gate, &w.path, ask.envelope.as_deref()) {
-                        let open = OpenRequest {
-                            from: ask.from.clone(),
-                            portal: ask.portal.clone(),
-                            envelope: ask.envelope.clone(),
-                        };
-                        w.open.insert(ask.id, open);
-                        admitted.push(ask);
-                    } else {
-                        let portal = ask.portal.to_string();
-                        denied.push(ReplyMsg::failed(ask, AskError::Denied { portal }));
+                match w.engine.take() {
+                    Some(e) => Begun::Work(Work::Asks(e, node, asks, gate)),
+                    None => {
+                        w.asks.push_front((node, asks));
+                        Begun::Idle
                     }
                 }
-                w.denied += denied.len() as u64;
-                let empty = admitted.is_empty();
-                let engine = if empty { None } else { w.engine.take() };
-                if !denied.is_empty() {
-                    self.route_replies(denied);
-                }
-                return match engine {
-                    Some(e) => Begun::Work(Work::Step(e, StepInput::Asks(node, admitted))),
-                    None => Begun::Done,
-                };
             }
-            Choice::Replies => match w.replies.pop_front() {
-                Some(replies) => StepInput::Replies(replies),
-                None => return Begun::Idle,
+            Choice::Replies => match (w.replies.is_empty(), w.engine.take()) {
+                (false, Some(e)) => match w.replies.pop_front() {
+                    Some(replies) => Begun::Work(Work::Replies(e, replies)),
+                    None => Begun::Idle,
+                },
+                (_, e) => {
+                    w.engine = e;
+                    Begun::Idle
+                }
             },
-        };
-        match w.engine.take() {
-            Some(e) => Begun::Work(Work::Step(e, input)),
-            None => Begun::Idle,
         }
     }
 
@@ -309,7 +210,12 @@ impl Core {
                     }
                 }
             }
-            (Done::Split(parts), Unit::Splitter { outs, ended, .. }) => match parts {
+            (
+                Done::Split(parts),
+                Unit::Splitter {
+                    outs, ended, input, ..
+                },
+            ) => match parts {
                 Ok(parts) => {
                     for (part, out) in parts.into_iter().zip(outs.iter()) {
                         if let Some(part) = part {
@@ -323,12 +229,18 @@ impl Core {
                         self.streams[*out].close(end.clone());
                     }
                     *ended = Some(end);
+                    // It reads nothing more: its input keeps no atoms for it.
+                    if let Some(s) = self.streams.get_mut(input.0) {
+                        s.drop_consumer(input.1);
+                    }
                 }
             },
             (
                 Done::Stepped {
                     engine,
                     denied,
+                    opened,
+                    refused,
                     result,
                 },
                 Unit::Workflow(w),
@@ -336,9 +248,14 @@ impl Core {
                 w.denied += denied;
                 w.pending = engine.pending();
                 w.engine = Some(engine);
+                w.open.extend(opened);
+                if !refused.is_empty() {
+                    self.route_replies(refused);
+                }
                 match result {
-                    Ok(out) => self.released(u, out),
-                    Err(e) => self.fail(u, e.message),
+                    Some(Ok(out)) => self.released(u, out),
+                    Some(Err(e)) => self.fail(u, e.message),
+                    None => self.maybe_seal(u),
                 }
             }
             _ => tracing::error!(unit = u, "finished work of another kind of unit"),
@@ -373,12 +290,4 @@ fn next_asks(
         asks.extend(batch);
     }
     Some((node, asks))
-}
-
-fn admits(
-    gate: &dyn PolicyGate,
-    workflow: &Path,
-    envelope: Option<&crate::data::Envelope>,
-) -> bool {
-    gate.admits_everything() || gate.admit(workflow, envelope) == Decision::Admit
 }

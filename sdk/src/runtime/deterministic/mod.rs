@@ -33,7 +33,7 @@ impl<S: Storage> DeterministicSystem<S> {
     pub fn with_storage(seed: u64, storage: S) -> DeterministicSystem<S> {
         DeterministicSystem {
             rng: seed ^ 0x9e37_79b9_7f4a_7c15,
-            core: Core::new(None),
+            core: Core::new(None, None),
             storage,
             scratch_runnable: Vec::new(),
         }

@@ -118,18 +118,15 @@ impl Helpers {
     }
 }
 
-impl Drop for Helpers {
+impl Drop for Helper {
     fn drop(&mut self) {
-        for h in &mut self.helpers {
-            // Closing the job channel ends the helper's loop.
-            h.jobs = None;
-        }
-        for h in &mut self.helpers {
-            if let Some(t) = h.thread.take()
-                && t.join().is_err()
-            {
-                tracing::error!("a partition helper thread panicked");
-            }
+        // Closing the job channel ends the helper's loop; then it is joined (also when
+        // starting a later helper failed, so no thread is left behind).
+        self.jobs = None;
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("a partition helper thread panicked");
         }
     }
 }

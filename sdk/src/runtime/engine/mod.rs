@@ -60,6 +60,8 @@ pub(crate) struct WorkflowInstance {
     origin: u64,
     /// Threads running partitions 1.. at once, once a threaded runtime asked for them.
     helpers: Option<helpers::Helpers>,
+    /// Starting helper threads failed once; partitions run on the stepping thread.
+    no_helpers: bool,
 }
 
 impl WorkflowInstance {
@@ -72,6 +74,7 @@ impl WorkflowInstance {
             step: 0,
             origin: spec.path.stable_id(),
             helpers: None,
+            no_helpers: false,
         }
     }
 
@@ -111,10 +114,17 @@ impl WorkflowInstance {
         if n == 1 {
             self.parts[0].run(&self.plan.all, &[], 1);
         } else {
-            if let (Parallel::Threads { name, .. }, None, true) = (par, &self.helpers, parallel) {
-                let helpers = helpers::Helpers::spawn(n - 1, name)
-                    .map_err(|e| TaskError::new(format!("cannot start partition threads: {e}")))?;
-                self.helpers = Some(helpers);
+            if let (Parallel::Threads { name, .. }, None, true, false) =
+                (par, &self.helpers, parallel, self.no_helpers)
+            {
+                match helpers::Helpers::spawn(n - 1, name) {
+                    Ok(helpers) => self.helpers = Some(helpers),
+                    // Not fatal: the partitions run one after another on this thread.
+                    Err(e) => {
+                        tracing::warn!(workflow = %self.path, error = %e, "cannot start partition threads");
+                        self.no_helpers = true;
+                    }
+                }
             }
             for s in 0..self.plan.stages.len() {
                 match (&mut self.helpers, parallel) {

@@ -65,6 +65,10 @@ pub struct ThreadedConfig {
     /// partitions run on threads of their own (default 512): handing a stage to another thread
     /// costs a few microseconds, so smaller steps run their partitions one after another.
     pub parallel_step: usize,
+    /// Continuations a workflow may have waiting for replies before it takes no more stream
+    /// atoms (default 4,096): the bound on asks in flight, as `stream_bound` bounds atoms. It
+    /// still answers asks and takes replies meanwhile.
+    pub pending_asks: usize,
 }
 
 impl Default for ThreadedConfig {
@@ -73,6 +77,7 @@ impl Default for ThreadedConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             stream_bound: 16,
             parallel_step: 512,
+            pending_asks: 4_096,
         }
     }
 }
@@ -87,6 +92,8 @@ pub struct ThreadedSystem<S: Storage + 'static = MemoryStorage> {
     shared: Arc<Shared<S>>,
     /// The worker threads, joined by `stop`.
     threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+    /// Held for the whole of `stop`, so that a second `stop` returns only once all is stopped.
+    stopping: Mutex<()>,
     id: u64,
 }
 
@@ -121,13 +128,18 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
                 message: format!("cannot start {workers} worker threads: {e}"),
             })?;
         let state = State {
-            core: Core::new(Some(config.stream_bound.max(1))),
+            core: Core::new(
+                Some(config.stream_bound.max(1)),
+                Some(config.pending_asks.max(1)),
+            ),
             busy: Vec::new(),
             running: 0,
-            active: false,
+            started: false,
+            runs: 0,
             stopping: false,
             turn: 0,
-            ready: Vec::new(),
+            runq: Default::default(),
+            jobs: 0,
         };
         let keeps_state = storage.keeps_state();
         let shared = Arc::new(Shared {
@@ -144,6 +156,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         Ok(ThreadedSystem {
             shared,
             threads,
+            stopping: Mutex::new(()),
             id,
         })
     }
@@ -169,7 +182,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             }
         }
         self.shared.schedule(&mut st);
-        self.shared.unlock(st, &mut Vec::new());
+        self.shared.unlock(st);
         Ok(())
     }
 
@@ -179,7 +192,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             if let Some(shared) = weak.upgrade() {
                 let mut st = shared.lock();
                 shared.schedule(&mut st);
-                shared.unlock(st, &mut Vec::new());
+                shared.unlock(st);
             }
         })
     }
@@ -227,9 +240,9 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
     /// later are taken at once.
     pub fn start(&self) {
         let mut st = self.shared.lock();
-        st.active = true;
+        st.started = true;
         self.shared.schedule(&mut st);
-        self.shared.unlock(st, &mut Vec::new());
+        self.shared.unlock(st);
     }
 
     /// Runs until no unit can progress; returns the number of steps taken. A system not
@@ -245,16 +258,16 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         let deadline = Instant::now().checked_add(limit);
         let mut st = self.shared.lock();
         let start = st.core.steps;
-        let was_active = st.active;
-        st.active = true;
+        st.runs += 1;
         self.shared.schedule(&mut st);
-        self.shared.unlock(st, &mut Vec::new());
+        self.shared.unlock(st);
         let mut st = self.shared.lock();
         while st.running > 0 {
             let wait = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(w) => w,
                     None => {
+                        st.runs -= 1;
                         return Err(Error::Timeout {
                             what: "running until quiescent".to_owned(),
                             millis: limit.as_millis(),
@@ -270,13 +283,14 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        st.active = was_active;
+        st.runs -= 1;
         Ok(st.core.steps - start)
     }
 
     /// Stops: steps in flight finish, no other step begins, and every worker thread has
     /// exited when this returns. Launching afterwards fails with [`Error::Stopped`].
     pub fn stop(&self) {
+        let _one_at_a_time = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
         {
             let mut st = self.shared.lock();
             st.stopping = true;

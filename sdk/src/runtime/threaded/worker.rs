@@ -22,15 +22,21 @@ pub(super) struct State {
     pub busy: Vec<bool>,
     /// Units scheduled or running.
     pub running: usize,
-    /// Whether units are scheduled: after `start`, or during `run_until_quiescent`.
-    pub active: bool,
+    /// Set by `start`: units are scheduled until `stop`.
+    pub started: bool,
+    /// `run_until_quiescent` calls under way (units are scheduled while there is one).
+    pub runs: usize,
     /// Set by `stop`: no unit begins another step.
     pub stopping: bool,
     /// Round-robin counter for choices among ready inputs.
     pub turn: usize,
-    /// Units marked busy and still to be handed to the pool, once the lock is released
-    /// (handing over may wake a worker thread, which is not done under the lock).
-    pub ready: Vec<usize>,
+    /// Busy units waiting for a worker, oldest first. Pool jobs name no unit: each takes the
+    /// oldest, so units take turns in order (rayon runs a worker's own jobs last-in first-out,
+    /// which would let a unit that never runs out of work keep its worker).
+    pub runq: std::collections::VecDeque<usize>,
+    /// Pool jobs still to be started, once the lock is released (starting one may wake a
+    /// worker thread, which is not done under the lock).
+    pub jobs: usize,
 }
 
 /// Everything the workers share.
@@ -60,13 +66,19 @@ impl<S: Storage + 'static> Shared<S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Releases the lock, then hands the units scheduled under it to the pool; `spare` is an
-    /// empty list that takes the place of the scheduled one (so the lists' room is reused).
-    pub(super) fn unlock(self: &Arc<Self>, mut st: MutexGuard<'_, State>, spare: &mut Vec<usize>) {
-        std::mem::swap(&mut st.ready, spare);
+    /// Releases the lock, then starts the pool jobs owed for units queued under it.
+    pub(super) fn unlock(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
+        let jobs = std::mem::take(&mut st.jobs);
         drop(st);
-        for u in spare.drain(..) {
-            self.spawn(u);
+        if jobs == 0 {
+            return;
+        }
+        let pool = self.pool.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(pool) = pool {
+            for _ in 0..jobs {
+                let shared = self.clone();
+                pool.spawn(move || shared.job());
+            }
         }
     }
 
@@ -94,7 +106,7 @@ impl<S: Storage + 'static> Shared<S> {
     }
 
     fn schedule_unit(self: &Arc<Self>, st: &mut State, u: usize) {
-        if !st.active || st.stopping {
+        if !(st.started || st.runs > 0) || st.stopping {
             return;
         }
         if st.busy.len() < st.core.units.len() {
@@ -103,15 +115,8 @@ impl<S: Storage + 'static> Shared<S> {
         if !st.busy[u] && st.core.runnable(u) {
             st.busy[u] = true;
             st.running += 1;
-            st.ready.push(u);
-        }
-    }
-
-    fn spawn(self: &Arc<Self>, u: usize) {
-        let pool = self.pool.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(pool) = pool {
-            let shared = self.clone();
-            pool.spawn(move || shared.turn(u));
+            st.runq.push_back(u);
+            st.jobs += 1;
         }
     }
 
@@ -126,27 +131,35 @@ impl<S: Storage + 'static> Shared<S> {
         }
     }
 
-    /// One turn of unit `u` on a worker: steps while it can, up to a budget.
-    fn turn(self: Arc<Self>, u: usize) {
-        let ran = catch_unwind(AssertUnwindSafe(|| self.steps(u)));
+    /// One pool job: a turn of the oldest queued unit.
+    fn job(self: Arc<Self>) {
+        let mut st = self.lock();
+        let Some(u) = st.runq.pop_front() else {
+            return;
+        };
+        let ran = catch_unwind(AssertUnwindSafe(|| self.turn(u, st)));
         if let Err(panic) = ran {
+            let mut st = self.lock();
+            // A defect of the runtime, not of user code (steps catch that): keep the system
+            // consistent, answer what the unit owes and let it fail.
             let message = crate::runtime::engine::panic_message(&*panic);
             tracing::error!(unit = u, %message, "runtime worker panicked");
-            let mut st = self.lock();
+            st.core
+                .recover(u, format!("runtime worker panicked: {message}"));
             self.release(&mut st, u);
-            self.unlock(st, &mut Vec::new());
+            self.schedule_after(&mut st, u);
+            self.unlock(st);
         }
     }
 
-    fn steps(self: &Arc<Self>, u: usize) {
-        // The lock is held from releasing one step's results to taking the next step's input,
-        // so a step costs one acquisition.
-        let mut spare = Vec::new();
-        let mut st = self.lock();
+    /// A turn of unit `u`: steps while it can, up to a budget, then queues it again. The lock
+    /// is held from releasing one step's results to taking the next step's input, so a step
+    /// costs one acquisition.
+    fn turn<'a>(self: &'a Arc<Self>, u: usize, mut st: MutexGuard<'a, State>) {
         for _ in 0..STEPS_PER_TURN {
             if st.stopping {
                 self.release(&mut st, u);
-                self.unlock(st, &mut spare);
+                self.unlock(st);
                 return;
             }
             let mut turn = st.turn;
@@ -159,7 +172,7 @@ impl<S: Storage + 'static> Shared<S> {
                 Begun::Idle => {
                     self.release(&mut st, u);
                     self.schedule_after(&mut st, u);
-                    self.unlock(st, &mut spare);
+                    self.unlock(st);
                     return;
                 }
                 Begun::Done => {
@@ -169,7 +182,7 @@ impl<S: Storage + 'static> Shared<S> {
                 }
                 Begun::Work(work) => work,
             };
-            self.unlock(st, &mut spare);
+            self.unlock(st);
             let done = work.run(
                 &mut LockedStorage::new(&self.storage, self.keeps_state),
                 &self.parallel,
@@ -178,9 +191,10 @@ impl<S: Storage + 'static> Shared<S> {
             st.core.finish(u, done);
             self.schedule_after(&mut st, u);
         }
-        self.unlock(st, &mut spare);
-        // Out of budget: let other units have the worker, and come back later.
-        self.spawn(u);
+        // Out of budget: to the back of the queue, so other units take their turns.
+        st.runq.push_back(u);
+        st.jobs += 1;
+        self.unlock(st);
     }
 }
 

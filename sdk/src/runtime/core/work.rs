@@ -1,0 +1,188 @@
+//! The middle part of a step, run outside the core: make a generator's atom, route a
+//! splitter's atom, or run a workflow step (admitting its input through the policy gate and
+//! committing). Everything here that calls user or host code (tasks, key functions, split
+//! predicates, the gate, the storage) runs under `catch_unwind`, so a panic fails one workflow
+//! or one splitter and never loses what the core handed out.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+use super::{OpenRequest, Source};
+use crate::batch::Batch;
+use crate::error::{AskError, TaskError};
+use crate::gate::{Decision, PolicyGate};
+use crate::path::Path;
+use crate::portal::{AskId, AskMsg, ReplyMsg};
+use crate::runtime::engine::{Parallel, StepInput, StepOutput, WorkflowInstance, panic_message};
+use crate::runtime::units::SplitRouter;
+use crate::storage::{InputPosition, Storage};
+
+/// The part of a step that runs outside the core.
+pub(crate) enum Work {
+    /// Make the generator's next atom.
+    Generate(Source),
+    /// Route an atom to the splits.
+    Split(Arc<Mutex<Box<dyn SplitRouter>>>, Arc<dyn Batch>),
+    /// Run a workflow step over an input atom, which the gate filters first (unless it admits
+    /// everything).
+    Atom(
+        Box<WorkflowInstance>,
+        Arc<dyn Batch>,
+        InputPosition,
+        Arc<dyn PolicyGate>,
+    ),
+    /// Run a workflow step over the asks for its replier at a node, each admitted by the gate
+    /// first (a denied ask is answered with `AskError::Denied`).
+    Asks(
+        Box<WorkflowInstance>,
+        usize,
+        Vec<AskMsg>,
+        Arc<dyn PolicyGate>,
+    ),
+    /// Run a workflow step over replies.
+    Replies(Box<WorkflowInstance>, Vec<ReplyMsg>),
+}
+
+/// What the work produced.
+pub(crate) enum Done {
+    Generated(Source, Option<Arc<dyn Batch>>),
+    Split(Result<Vec<Option<Box<dyn Batch>>>, String>),
+    Stepped {
+        engine: Box<WorkflowInstance>,
+        /// Events or asks the gate kept out.
+        denied: u64,
+        /// Requests the workflow accepted (it owes each an answer, even if it fails).
+        opened: Vec<(AskId, OpenRequest)>,
+        /// Answers to asks the gate denied.
+        refused: Vec<ReplyMsg>,
+        /// The step's outcome; `None` when nothing was left to step on.
+        result: Option<Result<StepOutput, TaskError>>,
+    },
+}
+
+/// Runs `f`, turning a panic into a task error.
+fn guarded<R>(what: &str, f: impl FnOnce() -> Result<R, TaskError>) -> Result<R, TaskError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(TaskError::new(format!(
+            "{what} panicked: {}",
+            panic_message(&*p)
+        )))
+    })
+}
+
+fn admits(
+    gate: &dyn PolicyGate,
+    workflow: &Path,
+    envelope: Option<&crate::data::Envelope>,
+) -> bool {
+    gate.admits_everything() || gate.admit(workflow, envelope) == Decision::Admit
+}
+
+fn open(ask: &AskMsg) -> (AskId, OpenRequest) {
+    let request = OpenRequest {
+        from: ask.from.clone(),
+        portal: ask.portal.clone(),
+        envelope: ask.envelope.clone(),
+    };
+    (ask.id, request)
+}
+
+impl Work {
+    /// Does the work: touches only what the work owns, the storage and the thread pool.
+    pub(crate) fn run(self, storage: &mut dyn Storage, par: &Parallel) -> Done {
+        match self {
+            Work::Generate(mut source) => {
+                let next = match &mut source {
+                    Source::Atoms(iter) => iter.next(),
+                    Source::Feeder(_) => None,
+                };
+                Done::Generated(source, next)
+            }
+            Work::Split(router, atom) => {
+                // Split predicates are user code: a panic ends this splitter only.
+                let parts = match router.lock() {
+                    Ok(r) => catch_unwind(AssertUnwindSafe(|| r.route(atom)))
+                        .map_err(|p| format!("split predicate panicked: {}", panic_message(&*p))),
+                    Err(_) => Err("splitter unusable after a panic".to_owned()),
+                };
+                Done::Split(parts)
+            }
+            Work::Atom(mut engine, atom, position, gate) => {
+                let mut denied = 0;
+                let result = guarded("step", || {
+                    let mut batch = atom.unshare();
+                    if !gate.admits_everything() {
+                        let path = &engine.path;
+                        denied = batch
+                            .retain_envelopes(&mut |env| gate.admit(path, env) == Decision::Admit)
+                            as u64;
+                    }
+                    engine.step(StepInput::Atom(batch, position), storage, par)
+                });
+                Done::Stepped {
+                    engine,
+                    denied,
+                    opened: Vec::new(),
+                    refused: Vec::new(),
+                    result: Some(result),
+                }
+            }
+            Work::Asks(mut engine, node, asks, gate) => {
+                let path = engine.path.clone();
+                let verdicts = guarded("policy gate", || {
+                    Ok(asks
+                        .iter()
+                        .map(|a| admits(&*gate, &path, a.envelope.as_deref()))
+                        .collect::<Vec<bool>>())
+                });
+                let verdicts = match verdicts {
+                    Ok(v) => v,
+                    // The workflow fails; it owes every one of these asks an answer.
+                    Err(e) => {
+                        return Done::Stepped {
+                            engine,
+                            denied: 0,
+                            opened: asks.iter().map(open).collect(),
+                            refused: Vec::new(),
+                            result: Some(Err(e)),
+                        };
+                    }
+                };
+                let (mut opened, mut admitted, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+                for (ask, admit) in asks.into_iter().zip(verdicts) {
+                    if admit {
+                        opened.push(open(&ask));
+                        admitted.push(ask);
+                    } else {
+                        let portal = ask.portal.to_string();
+                        refused.push(ReplyMsg::failed(ask, AskError::Denied { portal }));
+                    }
+                }
+                let result = (!admitted.is_empty()).then(|| {
+                    guarded("step", || {
+                        engine.step(StepInput::Asks(node, admitted), storage, par)
+                    })
+                });
+                Done::Stepped {
+                    engine,
+                    denied: refused.len() as u64,
+                    opened,
+                    refused,
+                    result,
+                }
+            }
+            Work::Replies(mut engine, replies) => {
+                let result = guarded("step", || {
+                    engine.step(StepInput::Replies(replies), storage, par)
+                });
+                Done::Stepped {
+                    engine,
+                    denied: 0,
+                    opened: Vec::new(),
+                    refused: Vec::new(),
+                    result: Some(result),
+                }
+            }
+        }
+    }
+}
