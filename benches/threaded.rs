@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use common::{pipeline, rate, staged};
 use pods_sdk::{
-    App, AppBuilder, AskError, DeterministicSystem, ThreadedConfig, ThreadedSystem, VolatileStorage,
+    App, AppBuilder, AskError, DeterministicSystem, Portal, ThreadedConfig, ThreadedSystem,
+    VolatileStorage,
 };
 
 fn threaded_system(workers: usize) -> ThreadedSystem<VolatileStorage> {
@@ -44,10 +45,9 @@ fn deterministic(app: App) -> u64 {
     system.run_until_quiescent()
 }
 
-/// `askers` closed loops, each asking an echo portal `rounds` times in a row; the replier
-/// counts the asks it answered into `answered`.
-fn closed_loops(askers: usize, rounds: i64, answered: Arc<AtomicU64>) -> App {
-    let app = AppBuilder::new("asks");
+/// Adds an echo portal (keyed by the request) whose replier counts the asks it answers into
+/// `answered`.
+fn echo_server(app: &AppBuilder, answered: Arc<AtomicU64>) -> Portal<i64, i64> {
     let echo = app.portal_keyed::<i64, i64, i64>("echo", |x| *x);
     let none = app.generator_from_atoms::<i64>("none", vec![]);
     app.workflow("server")
@@ -56,6 +56,14 @@ fn closed_loops(askers: usize, rounds: i64, answered: Arc<AtomicU64>) -> App {
             answered.fetch_add(1, Ordering::Relaxed);
             ctx.reply(to, x)
         });
+    echo
+}
+
+/// `askers` closed loops, each asking an echo portal `rounds` times in a row; the replier
+/// counts the asks it answered into `answered`.
+fn closed_loops(askers: usize, rounds: i64, answered: Arc<AtomicU64>) -> App {
+    let app = AppBuilder::new("asks");
+    let echo = echo_server(&app, answered);
     for i in 0..askers {
         let g = app.generator_from_atoms(&format!("start{i}"), vec![vec![rounds]]);
         let again = app.sequencer::<i64>(&format!("loop{i}"));
@@ -88,14 +96,7 @@ fn closed_loops(askers: usize, rounds: i64, answered: Arc<AtomicU64>) -> App {
 /// sending the next, `rounds` times; the replier counts the asks into `answered`.
 fn clients_in_one_workflow(clients: usize, rounds: i64, answered: Arc<AtomicU64>) -> App {
     let app = AppBuilder::new("asks");
-    let echo = app.portal_keyed::<i64, i64, i64>("echo", |x| *x);
-    let none = app.generator_from_atoms::<i64>("none", vec![]);
-    app.workflow("server")
-        .source(&none)
-        .replier(&echo, move |ctx, x, to| {
-            answered.fetch_add(1, Ordering::Relaxed);
-            ctx.reply(to, x)
-        });
+    let echo = echo_server(&app, answered);
     // Client c's request carries its rounds left in the low 32 bits and c above them.
     let start: Vec<i64> = (0..clients as i64).map(|c| (c << 32) | rounds).collect();
     let g = app.generator_from_atoms("start", vec![start]);

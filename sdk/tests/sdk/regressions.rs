@@ -393,9 +393,8 @@ fn on_reply_in_a_later_step_than_the_ask_fails_the_task(rt: Rt) {
     }
 }
 
-/// a workflow that fails on one branch of a splitter drops its consumer, but the stream
-/// keeps appending atoms for a consumer that is gone (every cursor DONE): the stream fills
-/// up, the splitter waits for room forever, and the other branch starves.
+/// A workflow failing on one split drops its consumer; the split then keeps no atoms for
+/// anyone, so the splitter is never held back and the other split gets every atom and the seal.
 fn a_failed_branch_of_a_splitter_does_not_starve_the_other(rt: Rt) {
     let app = AppBuilder::new("app");
     let atoms: Vec<Vec<i64>> = (0..10).map(|a| vec![2 * a, 2 * a + 1]).collect();
@@ -419,9 +418,9 @@ fn a_failed_branch_of_a_splitter_does_not_starve_the_other(rt: Rt) {
     let want: Vec<Vec<i64>> = (0..10).map(|a| vec![2 * a + 1]).collect();
     assert_eq!(atoms_and_seal(&good), (want, true));
 }
-/// a splitter ended by a panicking predicate stops reading its input but keeps its cursor,
-/// so the input holds every later atom for it: a sibling consumer of that stream starves once
-/// the stream is full (threaded), and the stream grows without bound (deterministic).
+
+/// A splitter ended by a panicking predicate stops consuming its input, so the input keeps no
+/// atoms for it and a sibling consumer of that stream gets every atom and the seal.
 fn a_splitter_ended_by_a_panic_does_not_starve_its_inputs_other_consumers(rt: Rt) {
     let app = AppBuilder::new("app");
     let atoms: Vec<Vec<i64>> = (0..10).map(|a| vec![a]).collect();
@@ -438,12 +437,9 @@ fn a_splitter_ended_by_a_panic_does_not_starve_its_inputs_other_consumers(rt: Rt
     system.run_until_quiescent();
     assert_eq!(atoms_and_seal(&good), (atoms, true));
 }
-/// with a partitioned replier, the portal's key function (user code) runs outside the
-/// step's catch_unwind (`WorkflowInstance::distribute`). Its panic escapes the step: in the
-/// deterministic runtime it unwinds out of run_until_quiescent; in the threaded runtime the
-/// worker catches it, the workflow's engine is dropped and the replier is wedged for good
-/// (not failed, no Error on its stream, its askers never answered, never sealed).
-/// With one partition the same panic fails the replier and the asker gets ReplierFailed.
+
+/// A portal's key function that panics fails the replier (with one partition or several: the
+/// key is computed to route the ask to its partition), and every asker gets `ReplierFailed`.
 fn a_panicking_portal_key_fails_a_partitioned_replier(rt: Rt) {
     for partitions in [1, 2] {
         let app = AppBuilder::new("app");
@@ -502,10 +498,9 @@ fn a_panicking_portal_key_fails_a_partitioned_replier(rt: Rt) {
         );
     }
 }
-/// the policy gate runs outside the step's catch_unwind (Work::run for stream atoms, and
-/// under the core lock in Core::begin for asks). A panicking gate unwinds out of the
-/// deterministic runtime and, in the threaded one, loses the atom and the workflow's engine:
-/// the workflow is wedged with no Error on its stream.
+
+/// A policy gate that panics on a stream atom fails the workflow (`Error` on its output); the
+/// runtime goes on.
 fn a_panicking_gate_fails_the_workflow(rt: Rt) {
     use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
     struct Panics;
@@ -541,8 +536,9 @@ fn a_panicking_gate_fails_the_workflow(rt: Rt) {
         out.items()
     );
 }
-/// the gate's check of asks runs in Core::begin, under the core lock and outside any
-/// catch_unwind: the ask batch is already off the queue when it panics, so it is lost.
+
+/// A policy gate that panics on an ask fails the replier, and the ask is answered with an
+/// error rather than lost.
 fn a_gate_panicking_on_an_ask_fails_the_replier(rt: Rt) {
     use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
     struct PanicsAtServer;
@@ -626,9 +622,7 @@ impl Clone for Counted {
     }
 }
 
-/// a subscription's observer is never removed: after the `Subscription` is dropped, every
-/// atom appended to the stream is still copied into its (now unreachable) list, under the core
-/// lock, for as long as the system runs.
+/// A dropped subscription is unregistered: the stream copies nothing more for it.
 #[test]
 fn a_dropped_subscription_stops_copying_atoms() {
     let app = AppBuilder::new("app");

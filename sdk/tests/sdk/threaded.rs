@@ -487,11 +487,8 @@ proptest! {
     }
 }
 
-/// asks bypass backpressure. An asker keeps taking input atoms (its output stream has
-/// room) however many of its asks wait in a slow replier's queue, so the replier's ask queue
-/// and the asker's continuations grow with the input, not with the stream bounds
-/// (ARCHITECTURE: "Ask and reply queues are unbounded; they are bounded by the askers' inputs,
-/// which are bounded").
+/// An asker whose asks wait for a slow replier takes no more input once `pending_asks`
+/// continuations wait: asks in flight stay bounded however long the input.
 #[test]
 fn asks_waiting_for_a_slow_replier_stay_bounded() {
     within_limit(|| {
@@ -528,10 +525,8 @@ fn asks_waiting_for_a_slow_replier_stay_bounded() {
     });
 }
 
-/// a turn's "yield" after 32 steps, and every neighbour a worker schedules, go to that
-/// worker's own rayon deque, which it pops LIFO before looking at the global queue: a unit
-/// that never runs out of work (an endless cycle) keeps its worker, and units scheduled from
-/// outside (start, feeders, launches) on the global queue never run.
+/// Units take turns in order: an endless cycle on one worker does not keep another app from
+/// running to its end.
 #[test]
 fn an_endless_cycle_does_not_starve_other_apps() {
     within_limit(|| {
@@ -570,7 +565,7 @@ fn an_endless_cycle_does_not_starve_other_apps() {
     });
 }
 
-/// The names of this process's threads starting with `prefix`.
+/// How many of this process's threads have names starting with `prefix`.
 fn threads_named(prefix: &str) -> usize {
     std::fs::read_dir("/proc/self/task")
         .map(|tasks| {
@@ -583,9 +578,8 @@ fn threads_named(prefix: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// a partitioned workflow's helper threads live until the system stops, even after the
-/// workflow sealed (or failed): a long-running system that launches partitioned apps keeps
-/// P-1 idle OS threads per app ever launched.
+/// A partitioned workflow's helper threads end when it seals, so a long-running system does
+/// not keep threads for every partitioned app it ever ran.
 #[test]
 fn helper_threads_of_a_finished_workflow_end() {
     within_limit(|| {
