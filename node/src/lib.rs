@@ -1,2 +1,43 @@
-//! `pods-node`: the Pods daemon as a library.
+//! `pods-node`: the Pods node as a library. So far its durable store: [`SqliteStore`], the
+//! sdk's [`Storage`](pods_sdk::Storage) on SQLite (WAL), committing one changelog record per
+//! atom in one transaction, compacting records into snapshots, and recovering a workflow's
+//! committed state; a damaged, foreign or newer database is refused with a typed
+//! [`NodeError`] naming the file, and never replaced.
+//!
+//! ```
+//! use pods_node::{SqliteStore, StoreOptions};
+//! use pods_sdk::{AppBuilder, DeterministicSystem, Path, PerKeyState};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let app = AppBuilder::new("shop");
+//! let orders = app.generator_from_atoms("orders", vec![vec![("apple".to_string(), 2i64)]]);
+//! let stock = PerKeyState::<i64>::with_initial("stock", 10);
+//! app.workflow("reserve")
+//!     .source(&orders)
+//!     .key_by(|(item, _)| item.clone())
+//!     .processor(move |ctx, (_, n): (String, i64)| {
+//!         let left = stock.get(ctx) - n;
+//!         stock.set(ctx, left);
+//!         ctx.emit(left);
+//!     })
+//!     .sink();
+//! let store = SqliteStore::open(dir.path(), StoreOptions::default())?;
+//! let mut system = DeterministicSystem::with_storage(1, store);
+//! system.launch(app.build()?)?;
+//! system.run_until_quiescent();
+//! drop(system);
+//!
+//! // Reopened: the committed value and input position are there.
+//! let store = SqliteStore::open(dir.path(), StoreOptions::default())?;
+//! let recovered = store.recover(Path::parse("/shop/workflows/reserve")?.stable_id())?;
+//! assert_eq!(recovered.values.len(), 1);
+//! assert_eq!(recovered.input.map(|p| p.next), Some(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
+
+mod error;
+mod store;
+
+pub use error::NodeError;
+pub use store::{DATABASE, Recovered, SqliteStore, StoreOptions, Synchronous};

@@ -1,0 +1,388 @@
+//! The node's durable store: one SQLite database (WAL) in the data dir. A workflow's atom
+//! commits as one changelog record (the input position after it and every state value it
+//! wrote) in one transaction; compaction folds a workflow's records into a snapshot of its
+//! values. Recovery reads the snapshot and the records after it.
+
+mod payload;
+mod record;
+mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pods_sdk::{Commit, InputPosition, Key, Storage, StorageError};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::NodeError;
+use record::{Bytes, Record, Write};
+
+/// The database file's name in the data dir.
+pub const DATABASE: &str = "pods.db";
+
+/// How hard a commit waits for the disk (SQLite's `synchronous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synchronous {
+    /// A commit survives a crash of the process; a power loss may lose the last commits
+    /// (never corrupts).
+    Normal,
+    /// A commit survives a power loss too (an fsync per commit).
+    Full,
+}
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Durability of each commit (default `Full`).
+    pub synchronous: Synchronous,
+    /// Open for reading only (inspection of a stopped node's data dir); commits fail.
+    pub read_only: bool,
+    /// Largest size of the database in pages (SQLite's `max_page_count`); `None`: no limit
+    /// beyond the disk's.
+    pub max_pages: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            synchronous: Synchronous::Full,
+            read_only: false,
+            max_pages: None,
+        }
+    }
+}
+
+/// A workflow's committed state, as recovery finds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The last committed step (0: none).
+    pub step: u64,
+    /// Where its input stood after that step, if it has consumed a stream atom.
+    pub input: Option<InputPosition>,
+    /// Every state value held, by state id and key (`None` for per-task state), as the
+    /// state's CBOR encoding.
+    pub values: BTreeMap<(u64, Option<Key>), Vec<u8>>,
+}
+
+/// The SQLite store; implements the sdk's [`Storage`].
+pub struct SqliteStore {
+    conn: Connection,
+    file: PathBuf,
+    scratch: Vec<u8>,
+    commits: u64,
+    last_error: Option<NodeError>,
+}
+
+/// SQLite keeps integers signed; keys and ids are unsigned 64-bit hashes, stored bit for bit.
+fn signed(n: u64) -> i64 {
+    n as i64
+}
+
+fn unsigned(n: i64) -> u64 {
+    n as u64
+}
+
+impl SqliteStore {
+    /// Opens the store in `dir` (creating the directory and the database if absent). Refuses a
+    /// foreign, damaged or newer database with a typed error, and never starts empty over an
+    /// existing file.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<SqliteStore, NodeError> {
+        if !options.read_only {
+            std::fs::create_dir_all(dir).map_err(|e| NodeError::DataDir {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        }
+        let file = dir.join(DATABASE);
+        let conn = schema::open(&file, options.read_only)?;
+        let sql = |e| NodeError::sqlite(&file, e);
+        if !options.read_only {
+            let level = match options.synchronous {
+                Synchronous::Normal => "NORMAL",
+                Synchronous::Full => "FULL",
+            };
+            conn.pragma_update(None, "synchronous", level)
+                .map_err(sql)?;
+        }
+        if let Some(pages) = options.max_pages {
+            conn.pragma_update(None, "max_page_count", signed(pages))
+                .map_err(sql)?;
+        }
+        Ok(SqliteStore {
+            conn,
+            file,
+            scratch: Vec::new(),
+            commits: 0,
+            last_error: None,
+        })
+    }
+
+    /// The database file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Commits made through this handle.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// The typed error of the last failed commit (the sdk sees it as text).
+    pub fn last_error(&self) -> Option<&NodeError> {
+        self.last_error.as_ref()
+    }
+
+    /// What `workflow` (by its path's stable id) has committed: snapshot, then the records
+    /// after it.
+    pub fn recover(&self, workflow: u64) -> Result<Recovered, NodeError> {
+        let file = &self.file;
+        let sql = |e| NodeError::sqlite(file, e);
+        let mut recovered = Recovered::default();
+        let position: Option<(i64, Option<String>, Option<i64>)> = self
+            .conn
+            .query_row(
+                "SELECT step, stream, next FROM positions WHERE workflow = ?1",
+                [signed(workflow)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let Some((step, stream, next)) = position else {
+            return Ok(recovered);
+        };
+        recovered.step = unsigned(step);
+        if let (Some(stream), Some(next)) = (stream, next) {
+            recovered.input = Some(input_position(file, &stream, unsigned(next))?);
+        }
+        let mut snapshot = self
+            .conn
+            .prepare_cached("SELECT state, keyed, key, value FROM snapshot WHERE workflow = ?1")
+            .map_err(sql)?;
+        let rows = snapshot
+            .query_map([signed(workflow)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .map_err(sql)?;
+        for row in rows {
+            let (state, keyed, key, value) = row.map_err(sql)?;
+            let key = (keyed != 0).then_some(Key(unsigned(key)));
+            let value = open_payload(file, "snapshot value", &value)?;
+            recovered.values.insert((unsigned(state), key), value);
+        }
+        for record in self.records(workflow)? {
+            apply(&mut recovered.values, &record, file)?;
+        }
+        Ok(recovered)
+    }
+
+    /// The changelog records of `workflow`, in step order.
+    fn records(&self, workflow: u64) -> Result<Vec<Record>, NodeError> {
+        let file = &self.file;
+        let sql = |e| NodeError::sqlite(file, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT step, record FROM changelog WHERE workflow = ?1 ORDER BY step")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([signed(workflow)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(sql)?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (step, bytes) = row.map_err(sql)?;
+            let record = Record::decode(&bytes).map_err(|detail| NodeError::BadRecord {
+                file: file.clone(),
+                what: format!("changelog {workflow:016x}/{step}"),
+                detail,
+            })?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// Folds `workflow`'s changelog records into its snapshot and deletes them, in one
+    /// transaction; returns how many records were folded.
+    pub fn compact(&mut self, workflow: u64) -> Result<usize, NodeError> {
+        let records = self.records(workflow)?;
+        let Some(last) = records.last().map(|r| r.step) else {
+            return Ok(0);
+        };
+        let file = self.file.clone();
+        let sql = |e| NodeError::sqlite(&file, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO snapshot (workflow, state, keyed, key, value) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (workflow, state, keyed, key) DO UPDATE SET value = excluded.value",
+                )
+                .map_err(sql)?;
+            let mut delete = tx
+                .prepare_cached(
+                    "DELETE FROM snapshot WHERE workflow = ?1 AND state = ?2 AND keyed = ?3 AND key = ?4",
+                )
+                .map_err(sql)?;
+            for record in &records {
+                for w in &record.writes {
+                    let (keyed, key) = (i64::from(w.key.is_some()), signed(w.key.unwrap_or(0)));
+                    match &w.value {
+                        Some(v) => upsert
+                            .execute(params![signed(workflow), signed(w.state), keyed, key, v.0])
+                            .map_err(sql)?,
+                        None => delete
+                            .execute(params![signed(workflow), signed(w.state), keyed, key])
+                            .map_err(sql)?,
+                    };
+                }
+            }
+            tx.execute(
+                "DELETE FROM changelog WHERE workflow = ?1 AND step <= ?2",
+                params![signed(workflow), signed(last)],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "UPDATE positions SET compacted = ?2 WHERE workflow = ?1",
+                params![signed(workflow), signed(last)],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        Ok(records.len())
+    }
+
+    fn try_commit(&mut self, commit: &Commit<'_>) -> Result<(), NodeError> {
+        let mut writes = Vec::with_capacity(commit.writes.len());
+        for w in commit.writes {
+            let value = match w.value {
+                Some(v) => {
+                    self.scratch.clear();
+                    v.encode(&mut self.scratch)
+                        .map_err(|detail| NodeError::BadRecord {
+                            file: self.file.clone(),
+                            what: format!("state {} of {}", w.state.name, commit.workflow),
+                            detail,
+                        })?;
+                    Some(Bytes(payload::seal(&self.scratch)))
+                }
+                None => None,
+            };
+            writes.push(Write {
+                state: w.state.id,
+                key: w.key.map(|k| k.0),
+                value,
+            });
+        }
+        let record = Record {
+            step: commit.step,
+            input: commit
+                .input
+                .as_ref()
+                .map(|p| (p.stream.as_str().to_owned(), p.next)),
+            writes,
+        };
+        let bytes = record.encode().map_err(|detail| NodeError::BadRecord {
+            file: self.file.clone(),
+            what: format!("changelog of {}", commit.workflow),
+            detail,
+        })?;
+        let file = self.file.clone();
+        let sql = |e| NodeError::sqlite(&file, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.prepare_cached("INSERT INTO changelog (workflow, step, record) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| {
+                s.execute(params![
+                    signed(commit.workflow_id),
+                    signed(commit.step),
+                    bytes
+                ])
+            })
+            .map_err(sql)?;
+        let (stream, next) = match &commit.input {
+            Some(p) => (Some(p.stream.as_str()), Some(signed(p.next))),
+            None => (None, None),
+        };
+        tx.prepare_cached(
+            "INSERT INTO positions (workflow, path, step, compacted, stream, next)
+             VALUES (?1, ?2, ?3, 0, ?4, ?5)
+             ON CONFLICT (workflow) DO UPDATE SET step = excluded.step,
+                 stream = coalesce(excluded.stream, stream), next = coalesce(excluded.next, next)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                signed(commit.workflow_id),
+                commit.workflow.as_str(),
+                signed(commit.step),
+                stream,
+                next
+            ])
+        })
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        self.commits += 1;
+        Ok(())
+    }
+}
+
+fn input_position(file: &Path, stream: &str, next: u64) -> Result<InputPosition, NodeError> {
+    let stream = pods_sdk::Path::parse(stream).map_err(|e| NodeError::BadRecord {
+        file: file.to_path_buf(),
+        what: "input position".to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok(InputPosition { stream, next })
+}
+
+fn open_payload(file: &Path, what: &str, stored: &[u8]) -> Result<Vec<u8>, NodeError> {
+    payload::open(stored)
+        .map(<[u8]>::to_vec)
+        .map_err(|e| NodeError::BadRecord {
+            file: file.to_path_buf(),
+            what: what.to_owned(),
+            detail: e.to_string(),
+        })
+}
+
+/// Applies one record's writes to `values`.
+fn apply(
+    values: &mut BTreeMap<(u64, Option<Key>), Vec<u8>>,
+    record: &Record,
+    file: &Path,
+) -> Result<(), NodeError> {
+    for w in &record.writes {
+        let slot = (w.state, w.key.map(Key));
+        match &w.value {
+            Some(v) => {
+                values.insert(slot, open_payload(file, "changelog value", &v.0)?);
+            }
+            None => {
+                values.remove(&slot);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Storage for SqliteStore {
+    fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
+        match self.try_commit(commit) {
+            Ok(()) => {
+                self.last_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(error = %message, workflow = %commit.workflow, step = commit.step, "commit failed");
+                self.last_error = Some(e);
+                Err(StorageError::Backend(message))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! The database's schema: an application id that marks the file as Pods', a version, and the
+//! migrations that bring an older file up to date. Opening checks all three before anything is
+//! written, so the node never starts empty over existing data.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::NodeError;
+
+/// `PRAGMA application_id` of a Pods database ("Pods" in ASCII).
+pub(crate) const APPLICATION_ID: i64 = 0x506f_6473;
+
+/// The schema version this build writes; files of older versions are migrated.
+pub(crate) const VERSION: i64 = 1;
+
+/// Migrations: the statements that bring version `i` to `i + 1` are `MIGRATIONS[i]`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: changelog records per atom, compacted snapshots, input positions.
+    "CREATE TABLE changelog (
+         workflow INTEGER NOT NULL,
+         step INTEGER NOT NULL,
+         record BLOB NOT NULL,
+         PRIMARY KEY (workflow, step)
+     ) WITHOUT ROWID;
+     CREATE TABLE snapshot (
+         workflow INTEGER NOT NULL,
+         state INTEGER NOT NULL,
+         keyed INTEGER NOT NULL,
+         key INTEGER NOT NULL,
+         value BLOB NOT NULL,
+         PRIMARY KEY (workflow, state, keyed, key)
+     ) WITHOUT ROWID;
+     CREATE TABLE positions (
+         workflow INTEGER PRIMARY KEY,
+         path TEXT NOT NULL,
+         step INTEGER NOT NULL,
+         compacted INTEGER NOT NULL,
+         stream TEXT,
+         next INTEGER
+     );",
+];
+
+/// Opens (or creates) the database at `file`: checks that it is a Pods database of a version
+/// this build reads, migrates an older one, and sets WAL journaling.
+pub(crate) fn open(file: &Path, read_only: bool) -> Result<Connection, NodeError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(file, flags).map_err(|e| NodeError::sqlite(file, e))?;
+    let sql = |e| NodeError::sqlite(file, e);
+    // The first read: a file that is not a database fails here.
+    let application_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sql)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql)?;
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(sql)?;
+    let fresh = application_id == 0 && version == 0 && objects == 0;
+    if !fresh && application_id != APPLICATION_ID {
+        return Err(NodeError::Foreign {
+            file: file.to_path_buf(),
+        });
+    }
+    if version > VERSION {
+        return Err(NodeError::NewerSchema {
+            file: file.to_path_buf(),
+            found: version,
+            supported: VERSION,
+        });
+    }
+    if version < VERSION {
+        if read_only {
+            return Err(NodeError::ReadOnly {
+                file: file.to_path_buf(),
+            });
+        }
+        migrate(&conn, version).map_err(sql)?;
+        tracing::info!(file = %file.display(), from = version, to = VERSION, "schema migrated");
+    }
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+    }
+    Ok(conn)
+}
+
+/// Applies the migrations from `from` to [`VERSION`] in one transaction.
+fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        for step in MIGRATIONS.iter().skip(usize::try_from(from).unwrap_or(0)) {
+            conn.execute_batch(step)?;
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        conn.pragma_update(None, "user_version", VERSION)?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}

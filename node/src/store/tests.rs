@@ -1,0 +1,323 @@
+//! The store against real SQLite files: commit and recover, compaction, and each fault.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pods_sdk::{Commit, InputPosition, Key, Path, StateName, StateValue, StateWrite, Storage};
+use proptest::prelude::*;
+
+use super::*;
+
+const WF: u64 = 42;
+
+fn name(id: u64) -> StateName {
+    StateName {
+        workflow: Path::parse("/app/workflows/wf").unwrap(),
+        task: 1,
+        name: Arc::from(format!("s{id}")),
+        id,
+    }
+}
+
+/// Commits `writes` (state id, key, value or removal) as step `step`, with input position
+/// `next` on `/app/generators/g/stream`.
+fn commit(
+    store: &mut SqliteStore,
+    step: u64,
+    next: Option<u64>,
+    writes: &[(u64, Option<u64>, Option<i64>)],
+) -> Result<(), StorageError> {
+    let names: Vec<StateName> = writes.iter().map(|w| name(w.0)).collect();
+    let values: Vec<Option<i64>> = writes.iter().map(|w| w.2).collect();
+    let writes: Vec<StateWrite<'_>> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, w)| StateWrite {
+            state: &names[i],
+            key: w.1.map(Key),
+            value: values[i].as_ref().map(|v| v as &dyn StateValue),
+        })
+        .collect();
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    let input = next.map(|next| InputPosition {
+        stream: Path::parse("/app/generators/g/stream").unwrap(),
+        next,
+    });
+    store.commit(&Commit {
+        workflow: &workflow,
+        workflow_id: WF,
+        step,
+        input,
+        writes: &writes,
+        output_events: 0,
+        asks: 0,
+        replies: 0,
+    })
+}
+
+fn cbor(v: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(&v, &mut out).unwrap();
+    out
+}
+
+fn open(dir: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(dir, StoreOptions::default()).expect("open")
+}
+
+#[test]
+fn committed_values_and_positions_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    commit(
+        &mut store,
+        1,
+        Some(1),
+        &[(7, Some(3), Some(10)), (8, None, Some(1))],
+    )
+    .unwrap();
+    commit(
+        &mut store,
+        2,
+        None,
+        &[(7, Some(3), Some(11)), (7, Some(4), Some(5))],
+    )
+    .unwrap();
+    commit(&mut store, 3, Some(2), &[(7, Some(4), None)]).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    let r = store.recover(WF).unwrap();
+    assert_eq!(r.step, 3);
+    assert_eq!(
+        r.input.map(|p| (p.stream.to_string(), p.next)),
+        Some(("/app/generators/g/stream".to_owned(), 2))
+    );
+    let want: BTreeMap<_, _> = [((7, Some(Key(3))), cbor(11)), ((8, None), cbor(1))].into();
+    assert_eq!(r.values, want);
+    assert_eq!(store.recover(WF + 1).unwrap(), Recovered::default());
+}
+
+#[test]
+fn a_step_committed_twice_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    commit(&mut store, 1, Some(1), &[(7, Some(1), Some(1))]).unwrap();
+    assert!(commit(&mut store, 1, Some(9), &[(7, Some(1), Some(99))]).is_err());
+    let r = store.recover(WF).unwrap();
+    assert_eq!((r.step, r.input.map(|p| p.next)), (1, Some(1)));
+    assert_eq!(r.values.get(&(7, Some(Key(1)))), Some(&cbor(1)));
+}
+
+#[test]
+fn compaction_keeps_what_recovery_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    commit(
+        &mut store,
+        1,
+        Some(1),
+        &[(7, Some(1), Some(1)), (7, Some(2), Some(2))],
+    )
+    .unwrap();
+    commit(&mut store, 2, Some(2), &[(7, Some(2), None)]).unwrap();
+    let before = store.recover(WF).unwrap();
+    assert_eq!(store.compact(WF).unwrap(), 2);
+    assert_eq!(store.compact(WF).unwrap(), 0);
+    commit(&mut store, 3, Some(3), &[(7, Some(1), Some(5))]).unwrap();
+    let after = store.recover(WF).unwrap();
+    assert_eq!(before.values.len(), 1);
+    assert_eq!(after.step, 3);
+    assert_eq!(after.values, [((7, Some(Key(1))), cbor(5))].into());
+}
+
+#[test]
+fn a_foreign_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(DATABASE);
+    let other = rusqlite::Connection::open(&file).unwrap();
+    other
+        .execute_batch("CREATE TABLE mine (x); INSERT INTO mine VALUES (1);")
+        .unwrap();
+    drop(other);
+    let err = SqliteStore::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("refused");
+    assert!(matches!(err, NodeError::Foreign { .. }), "{err}");
+    assert!(err.to_string().contains("pods.db"), "{err}");
+    let other = rusqlite::Connection::open(&file).unwrap();
+    let n: i64 = other
+        .query_row("SELECT count(*) FROM mine", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn a_damaged_file_is_refused_and_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(DATABASE);
+    let junk = b"this is not a database, but it is somebody's data".repeat(100);
+    std::fs::write(&file, &junk).unwrap();
+    let err = SqliteStore::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("refused");
+    assert!(matches!(err, NodeError::Damaged { .. }), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), junk, "the file was changed");
+}
+
+#[test]
+fn a_damaged_page_inside_a_pods_database_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    for step in 1..=200 {
+        commit(
+            &mut store,
+            step,
+            Some(step),
+            &[(7, Some(step), Some(step as i64))],
+        )
+        .unwrap();
+    }
+    drop(store);
+    // Checkpointed into the main file; then overwrite its second half with junk.
+    let file = dir.path().join(DATABASE);
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(conn);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let half = bytes.len() / 2;
+    for b in &mut bytes[half..] {
+        *b = 0xa5;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let result = SqliteStore::open(dir.path(), StoreOptions::default()).and_then(|s| s.recover(WF));
+    let err = result.expect_err("damage noticed");
+    assert!(
+        matches!(err, NodeError::Damaged { .. } | NodeError::BadRecord { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = rusqlite::Connection::open(dir.path().join(DATABASE)).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = SqliteStore::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(
+            err,
+            NodeError::NewerSchema {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_read_only_store_reads_and_refuses_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    commit(&mut store, 1, Some(1), &[(7, Some(1), Some(1))]).unwrap();
+    drop(store);
+    let options = StoreOptions {
+        read_only: true,
+        ..StoreOptions::default()
+    };
+    let mut store = SqliteStore::open(dir.path(), options).unwrap();
+    assert_eq!(store.recover(WF).unwrap().step, 1);
+    assert!(commit(&mut store, 2, Some(2), &[(7, Some(1), Some(2))]).is_err());
+    assert!(
+        matches!(store.last_error(), Some(NodeError::ReadOnly { .. })),
+        "{:?}",
+        store.last_error()
+    );
+    // Opening a data dir that has no database read-only does not create one.
+    let empty = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        read_only: true,
+        ..StoreOptions::default()
+    };
+    assert!(SqliteStore::open(empty.path(), options).is_err());
+    assert!(!empty.path().join(DATABASE).exists());
+}
+
+#[test]
+fn a_full_disk_fails_the_commit_and_keeps_every_earlier_one() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let options = StoreOptions {
+        max_pages: Some(12),
+        ..StoreOptions::default()
+    };
+    let mut store = SqliteStore::open(dir.path(), options).unwrap();
+    let big: Vec<(u64, Option<u64>, Option<i64>)> =
+        (0..200).map(|k| (7, Some(k), Some(k as i64))).collect();
+    let mut committed = 0;
+    let mut failed = false;
+    for step in 1..=100 {
+        if commit(&mut store, step, Some(step), &big).is_err() {
+            failed = true;
+            break;
+        }
+        committed = step;
+    }
+    assert!(failed, "the page limit was never reached");
+    assert!(
+        matches!(store.last_error(), Some(NodeError::DiskFull { .. })),
+        "{:?}",
+        store.last_error()
+    );
+    assert!(
+        store
+            .last_error()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("disk is full")
+    );
+    let r = store.recover(WF).unwrap();
+    assert_eq!(r.step, committed);
+    assert_eq!(r.input.map(|p| p.next), Some(committed));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever the sequence of commits and compactions, recovery gives the values a plain
+    /// fold of the commits gives.
+    #[test]
+    fn recovery_equals_the_fold_of_the_commits(
+        steps in prop::collection::vec(
+            (prop::collection::vec((0u64..3, proptest::option::of(0u64..5), proptest::option::of(-5i64..5)), 0..6), any::<bool>()),
+            1..12,
+        ),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let mut model: BTreeMap<(u64, Option<Key>), Vec<u8>> = BTreeMap::new();
+        for (i, (writes, compact)) in steps.iter().enumerate() {
+            let step = i as u64 + 1;
+            commit(&mut store, step, Some(step), writes).unwrap();
+            for (state, key, value) in writes {
+                let slot = (*state, key.map(Key));
+                match value {
+                    Some(v) => { model.insert(slot, cbor(*v)); }
+                    None => { model.remove(&slot); }
+                }
+            }
+            if *compact {
+                store.compact(WF).unwrap();
+            }
+        }
+        let r = open(dir.path()).recover(WF).unwrap();
+        prop_assert_eq!(r.values, model);
+        prop_assert_eq!(r.step, steps.len() as u64);
+    }
+}
