@@ -40,4 +40,4 @@ mod error;
 mod store;
 
 pub use error::NodeError;
-pub use store::{DATABASE, Recovered, SqliteStore, StoreOptions, Synchronous};
+pub use store::{DATABASE, SqliteStore, StoreOptions, Synchronous};

@@ -68,7 +68,7 @@ pub use runtime::deterministic::DeterministicSystem;
 pub use runtime::threaded::{ThreadedConfig, ThreadedSystem};
 pub use runtime::units::{Feeder, Subscription};
 pub use storage::{
-    Commit, InputPosition, MemoryStorage, StateName, StateValue, StateWrite, Storage,
+    Commit, InputPosition, MemoryStorage, Recovery, StateName, StateValue, StateWrite, Storage,
     VolatileStorage,
 };
 pub use task::ctx::Ctx;

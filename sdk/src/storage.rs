@@ -24,11 +24,20 @@ pub struct StateName {
 }
 
 impl StateName {
-    pub(crate) fn new(workflow: Path, task: u32, name: Arc<str>) -> StateName {
+    /// The name of a per-task state of partition `partition` (partition 0's is the plain name).
+    pub(crate) fn in_partition(
+        workflow: Path,
+        task: u32,
+        name: Arc<str>,
+        partition: u32,
+    ) -> StateName {
         let mut h = StableHasher::default();
         workflow.as_str().hash(&mut h);
         task.hash(&mut h);
         name.hash(&mut h);
+        if partition > 0 {
+            partition.hash(&mut h);
+        }
         StateName {
             id: h.finish(),
             workflow,
@@ -89,6 +98,19 @@ pub struct Commit<'a> {
     pub replies: usize,
 }
 
+/// What a workflow committed in an earlier run of the node, to resume from: its last step,
+/// where its input stood after it, and every state value it held (the state's CBOR encoding,
+/// by [`StateName::id`] and key; `None` for per-task state).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// The last committed step (0: none).
+    pub step: u64,
+    /// Where the workflow's input stood after that step, if it has consumed a stream atom.
+    pub input: Option<InputPosition>,
+    /// Every state value held.
+    pub values: std::collections::BTreeMap<(u64, Option<Key>), Vec<u8>>,
+}
+
 /// Durable (or in-memory) storage of workflow state: one `commit` per atom, all or nothing.
 /// Nothing a step produced is visible or sent before its commit returned `Ok`.
 pub trait Storage: Send {
@@ -100,6 +122,17 @@ pub trait Storage: Send {
     /// spares the runtime collecting them.
     fn keeps_state(&self) -> bool {
         true
+    }
+
+    /// What `workflow` (whose path's stable id is `workflow_id`) committed in an earlier run,
+    /// if anything: a runtime restores it when the workflow is launched. Stores that keep
+    /// nothing across runs return `None`.
+    fn recover(
+        &mut self,
+        _workflow: &Path,
+        _workflow_id: u64,
+    ) -> Result<Option<Recovery>, StorageError> {
+        Ok(None)
     }
 }
 

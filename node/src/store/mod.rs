@@ -10,7 +10,7 @@ mod schema;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pods_sdk::{Commit, InputPosition, Key, Storage, StorageError};
+use pods_sdk::{Commit, InputPosition, Key, Recovery, Storage, StorageError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::NodeError;
@@ -39,6 +39,9 @@ pub struct StoreOptions {
     /// Largest size of the database in pages (SQLite's `max_page_count`); `None`: no limit
     /// beyond the disk's.
     pub max_pages: Option<u64>,
+    /// Changelog records of a workflow after which they are folded into its snapshot (default
+    /// 256), so recovery reads a snapshot and a short tail; `0`: never.
+    pub compact_every: u64,
 }
 
 impl Default for StoreOptions {
@@ -47,20 +50,9 @@ impl Default for StoreOptions {
             synchronous: Synchronous::Full,
             read_only: false,
             max_pages: None,
+            compact_every: 256,
         }
     }
-}
-
-/// A workflow's committed state, as recovery finds it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Recovered {
-    /// The last committed step (0: none).
-    pub step: u64,
-    /// Where its input stood after that step, if it has consumed a stream atom.
-    pub input: Option<InputPosition>,
-    /// Every state value held, by state id and key (`None` for per-task state), as the
-    /// state's CBOR encoding.
-    pub values: BTreeMap<(u64, Option<Key>), Vec<u8>>,
 }
 
 /// The SQLite store; implements the sdk's [`Storage`].
@@ -70,6 +62,9 @@ pub struct SqliteStore {
     scratch: Vec<u8>,
     commits: u64,
     last_error: Option<NodeError>,
+    compact_every: u64,
+    /// Per workflow: records committed since its last compaction (in this run).
+    uncompacted: std::collections::HashMap<u64, u64>,
 }
 
 /// SQLite keeps integers signed; keys and ids are unsigned 64-bit hashes, stored bit for bit.
@@ -113,6 +108,8 @@ impl SqliteStore {
             scratch: Vec::new(),
             commits: 0,
             last_error: None,
+            compact_every: options.compact_every,
+            uncompacted: std::collections::HashMap::new(),
         })
     }
 
@@ -133,10 +130,10 @@ impl SqliteStore {
 
     /// What `workflow` (by its path's stable id) has committed: snapshot, then the records
     /// after it.
-    pub fn recover(&self, workflow: u64) -> Result<Recovered, NodeError> {
+    pub fn recover(&self, workflow: u64) -> Result<Recovery, NodeError> {
         let file = &self.file;
         let sql = |e| NodeError::sqlite(file, e);
-        let mut recovered = Recovered::default();
+        let mut recovered = Recovery::default();
         let position: Option<(i64, Option<String>, Option<i64>)> = self
             .conn
             .query_row(
@@ -227,18 +224,23 @@ impl SqliteStore {
                     "DELETE FROM snapshot WHERE workflow = ?1 AND state = ?2 AND keyed = ?3 AND key = ?4",
                 )
                 .map_err(sql)?;
+            // The last write of each slot wins: fold first, then touch each slot once.
+            let mut last_writes: BTreeMap<(u64, Option<u64>), Option<&Bytes>> = BTreeMap::new();
             for record in &records {
                 for w in &record.writes {
-                    let (keyed, key) = (i64::from(w.key.is_some()), signed(w.key.unwrap_or(0)));
-                    match &w.value {
-                        Some(v) => upsert
-                            .execute(params![signed(workflow), signed(w.state), keyed, key, v.0])
-                            .map_err(sql)?,
-                        None => delete
-                            .execute(params![signed(workflow), signed(w.state), keyed, key])
-                            .map_err(sql)?,
-                    };
+                    last_writes.insert((w.state, w.key), w.value.as_ref());
                 }
+            }
+            for ((state, key), value) in last_writes {
+                let (keyed, key) = (i64::from(key.is_some()), signed(key.unwrap_or(0)));
+                match value {
+                    Some(v) => upsert
+                        .execute(params![signed(workflow), signed(state), keyed, key, v.0])
+                        .map_err(sql)?,
+                    None => delete
+                        .execute(params![signed(workflow), signed(state), keyed, key])
+                        .map_err(sql)?,
+                };
             }
             tx.execute(
                 "DELETE FROM changelog WHERE workflow = ?1 AND step <= ?2",
@@ -324,6 +326,15 @@ impl SqliteStore {
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
         self.commits += 1;
+        let due = self.uncompacted.entry(commit.workflow_id).or_default();
+        *due += 1;
+        if self.compact_every > 0 && *due >= self.compact_every {
+            *due = 0;
+            // The commit stands whatever happens here; a failed compaction is retried later.
+            if let Err(e) = self.compact(commit.workflow_id) {
+                tracing::warn!(error = %e, workflow = %commit.workflow, "compaction failed");
+            }
+        }
         Ok(())
     }
 }
@@ -380,6 +391,18 @@ impl Storage for SqliteStore {
                 self.last_error = Some(e);
                 Err(StorageError::Backend(message))
             }
+        }
+    }
+
+    fn recover(
+        &mut self,
+        _workflow: &pods_sdk::Path,
+        workflow_id: u64,
+    ) -> Result<Option<Recovery>, StorageError> {
+        match SqliteStore::recover(self, workflow_id) {
+            Ok(r) if r.step == 0 => Ok(None),
+            Ok(r) => Ok(Some(r)),
+            Err(e) => Err(StorageError::Backend(e.to_string())),
         }
     }
 }

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use pods_sdk::{Commit, InputPosition, Key, Path, StateName, StateValue, StateWrite, Storage};
+use pods_sdk::{
+    Commit, InputPosition, Key, Path, Recovery, StateName, StateValue, StateWrite, Storage,
+};
 use proptest::prelude::*;
 
 use super::*;
@@ -94,7 +96,7 @@ fn committed_values_and_positions_survive_reopening() {
     );
     let want: BTreeMap<_, _> = [((7, Some(Key(3))), cbor(11)), ((8, None), cbor(1))].into();
     assert_eq!(r.values, want);
-    assert_eq!(store.recover(WF + 1).unwrap(), Recovered::default());
+    assert_eq!(store.recover(WF + 1).unwrap(), Recovery::default());
 }
 
 #[test]

@@ -117,6 +117,30 @@ impl StreamLog {
         }
     }
 
+    /// Moves consumer `c` on to offset `next` (where it stood in an earlier run), if that is
+    /// ahead of it.
+    pub(crate) fn resume(&mut self, c: usize, next: u64) {
+        if let Some(cur) = self.cursors.get_mut(c)
+            && *cur != DONE
+            && *cur < next
+        {
+            *cur = next;
+        }
+    }
+
+    /// The offset no consumer is behind of (`None` without consumers).
+    pub(crate) fn min_cursor(&self) -> Option<u64> {
+        self.cursors.iter().copied().filter(|&c| c != DONE).min()
+    }
+
+    /// Skips `n` atoms no consumer will read (a replayable source fast-forwarded on restart):
+    /// the next appended atom gets an offset `n` higher. Only while the stream holds nothing.
+    pub(crate) fn advance(&mut self, n: u64) {
+        if self.atoms.is_empty() {
+            self.base += n;
+        }
+    }
+
     /// Removes consumer `c` (it reads nothing more), so atoms are no longer kept for it.
     pub(crate) fn drop_consumer(&mut self, c: usize) {
         if let Some(cur) = self.cursors.get_mut(c) {

@@ -235,6 +235,14 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
         self.states.writes(out);
     }
 
+    fn place(&mut self, partition: u32) {
+        self.states.place(partition);
+    }
+
+    fn restore(&mut self, recovery: &crate::storage::Recovery, partitions: usize) {
+        self.states.restore(recovery, partitions);
+    }
+
     fn committed(&mut self) {
         self.states.committed();
     }

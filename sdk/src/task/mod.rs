@@ -52,6 +52,14 @@ pub(crate) trait Task: Send {
         None
     }
 
+    /// Tells the task which partition it runs in (before any step), so that its per-task state
+    /// is named apart from other partitions'.
+    fn place(&mut self, _partition: u32) {}
+
+    /// Restores state values committed in an earlier run (before any step): per-key values
+    /// whose key this partition owns, and this partition's per-task values.
+    fn restore(&mut self, _recovery: &crate::storage::Recovery, _partitions: usize) {}
+
     /// Continuations still waiting for replies.
     fn pending(&self) -> usize {
         0

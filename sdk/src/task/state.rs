@@ -318,12 +318,19 @@ impl<V: Data> AnyTable for Table<V> {
     }
 }
 
+/// A value committed in an earlier run: its key (`None` for per-task state) and CBOR encoding.
+type Stored = (Option<Key>, Vec<u8>);
+
 /// All state tables of one task instance, created on first use.
 pub(crate) struct StateTables {
     owner: (crate::path::Path, u32),
+    /// The partition this task instance runs in.
+    partition: u32,
     tables: Vec<Entry>,
     /// Whether writes are tracked for the commit (the store keeps state values).
     track: bool,
+    /// Values committed in an earlier run, by state id, loaded when their table is created.
+    restored: HashMap<u64, Vec<Stored>>,
 }
 
 /// One table with its handle's id and its concrete type.
@@ -337,8 +344,32 @@ impl StateTables {
     pub(crate) fn new(workflow: crate::path::Path, task: u32) -> StateTables {
         StateTables {
             owner: (workflow, task),
+            partition: 0,
             tables: Vec::new(),
             track: true,
+            restored: HashMap::new(),
+        }
+    }
+
+    /// Sets the partition this instance runs in (per-task state is named per partition).
+    pub(crate) fn place(&mut self, partition: u32) {
+        self.partition = partition;
+    }
+
+    /// Keeps the values of `recovery` this partition holds (of `partitions`), to load into
+    /// each table when it is created.
+    pub(crate) fn restore(&mut self, recovery: &crate::storage::Recovery, partitions: usize) {
+        for ((state, key), value) in &recovery.values {
+            let mine = match key {
+                Some(k) => crate::batch::partition_of(*k, partitions) == self.partition as usize,
+                None => true,
+            };
+            if mine {
+                self.restored
+                    .entry(*state)
+                    .or_default()
+                    .push((*key, value.clone()));
+            }
         }
     }
 
@@ -383,8 +414,16 @@ impl StateTables {
                 self.owner.1, self.owner.0
             )));
         }
-        let table = Table::<V> {
-            name: StateName::new(self.owner.0.clone(), self.owner.1, name.clone()),
+        // Per-key state is one state over all partitions (keys are disjoint); per-task state
+        // is one value per partition, so partitions other than 0 name it apart.
+        let partition = if keyed { 0 } else { self.partition };
+        let mut table = Table::<V> {
+            name: StateName::in_partition(
+                self.owner.0.clone(),
+                self.owner.1,
+                name.clone(),
+                partition,
+            ),
             keyed,
             init: init.clone(),
             map: HashMap::default(),
@@ -393,6 +432,25 @@ impl StateTables {
             removed: false,
             track: self.track,
         };
+        if let Some(values) = self.restored.remove(&table.name.id) {
+            for (key, bytes) in values {
+                let value: V = ciborium::from_reader(bytes.as_slice()).map_err(|e| {
+                    TaskError::new(format!(
+                        "state '{name}' of task {} of {}: the stored value cannot be read as this state's type ({e})",
+                        self.owner.1, self.owner.0
+                    ))
+                })?;
+                let slot = key.map_or(0, |k| k.0);
+                // Present, and not written in this step.
+                table.map.insert(
+                    slot,
+                    Slot {
+                        value,
+                        meta: PRESENT | (table.epoch.wrapping_sub(1) & EPOCH),
+                    },
+                );
+            }
+        }
         self.tables.push(Entry {
             id,
             ty: TypeId::of::<Table<V>>(),

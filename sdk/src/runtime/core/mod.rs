@@ -7,6 +7,7 @@
 //! a worker thread while other units take steps.
 
 mod launch;
+pub(crate) mod resume;
 mod route;
 mod step;
 mod work;

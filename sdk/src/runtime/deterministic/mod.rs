@@ -41,8 +41,14 @@ impl<S: Storage> DeterministicSystem<S> {
 
     /// Launches `app`: checks every reference, type and path against what is running, then
     /// starts its elements. A failed check changes nothing.
+    /// What the workflows committed in an earlier run (the storage's
+    /// [`recover`](Storage::recover)) is restored before their first step.
     pub fn launch(&mut self, app: App) -> Result<(), Error> {
-        self.core.launch(app)
+        let recoveries = crate::runtime::core::resume::recoveries(&app, &mut self.storage)?;
+        self.core.launch(app)?;
+        let not_replayable = self.core.resume(&recoveries);
+        crate::runtime::core::resume::report(&recoveries, &not_replayable);
+        Ok(())
     }
 
     /// Replaces the policy gate applied to every atom a workflow consumes.

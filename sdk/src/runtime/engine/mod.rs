@@ -83,6 +83,16 @@ impl WorkflowInstance {
         self.parts.iter().map(|p| p.pending()).sum()
     }
 
+    /// Resumes from what the workflow committed in an earlier run: its step count and the
+    /// state values of every partition's tasks (before its first step).
+    pub(crate) fn restore(&mut self, recovery: &crate::storage::Recovery) {
+        self.step = recovery.step;
+        let n = self.parts.len();
+        for p in &mut self.parts {
+            p.restore(recovery, n);
+        }
+    }
+
     /// Stops the helper threads, if any (they start again when needed).
     pub(crate) fn stop_helpers(&mut self) {
         self.helpers = None;

@@ -53,7 +53,11 @@ impl Partition {
             .enumerate()
             .map(|(i, n)| Node {
                 inputs: n.inputs.clone(),
-                task: n.factory.as_ref().map(|f| f(&spec.path, i as u32)),
+                task: n.factory.as_ref().map(|f| {
+                    let mut task = f(&spec.path, i as u32);
+                    task.place(index);
+                    task
+                }),
                 non_personal: n.non_personal,
             })
             .collect();
@@ -99,6 +103,13 @@ impl Partition {
     pub(super) fn committed(&mut self) {
         for t in self.nodes.iter_mut().filter_map(|n| n.task.as_mut()) {
             t.committed();
+        }
+    }
+
+    /// Restores state committed in an earlier run into every task.
+    pub(super) fn restore(&mut self, recovery: &crate::storage::Recovery, partitions: usize) {
+        for t in self.nodes.iter_mut().filter_map(|n| n.task.as_mut()) {
+            t.restore(recovery, partitions);
         }
     }
 

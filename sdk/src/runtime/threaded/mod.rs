@@ -164,11 +164,17 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
     /// Launches `app`: checks every reference, type and path against what is running, then
     /// starts its elements (at once, if the system is running). A failed check changes nothing.
     pub fn launch(&self, app: App) -> Result<(), Error> {
+        let recoveries = {
+            let mut storage = self.storage();
+            crate::runtime::core::resume::recoveries(&app, &mut *storage)?
+        };
         let mut st = self.shared.lock();
         if st.stopping {
             return Err(Error::Stopped);
         }
         st.core.launch(app)?;
+        let not_replayable = st.core.resume(&recoveries);
+        crate::runtime::core::resume::report(&recoveries, &not_replayable);
         let waker = self.waker();
         for unit in &st.core.units {
             if let Unit::Generator {

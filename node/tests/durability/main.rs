@@ -1,0 +1,250 @@
+//! Durability against real crashes: a child process (this test binary, re-run in child mode)
+//! counts events per key into a SQLite store and is killed with SIGKILL at random moments, then
+//! restarted; the final state must be what a run never killed gives.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pods_node::{SqliteStore, StoreOptions, Synchronous};
+use pods_sdk::{App, AppBuilder, Ctx, PerKeyState, ThreadedConfig, ThreadedSystem};
+
+/// Environment variable naming the data dir of the child mode.
+const CHILD_DIR: &str = "PODS_DURABILITY_CHILD_DIR";
+const EVENTS: i64 = 200_000;
+const ATOM: usize = 100;
+const KEYS: i64 = 1_000;
+
+/// Generator of `EVENTS` events in atoms of `ATOM` → key_by(x mod KEYS) → per-key count, in two
+/// partitions.
+fn app() -> App {
+    let app = AppBuilder::new("crash");
+    let g = app.generator_from_range("g", 0..EVENTS, ATOM);
+    let count = PerKeyState::<u64>::new("count");
+    app.workflow("count")
+        .partitions(2)
+        .source(&g)
+        .key_by(|x| x % KEYS)
+        .processor(move |ctx: &mut Ctx<'_, ()>, _x: i64| {
+            count.update(ctx, |c| *c += 1);
+        })
+        .sink();
+    app.build().expect("app")
+}
+
+/// The child: runs the app against the store in `dir` until it has nothing left to do.
+#[test]
+#[ignore = "run as a child process by killed_runs_end_in_the_state_of_a_run_never_killed"]
+fn child() {
+    let Some(dir) = std::env::var_os(CHILD_DIR) else {
+        return;
+    };
+    let options = StoreOptions {
+        synchronous: Synchronous::Normal,
+        ..StoreOptions::default()
+    };
+    let store = SqliteStore::open(Path::new(&dir), options).expect("store");
+    let config = ThreadedConfig {
+        workers: 2,
+        parallel_step: 1,
+        ..ThreadedConfig::default()
+    };
+    let system = ThreadedSystem::with_storage(config, store).expect("system");
+    system.launch(app()).expect("launch");
+    system.run_until_quiescent();
+    system.stop();
+    println!("child: done");
+}
+
+fn spawn_child(dir: &Path) -> Child {
+    let exe = std::env::current_exe().expect("test binary");
+    Command::new(exe)
+        .args([
+            "--exact",
+            "child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_DIR, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("child starts")
+}
+
+/// Waits for `child` to exit, at most `limit`; kills it and fails the test past that.
+fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("child did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The committed per-key counts in `dir`.
+fn counts(dir: &Path) -> (u64, Vec<u64>) {
+    let store = SqliteStore::open(dir, StoreOptions::default()).expect("store");
+    let workflow = pods_sdk::Path::parse("/crash/workflows/count").expect("path");
+    let r = store.recover(workflow.stable_id()).expect("recover");
+    let mut counts: Vec<u64> = r
+        .values
+        .values()
+        .map(|bytes| ciborium::from_reader(bytes.as_slice()).expect("a count"))
+        .collect();
+    counts.sort();
+    (r.step, counts)
+}
+
+/// splitmix64, for kill times that a seed repeats.
+fn next(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *seed;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn killed_runs_end_in_the_state_of_a_run_never_killed() {
+    let limit = Duration::from_secs(60);
+    // How long a whole run takes here, to aim the kills inside it.
+    let reference = tempfile::tempdir().expect("dir");
+    let start = Instant::now();
+    let mut child = spawn_child(reference.path());
+    assert!(wait(&mut child, limit).success());
+    let full = start.elapsed();
+    let expected = counts(reference.path());
+    assert_eq!(
+        expected.0,
+        (EVENTS as u64).div_ceil(ATOM as u64),
+        "one step per atom"
+    );
+    assert_eq!(expected.1, vec![(EVENTS / KEYS) as u64; KEYS as usize]);
+    // And how long a start takes that finds everything done (process start, recovery).
+    let start = Instant::now();
+    let mut child = spawn_child(reference.path());
+    assert!(wait(&mut child, limit).success());
+    let restart = start.elapsed();
+    assert_eq!(
+        counts(reference.path()),
+        expected,
+        "a finished run stays finished"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mut seed = 7;
+    let (mut landed, mut progress) = (0, Vec::new());
+    let started = Instant::now();
+    while landed < 20 {
+        assert!(started.elapsed() < limit * 2, "only {landed} kills landed");
+        let mut child = spawn_child(dir.path());
+        // Past the start, then 1 to 20 % of a whole run's work: kills spread over the run.
+        let work = full.saturating_sub(restart).as_micros() as u64;
+        let delay = restart.as_micros() as u64 + work * (1 + next(&mut seed) % 20) / 100;
+        std::thread::sleep(Duration::from_micros(delay));
+        let running = child.try_wait().expect("wait").is_none();
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if running {
+            landed += 1;
+            progress.push(counts(dir.path()).0);
+        }
+    }
+    let mut child = spawn_child(dir.path());
+    let status = wait(&mut child, limit);
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    assert!(status.success() && out.contains("child: done"), "{out}");
+    println!("kills that landed mid-run: {landed}; committed steps at each kill: {progress:?}");
+    assert_eq!(
+        counts(dir.path()),
+        expected,
+        "no event lost or counted twice"
+    );
+    let distinct: BTreeMap<u64, ()> = progress.iter().map(|s| (*s, ())).collect();
+    assert!(
+        distinct.len() > 1,
+        "the kills all landed at the same point: {progress:?}"
+    );
+}
+
+/// The same count, in `partitions` partitions.
+fn count_app(partitions: usize) -> App {
+    let app = AppBuilder::new("resume");
+    let g = app.generator_from_range("g", 0..10_000, 100);
+    let count = PerKeyState::<u64>::new("count");
+    let atoms = pods_sdk::PerTaskState::<u64>::new("atoms");
+    app.workflow("count")
+        .partitions(partitions)
+        .source(&g)
+        .key_by(|x| x % 97)
+        .processor(move |ctx: &mut Ctx<'_, ()>, _x: i64| {
+            count.update(ctx, |c| *c += 1);
+        })
+        .on_atom_complete(move |ctx: &mut Ctx<'_, ()>| {
+            atoms.update(ctx, |a| *a += 1);
+        })
+        .sink();
+    app.build().expect("app")
+}
+
+#[test]
+fn a_stopped_run_resumes_where_it_committed_even_with_other_partition_counts() {
+    for (before, after) in [(1, 1), (2, 3), (4, 1)] {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+        let mut first = pods_sdk::DeterministicSystem::with_storage(3, store);
+        first.launch(count_app(before)).expect("launch");
+        first.run_steps(40);
+        let stopped_at = first.storage().commits();
+        drop(first);
+        assert!(
+            stopped_at > 0 && stopped_at < 100,
+            "stopped midway: {stopped_at}"
+        );
+
+        let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+        let mut second = pods_sdk::DeterministicSystem::with_storage(3, store);
+        second.launch(count_app(after)).expect("launch");
+        second.run_until_quiescent();
+        assert_eq!(
+            second.storage().commits(),
+            100 - stopped_at,
+            "{before} → {after}: only the atoms not committed before ran again"
+        );
+        drop(second);
+        let workflow = pods_sdk::Path::parse("/resume/workflows/count").expect("path");
+        let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+        let r = store.recover(workflow.stable_id()).expect("recover");
+        let mut per_key: Vec<u64> = Vec::new();
+        let mut per_task: u64 = 0;
+        for ((_, key), bytes) in &r.values {
+            let v: u64 = ciborium::from_reader(bytes.as_slice()).expect("u64");
+            match key {
+                Some(_) => per_key.push(v),
+                None => per_task += v,
+            }
+        }
+        per_key.sort();
+        let mut want: Vec<u64> = (0..97u64)
+            .map(|k| (0..10_000u64).filter(|x| x % 97 == k).count() as u64)
+            .collect();
+        want.sort();
+        assert_eq!(per_key, want, "{before} → {after}: per-key counts exact");
+        assert_eq!(r.step, 100);
+        // Per-task state is per partition: each partition counted the atoms it took part in.
+        assert!(per_task >= 100, "{before} → {after}: {per_task}");
+    }
+}
