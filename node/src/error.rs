@@ -65,6 +65,9 @@ pub enum NodeError {
         /// The decoder's message.
         detail: String,
     },
+    /// The app or the runtime refused an operation (see the sdk's error).
+    #[error(transparent)]
+    App(#[from] pods_sdk::Error),
     /// Any other SQLite failure.
     #[error("{file}: {detail}")]
     Sqlite {

@@ -1,4 +1,6 @@
-//! `pods-node`: the Pods node as a library. So far its durable store: [`SqliteStore`], the
+//! `pods-node`: the Pods node as a library. [`Node`] opens a data dir and runs apps on the
+//! threaded runtime with durable state, resuming them after a stop or a crash. Its store is
+//! [`SqliteStore`], the
 //! sdk's [`Storage`](pods_sdk::Storage) on SQLite (WAL), committing one changelog record per
 //! atom in one transaction, compacting records into snapshots, and recovering a workflow's
 //! committed state; a damaged, foreign or newer database is refused with a typed
@@ -37,7 +39,9 @@
 #![warn(missing_docs)]
 
 mod error;
+mod node;
 mod store;
 
 pub use error::NodeError;
+pub use node::{Node, NodeConfig};
 pub use store::{DATABASE, SqliteStore, StoreOptions, Synchronous};

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pods_node::{SqliteStore, StoreOptions, Synchronous};
-use pods_sdk::{App, AppBuilder, Ctx, PerKeyState, ThreadedConfig, ThreadedSystem};
+use pods_node::{Node, NodeConfig, SqliteStore, StoreOptions, Synchronous};
+use pods_sdk::{App, AppBuilder, Ctx, PerKeyState, ThreadedConfig};
 
 /// Environment variable naming the data dir of the child mode.
 const CHILD_DIR: &str = "PODS_DURABILITY_CHILD_DIR";
@@ -41,20 +41,21 @@ fn child() {
     let Some(dir) = std::env::var_os(CHILD_DIR) else {
         return;
     };
-    let options = StoreOptions {
-        synchronous: Synchronous::Normal,
-        ..StoreOptions::default()
+    let config = NodeConfig {
+        store: StoreOptions {
+            synchronous: Synchronous::Normal,
+            ..StoreOptions::default()
+        },
+        runtime: ThreadedConfig {
+            workers: 2,
+            parallel_step: 1,
+            ..ThreadedConfig::default()
+        },
     };
-    let store = SqliteStore::open(Path::new(&dir), options).expect("store");
-    let config = ThreadedConfig {
-        workers: 2,
-        parallel_step: 1,
-        ..ThreadedConfig::default()
-    };
-    let system = ThreadedSystem::with_storage(config, store).expect("system");
-    system.launch(app()).expect("launch");
-    system.run_until_quiescent();
-    system.stop();
+    let node = Node::open(Path::new(&dir), config).expect("node");
+    node.launch(app()).expect("launch");
+    node.run_until_quiescent();
+    node.stop();
     println!("child: done");
 }
 
