@@ -11,7 +11,8 @@ use std::sync::Arc;
 use crate::data::{Data, Envelope, Event, Key};
 
 /// One atom's events of type `T`, by column.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(bound = "T: Data")]
 pub(crate) struct Columns<T> {
     /// The events' values.
     pub values: Vec<T>,
@@ -171,6 +172,8 @@ pub(crate) trait Batch: Any + Send + Sync {
     /// Splits the events into `parts` contiguous runs of near-equal length, in order; or by
     /// key, if any event has one, so that keyed events reach the partition owning their key.
     fn split_for_partitions(self: Box<Self>, parts: usize) -> Vec<Option<Box<dyn Batch>>>;
+    /// Appends the events' CBOR encoding (values, keys, envelopes) to `out`.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>;
     /// Upcast for downcasting.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
     /// Upcast for downcasting a shared batch.
@@ -284,6 +287,9 @@ impl<T: Data> Batch for Columns<T> {
         }
         out
     }
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        ciborium::into_writer(self, out).map_err(|e| e.to_string())
+    }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
@@ -314,6 +320,26 @@ fn one_part<T: Data>(batch: Columns<T>, at: usize, parts: usize) -> Vec<Option<B
         *slot = non_empty(batch);
     }
     out
+}
+
+/// Reads an atom of one stream's event type back from its [`Batch::encode`] bytes.
+pub(crate) type Decode = fn(&[u8]) -> Result<Arc<dyn Batch>, String>;
+
+/// The [`Decode`] of atoms of `T`.
+pub(crate) fn decode<T: Data>(bytes: &[u8]) -> Result<Arc<dyn Batch>, String> {
+    let columns: Columns<T> = ciborium::from_reader(bytes).map_err(|e| e.to_string())?;
+    if columns
+        .keys
+        .as_ref()
+        .is_some_and(|k| k.len() != columns.values.len())
+        || columns
+            .envelopes
+            .as_ref()
+            .is_some_and(|e| e.len() != columns.values.len())
+    {
+        return Err("columns of different lengths".to_owned());
+    }
+    Ok(Arc::new(columns))
 }
 
 /// Converts an erased batch into typed columns; `None` if it holds another type.

@@ -78,6 +78,33 @@ pub struct InputPosition {
     pub next: u64,
 }
 
+/// An atom a step produced, as a store sees it: its stream, its offset there, and its bytes.
+#[derive(Clone, Copy)]
+pub struct OutputAtom<'a> {
+    /// The workflow's output stream.
+    pub stream: &'a Path,
+    /// The atom's offset in it (the workflow's output atoms committed before it).
+    pub offset: u64,
+    pub(crate) batch: &'a dyn crate::batch::Batch,
+}
+
+impl OutputAtom<'_> {
+    /// Appends the atom's encoding (CBOR), as [`Storage::replay`] must return it.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        self.batch.encode(out)
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Whether the atom has no events (never, for a produced atom).
+    pub fn is_empty(&self) -> bool {
+        self.batch.len() == 0
+    }
+}
+
 /// Everything one step (atom) of a workflow changes, committed at once.
 pub struct Commit<'a> {
     /// The workflow.
@@ -92,6 +119,9 @@ pub struct Commit<'a> {
     pub writes: &'a [StateWrite<'a>],
     /// Number of events in the produced atom (0: none produced).
     pub output_events: usize,
+    /// The produced atom, for a store that logs the workflow's output stream (given when the
+    /// stream has consumers, so that they can read it again after a restart).
+    pub output: Option<OutputAtom<'a>>,
     /// Number of asks sent when the commit succeeds.
     pub asks: usize,
     /// Number of replies sent when the commit succeeds.
@@ -109,6 +139,8 @@ pub struct Recovery {
     pub input: Option<InputPosition>,
     /// Every state value held.
     pub values: std::collections::BTreeMap<(u64, Option<Key>), Vec<u8>>,
+    /// Output atoms committed (the offset the next one gets).
+    pub produced: u64,
 }
 
 /// Durable (or in-memory) storage of workflow state: one `commit` per atom, all or nothing.
@@ -133,6 +165,25 @@ pub trait Storage: Send {
         _workflow_id: u64,
     ) -> Result<Option<Recovery>, StorageError> {
         Ok(None)
+    }
+
+    /// Records where a workflow launched for the first time starts reading `input`, so that
+    /// after a crash before its first commit it resumes there (and atoms produced meanwhile
+    /// are kept for it). Stores that keep nothing across runs ignore it.
+    fn begin_consumer(
+        &mut self,
+        _workflow: &Path,
+        _workflow_id: u64,
+        _input: &InputPosition,
+    ) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// The logged atoms of `stream` from offset `from` to `to` (excluded), in order, as
+    /// [`OutputAtom::encode`] wrote them.
+    fn replay(&mut self, stream: &Path, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError> {
+        let _ = (stream, from, to);
+        Ok(Vec::new())
     }
 }
 

@@ -134,19 +134,20 @@ impl SqliteStore {
         let file = &self.file;
         let sql = |e| NodeError::sqlite(file, e);
         let mut recovered = Recovery::default();
-        let position: Option<(i64, Option<String>, Option<i64>)> = self
+        let position: Option<(i64, Option<String>, Option<i64>, i64)> = self
             .conn
             .query_row(
-                "SELECT step, stream, next FROM positions WHERE workflow = ?1",
+                "SELECT step, stream, next, produced FROM positions WHERE workflow = ?1",
                 [signed(workflow)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(sql)?;
-        let Some((step, stream, next)) = position else {
+        let Some((step, stream, next, produced)) = position else {
             return Ok(recovered);
         };
         recovered.step = unsigned(step);
+        recovered.produced = unsigned(produced);
         if let (Some(stream), Some(next)) = (stream, next) {
             recovered.input = Some(input_position(file, &stream, unsigned(next))?);
         }
@@ -252,6 +253,14 @@ impl SqliteStore {
                 params![signed(workflow), signed(last)],
             )
             .map_err(sql)?;
+            // Atoms of its input that every consumer has committed past are not needed again.
+            tx.execute(
+                "DELETE FROM atoms WHERE stream = (SELECT stream FROM positions WHERE workflow = ?1)
+                   AND offset < (SELECT min(next) FROM positions
+                                 WHERE stream = (SELECT stream FROM positions WHERE workflow = ?1))",
+                params![signed(workflow)],
+            )
+            .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         Ok(records.len())
@@ -308,11 +317,32 @@ impl SqliteStore {
             Some(p) => (Some(p.stream.as_str()), Some(signed(p.next))),
             None => (None, None),
         };
+        let mut produced = None;
+        if let Some(atom) = &commit.output {
+            self.scratch.clear();
+            atom.encode(&mut self.scratch)
+                .map_err(|detail| NodeError::BadRecord {
+                    file: file.clone(),
+                    what: format!("atom {} of {}", atom.offset, atom.stream),
+                    detail,
+                })?;
+            tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| {
+                    s.execute(params![
+                        atom.stream.as_str(),
+                        signed(atom.offset),
+                        payload::seal(&self.scratch)
+                    ])
+                })
+                .map_err(sql)?;
+            produced = Some(signed(atom.offset + 1));
+        }
         tx.prepare_cached(
-            "INSERT INTO positions (workflow, path, step, compacted, stream, next)
-             VALUES (?1, ?2, ?3, 0, ?4, ?5)
+            "INSERT INTO positions (workflow, path, step, compacted, stream, next, produced)
+             VALUES (?1, ?2, ?3, 0, ?4, ?5, coalesce(?6, 0))
              ON CONFLICT (workflow) DO UPDATE SET step = excluded.step,
-                 stream = coalesce(excluded.stream, stream), next = coalesce(excluded.next, next)",
+                 stream = coalesce(excluded.stream, stream), next = coalesce(excluded.next, next),
+                 produced = coalesce(?6, produced)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -320,7 +350,8 @@ impl SqliteStore {
                 commit.workflow.as_str(),
                 signed(commit.step),
                 stream,
-                next
+                next,
+                produced
             ])
         })
         .map_err(sql)?;
@@ -400,10 +431,59 @@ impl Storage for SqliteStore {
         workflow_id: u64,
     ) -> Result<Option<Recovery>, StorageError> {
         match SqliteStore::recover(self, workflow_id) {
-            Ok(r) if r.step == 0 => Ok(None),
+            Ok(r) if r.step == 0 && r.input.is_none() => Ok(None),
             Ok(r) => Ok(Some(r)),
             Err(e) => Err(StorageError::Backend(e.to_string())),
         }
+    }
+
+    fn begin_consumer(
+        &mut self,
+        workflow: &pods_sdk::Path,
+        workflow_id: u64,
+        input: &InputPosition,
+    ) -> Result<(), StorageError> {
+        self.conn
+            .execute(
+                "INSERT INTO positions (workflow, path, step, compacted, stream, next, produced)
+                 VALUES (?1, ?2, 0, 0, ?3, ?4, 0) ON CONFLICT (workflow) DO NOTHING",
+                params![
+                    signed(workflow_id),
+                    workflow.as_str(),
+                    input.stream.as_str(),
+                    signed(input.next)
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| StorageError::Backend(NodeError::sqlite(&self.file, e).to_string()))
+    }
+
+    fn replay(
+        &mut self,
+        stream: &pods_sdk::Path,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        let file = self.file.clone();
+        let fail = |e: NodeError| StorageError::Backend(e.to_string());
+        let sql = |e| fail(NodeError::sqlite(&file, e));
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT atom FROM atoms WHERE stream = ?1 AND offset >= ?2 AND offset < ?3 ORDER BY offset",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![stream.as_str(), signed(from), signed(to)], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .map_err(sql)?;
+        let mut atoms = Vec::new();
+        for row in rows {
+            let stored = row.map_err(sql)?;
+            atoms.push(open_payload(&file, "logged atom", &stored).map_err(fail)?);
+        }
+        Ok(atoms)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::NodeError;
 pub(crate) const APPLICATION_ID: i64 = 0x506f_6473;
 
 /// The schema version this build writes; files of older versions are migrated.
-pub(crate) const VERSION: i64 = 1;
+pub(crate) const VERSION: i64 = 2;
 
 /// Migrations: the statements that bring version `i` to `i + 1` are `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
@@ -39,6 +39,14 @@ const MIGRATIONS: &[&str] = &[
          stream TEXT,
          next INTEGER
      );",
+    // 1 → 2: logged atoms of workflow outputs, and each workflow's count of output atoms.
+    "CREATE TABLE atoms (
+         stream TEXT NOT NULL,
+         offset INTEGER NOT NULL,
+         atom BLOB NOT NULL,
+         PRIMARY KEY (stream, offset)
+     ) WITHOUT ROWID;
+     ALTER TABLE positions ADD COLUMN produced INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Opens (or creates) the database at `file`: checks that it is a Pods database of a version
@@ -82,7 +90,7 @@ pub(crate) fn open(file: &Path, read_only: bool) -> Result<Connection, NodeError
                 file: file.to_path_buf(),
             });
         }
-        migrate(&conn, version).map_err(sql)?;
+        migrate(&conn, version, VERSION).map_err(sql)?;
         tracing::info!(file = %file.display(), from = version, to = VERSION, "schema migrated");
     }
     if !read_only {
@@ -92,15 +100,19 @@ pub(crate) fn open(file: &Path, read_only: bool) -> Result<Connection, NodeError
     Ok(conn)
 }
 
-/// Applies the migrations from `from` to [`VERSION`] in one transaction.
-fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+/// Applies the migrations from version `from` to `to` in one transaction.
+pub(crate) fn migrate(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
-        for step in MIGRATIONS.iter().skip(usize::try_from(from).unwrap_or(0)) {
+        let (from, to) = (
+            usize::try_from(from).unwrap_or(0),
+            usize::try_from(to).unwrap_or(0),
+        );
+        for step in MIGRATIONS.iter().take(to).skip(from) {
             conn.execute_batch(step)?;
         }
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
-        conn.pragma_update(None, "user_version", VERSION)?;
+        conn.pragma_update(None, "user_version", to as i64)?;
         Ok(())
     })();
     match result {

@@ -52,6 +52,7 @@ fn commit(
         input,
         writes: &writes,
         output_events: 0,
+        output: None,
         asks: 0,
         replies: 0,
     })
@@ -215,12 +216,40 @@ fn a_newer_schema_is_refused() {
             err,
             NodeError::NewerSchema {
                 found: 99,
-                supported: 1,
+                supported: schema::VERSION,
                 ..
             }
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_version_1_database_is_migrated_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(DATABASE);
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    schema::migrate(&conn, 0, 1).unwrap();
+    conn.execute(
+        "INSERT INTO positions (workflow, path, step, compacted, stream, next)
+         VALUES (?1, '/app/workflows/wf', 5, 0, '/app/generators/g/stream', 5)",
+        [WF as i64],
+    )
+    .unwrap();
+    drop(conn);
+    let mut store = open(dir.path());
+    let r = store.recover(WF).unwrap();
+    assert_eq!(
+        (r.step, r.produced, r.input.map(|p| p.next)),
+        (5, 0, Some(5))
+    );
+    commit(&mut store, 6, Some(6), &[(7, Some(1), Some(1))]).unwrap();
+    assert_eq!(store.recover(WF).unwrap().step, 6);
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::VERSION);
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
+use crate::batch::{Decode, decode};
 use crate::builder::spec::{NodeSpec, TypeInfo, WorkflowSpec};
 use crate::builder::streams::StreamRef;
 use crate::data::Data;
@@ -15,11 +16,11 @@ use crate::task::TaskFactory;
 
 pub(crate) struct WorkflowState {
     path: Path,
-    source: Option<(Path, TypeInfo)>,
+    source: Option<(Path, TypeInfo, Decode)>,
     nodes: Vec<NodeSpec>,
     /// Per node: a slot that `on_atom_complete` fills (processor-like nodes only).
     hooks: Vec<Option<Box<dyn Any>>>,
-    sink: Option<(usize, TypeInfo)>,
+    sink: Option<(usize, TypeInfo, Decode)>,
     pub(crate) repliers: Vec<(Path, usize)>,
     pub(crate) asks: Vec<(Path, TypeInfo, TypeInfo)>,
     partitions: usize,
@@ -52,14 +53,14 @@ impl WorkflowState {
         if let Some(e) = self.errors.drain(..).next() {
             return Err(e);
         }
-        let Some((source, source_ty)) = self.source.clone() else {
+        let Some((source, source_ty, source_decode)) = self.source.clone() else {
             return Err(Error::NoSource {
                 workflow: self.path.to_string(),
             });
         };
-        let (sink, out_ty) = match self.sink {
-            Some((node, ty)) => (Some(node), ty),
-            None => (None, source_ty),
+        let (sink, out_ty, out_decode) = match self.sink {
+            Some((node, ty, decode)) => (Some(node), ty, decode),
+            None => (None, source_ty, source_decode),
         };
         Ok(WorkflowSpec {
             stream: self.path.join("stream"),
@@ -67,6 +68,7 @@ impl WorkflowState {
             source,
             source_ty,
             out_ty,
+            out_decode,
             nodes: std::mem::take(&mut self.nodes),
             sink,
             repliers: std::mem::take(&mut self.repliers),
@@ -95,7 +97,7 @@ impl WorkflowBuilder {
             };
             wf.errors.push(e);
         } else {
-            wf.source = Some((stream.path.clone(), TypeInfo::of::<T>()));
+            wf.source = Some((stream.path.clone(), TypeInfo::of::<T>(), decode::<T>));
         }
         Flow {
             wf: self.wf.clone(),
@@ -217,7 +219,7 @@ impl<T: Data> Flow<T> {
             };
             wf.errors.push(e);
         } else {
-            wf.sink = Some((self.node, TypeInfo::of::<T>()));
+            wf.sink = Some((self.node, TypeInfo::of::<T>(), decode::<T>));
         }
         StreamRef::new(wf.path.join("stream"))
     }

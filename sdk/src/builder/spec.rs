@@ -87,6 +87,8 @@ pub(crate) struct WorkflowSpec {
     pub source: Path,
     pub source_ty: TypeInfo,
     pub out_ty: TypeInfo,
+    /// Reads the workflow's output atoms back from the store.
+    pub out_decode: crate::batch::Decode,
     pub nodes: Vec<NodeSpec>,
     pub sink: Option<usize>,
     /// Portals answered here, with the replier node.

@@ -37,6 +37,8 @@ pub(crate) struct StreamLog {
     observers: Vec<Observer>,
     /// Atoms held before the producer must wait; `None`: unbounded (feedback edges).
     bound: Option<usize>,
+    /// Reads logged atoms of this stream back (workflow outputs, which the store logs).
+    pub decode: Option<crate::batch::Decode>,
 }
 
 impl StreamLog {
@@ -49,6 +51,7 @@ impl StreamLog {
             end: None,
             observers: Vec::new(),
             bound: None,
+            decode: None,
         }
     }
 
@@ -139,6 +142,23 @@ impl StreamLog {
         if self.atoms.is_empty() {
             self.base += n;
         }
+    }
+
+    /// The offset of the oldest atom held (or of the next appended, when none is).
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Puts back, before the atoms held, the atoms from offset `from` up to the oldest held
+    /// (read from the store's log after a restart, for a consumer that had not read them).
+    pub(crate) fn prepend(&mut self, from: u64, atoms: Vec<Arc<dyn Batch>>) {
+        if from + atoms.len() as u64 != self.base {
+            return;
+        }
+        for atom in atoms.into_iter().rev() {
+            self.atoms.push_front(atom);
+        }
+        self.base = from;
     }
 
     /// Removes consumer `c` (it reads nothing more), so atoms are no longer kept for it.

@@ -108,9 +108,14 @@ impl Core {
         }
         for (w, out) in el.workflows.iter().zip(workflow_streams) {
             let input = self.consume(&w.source);
+            if let Some(s) = self.streams.get_mut(out) {
+                s.decode = Some(w.out_decode);
+            }
+            let engine = Box::new(WorkflowInstance::new(w));
             let unit = self.add_unit(Unit::Workflow(Box::new(WorkflowUnit {
                 path: w.path.clone(),
-                engine: Some(Box::new(WorkflowInstance::new(w))),
+                log_output: engine.log_output.clone(),
+                engine: Some(engine),
                 pending: 0,
                 input,
                 out,

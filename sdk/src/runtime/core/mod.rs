@@ -37,6 +37,8 @@ pub(crate) struct WorkflowUnit {
     pub path: Path,
     /// The step machine; `None` while a step runs outside the core.
     pub engine: Option<Box<WorkflowInstance>>,
+    /// Shared with the engine: whether the output stream has consumers (so it is logged).
+    pub log_output: Arc<std::sync::atomic::AtomicBool>,
     /// Input stream and consumer.
     pub input: (usize, usize),
     pub out: usize,
@@ -128,6 +130,17 @@ impl Core {
         let mut reads: Vec<Vec<usize>> = vec![Vec::new(); self.units.len()];
         let mut writes: Vec<Vec<usize>> = vec![Vec::new(); self.units.len()];
         for (u, unit) in self.units.iter().enumerate() {
+            if let Unit::Workflow(w) = unit {
+                // A workflow's output with a consumer is logged by a store that logs.
+                let consumed = self.units.iter().any(|v| match v {
+                    Unit::Workflow(c) => c.input.0 == w.out,
+                    Unit::Sequencer { inputs, .. } => inputs.iter().any(|i| i.0 == w.out),
+                    Unit::Splitter { input, .. } => input.0 == w.out,
+                    Unit::Generator { .. } => false,
+                });
+                w.log_output
+                    .store(consumed, std::sync::atomic::Ordering::Release);
+            }
             match unit {
                 Unit::Generator { stream, .. } => writes[u].push(*stream),
                 Unit::Sequencer { inputs, out, .. } => {

@@ -1,17 +1,23 @@
-//! Resuming workflows from what they committed in an earlier run: their state and step count,
-//! and, where their input is replayable (a generator's stream of atoms or a range), their input
-//! position, with the generator fast-forwarded past what every consumer has committed.
+//! Resuming workflows from what they committed in an earlier run: their state, step count and
+//! output count, and their input position: on a replayable generator (atoms or a range), which
+//! is fast-forwarded past what every consumer has committed, or on another workflow's output,
+//! whose atoms the store logged and gives back.
 
 use super::{Core, Source, Unit};
+use crate::builder::App;
 use crate::builder::spec::Kind;
+use crate::error::{Error, StorageError};
 use crate::path::Path;
-use crate::storage::Recovery;
+use crate::storage::{InputPosition, Recovery, Storage};
+
+/// Reads logged atoms of a stream from the store: `(stream, from, to)`.
+pub(crate) type Fetch<'a> = dyn FnMut(&Path, u64, u64) -> Result<Vec<Vec<u8>>, StorageError> + 'a;
 
 /// What the workflows of `app` committed in an earlier run, as `storage` has it.
 pub(crate) fn recoveries(
-    app: &crate::builder::App,
-    storage: &mut dyn crate::storage::Storage,
-) -> Result<Vec<(Path, Recovery)>, crate::error::Error> {
+    app: &App,
+    storage: &mut dyn Storage,
+) -> Result<Vec<(Path, Recovery)>, Error> {
     let mut out = Vec::new();
     for w in &app.elements.workflows {
         if let Some(r) = storage.recover(&w.path, w.path.stable_id())? {
@@ -21,58 +27,156 @@ pub(crate) fn recoveries(
     Ok(out)
 }
 
-/// Logs what resuming found.
-pub(crate) fn report(recoveries: &[(Path, Recovery)], not_replayable: &[Path]) {
-    for (path, r) in recoveries {
-        tracing::info!(workflow = %path, step = r.step, values = r.values.len(), "resumed");
-    }
-    for path in not_replayable {
-        tracing::warn!(workflow = %path, "its input is not replayable: state resumed, input read from its current head");
+/// What resuming an app did.
+#[derive(Default)]
+pub(crate) struct Resumed {
+    /// Workflows whose input is neither replayable nor logged: state restored, input read from
+    /// its current head.
+    pub not_replayable: Vec<Path>,
+    /// Workflows launched for the first time, with where they start reading (to record).
+    pub fresh: Vec<(Path, InputPosition)>,
+}
+
+impl Resumed {
+    /// Records where first-time workflows start, and logs what resuming found.
+    pub(crate) fn finish(
+        &self,
+        recoveries: &[(Path, Recovery)],
+        storage: &mut dyn Storage,
+    ) -> Result<(), Error> {
+        for (path, input) in &self.fresh {
+            storage.begin_consumer(path, path.stable_id(), input)?;
+        }
+        for (path, r) in recoveries {
+            tracing::info!(workflow = %path, step = r.step, values = r.values.len(), "resumed");
+        }
+        for path in &self.not_replayable {
+            tracing::warn!(workflow = %path, "its input is not durable: state resumed, input read from its current head");
+        }
+        Ok(())
     }
 }
 
 impl Core {
-    /// Resumes the workflows of `recoveries` (just launched, before any step). Returns the
-    /// workflows whose input is not replayable: their state is restored, but their input is
-    /// read from its current head.
-    pub(crate) fn resume(&mut self, recoveries: &[(Path, Recovery)]) -> Vec<Path> {
-        let mut not_replayable = Vec::new();
+    /// Resumes the workflows of `app` (just launched, before any step) from `recoveries`;
+    /// `fetch` reads logged atoms back from the store.
+    pub(crate) fn resume(
+        &mut self,
+        app: &Path,
+        recoveries: &[(Path, Recovery)],
+        fetch: &mut Fetch<'_>,
+    ) -> Result<Resumed, Error> {
+        let mut resumed = Resumed::default();
+        // First every producer: its state, and its output stream's offsets where it left off.
+        for (path, recovery) in recoveries {
+            if let Some(Unit::Workflow(w)) = self.workflow_mut(path) {
+                if let Some(engine) = &mut w.engine {
+                    engine.restore(recovery);
+                }
+                let out = w.out;
+                if let Some(s) = self.streams.get_mut(out) {
+                    s.advance(recovery.produced.saturating_sub(s.head()));
+                }
+            }
+        }
+        // Then every consumer's input.
         let mut generators = Vec::new();
         for (path, recovery) in recoveries {
             let Some(u) = self.registry.get(path, Kind::Workflow).map(|e| e.target) else {
                 continue;
             };
-            let Some(Unit::Workflow(w)) = self.units.get_mut(u) else {
+            let Some(Unit::Workflow(w)) = self.units.get(u) else {
                 continue;
             };
-            if let Some(engine) = &mut w.engine {
-                engine.restore(recovery);
-            }
             let (stream, consumer) = w.input;
             let Some(input) = &recovery.input else {
                 continue;
             };
-            let producer = self.replayable_producer(stream);
-            let same_stream = self
+            if self
                 .streams
                 .get(stream)
-                .is_some_and(|s| s.path == input.stream);
-            match producer {
-                Some(g) if same_stream => {
-                    if let Some(s) = self.streams.get_mut(stream) {
-                        s.resume(consumer, input.next);
-                    }
-                    if !generators.contains(&g) {
-                        generators.push(g);
-                    }
+                .is_none_or(|s| s.path != input.stream)
+            {
+                resumed.not_replayable.push(path.clone());
+                continue;
+            }
+            if let Some(g) = self.replayable_producer(stream) {
+                self.streams[stream].resume(consumer, input.next);
+                if !generators.contains(&g) {
+                    generators.push(g);
                 }
-                _ => not_replayable.push(path.clone()),
+            } else if self.streams[stream].decode.is_some() {
+                self.refill(stream, input.next, fetch)?;
+                self.streams[stream].resume(consumer, input.next);
+            } else {
+                resumed.not_replayable.push(path.clone());
             }
         }
         for g in generators {
             self.fast_forward(g);
         }
-        not_replayable
+        // Workflows of this app launched for the first time: where they start reading.
+        for (path, entry) in self.registry.entries.iter() {
+            if entry.kind != Kind::Workflow
+                || !path.as_str().starts_with(&format!("{app}/"))
+                || recoveries.iter().any(|(p, _)| p == path)
+            {
+                continue;
+            }
+            if let Some(Unit::Workflow(w)) = self.units.get(entry.target)
+                && let Some(s) = self.streams.get(w.input.0)
+            {
+                let next = s.cursor(w.input.1);
+                resumed.fresh.push((
+                    path.clone(),
+                    InputPosition {
+                        stream: s.path.clone(),
+                        next,
+                    },
+                ));
+            }
+        }
+        Ok(resumed)
+    }
+
+    fn workflow_mut(&mut self, path: &Path) -> Option<&mut Unit> {
+        let u = self.registry.get(path, Kind::Workflow).map(|e| e.target)?;
+        self.units.get_mut(u)
+    }
+
+    /// Puts the logged atoms of `stream` from offset `from` up to the oldest it holds back
+    /// into it (a consumer resumes at `from`).
+    fn refill(&mut self, stream: usize, from: u64, fetch: &mut Fetch<'_>) -> Result<(), Error> {
+        let log = &mut self.streams[stream];
+        let to = log.base();
+        if from >= to {
+            return Ok(());
+        }
+        let Some(decode) = log.decode else {
+            return Ok(());
+        };
+        let bytes = fetch(&log.path, from, to)?;
+        if bytes.len() as u64 != to - from {
+            return Err(Error::Storage(StorageError::Backend(format!(
+                "the log of {} holds {} atoms from offset {from}, {} were committed",
+                log.path,
+                bytes.len(),
+                to - from
+            ))));
+        }
+        let mut atoms = Vec::with_capacity(bytes.len());
+        for (i, b) in bytes.iter().enumerate() {
+            let atom = decode(b).map_err(|e| {
+                Error::Storage(StorageError::Backend(format!(
+                    "atom {} of {} cannot be read: {e}",
+                    from + i as u64,
+                    log.path
+                )))
+            })?;
+            atoms.push(atom);
+        }
+        log.prepend(from, atoms);
+        Ok(())
     }
 
     /// The generator unit producing `stream`, if its atoms can be produced again.

@@ -45,10 +45,15 @@ impl<S: Storage> DeterministicSystem<S> {
     /// [`recover`](Storage::recover)) is restored before their first step.
     pub fn launch(&mut self, app: App) -> Result<(), Error> {
         let recoveries = crate::runtime::core::resume::recoveries(&app, &mut self.storage)?;
+        let path = app.path().clone();
         self.core.launch(app)?;
-        let not_replayable = self.core.resume(&recoveries);
-        crate::runtime::core::resume::report(&recoveries, &not_replayable);
-        Ok(())
+        let storage = &mut self.storage;
+        let resumed = self
+            .core
+            .resume(&path, &recoveries, &mut |stream, from, to| {
+                storage.replay(stream, from, to)
+            })?;
+        resumed.finish(&recoveries, &mut self.storage)
     }
 
     /// Replaces the policy gate applied to every atom a workflow consumes.

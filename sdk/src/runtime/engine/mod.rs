@@ -15,7 +15,7 @@ use crate::builder::spec::WorkflowSpec;
 use crate::error::TaskError;
 use crate::path::Path;
 use crate::portal::{AskMsg, ReplyMsg};
-use crate::storage::{Commit, InputPosition, Storage};
+use crate::storage::{Commit, InputPosition, OutputAtom, Storage};
 pub(crate) use partition::Partition;
 use partition::{Pre, append};
 use plan::Plan;
@@ -62,6 +62,12 @@ pub(crate) struct WorkflowInstance {
     helpers: Option<helpers::Helpers>,
     /// Starting helper threads failed once; partitions run on the stepping thread.
     no_helpers: bool,
+    /// The output stream.
+    out: Path,
+    /// Output atoms committed so far: the offset of the next one.
+    produced: u64,
+    /// Whether the output stream has consumers, so that its atoms go to the store's log.
+    pub(crate) log_output: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WorkflowInstance {
@@ -75,6 +81,9 @@ impl WorkflowInstance {
             origin: spec.path.stable_id(),
             helpers: None,
             no_helpers: false,
+            out: spec.stream.clone(),
+            produced: 0,
+            log_output: Arc::default(),
         }
     }
 
@@ -87,6 +96,7 @@ impl WorkflowInstance {
     /// state values of every partition's tasks (before its first step).
     pub(crate) fn restore(&mut self, recovery: &crate::storage::Recovery) {
         self.step = recovery.step;
+        self.produced = recovery.produced;
         let n = self.parts.len();
         for p in &mut self.parts {
             p.restore(recovery, n);
@@ -178,6 +188,7 @@ impl WorkflowInstance {
                 }
             }
         }
+        let logged = self.log_output.load(std::sync::atomic::Ordering::Acquire);
         let commit = Commit {
             workflow: &self.path,
             workflow_id: self.origin,
@@ -185,6 +196,14 @@ impl WorkflowInstance {
             input: position,
             writes: &writes,
             output_events: output.as_ref().map_or(0, |b| b.len()),
+            output: output
+                .as_deref()
+                .filter(|_| logged)
+                .map(|batch| OutputAtom {
+                    stream: &self.out,
+                    offset: self.produced,
+                    batch,
+                }),
             asks: asks.len(),
             replies: replies.len(),
         };
@@ -196,6 +215,9 @@ impl WorkflowInstance {
             p.committed();
         }
         self.step = step;
+        if output.is_some() {
+            self.produced += 1;
+        }
         Ok(StepOutput {
             output,
             asks,

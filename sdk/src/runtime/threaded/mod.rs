@@ -172,9 +172,14 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         if st.stopping {
             return Err(Error::Stopped);
         }
+        let path = app.path().clone();
         st.core.launch(app)?;
-        let not_replayable = st.core.resume(&recoveries);
-        crate::runtime::core::resume::report(&recoveries, &not_replayable);
+        let resumed = st
+            .core
+            .resume(&path, &recoveries, &mut |stream, from, to| {
+                self.storage().replay(stream, from, to)
+            })?;
+        resumed.finish(&recoveries, &mut *self.storage())?;
         let waker = self.waker();
         for unit in &st.core.units {
             if let Unit::Generator {
