@@ -63,8 +63,15 @@ pub struct SqliteStore {
     commits: u64,
     last_error: Option<NodeError>,
     compact_every: u64,
-    /// Per workflow: records committed since its last compaction (in this run).
-    uncompacted: std::collections::HashMap<u64, u64>,
+    /// Per workflow: this run's commits since its last compaction, folded (last write per slot).
+    folds: std::collections::HashMap<u64, Fold>,
+}
+
+/// The commits of one workflow since its last compaction, folded as they are made.
+#[derive(Default)]
+struct Fold {
+    records: u64,
+    last: BTreeMap<(u64, Option<u64>), Option<Vec<u8>>>,
 }
 
 /// SQLite keeps integers signed; keys and ids are unsigned 64-bit hashes, stored bit for bit.
@@ -109,7 +116,7 @@ impl SqliteStore {
             commits: 0,
             last_error: None,
             compact_every: options.compact_every,
-            uncompacted: std::collections::HashMap::new(),
+            folds: std::collections::HashMap::new(),
         })
     }
 
@@ -206,12 +213,33 @@ impl SqliteStore {
     /// Folds `workflow`'s changelog records into its snapshot and deletes them, in one
     /// transaction; returns how many records were folded.
     pub fn compact(&mut self, workflow: u64) -> Result<usize, NodeError> {
-        let records = self.records(workflow)?;
-        let Some(last) = records.last().map(|r| r.step) else {
-            return Ok(0);
-        };
         let file = self.file.clone();
         let sql = |e| NodeError::sqlite(&file, e);
+        let (count, last): (i64, Option<i64>) = self
+            .conn
+            .query_row(
+                "SELECT count(*), max(step) FROM changelog WHERE workflow = ?1",
+                [signed(workflow)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql)?;
+        let Some(last) = last.map(unsigned) else {
+            return Ok(0);
+        };
+        // The last write of each slot wins. This run's commits were folded as they were made;
+        // records written before it (a restart) are read back.
+        let fold = self.folds.remove(&workflow).unwrap_or_default();
+        let last_writes = if fold.records == unsigned(count) {
+            fold.last
+        } else {
+            let mut folded = BTreeMap::new();
+            for record in self.records(workflow)? {
+                for w in record.writes {
+                    folded.insert((w.state, w.key), w.value.map(|v| v.0));
+                }
+            }
+            folded
+        };
         let tx = self.conn.transaction().map_err(sql)?;
         {
             let mut upsert = tx
@@ -225,18 +253,11 @@ impl SqliteStore {
                     "DELETE FROM snapshot WHERE workflow = ?1 AND state = ?2 AND keyed = ?3 AND key = ?4",
                 )
                 .map_err(sql)?;
-            // The last write of each slot wins: fold first, then touch each slot once.
-            let mut last_writes: BTreeMap<(u64, Option<u64>), Option<&Bytes>> = BTreeMap::new();
-            for record in &records {
-                for w in &record.writes {
-                    last_writes.insert((w.state, w.key), w.value.as_ref());
-                }
-            }
             for ((state, key), value) in last_writes {
                 let (keyed, key) = (i64::from(key.is_some()), signed(key.unwrap_or(0)));
                 match value {
                     Some(v) => upsert
-                        .execute(params![signed(workflow), signed(state), keyed, key, v.0])
+                        .execute(params![signed(workflow), signed(state), keyed, key, v])
                         .map_err(sql)?,
                     None => delete
                         .execute(params![signed(workflow), signed(state), keyed, key])
@@ -263,7 +284,7 @@ impl SqliteStore {
             .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
-        Ok(records.len())
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     fn try_commit(&mut self, commit: &Commit<'_>) -> Result<(), NodeError> {
@@ -357,10 +378,12 @@ impl SqliteStore {
         .map_err(sql)?;
         tx.commit().map_err(sql)?;
         self.commits += 1;
-        let due = self.uncompacted.entry(commit.workflow_id).or_default();
-        *due += 1;
-        if self.compact_every > 0 && *due >= self.compact_every {
-            *due = 0;
+        let fold = self.folds.entry(commit.workflow_id).or_default();
+        fold.records += 1;
+        for w in record.writes {
+            fold.last.insert((w.state, w.key), w.value.map(|v| v.0));
+        }
+        if self.compact_every > 0 && fold.records >= self.compact_every {
             // The commit stands whatever happens here; a failed compaction is retried later.
             if let Err(e) = self.compact(commit.workflow_id) {
                 tracing::warn!(error = %e, workflow = %commit.workflow, "compaction failed");
