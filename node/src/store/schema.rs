@@ -21,8 +21,8 @@ const MIGRATIONS: &[&str] = &[
          workflow INTEGER NOT NULL,
          step INTEGER NOT NULL,
          record BLOB NOT NULL,
-         PRIMARY KEY (workflow, step)
-     ) WITHOUT ROWID;
+         UNIQUE (workflow, step)
+     );
      CREATE TABLE snapshot (
          workflow INTEGER NOT NULL,
          state INTEGER NOT NULL,
@@ -44,8 +44,8 @@ const MIGRATIONS: &[&str] = &[
          stream TEXT NOT NULL,
          offset INTEGER NOT NULL,
          atom BLOB NOT NULL,
-         PRIMARY KEY (stream, offset)
-     ) WITHOUT ROWID;
+         UNIQUE (stream, offset)
+     );
      ALTER TABLE positions ADD COLUMN produced INTEGER NOT NULL DEFAULT 0;",
 ];
 
