@@ -3,6 +3,7 @@
 //! wrote) in one transaction; compaction folds a workflow's records into a snapshot of its
 //! values. Recovery reads the snapshot and the records after it.
 
+pub mod failpoint;
 mod payload;
 mod record;
 mod schema;
@@ -70,6 +71,8 @@ pub struct SqliteStore {
 /// The commits of one workflow since its last compaction, folded as they are made.
 #[derive(Default)]
 struct Fold {
+    /// Records left uncompacted by an earlier run (counted at this run's first commit).
+    earlier: u64,
     records: u64,
     last: BTreeMap<(u64, Option<u64>), Option<Vec<u8>>>,
 }
@@ -274,6 +277,7 @@ impl SqliteStore {
                 params![signed(workflow), signed(last)],
             )
             .map_err(sql)?;
+            failpoint::reach("compact.written");
             // Atoms of its input that every consumer has committed past are not needed again.
             tx.execute(
                 "DELETE FROM atoms WHERE stream = (SELECT stream FROM positions WHERE workflow = ?1)
@@ -322,6 +326,7 @@ impl SqliteStore {
             what: format!("changelog of {}", commit.workflow),
             detail,
         })?;
+        failpoint::reach("commit.encoded");
         let file = self.file.clone();
         let sql = |e| NodeError::sqlite(&file, e);
         let tx = self.conn.transaction().map_err(sql)?;
@@ -376,14 +381,31 @@ impl SqliteStore {
             ])
         })
         .map_err(sql)?;
+        failpoint::reach("commit.written");
         tx.commit().map_err(sql)?;
+        failpoint::reach("commit.done");
         self.commits += 1;
+        if !self.folds.contains_key(&commit.workflow_id) {
+            let earlier: i64 = self
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM changelog WHERE workflow = ?1",
+                    [signed(commit.workflow_id)],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            let fold = Fold {
+                earlier: unsigned(earlier).saturating_sub(1),
+                ..Fold::default()
+            };
+            self.folds.insert(commit.workflow_id, fold);
+        }
         let fold = self.folds.entry(commit.workflow_id).or_default();
         fold.records += 1;
         for w in record.writes {
             fold.last.insert((w.state, w.key), w.value.map(|v| v.0));
         }
-        if self.compact_every > 0 && fold.records >= self.compact_every {
+        if self.compact_every > 0 && fold.earlier + fold.records >= self.compact_every {
             // The commit stands whatever happens here; a failed compaction is retried later.
             if let Err(e) = self.compact(commit.workflow_id) {
                 tracing::warn!(error = %e, workflow = %commit.workflow, "compaction failed");

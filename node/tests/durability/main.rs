@@ -61,8 +61,17 @@ fn child() {
 }
 
 fn spawn_child(dir: &Path) -> Child {
+    spawn_child_with(dir, None)
+}
+
+/// A child, with failpoint `armed` (`name:n`) if given.
+fn spawn_child_with(dir: &Path, armed: Option<&str>) -> Child {
     let exe = std::env::current_exe().expect("test binary");
-    Command::new(exe)
+    let mut command = Command::new(exe);
+    if let Some(spec) = armed {
+        command.env(pods_node::failpoint::VARIABLE, spec);
+    }
+    command
         .args([
             "--exact",
             "child",
@@ -143,45 +152,71 @@ fn killed_runs_end_in_the_state_of_a_run_never_killed() {
         "a finished run stays finished"
     );
 
-    let dir = tempfile::tempdir().expect("dir");
     let mut seed = 7;
-    let (mut landed, mut progress) = (0, Vec::new());
+    let (mut landed, mut progress, mut at_failpoints, mut rounds) = (0, Vec::new(), Vec::new(), 0);
     let started = Instant::now();
+    // Rounds over fresh data dirs until 20 SIGKILLs have landed mid-run; each round ends with a
+    // run to completion and the exact state.
     while landed < 20 {
-        assert!(started.elapsed() < limit * 2, "only {landed} kills landed");
-        let mut child = spawn_child(dir.path());
-        // Past the start, then 1 to 20 % of a whole run's work: kills spread over the run.
-        let work = full.saturating_sub(restart).as_micros() as u64;
-        let delay = restart.as_micros() as u64 + work * (1 + next(&mut seed) % 20) / 100;
-        std::thread::sleep(Duration::from_micros(delay));
-        let running = child.try_wait().expect("wait").is_none();
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        if running {
+        assert!(started.elapsed() < limit * 3, "only {landed} kills landed");
+        rounds += 1;
+        let dir = tempfile::tempdir().expect("dir");
+        if rounds == 1 {
+            // First a crash at each failpoint of the commit path (while much work remains).
+            for point in pods_node::failpoint::ALL {
+                let n = 1 + next(&mut seed) % 40;
+                let mut child = spawn_child_with(dir.path(), Some(&format!("{point}:{n}")));
+                let status = wait(&mut child, limit);
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(
+                    status.signal(),
+                    Some(6),
+                    "{point}:{n} was not reached: {status}"
+                );
+                at_failpoints.push(format!(
+                    "{point} (time {n}) at step {}",
+                    counts(dir.path()).0
+                ));
+            }
+        }
+        while landed < 20 {
+            let mut child = spawn_child(dir.path());
+            // Past the start, then 1 to 20 % of a whole run's work: kills spread over the run.
+            let work = full.saturating_sub(restart).as_micros() as u64;
+            let delay = restart.as_micros() as u64 + work * (1 + next(&mut seed) % 20) / 100;
+            std::thread::sleep(Duration::from_micros(delay));
+            let running = child.try_wait().expect("wait").is_none();
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+            if !running {
+                break; // The work was done: the next round starts afresh.
+            }
             landed += 1;
             progress.push(counts(dir.path()).0);
         }
+        let mut child = spawn_child(dir.path());
+        let status = wait(&mut child, limit);
+        let mut out = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            let _ = stdout.read_to_string(&mut out);
+        }
+        assert!(status.success() && out.contains("child: done"), "{out}");
+        assert_eq!(
+            counts(dir.path()),
+            expected,
+            "no event lost or counted twice"
+        );
+        // The log between the two workflows keeps only atoms the consumer may still need.
+        let db = rusqlite::Connection::open(dir.path().join(pods_node::DATABASE)).expect("db");
+        let logged: i64 = db
+            .query_row("SELECT count(*) FROM atoms", [], |r| r.get(0))
+            .expect("count");
+        assert!(logged <= 256, "the log was not truncated: {logged} atoms");
     }
-    let mut child = spawn_child(dir.path());
-    let status = wait(&mut child, limit);
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut out);
-    }
-    assert!(status.success() && out.contains("child: done"), "{out}");
-    println!("kills that landed mid-run: {landed}; committed steps at each kill: {progress:?}");
-    assert_eq!(
-        counts(dir.path()),
-        expected,
-        "no event lost or counted twice"
+    println!("aborted at each failpoint once: {at_failpoints:?}");
+    println!(
+        "SIGKILLs that landed mid-run: {landed} over {rounds} rounds; committed steps at each: {progress:?}"
     );
-    // The log between the two workflows keeps only atoms the consumer may still need.
-    let db = rusqlite::Connection::open(dir.path().join(pods_node::DATABASE)).expect("db");
-    let logged: i64 = db
-        .query_row("SELECT count(*) FROM atoms", [], |r| r.get(0))
-        .expect("count");
-    println!("atoms still logged at the end: {logged}");
-    assert!(logged <= 256, "the log was not truncated: {logged} atoms");
     let distinct: BTreeMap<u64, ()> = progress.iter().map(|s| (*s, ())).collect();
     assert!(
         distinct.len() > 1,
