@@ -179,6 +179,24 @@ pub trait Storage: Send {
         Ok(())
     }
 
+    /// Whether this store logs atoms a host feeds in ([`Storage::log_atom`]), so that they
+    /// survive a crash once `Feeder::push` returned.
+    fn logs_atoms(&self) -> bool {
+        false
+    }
+
+    /// Logs atom `offset` of `stream` (fed by the host), durably, before the push returns.
+    fn log_atom(&mut self, stream: &Path, offset: u64, atom: &[u8]) -> Result<(), StorageError> {
+        let _ = (stream, offset, atom);
+        Ok(())
+    }
+
+    /// The offset after the last logged atom of `stream` (0 if none).
+    fn logged_head(&mut self, stream: &Path) -> Result<u64, StorageError> {
+        let _ = stream;
+        Ok(0)
+    }
+
     /// The logged atoms of `stream` from offset `from` to `to` (excluded), in order, as
     /// [`OutputAtom::encode`] wrote them.
     fn replay(&mut self, stream: &Path, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StorageError> {

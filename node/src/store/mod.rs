@@ -482,6 +482,49 @@ impl Storage for SqliteStore {
         }
     }
 
+    fn logs_atoms(&self) -> bool {
+        true
+    }
+
+    fn log_atom(
+        &mut self,
+        stream: &pods_sdk::Path,
+        offset: u64,
+        atom: &[u8],
+    ) -> Result<(), StorageError> {
+        let file = self.file.clone();
+        let fail = |e| StorageError::Backend(NodeError::sqlite(&file, e).to_string());
+        let tx = self.conn.transaction().map_err(fail)?;
+        tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| {
+                s.execute(params![
+                    stream.as_str(),
+                    signed(offset),
+                    payload::seal(atom)
+                ])
+            })
+            .map_err(fail)?;
+        tx.prepare_cached(
+            "INSERT INTO heads (stream, next) VALUES (?1, ?2)
+             ON CONFLICT (stream) DO UPDATE SET next = excluded.next",
+        )
+        .and_then(|mut s| s.execute(params![stream.as_str(), signed(offset + 1)]))
+        .map_err(fail)?;
+        tx.commit().map_err(fail)
+    }
+
+    fn logged_head(&mut self, stream: &pods_sdk::Path) -> Result<u64, StorageError> {
+        self.conn
+            .query_row(
+                "SELECT next FROM heads WHERE stream = ?1",
+                [stream.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|n| n.map_or(0, unsigned))
+            .map_err(|e| StorageError::Backend(NodeError::sqlite(&self.file, e).to_string()))
+    }
+
     fn begin_consumer(
         &mut self,
         workflow: &pods_sdk::Path,

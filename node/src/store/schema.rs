@@ -12,7 +12,7 @@ use crate::error::NodeError;
 pub(crate) const APPLICATION_ID: i64 = 0x506f_6473;
 
 /// The schema version this build writes; files of older versions are migrated.
-pub(crate) const VERSION: i64 = 2;
+pub(crate) const VERSION: i64 = 3;
 
 /// Migrations: the statements that bring version `i` to `i + 1` are `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
@@ -47,6 +47,11 @@ const MIGRATIONS: &[&str] = &[
          UNIQUE (stream, offset)
      );
      ALTER TABLE positions ADD COLUMN produced INTEGER NOT NULL DEFAULT 0;",
+    // 2 → 3: where the log of each stream fed by the host ends (its atoms may be truncated).
+    "CREATE TABLE heads (
+         stream TEXT PRIMARY KEY,
+         next INTEGER NOT NULL
+     );",
 ];
 
 /// Opens (or creates) the database at `file`: checks that it is a Pods database of a version

@@ -68,6 +68,8 @@ pub(crate) struct GeneratorSpec {
     pub path: Path,
     pub stream: Path,
     pub ty: TypeInfo,
+    /// Reads the generator's atoms back from a store's log (external generators).
+    pub decode: crate::batch::Decode,
     pub source: GeneratorSource,
 }
 

@@ -91,6 +91,7 @@ impl AppBuilder {
             path,
             stream: stream.clone(),
             ty: TypeInfo::of::<T>(),
+            decode: crate::batch::decode::<T>,
             source,
         };
         self.state.borrow_mut().elements.generators.push(spec);

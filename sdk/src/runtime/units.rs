@@ -73,12 +73,19 @@ impl<T: Data> SplitRouter for TypedSplitter<T> {
 /// Called after a host pushed to or sealed a feeder, so a running system takes the atoms.
 pub(crate) type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// Logs a fed atom durably (its offset and encoding) before the push returns.
+pub(crate) type FeedLog = Arc<dyn Fn(u64, &[u8]) -> Result<(), String> + Send + Sync>;
+
 /// The queue between a host and an external generator.
 pub(crate) struct FeederQueue {
     pub atoms: VecDeque<Arc<dyn Batch>>,
     pub capacity: usize,
     pub sealed: bool,
     pub waker: Option<Waker>,
+    /// Where fed atoms are logged, when the system's store logs them.
+    pub log: Option<FeedLog>,
+    /// The stream offset the next fed atom gets.
+    pub next: u64,
 }
 
 impl FeederQueue {
@@ -88,6 +95,8 @@ impl FeederQueue {
             capacity,
             sealed: false,
             waker: None,
+            log: None,
+            next: 0,
         }))
     }
 }
@@ -124,7 +133,21 @@ impl<T: Data> Feeder<T> {
         if atom.is_empty() {
             return Ok(());
         }
-        q.atoms.push_back(Arc::new(Columns::from_events(atom)));
+        let atom: Arc<dyn Batch> = Arc::new(Columns::from_events(atom));
+        if let Some(log) = &q.log {
+            let mut bytes = Vec::new();
+            let logged = atom.encode(&mut bytes).and_then(|()| log(q.next, &bytes));
+            if let Err(reason) = logged {
+                return Err(Error::Storage(crate::error::StorageError::Backend(
+                    format!(
+                        "atom fed to {} not logged, so not taken: {reason}",
+                        self.path
+                    ),
+                )));
+            }
+        }
+        q.next += 1;
+        q.atoms.push_back(atom);
         let waker = q.waker.clone();
         drop(q);
         if let Some(wake) = waker {

@@ -46,6 +46,11 @@ impl Core {
             let source = match g.source {
                 GeneratorSource::Atoms(iter) => Source::Atoms(iter),
                 GeneratorSource::External { capacity } => {
+                    // Fed atoms cannot be produced again: a store may log them, and they are
+                    // read back with the generator's type.
+                    if let Some(s) = self.streams.get_mut(stream) {
+                        s.decode = Some(g.decode);
+                    }
                     Source::Feeder(FeederQueue::new(capacity))
                 }
             };

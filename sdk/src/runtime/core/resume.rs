@@ -27,6 +27,26 @@ pub(crate) fn recoveries(
     Ok(out)
 }
 
+/// Where the log of each external generator of `app` ends, when `storage` logs fed atoms.
+pub(crate) fn feed_heads(app: &App, storage: &mut dyn Storage) -> Result<Vec<(Path, u64)>, Error> {
+    let mut out = Vec::new();
+    if !storage.logs_atoms() {
+        return Ok(out);
+    }
+    for g in &app.elements.generators {
+        if matches!(
+            g.source,
+            crate::builder::spec::GeneratorSource::External { .. }
+        ) {
+            let head = storage.logged_head(&g.stream)?;
+            if head > 0 {
+                out.push((g.stream.clone(), head));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// What resuming an app did.
 #[derive(Default)]
 pub(crate) struct Resumed {
@@ -64,10 +84,32 @@ impl Core {
         &mut self,
         app: &Path,
         recoveries: &[(Path, Recovery)],
+        feeds: &[(Path, u64)],
         fetch: &mut Fetch<'_>,
     ) -> Result<Resumed, Error> {
         let mut resumed = Resumed::default();
-        // First every producer: its state, and its output stream's offsets where it left off.
+        // First every producer: external generators continue after their logged atoms...
+        for (stream, head) in feeds {
+            let Some(s) = self.registry.get(stream, Kind::Stream).map(|e| e.target) else {
+                continue;
+            };
+            if let Some(log) = self.streams.get_mut(s) {
+                log.advance(head.saturating_sub(log.head()));
+            }
+            for unit in &self.units {
+                if let Unit::Generator {
+                    stream: gs,
+                    source: Some(Source::Feeder(q)),
+                    ..
+                } = unit
+                    && *gs == s
+                    && let Ok(mut q) = q.lock()
+                {
+                    q.next = q.next.max(*head);
+                }
+            }
+        }
+        // ...and workflows take up their state and output offsets where they left off.
         for (path, recovery) in recoveries {
             if let Some(Unit::Workflow(w)) = self.workflow_mut(path) {
                 if let Some(engine) = &mut w.engine {

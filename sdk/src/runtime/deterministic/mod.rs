@@ -48,9 +48,10 @@ impl<S: Storage> DeterministicSystem<S> {
         let path = app.path().clone();
         self.core.launch(app)?;
         let storage = &mut self.storage;
+        // This runtime does not log fed atoms (its store is not shared with feeders).
         let resumed = self
             .core
-            .resume(&path, &recoveries, &mut |stream, from, to| {
+            .resume(&path, &recoveries, &[], &mut |stream, from, to| {
                 storage.replay(stream, from, to)
             })?;
         resumed.finish(&recoveries, &mut self.storage)

@@ -50,7 +50,7 @@ use crate::error::Error;
 use crate::gate::PolicyGate;
 use crate::runtime::core::{Core, Source, Unit};
 use crate::runtime::engine::Parallel;
-use crate::runtime::units::{Feeder, Subscription, Waker};
+use crate::runtime::units::{FeedLog, Feeder, Subscription, Waker};
 use crate::storage::{MemoryStorage, Storage};
 use worker::{Shared, State};
 
@@ -164,9 +164,13 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
     /// Launches `app`: checks every reference, type and path against what is running, then
     /// starts its elements (at once, if the system is running). A failed check changes nothing.
     pub fn launch(&self, app: App) -> Result<(), Error> {
-        let recoveries = {
+        let (recoveries, feeds, logs) = {
             let mut storage = self.storage();
-            crate::runtime::core::resume::recoveries(&app, &mut *storage)?
+            (
+                crate::runtime::core::resume::recoveries(&app, &mut *storage)?,
+                crate::runtime::core::resume::feed_heads(&app, &mut *storage)?,
+                storage.logs_atoms(),
+            )
         };
         let mut st = self.shared.lock();
         if st.stopping {
@@ -176,7 +180,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         st.core.launch(app)?;
         let resumed = st
             .core
-            .resume(&path, &recoveries, &mut |stream, from, to| {
+            .resume(&path, &recoveries, &feeds, &mut |stream, from, to| {
                 self.storage().replay(stream, from, to)
             })?;
         resumed.finish(&recoveries, &mut *self.storage())?;
@@ -184,17 +188,35 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         for unit in &st.core.units {
             if let Unit::Generator {
                 source: Some(Source::Feeder(q)),
+                stream,
                 ..
             } = unit
                 && let Ok(mut q) = q.lock()
                 && q.waker.is_none()
             {
                 q.waker = Some(waker.clone());
+                if logs && let Some(log) = st.core.streams.get(*stream) {
+                    q.log = Some(self.feed_log(log.path.clone()));
+                }
             }
         }
         self.shared.schedule(&mut st);
         self.shared.unlock(st);
         Ok(())
+    }
+
+    /// Logs atoms fed to the stream at `stream` in the store, before the push returns.
+    fn feed_log(&self, stream: crate::path::Path) -> FeedLog {
+        let weak = Arc::downgrade(&self.shared);
+        Arc::new(move |offset, bytes| match weak.upgrade() {
+            Some(shared) => shared
+                .storage
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .log_atom(&stream, offset, bytes)
+                .map_err(|e| e.to_string()),
+            None => Err("the system is gone".to_owned()),
+        })
     }
 
     fn waker(&self) -> Waker {
