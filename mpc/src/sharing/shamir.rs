@@ -60,7 +60,7 @@ pub fn lagrange_at<E: Element>(xs: &[E], at: E) -> Result<Vec<E>> {
     Ok(out)
 }
 
-/// Combines share vectors with the given weights: out[j] = Σ_i w_i · shares_i[j].
+/// Combines share vectors with the given weights: `out[j] = Σ_i w_i · shares_i[j]`.
 pub fn combine<E: Element>(weights: &[E], shares: &[&[E]], len: usize) -> Vec<E> {
     let mut out = vec![E::zero(); len];
     for (w, s) in weights.iter().zip(shares) {
