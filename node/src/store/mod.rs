@@ -15,7 +15,7 @@ use pods_sdk::{Commit, InputPosition, Key, Recovery, Storage, StorageError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::NodeError;
-use record::{Bytes, Record, Write};
+use record::{Record, RecordWriter};
 
 /// The database file's name in the data dir.
 pub const DATABASE: &str = "pods.db";
@@ -61,6 +61,8 @@ pub struct SqliteStore {
     conn: Connection,
     file: PathBuf,
     scratch: Vec<u8>,
+    /// The record being written, kept between commits for its room.
+    record: Vec<u8>,
     commits: u64,
     last_error: Option<NodeError>,
     compact_every: u64,
@@ -74,8 +76,42 @@ struct Fold {
     /// Records left uncompacted by an earlier run (counted at this run's first commit).
     earlier: u64,
     records: u64,
-    last: BTreeMap<(u64, Option<u64>), Option<Vec<u8>>>,
+    last: Slots,
 }
+
+/// A write of a record: its (state, key) and where its value lies in the record's bytes
+/// (`None`: removed).
+type Span = ((u64, Option<u64>), Option<std::ops::Range<usize>>);
+
+/// The last value written per (state, key), for compaction.
+type Slots = std::collections::HashMap<(u64, Option<u64>), Option<Vec<u8>>, SlotBuild>;
+
+/// State ids and keys are already well-mixed hashes: a multiply-rotate combine suffices (a
+/// fold takes one insert per write of every commit, so SipHash would be a real cost).
+#[derive(Default, Clone, Copy)]
+struct SlotHasher(u64);
+
+impl std::hash::Hasher for SlotHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(23) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type SlotBuild = std::hash::BuildHasherDefault<SlotHasher>;
 
 /// SQLite keeps integers signed; keys and ids are unsigned 64-bit hashes, stored bit for bit.
 fn signed(n: u64) -> i64 {
@@ -116,6 +152,7 @@ impl SqliteStore {
             conn,
             file,
             scratch: Vec::new(),
+            record: Vec::new(),
             commits: 0,
             last_error: None,
             compact_every: options.compact_every,
@@ -235,7 +272,7 @@ impl SqliteStore {
         let last_writes = if fold.records == unsigned(count) {
             fold.last
         } else {
-            let mut folded = BTreeMap::new();
+            let mut folded = Slots::default();
             for record in self.records(workflow)? {
                 for w in record.writes {
                     folded.insert((w.state, w.key), w.value.map(|v| v.0));
@@ -256,6 +293,9 @@ impl SqliteStore {
                     "DELETE FROM snapshot WHERE workflow = ?1 AND state = ?2 AND keyed = ?3 AND key = ?4",
                 )
                 .map_err(sql)?;
+            // In key order, so the snapshot's B-tree is written front to back.
+            let mut last_writes: Vec<_> = last_writes.into_iter().collect();
+            last_writes.sort_unstable_by_key(|(slot, _)| *slot);
             for ((state, key), value) in last_writes {
                 let (keyed, key) = (i64::from(key.is_some()), signed(key.unwrap_or(0)));
                 match value {
@@ -292,40 +332,43 @@ impl SqliteStore {
     }
 
     fn try_commit(&mut self, commit: &Commit<'_>) -> Result<(), NodeError> {
-        let mut writes = Vec::with_capacity(commit.writes.len());
-        for w in commit.writes {
-            let value = match w.value {
-                Some(v) => {
-                    self.scratch.clear();
-                    v.encode(&mut self.scratch)
-                        .map_err(|detail| NodeError::BadRecord {
-                            file: self.file.clone(),
-                            what: format!("state {} of {}", w.state.name, commit.workflow),
-                            detail,
-                        })?;
-                    Some(Bytes(payload::seal(&self.scratch)))
-                }
-                None => None,
-            };
-            writes.push(Write {
-                state: w.state.id,
-                key: w.key.map(|k| k.0),
-                value,
-            });
-        }
-        let record = Record {
-            step: commit.step,
-            input: commit
-                .input
-                .as_ref()
-                .map(|p| (p.stream.as_str().to_owned(), p.next)),
-            writes,
-        };
-        let bytes = record.encode().map_err(|detail| NodeError::BadRecord {
+        let bad = |what: String, detail: String| NodeError::BadRecord {
             file: self.file.clone(),
-            what: format!("changelog of {}", commit.workflow),
+            what,
             detail,
-        })?;
+        };
+        let mut bytes = std::mem::take(&mut self.record);
+        let input = commit.input.as_ref().map(|p| (p.stream.as_str(), p.next));
+        let mut writer = RecordWriter::begin(&mut bytes, commit.step, input)
+            .map_err(|d| bad(format!("changelog of {}", commit.workflow), d))?;
+        // Where each written value lies in the record, for the fold after the commit.
+        let mut spans = Vec::with_capacity(commit.writes.len());
+        for w in commit.writes {
+            let value = w.value.map(|v| {
+                move |out: &mut Vec<u8>| {
+                    payload::begin(out);
+                    v.encode(out)
+                }
+            });
+            let span = writer
+                .write(w.state.id, w.key.map(|k| k.0), value)
+                .map_err(|d| bad(format!("state {} of {}", w.state.name, commit.workflow), d))?;
+            spans.push(((w.state.id, w.key.map(|k| k.0)), span));
+        }
+        writer.finish();
+        let result = self.write_record(commit, &bytes, spans);
+        self.record = bytes;
+        result
+    }
+
+    /// Writes an encoded record (and the atom the step produced) in one transaction, then
+    /// folds its values for compaction.
+    fn write_record(
+        &mut self,
+        commit: &Commit<'_>,
+        bytes: &[u8],
+        spans: Vec<Span>,
+    ) -> Result<(), NodeError> {
         failpoint::reach("commit.encoded");
         let file = self.file.clone();
         let sql = |e| NodeError::sqlite(&file, e);
@@ -402,8 +445,17 @@ impl SqliteStore {
         }
         let fold = self.folds.entry(commit.workflow_id).or_default();
         fold.records += 1;
-        for w in record.writes {
-            fold.last.insert((w.state, w.key), w.value.map(|v| v.0));
+        for (slot, span) in spans {
+            let value = fold.last.entry(slot).or_insert(None);
+            match span.and_then(|r| bytes.get(r)) {
+                // The slot's buffer is reused: no allocation once a key has been written.
+                Some(v) => {
+                    let buffer = value.get_or_insert_with(Vec::new);
+                    buffer.clear();
+                    buffer.extend_from_slice(v);
+                }
+                None => *value = None,
+            }
         }
         if self.compact_every > 0 && fold.earlier + fold.records >= self.compact_every {
             // The commit stands whatever happens here; a failed compaction is retried later.

@@ -26,6 +26,11 @@ pub(crate) fn seal(plain: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Starts a payload in `out` (its tag); the plain bytes follow.
+pub(crate) fn begin(out: &mut Vec<u8>) {
+    out.push(PLAIN);
+}
+
 /// The plain bytes of a stored payload.
 pub(crate) fn open(stored: &[u8]) -> Result<&[u8], PayloadError> {
     match stored.split_first() {

@@ -37,6 +37,8 @@ fn len32(n: usize) -> Result<[u8; 4], String> {
 }
 
 impl Record {
+    /// The record's bytes (the commit path writes them with [`RecordWriter`]).
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Result<Vec<u8>, String> {
         let size: usize = 1
             + 8
@@ -135,6 +137,83 @@ impl Record {
     }
 }
 
+/// Writes a record in [`Record::encode`]'s layout straight into a buffer, one write at a time,
+/// so a commit encodes each value once, where it is stored.
+pub(crate) struct RecordWriter<'a> {
+    out: &'a mut Vec<u8>,
+    count_at: usize,
+    count: u32,
+}
+
+impl<'a> RecordWriter<'a> {
+    /// Starts a record in `out` (cleared first).
+    pub(crate) fn begin(
+        out: &'a mut Vec<u8>,
+        step: u64,
+        input: Option<(&str, u64)>,
+    ) -> Result<RecordWriter<'a>, String> {
+        out.clear();
+        out.push(LAYOUT);
+        out.extend_from_slice(&step.to_le_bytes());
+        match input {
+            Some((stream, next)) => {
+                out.push(1);
+                out.extend_from_slice(&len32(stream.len())?);
+                out.extend_from_slice(stream.as_bytes());
+                out.extend_from_slice(&next.to_le_bytes());
+            }
+            None => out.push(0),
+        }
+        let count_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        Ok(RecordWriter {
+            out,
+            count_at,
+            count: 0,
+        })
+    }
+
+    /// Adds a write; `value` appends the stored value (`None`: removed). Returns where the
+    /// stored value lies in the buffer.
+    pub(crate) fn write(
+        &mut self,
+        state: u64,
+        key: Option<u64>,
+        value: Option<impl FnOnce(&mut Vec<u8>) -> Result<(), String>>,
+    ) -> Result<Option<std::ops::Range<usize>>, String> {
+        self.count = self
+            .count
+            .checked_add(1)
+            .ok_or_else(|| "too many writes for a record".to_owned())?;
+        self.out.extend_from_slice(&state.to_le_bytes());
+        match key {
+            Some(k) => {
+                self.out.push(1);
+                self.out.extend_from_slice(&k.to_le_bytes());
+            }
+            None => self.out.push(0),
+        }
+        let Some(value) = value else {
+            self.out.push(0);
+            return Ok(None);
+        };
+        self.out.push(1);
+        let len_at = self.out.len();
+        self.out.extend_from_slice(&[0; 4]);
+        let start = self.out.len();
+        value(self.out)?;
+        let len = len32(self.out.len() - start)?;
+        self.out[len_at..start].copy_from_slice(&len);
+        Ok(Some(start..self.out.len()))
+    }
+
+    /// Ends the record (writes the count of writes).
+    pub(crate) fn finish(self) {
+        let count = self.count.to_le_bytes();
+        self.out[self.count_at..self.count_at + 4].copy_from_slice(&count);
+    }
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -215,6 +294,29 @@ mod tests {
             let i = flip.index(flipped.len());
             flipped[i] ^= bits;
             let _ = Record::decode(&flipped);
+        }
+    }
+
+    proptest! {
+        /// The writer gives the bytes `Record::encode` gives.
+        #[test]
+        fn the_writer_writes_the_records_layout(record in record()) {
+            let mut out = Vec::new();
+            let input = record.input.as_ref().map(|(s, n)| (s.as_str(), *n));
+            let mut w = RecordWriter::begin(&mut out, record.step, input).unwrap();
+            let mut spans = Vec::new();
+            for wr in &record.writes {
+                let value = wr.value.as_ref().map(|v| {
+                    let bytes = v.0.clone();
+                    move |out: &mut Vec<u8>| { out.extend_from_slice(&bytes); Ok(()) }
+                });
+                spans.push(w.write(wr.state, wr.key, value).unwrap());
+            }
+            w.finish();
+            prop_assert_eq!(&out, &record.encode().unwrap());
+            for (wr, span) in record.writes.iter().zip(spans) {
+                prop_assert_eq!(span.map(|r| out[r].to_vec()), wr.value.as_ref().map(|v| v.0.clone()));
+            }
         }
     }
 
