@@ -601,3 +601,47 @@ fn helper_threads_of_a_finished_workflow_end() {
         assert_eq!(helpers, 0, "helper threads of sealed workflows still alive");
     });
 }
+
+/// A launch adding a split does not wait while the splitter's predicate (user code) is busy
+/// routing an atom; the split takes the atoms after it.
+#[test]
+fn a_launch_does_not_wait_for_a_slow_split_predicate() {
+    within_limit(|| {
+        let first = AppBuilder::new("first");
+        let input = first.generator_external::<i64>("in");
+        let sp = first.splitter("sp", &input);
+        let slow = first.split(&sp, "slow", |x: &i64| {
+            if *x == 1 {
+                std::thread::sleep(Duration::from_millis(600));
+            }
+            *x < 100
+        });
+        first.workflow("keep").source(&slow).identity().sink();
+        let system = threaded(2, 4);
+        system.launch(first.build().unwrap()).unwrap();
+        let feeder = system.feeder::<i64>("/first/generators/in").unwrap();
+        system.start();
+        feeder.push(vec![1]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // The predicate is now sleeping on a worker.
+        let second = AppBuilder::new("second");
+        let sp2 = second.splitter_ref::<i64>("/first/splitters/sp");
+        let big = second.split(&sp2, "big", |x: &i64| *x >= 100);
+        second.workflow("big").source(&big).identity().sink();
+        let started = Instant::now();
+        system.launch(second.build().unwrap()).unwrap();
+        let took = started.elapsed();
+        let out = system
+            .subscribe::<i64>("/second/workflows/big/stream")
+            .unwrap();
+        feeder.push(vec![5, 500]).unwrap();
+        feeder.seal();
+        system.run_until_quiescent_within(LIMIT).unwrap();
+        system.stop();
+        assert!(
+            took < Duration::from_millis(300),
+            "the launch waited {took:?}"
+        );
+        assert_eq!(atoms_and_seal(&out), (vec![vec![500]], true));
+    });
+}

@@ -74,6 +74,7 @@ impl Core {
             let splitter = Unit::Splitter {
                 input,
                 router: Arc::new(Mutex::new((s.factory)())),
+                pending: Vec::new(),
                 outs: Vec::new(),
                 ended: None,
             };
@@ -89,10 +90,20 @@ impl Core {
                 router,
                 outs,
                 ended,
+                pending,
                 ..
             }) = unit.and_then(|u| self.units.get_mut(u))
-                && router.lock().is_ok_and(|mut r| r.add(s.predicate))
             {
+                // The router may be busy routing an atom (user code, on a worker): then the
+                // predicate waits for the splitter's next atom. Launch checked its type.
+                match router.try_lock() {
+                    Ok(mut r) if pending.is_empty() => {
+                        if !r.add(s.predicate) {
+                            continue;
+                        }
+                    }
+                    _ => pending.push(s.predicate),
+                }
                 outs.push(stream);
                 // A split added to a splitter that already ended ends the same way.
                 if let Some(end) = ended.clone() {

@@ -80,6 +80,9 @@ pub(crate) enum Unit {
         /// Shared with the work routing an atom outside the core; a split launched meanwhile
         /// waits for the routing to finish.
         router: Arc<Mutex<Box<dyn SplitRouter>>>,
+        /// Predicates of splits launched while the router was routing an atom, added before
+        /// the splitter's next atom (a launch never waits for user code).
+        pending: Vec<Box<dyn std::any::Any + Send>>,
         outs: Vec<usize>,
         /// How the splitter ended (its input ended, or a predicate panicked); a split added
         /// later ends the same way at once.

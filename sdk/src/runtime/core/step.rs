@@ -88,17 +88,27 @@ impl Core {
                 router,
                 outs,
                 ended,
-            } => match self.streams[input.0].take(input.1) {
-                Some(Item::Atom(atom)) => Begun::Work(Work::Split(router.clone(), atom)),
-                Some(Item::End(end)) => {
-                    for out in outs.iter() {
-                        self.streams[*out].close(end.clone());
+                pending,
+            } => {
+                if !pending.is_empty()
+                    && let Ok(mut r) = router.lock()
+                {
+                    for predicate in pending.drain(..) {
+                        r.add(predicate);
                     }
-                    *ended = Some(end);
-                    Begun::Done
                 }
-                None => Begun::Idle,
-            },
+                match self.streams[input.0].take(input.1) {
+                    Some(Item::Atom(atom)) => Begun::Work(Work::Split(router.clone(), atom)),
+                    Some(Item::End(end)) => {
+                        for out in outs.iter() {
+                            self.streams[*out].close(end.clone());
+                        }
+                        *ended = Some(end);
+                        Begun::Done
+                    }
+                    None => Begun::Idle,
+                }
+            }
             Unit::Workflow(_) => self.begin_workflow(u, pick),
         }
     }
