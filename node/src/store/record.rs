@@ -109,7 +109,7 @@ impl Record {
     }
 }
 
-/// Writes a record in [`Record::encode`]'s layout straight into a buffer, one write at a time,
+/// Writes a record in the layout above straight into a buffer, one write at a time,
 /// so a commit encodes each value once, where it is stored.
 pub(crate) struct RecordWriter<'a> {
     out: &'a mut Vec<u8>,
