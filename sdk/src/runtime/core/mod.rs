@@ -133,17 +133,6 @@ impl Core {
         let mut reads: Vec<Vec<usize>> = vec![Vec::new(); self.units.len()];
         let mut writes: Vec<Vec<usize>> = vec![Vec::new(); self.units.len()];
         for (u, unit) in self.units.iter().enumerate() {
-            if let Unit::Workflow(w) = unit {
-                // A workflow's output with a consumer is logged by a store that logs.
-                let consumed = self.units.iter().any(|v| match v {
-                    Unit::Workflow(c) => c.input.0 == w.out,
-                    Unit::Sequencer { inputs, .. } => inputs.iter().any(|i| i.0 == w.out),
-                    Unit::Splitter { input, .. } => input.0 == w.out,
-                    Unit::Generator { .. } => false,
-                });
-                w.log_output
-                    .store(consumed, std::sync::atomic::Ordering::Release);
-            }
             match unit {
                 Unit::Generator { stream, .. } => writes[u].push(*stream),
                 Unit::Sequencer { inputs, out, .. } => {
@@ -164,6 +153,14 @@ impl Core {
             }
             for &s in writes[u].iter().filter(|&&s| s < n) {
                 producer[s] = Some(u);
+            }
+        }
+        // A workflow's output with a consumer is logged by a store that logs.
+        for unit in &self.units {
+            if let Unit::Workflow(w) = unit {
+                let consumed = consumers.get(w.out).is_some_and(|c| !c.is_empty());
+                w.log_output
+                    .store(consumed, std::sync::atomic::Ordering::Release);
             }
         }
         self.neighbors = (0..self.units.len())
@@ -268,9 +265,15 @@ impl Core {
         self.streams.get(stream).is_some_and(|s| s.ready(consumer))
     }
 
+    /// Whether workflow `w` can take a stream atom now: one is ready, its output has room, and
+    /// it has credit for more asks in flight.
+    fn takes_input(&self, w: &WorkflowUnit) -> bool {
+        self.ready(w.input) && self.has_room(w.out) && self.has_ask_credit(w)
+    }
+
     /// Whether workflow `w` may take another stream atom: it has fewer continuations waiting
     /// for replies than the limit (asks would bypass the stream bounds otherwise).
-    pub(crate) fn has_ask_credit(&self, w: &WorkflowUnit) -> bool {
+    fn has_ask_credit(&self, w: &WorkflowUnit) -> bool {
         self.pending_limit.is_none_or(|l| w.pending < l)
     }
 
@@ -306,9 +309,7 @@ impl Core {
             Unit::Workflow(w) => {
                 w.engine.is_some()
                     && !w.failed
-                    && ((self.ready(w.input) && self.has_room(w.out) && self.has_ask_credit(w))
-                        || !w.asks.is_empty()
-                        || !w.replies.is_empty())
+                    && (self.takes_input(w) || !w.asks.is_empty() || !w.replies.is_empty())
             }
         }
     }

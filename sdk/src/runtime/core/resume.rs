@@ -158,9 +158,10 @@ impl Core {
             self.fast_forward(g);
         }
         // Workflows of this app launched for the first time: where they start reading.
+        let prefix = format!("{app}/");
         for (path, entry) in self.registry.entries.iter() {
             if entry.kind != Kind::Workflow
-                || !path.as_str().starts_with(&format!("{app}/"))
+                || !path.as_str().starts_with(&prefix)
                 || recoveries.iter().any(|(p, _)| p == path)
             {
                 continue;

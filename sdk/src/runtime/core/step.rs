@@ -126,10 +126,7 @@ impl Core {
         let mut choices = [Choice::Input; 3];
         let mut count = 0;
         for (available, choice) in [
-            (
-                self.ready(w.input) && self.has_room(w.out) && self.has_ask_credit(w),
-                Choice::Input,
-            ),
+            (self.takes_input(w), Choice::Input),
             (!w.asks.is_empty(), Choice::Asks),
             (!w.replies.is_empty(), Choice::Replies),
         ] {
