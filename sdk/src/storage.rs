@@ -149,6 +149,20 @@ pub trait Storage: Send {
     /// Applies all of `commit` or nothing.
     fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError>;
 
+    /// Takes `commit` as part of a group of commits of one workflow that [`Storage::flush`]
+    /// makes durable together (group commit: one transaction for several atoms). What a staged
+    /// commit produced is released only after the flush. A store without transactions to save
+    /// applies it at once (the default).
+    fn stage(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
+        self.commit(commit)
+    }
+
+    /// Makes every commit staged for the workflow `workflow_id` durable, all or nothing.
+    fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
+        let _ = workflow_id;
+        Ok(())
+    }
+
     /// Whether this store keeps state values. A store that does not (the values then live
     /// only in the tasks, as with [`VolatileStorage`]) gets commits without `writes`, which
     /// spares the runtime collecting them.

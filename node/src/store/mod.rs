@@ -60,10 +60,13 @@ impl Default for StoreOptions {
 pub struct SqliteStore {
     conn: Connection,
     file: PathBuf,
-    scratch: Vec<u8>,
-    /// The record being written, kept between commits for its room.
-    record: Vec<u8>,
+    /// Record buffers of written commits, kept for their room.
+    spare: Vec<Vec<u8>>,
+    /// Commits staged per workflow, waiting for their flush.
+    staged: std::collections::HashMap<u64, Vec<Staged>>,
     commits: u64,
+    /// Transactions that committed changelog records (several records each under group commit).
+    transactions: u64,
     last_error: Option<NodeError>,
     compact_every: u64,
     /// Per workflow: this run's commits since its last compaction, folded (last write per slot).
@@ -151,9 +154,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             file,
-            scratch: Vec::new(),
-            record: Vec::new(),
+            spare: Vec::new(),
+            staged: std::collections::HashMap::new(),
             commits: 0,
+            transactions: 0,
             last_error: None,
             compact_every: options.compact_every,
             folds: std::collections::HashMap::new(),
@@ -168,6 +172,12 @@ impl SqliteStore {
     /// Commits made through this handle.
     pub fn commits(&self) -> u64 {
         self.commits
+    }
+
+    /// Transactions that wrote commits through this handle: fewer than [`SqliteStore::commits`]
+    /// when group commit put several in one.
+    pub fn transactions(&self) -> u64 {
+        self.transactions
     }
 
     /// The typed error of the last failed commit (the sdk sees it as text).
@@ -331,15 +341,17 @@ impl SqliteStore {
         Ok(usize::try_from(count).unwrap_or(0))
     }
 
-    fn try_commit(&mut self, commit: &Commit<'_>) -> Result<(), NodeError> {
+    /// Encodes `commit` into a staged commit (the record, the atom it produced, its position),
+    /// owning its bytes, so that it can wait for a flush while the workflow steps on.
+    fn encode(&mut self, commit: &Commit<'_>) -> Result<Staged, NodeError> {
         let bad = |what: String, detail: String| NodeError::BadRecord {
             file: self.file.clone(),
             what,
             detail,
         };
-        let mut bytes = std::mem::take(&mut self.record);
+        let mut record = self.spare.pop().unwrap_or_default();
         let input = commit.input.as_ref().map(|p| (p.stream.as_str(), p.next));
-        let mut writer = RecordWriter::begin(&mut bytes, commit.step, input)
+        let mut writer = RecordWriter::begin(&mut record, commit.step, input)
             .map_err(|d| bad(format!("changelog of {}", commit.workflow), d))?;
         // Where each written value lies in the record, for the fold after the commit.
         let mut spans = Vec::with_capacity(commit.writes.len());
@@ -356,56 +368,59 @@ impl SqliteStore {
             spans.push(((w.state.id, w.key.map(|k| k.0)), span));
         }
         writer.finish();
-        let result = self.write_record(commit, &bytes, spans);
-        self.record = bytes;
-        result
+        let atom = match &commit.output {
+            Some(atom) => {
+                let mut bytes = Vec::with_capacity(1 + 16 * atom.len());
+                payload::begin(&mut bytes);
+                atom.encode(&mut bytes)
+                    .map_err(|d| bad(format!("atom {} of {}", atom.offset, atom.stream), d))?;
+                Some((atom.stream.as_str().to_owned(), atom.offset, bytes))
+            }
+            None => None,
+        };
+        Ok(Staged {
+            workflow_id: commit.workflow_id,
+            workflow: commit.workflow.as_str().to_owned(),
+            step: commit.step,
+            record,
+            spans,
+            input: commit
+                .input
+                .as_ref()
+                .map(|p| (p.stream.as_str().to_owned(), p.next)),
+            atom,
+        })
     }
 
-    /// Writes an encoded record (and the atom the step produced) in one transaction, then
-    /// folds its values for compaction.
-    fn write_record(
-        &mut self,
-        commit: &Commit<'_>,
-        bytes: &[u8],
-        spans: Vec<Span>,
-    ) -> Result<(), NodeError> {
+    /// Writes staged commits of one workflow (in step order) in one transaction, then folds
+    /// their values for compaction.
+    fn write_staged(&mut self, staged: Vec<Staged>) -> Result<(), NodeError> {
+        let (Some(first), Some(last)) = (staged.first(), staged.last()) else {
+            return Ok(());
+        };
+        let (workflow_id, workflow) = (first.workflow_id, last.workflow.clone());
         failpoint::reach("commit.encoded");
         let file = self.file.clone();
         let sql = |e| NodeError::sqlite(&file, e);
         let tx = self.conn.transaction().map_err(sql)?;
-        tx.prepare_cached("INSERT INTO changelog (workflow, step, record) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| {
-                s.execute(params![
-                    signed(commit.workflow_id),
-                    signed(commit.step),
-                    bytes
-                ])
-            })
-            .map_err(sql)?;
-        let (stream, next) = match &commit.input {
-            Some(p) => (Some(p.stream.as_str()), Some(signed(p.next))),
-            None => (None, None),
-        };
-        let mut produced = None;
-        if let Some(atom) = &commit.output {
-            self.scratch.clear();
-            atom.encode(&mut self.scratch)
-                .map_err(|detail| NodeError::BadRecord {
-                    file: file.clone(),
-                    what: format!("atom {} of {}", atom.offset, atom.stream),
-                    detail,
-                })?;
-            tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
+        let (mut input, mut produced) = (None, None);
+        for c in &staged {
+            tx.prepare_cached("INSERT INTO changelog (workflow, step, record) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| {
-                    s.execute(params![
-                        atom.stream.as_str(),
-                        signed(atom.offset),
-                        payload::seal(&self.scratch)
-                    ])
+                    s.execute(params![signed(c.workflow_id), signed(c.step), c.record])
                 })
                 .map_err(sql)?;
-            produced = Some(signed(atom.offset + 1));
+            if let Some((stream, offset, bytes)) = &c.atom {
+                tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
+                    .and_then(|mut s| s.execute(params![stream, signed(*offset), bytes]))
+                    .map_err(sql)?;
+                produced = Some(signed(offset + 1));
+            }
+            if let Some((stream, next)) = &c.input {
+                input = Some((stream.as_str(), signed(*next)));
+            }
         }
+        let (stream, next) = input.unzip();
         tx.prepare_cached(
             "INSERT INTO positions (workflow, path, step, compacted, stream, next, produced)
              VALUES (?1, ?2, ?3, 0, ?4, ?5, coalesce(?6, 0))
@@ -415,9 +430,9 @@ impl SqliteStore {
         )
         .and_then(|mut s| {
             s.execute(params![
-                signed(commit.workflow_id),
-                commit.workflow.as_str(),
-                signed(commit.step),
+                signed(workflow_id),
+                workflow,
+                signed(last.step),
                 stream,
                 next,
                 produced
@@ -427,44 +442,71 @@ impl SqliteStore {
         failpoint::reach("commit.written");
         tx.commit().map_err(sql)?;
         failpoint::reach("commit.done");
-        self.commits += 1;
-        if !self.folds.contains_key(&commit.workflow_id) {
+        self.commits += staged.len() as u64;
+        self.transactions += 1;
+        if !self.folds.contains_key(&workflow_id) {
             let earlier: i64 = self
                 .conn
                 .query_row(
                     "SELECT count(*) FROM changelog WHERE workflow = ?1",
-                    [signed(commit.workflow_id)],
+                    [signed(workflow_id)],
                     |r| r.get(0),
                 )
                 .map_err(sql)?;
             let fold = Fold {
-                earlier: unsigned(earlier).saturating_sub(1),
+                earlier: unsigned(earlier).saturating_sub(staged.len() as u64),
                 ..Fold::default()
             };
-            self.folds.insert(commit.workflow_id, fold);
+            self.folds.insert(workflow_id, fold);
         }
-        let fold = self.folds.entry(commit.workflow_id).or_default();
-        fold.records += 1;
-        for (slot, span) in spans {
-            let value = fold.last.entry(slot).or_insert(None);
-            match span.and_then(|r| bytes.get(r)) {
-                // The slot's buffer is reused: no allocation once a key has been written.
-                Some(v) => {
-                    let buffer = value.get_or_insert_with(Vec::new);
-                    buffer.clear();
-                    buffer.extend_from_slice(v);
+        let fold = self.folds.entry(workflow_id).or_default();
+        for c in staged {
+            fold.records += 1;
+            for (slot, span) in c.spans {
+                let value = fold.last.entry(slot).or_insert(None);
+                match span.and_then(|r| c.record.get(r)) {
+                    // The slot's buffer is reused: no allocation once a key has been written.
+                    Some(v) => {
+                        let buffer = value.get_or_insert_with(Vec::new);
+                        buffer.clear();
+                        buffer.extend_from_slice(v);
+                    }
+                    None => *value = None,
                 }
-                None => *value = None,
             }
+            let mut record = c.record;
+            record.clear();
+            self.spare.push(record);
         }
         if self.compact_every > 0 && fold.earlier + fold.records >= self.compact_every {
             // The commit stands whatever happens here; a failed compaction is retried later.
-            if let Err(e) = self.compact(commit.workflow_id) {
-                tracing::warn!(error = %e, workflow = %commit.workflow, "compaction failed");
+            if let Err(e) = self.compact(workflow_id) {
+                tracing::warn!(error = %e, workflow = %workflow, "compaction failed");
             }
         }
         Ok(())
     }
+
+    /// Records a failed commit's typed error and turns it into the sdk's error.
+    fn failed(&mut self, e: NodeError, workflow: &str, step: u64) -> StorageError {
+        let message = e.to_string();
+        tracing::error!(error = %message, workflow, step, "commit failed");
+        self.last_error = Some(e);
+        StorageError::Backend(message)
+    }
+}
+
+/// A commit encoded and waiting for its flush.
+struct Staged {
+    workflow_id: u64,
+    workflow: String,
+    step: u64,
+    record: Vec<u8>,
+    spans: Vec<Span>,
+    /// The input position after the step: stream and next offset.
+    input: Option<(String, u64)>,
+    /// The atom produced: stream, offset and stored bytes.
+    atom: Option<(String, u64, Vec<u8>)>,
 }
 
 fn input_position(file: &Path, stream: &str, next: u64) -> Result<InputPosition, NodeError> {
@@ -508,17 +550,42 @@ fn apply(
 
 impl Storage for SqliteStore {
     fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
-        match self.try_commit(commit) {
+        let written = self
+            .encode(commit)
+            .and_then(|staged| self.write_staged(vec![staged]));
+        match written {
             Ok(()) => {
                 self.last_error = None;
                 Ok(())
             }
-            Err(e) => {
-                let message = e.to_string();
-                tracing::error!(error = %message, workflow = %commit.workflow, step = commit.step, "commit failed");
-                self.last_error = Some(e);
-                Err(StorageError::Backend(message))
+            Err(e) => Err(self.failed(e, commit.workflow.as_str(), commit.step)),
+        }
+    }
+
+    fn stage(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
+        match self.encode(commit) {
+            Ok(staged) => {
+                self.staged
+                    .entry(commit.workflow_id)
+                    .or_default()
+                    .push(staged);
+                Ok(())
             }
+            Err(e) => Err(self.failed(e, commit.workflow.as_str(), commit.step)),
+        }
+    }
+
+    fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
+        let staged = self.staged.remove(&workflow_id).unwrap_or_default();
+        let Some((workflow, step)) = staged.last().map(|c| (c.workflow.clone(), c.step)) else {
+            return Ok(());
+        };
+        match self.write_staged(staged) {
+            Ok(()) => {
+                self.last_error = None;
+                Ok(())
+            }
+            Err(e) => Err(self.failed(e, &workflow, step)),
         }
     }
 

@@ -29,6 +29,17 @@ fn commit(
     next: Option<u64>,
     writes: &[(u64, Option<u64>, Option<i64>)],
 ) -> Result<(), StorageError> {
+    commit_or_stage(store, step, next, writes, false)
+}
+
+/// As [`commit`], or staged for a later flush.
+fn commit_or_stage(
+    store: &mut SqliteStore,
+    step: u64,
+    next: Option<u64>,
+    writes: &[(u64, Option<u64>, Option<i64>)],
+    staged: bool,
+) -> Result<(), StorageError> {
     let names: Vec<StateName> = writes.iter().map(|w| name(w.0)).collect();
     let values: Vec<Option<i64>> = writes.iter().map(|w| w.2).collect();
     let writes: Vec<StateWrite<'_>> = writes
@@ -45,7 +56,7 @@ fn commit(
         stream: Path::parse("/app/generators/g/stream").unwrap(),
         next,
     });
-    store.commit(&Commit {
+    let commit = Commit {
         workflow: &workflow,
         workflow_id: WF,
         step,
@@ -55,7 +66,12 @@ fn commit(
         output: None,
         asks: 0,
         replies: 0,
-    })
+    };
+    if staged {
+        store.stage(&commit)
+    } else {
+        store.commit(&commit)
+    }
 }
 
 fn cbor(v: i64) -> Vec<u8> {
@@ -109,6 +125,52 @@ fn a_step_committed_twice_is_refused_and_changes_nothing() {
     let r = store.recover(WF).unwrap();
     assert_eq!((r.step, r.input.map(|p| p.next)), (1, Some(1)));
     assert_eq!(r.values.get(&(7, Some(Key(1)))), Some(&cbor(1)));
+}
+
+#[test]
+fn staged_commits_land_together_at_the_flush_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    commit(&mut store, 1, Some(1), &[(7, Some(1), Some(1))]).unwrap();
+    for step in 2..=4 {
+        let value = Some(step as i64);
+        commit_or_stage(&mut store, step, Some(step), &[(7, Some(1), value)], true).unwrap();
+    }
+    assert_eq!(
+        store.recover(WF).unwrap().step,
+        1,
+        "staged is not committed"
+    );
+    store.flush(WF).unwrap();
+    assert_eq!((store.commits(), store.transactions()), (4, 2));
+    let recovered = store.recover(WF).unwrap();
+    assert_eq!(recovered.step, 4);
+    assert_eq!(recovered.input.map(|p| p.next), Some(4));
+    assert_eq!(recovered.values.get(&(7, Some(Key(1)))), Some(&cbor(4)));
+    // Staged and never flushed: gone with the process.
+    commit_or_stage(&mut store, 5, Some(5), &[(7, Some(1), Some(5))], true).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.recover(WF).unwrap().step, 4);
+}
+
+#[test]
+fn a_failed_flush_commits_nothing_of_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    commit(&mut store, 1, Some(1), &[(7, Some(1), Some(1))]).unwrap();
+    commit_or_stage(&mut store, 2, Some(2), &[(7, Some(1), Some(2))], true).unwrap();
+    // Step 1 again: the group's second record is refused, so the first does not land either.
+    commit_or_stage(&mut store, 1, Some(3), &[(7, Some(1), Some(3))], true).unwrap();
+    assert!(store.flush(WF).is_err());
+    assert!(matches!(store.last_error(), Some(NodeError::Sqlite { .. })));
+    let recovered = store.recover(WF).unwrap();
+    assert_eq!(recovered.step, 1);
+    assert_eq!(recovered.values.get(&(7, Some(Key(1)))), Some(&cbor(1)));
+    // The next group starts clean.
+    commit_or_stage(&mut store, 2, Some(2), &[(7, Some(1), Some(2))], true).unwrap();
+    store.flush(WF).unwrap();
+    assert_eq!(store.recover(WF).unwrap().step, 2);
 }
 
 #[test]

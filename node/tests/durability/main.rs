@@ -293,6 +293,43 @@ fn a_stopped_run_resumes_where_it_committed_even_with_other_partition_counts() {
     }
 }
 
+#[test]
+fn group_commit_puts_queued_atoms_in_one_transaction_and_counts_stay_exact() {
+    let mut per_group = Vec::new();
+    for group in [1, 16] {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+        let mut system = pods_sdk::DeterministicSystem::with_storage(5, store);
+        system.set_group_commit(group);
+        system.launch(count_app(2)).expect("launch");
+        system.run_until_quiescent();
+        let (commits, transactions) = (system.storage().commits(), system.storage().transactions());
+        drop(system);
+        assert_eq!(commits, 100, "group {group}: one step per atom");
+        let workflow = pods_sdk::Path::parse("/resume/workflows/count").expect("path");
+        let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+        let r = store.recover(workflow.stable_id()).expect("recover");
+        assert_eq!(r.step, 100);
+        assert_eq!(r.input.map(|p| p.next), Some(100));
+        let total: u64 = r
+            .values
+            .iter()
+            .filter(|((_, key), _)| key.is_some())
+            .map(|(_, bytes)| ciborium::from_reader::<u64, _>(bytes.as_slice()).expect("u64"))
+            .sum();
+        assert_eq!(total, 10_000, "group {group}: every event counted once");
+        per_group.push(transactions);
+    }
+    assert_eq!(
+        per_group[0], 100,
+        "without grouping, a transaction per atom"
+    );
+    assert!(
+        per_group[1] < per_group[0],
+        "queued atoms share transactions: {per_group:?}"
+    );
+}
+
 /// Fed atoms → a workflow summing them (per-task state).
 fn fed_app() -> App {
     let app = AppBuilder::new("fed");

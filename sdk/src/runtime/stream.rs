@@ -120,6 +120,11 @@ impl StreamLog {
         }
     }
 
+    /// Whether consumer `c`'s next item is an atom (not the end, not nothing).
+    pub(crate) fn has_atom(&self, c: usize) -> bool {
+        matches!(self.cursors.get(c), Some(&cur) if cur != DONE && cur < self.head())
+    }
+
     /// Moves consumer `c` on to offset `next` (where it stood in an earlier run), if that is
     /// ahead of it.
     pub(crate) fn resume(&mut self, c: usize, next: u64) {

@@ -52,6 +52,7 @@ impl<S: Storage + 'static> Sys<S> {
                     stream_bound: 1,
                     parallel_step: 1,
                     pending_asks: 64,
+                    group_commit: 4,
                 };
                 Sys::Threaded(ThreadedSystem::with_storage(config, storage).expect("threads"))
             }

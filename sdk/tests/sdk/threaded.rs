@@ -21,6 +21,7 @@ fn threaded(workers: usize, stream_bound: usize) -> ThreadedSystem {
         // Every partitioned step on helper threads, however small.
         parallel_step: 1,
         pending_asks: 64,
+        group_commit: 8,
     };
     ThreadedSystem::with_storage(config, pods_sdk::MemoryStorage::new()).expect("threads")
 }

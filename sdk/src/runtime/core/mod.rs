@@ -103,6 +103,9 @@ pub(crate) struct Core {
     /// `None`: no limit.
     pub pending_limit: Option<usize>,
     pub steps: u64,
+    /// Most stream atoms a workflow step takes when they are queued, committed together
+    /// (group commit; 1: one atom per step).
+    pub group: usize,
     /// Per unit: the units a step of it may make runnable (the producers of what it reads,
     /// the consumers of what it writes).
     pub neighbors: Vec<Vec<usize>>,
@@ -120,6 +123,7 @@ impl Core {
             gate: Arc::new(AllowAll),
             bound,
             steps: 0,
+            group: 1,
             neighbors: Vec::new(),
             woken: Vec::new(),
         }

@@ -153,8 +153,20 @@ impl Core {
                             stream: log.path.clone(),
                             next: log.cursor(consumer),
                         };
+                        let mut atoms = vec![(atom, position)];
+                        // Atoms queued behind it commit with it (group commit).
+                        while atoms.len() < self.group && log.has_atom(consumer) {
+                            let Some(Item::Atom(atom)) = log.take(consumer) else {
+                                break;
+                            };
+                            let position = InputPosition {
+                                stream: log.path.clone(),
+                                next: log.cursor(consumer),
+                            };
+                            atoms.push((atom, position));
+                        }
                         match w.engine.take() {
-                            Some(e) => Begun::Work(Work::Atom(e, atom, position, gate)),
+                            Some(e) => Begun::Work(Work::Atoms(e, atoms, gate)),
                             None => Begun::Idle,
                         }
                     }
@@ -248,6 +260,7 @@ impl Core {
                     denied,
                     opened,
                     refused,
+                    earlier,
                     result,
                 },
                 Unit::Workflow(w),
@@ -258,6 +271,9 @@ impl Core {
                 w.open.extend(opened);
                 if !refused.is_empty() {
                     self.route_replies(refused);
+                }
+                for out in earlier {
+                    self.released(u, out);
                 }
                 match result {
                     Some(Ok(out)) => self.released(u, out),

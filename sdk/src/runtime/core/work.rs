@@ -23,12 +23,12 @@ pub(crate) enum Work {
     Generate(Source),
     /// Route an atom to the splits.
     Split(Arc<Mutex<Box<dyn SplitRouter>>>, Arc<dyn Batch>),
-    /// Run a workflow step over an input atom, which the gate filters first (unless it admits
+    /// Run a workflow step over each of one or more input atoms (with the input position after
+    /// each), committed together; the gate filters each atom first (unless it admits
     /// everything).
-    Atom(
+    Atoms(
         Box<WorkflowInstance>,
-        Arc<dyn Batch>,
-        InputPosition,
+        Vec<(Arc<dyn Batch>, InputPosition)>,
         Arc<dyn PolicyGate>,
     ),
     /// Run a workflow step over the asks for its replier at a node, each admitted by the gate
@@ -55,6 +55,8 @@ pub(crate) enum Done {
         opened: Vec<(AskId, OpenRequest)>,
         /// Answers to asks the gate denied.
         refused: Vec<ReplyMsg>,
+        /// What committed steps of a group before the last produced, in order.
+        earlier: Vec<StepOutput>,
         /// The step's outcome; `None` when nothing was left to step on.
         result: Option<Result<StepOutput, TaskError>>,
     },
@@ -107,23 +109,46 @@ impl Work {
                 };
                 Done::Split(parts)
             }
-            Work::Atom(mut engine, atom, position, gate) => {
+            Work::Atoms(mut engine, atoms, gate) => {
                 let mut denied = 0;
+                let mut earlier = Vec::new();
                 let result = guarded("step", || {
-                    let mut batch = atom.unshare();
-                    if !gate.admits_everything() {
-                        let path = &engine.path;
-                        denied = batch
-                            .retain_envelopes(&mut |env| gate.admit(path, env) == Decision::Admit)
-                            as u64;
+                    let mut admitted = Vec::with_capacity(atoms.len());
+                    for (atom, position) in atoms {
+                        let mut batch = atom.unshare();
+                        if !gate.admits_everything() {
+                            let path = &engine.path;
+                            denied += batch.retain_envelopes(&mut |env| {
+                                gate.admit(path, env) == Decision::Admit
+                            }) as u64;
+                        }
+                        admitted.push((batch, position));
                     }
-                    engine.step(StepInput::Atom(batch, position), storage, par)
+                    if admitted.len() == 1
+                        && let Some((batch, position)) = admitted.pop()
+                    {
+                        return engine.step(StepInput::Atom(batch, position), storage, par);
+                    }
+                    let (mut outputs, error) = engine.step_group(admitted, storage, par);
+                    match (error, outputs.pop()) {
+                        (Some(e), last) => {
+                            earlier = outputs;
+                            earlier.extend(last);
+                            Err(e)
+                        }
+                        (None, Some(last)) => {
+                            earlier = outputs;
+                            Ok(last)
+                        }
+                        (None, None) => Err(TaskError::new("a group of steps produced nothing")),
+                    }
                 });
                 Done::Stepped {
                     engine,
                     denied,
                     opened: Vec::new(),
                     refused: Vec::new(),
+                    earlier,
                     result: Some(result),
                 }
             }
@@ -144,6 +169,7 @@ impl Work {
                             denied: 0,
                             opened: asks.iter().map(open).collect(),
                             refused: Vec::new(),
+                            earlier: Vec::new(),
                             result: Some(Err(e)),
                         };
                     }
@@ -168,6 +194,7 @@ impl Work {
                     denied: refused.len() as u64,
                     opened,
                     refused,
+                    earlier: Vec::new(),
                     result,
                 }
             }
@@ -180,6 +207,7 @@ impl Work {
                     denied: 0,
                     opened: Vec::new(),
                     refused: Vec::new(),
+                    earlier: Vec::new(),
                     result: Some(result),
                 }
             }

@@ -57,6 +57,12 @@ impl<S: Storage> DeterministicSystem<S> {
         resumed.finish(&recoveries, &mut self.storage)
     }
 
+    /// Lets a workflow step take up to `atoms` stream atoms queued for it and commit them
+    /// together (group commit; 1, the default, takes one atom per step).
+    pub fn set_group_commit(&mut self, atoms: usize) {
+        self.core.group = atoms.max(1);
+    }
+
     /// Replaces the policy gate applied to every atom a workflow consumes.
     pub fn set_gate(&mut self, gate: impl PolicyGate + 'static) {
         self.core.gate = std::sync::Arc::new(gate);

@@ -116,6 +116,47 @@ impl WorkflowInstance {
         storage: &mut dyn Storage,
         par: &Parallel,
     ) -> Result<StepOutput, TaskError> {
+        self.take_step(input, storage, par, false)
+    }
+
+    /// Runs one step per stream atom, in order, and commits them together (group commit): the
+    /// store makes them durable in one flush. Returns what the committed steps produced, and
+    /// the error that ended the group early, if any: the steps before it still commit, and a
+    /// failed flush commits none.
+    pub(crate) fn step_group(
+        &mut self,
+        atoms: Vec<(Box<dyn Batch>, InputPosition)>,
+        storage: &mut dyn Storage,
+        par: &Parallel,
+    ) -> (Vec<StepOutput>, Option<TaskError>) {
+        let mut outputs = Vec::with_capacity(atoms.len());
+        let mut error = None;
+        for (batch, position) in atoms {
+            match self.take_step(StepInput::Atom(batch, position), storage, par, true) {
+                Ok(out) => outputs.push(out),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        if !outputs.is_empty()
+            && let Err(e) = storage.flush(self.origin)
+        {
+            let message = format!("commit of steps up to {} failed: {e}", self.step);
+            return (Vec::new(), Some(TaskError::new(message)));
+        }
+        (outputs, error)
+    }
+
+    /// One step; `staged`: its commit waits for the group's flush.
+    fn take_step(
+        &mut self,
+        input: StepInput,
+        storage: &mut dyn Storage,
+        par: &Parallel,
+        staged: bool,
+    ) -> Result<StepOutput, TaskError> {
         let step = self.step + 1;
         let track = storage.keeps_state();
         for p in &mut self.parts {
@@ -207,9 +248,12 @@ impl WorkflowInstance {
             asks: asks.len(),
             replies: replies.len(),
         };
-        storage
-            .commit(&commit)
-            .map_err(|e| TaskError::new(format!("commit of step {step} failed: {e}")))?;
+        let committed = if staged {
+            storage.stage(&commit)
+        } else {
+            storage.commit(&commit)
+        };
+        committed.map_err(|e| TaskError::new(format!("commit of step {step} failed: {e}")))?;
         drop(writes);
         for p in &mut self.parts {
             p.committed();

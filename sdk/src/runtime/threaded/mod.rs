@@ -69,6 +69,10 @@ pub struct ThreadedConfig {
     /// atoms (default 4,096): the bound on asks in flight, as `stream_bound` bounds atoms. It
     /// still answers asks and takes replies meanwhile.
     pub pending_asks: usize,
+    /// Most stream atoms queued for a workflow that one step takes and commits together, in one
+    /// transaction of a durable store (group commit; default 16; 1 turns it off). Each atom
+    /// still gets its own step, state changes and output atom.
+    pub group_commit: usize,
 }
 
 impl Default for ThreadedConfig {
@@ -78,6 +82,7 @@ impl Default for ThreadedConfig {
             stream_bound: 16,
             parallel_step: 512,
             pending_asks: 4_096,
+            group_commit: 16,
         }
     }
 }
@@ -127,11 +132,13 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             .map_err(|e| Error::Runtime {
                 message: format!("cannot start {workers} worker threads: {e}"),
             })?;
+        let mut core = Core::new(
+            Some(config.stream_bound.max(1)),
+            Some(config.pending_asks.max(1)),
+        );
+        core.group = config.group_commit.max(1);
         let state = State {
-            core: Core::new(
-                Some(config.stream_bound.max(1)),
-                Some(config.pending_asks.max(1)),
-            ),
+            core,
             busy: Vec::new(),
             running: 0,
             started: false,
