@@ -46,10 +46,12 @@ fn label(synchronous: Synchronous) -> &'static str {
     }
 }
 
-/// Runs `app` on a threaded system over `storage` until quiescent, then stops it.
-fn run_on<S: Storage + 'static>(storage: S, app: App) -> ThreadedSystem<S> {
+/// Runs `app` on a threaded system over `storage` until quiescent, then stops it; `group`:
+/// most queued atoms committed in one transaction.
+fn run_on<S: Storage + 'static>(storage: S, app: App, group: usize) -> ThreadedSystem<S> {
     let config = ThreadedConfig {
         workers: WORKERS,
+        group_commit: group,
         ..ThreadedConfig::default()
     };
     let system = ThreadedSystem::with_storage(config, storage).expect("threads");
@@ -59,10 +61,12 @@ fn run_on<S: Storage + 'static>(storage: S, app: App) -> ThreadedSystem<S> {
     system
 }
 
-/// The store, timing each commit.
+/// The store, timing each transaction: a commit, or the staging of a group and its flush.
 struct Timed {
     store: SqliteStore,
     times: Vec<Duration>,
+    /// Time spent staging the group not flushed yet.
+    staging: Duration,
 }
 
 impl Storage for Timed {
@@ -70,6 +74,20 @@ impl Storage for Timed {
         let t = Instant::now();
         let result = self.store.commit(commit);
         self.times.push(t.elapsed());
+        result
+    }
+
+    fn stage(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
+        let t = Instant::now();
+        let result = self.store.stage(commit);
+        self.staging += t.elapsed();
+        result
+    }
+
+    fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
+        let t = Instant::now();
+        let result = self.store.flush(workflow_id);
+        self.times.push(t.elapsed() + std::mem::take(&mut self.staging));
         result
     }
 
@@ -138,7 +156,13 @@ fn check_pipeline(dir: &std::path::Path, atoms: u64, kept: u64) {
 /// Best events/s of the pipeline on a fresh `SqliteStore` per repetition (at least 3, and
 /// at least `budget` in all): timed from opening the store to closing it (the system dropped),
 /// each repetition checked afterwards.
-fn durable_rate(events: i64, atom: i64, synchronous: Synchronous, budget: Duration) -> f64 {
+fn durable_rate(
+    events: i64,
+    atom: i64,
+    synchronous: Synchronous,
+    group: usize,
+    budget: Duration,
+) -> f64 {
     let atoms = atoms(events, atom);
     let kept: u64 = staged(events, atom).values().sum();
     let mut best = f64::MAX;
@@ -148,7 +172,7 @@ fn durable_rate(events: i64, atom: i64, synchronous: Synchronous, budget: Durati
         let dir = tempfile::tempdir().expect("temp dir");
         let t = Instant::now();
         let store = SqliteStore::open(dir.path(), options(synchronous)).expect("open");
-        let system = run_on(store, pipeline(events, atom, 1));
+        let system = run_on(store, pipeline(events, atom, 1), group);
         let commits = system.storage().commits();
         drop(system);
         best = best.min(t.elapsed().as_secs_f64());
@@ -159,7 +183,8 @@ fn durable_rate(events: i64, atom: i64, synchronous: Synchronous, budget: Durati
     events as f64 / best
 }
 
-/// Every commit's latency over one run of the pipeline, sorted.
+/// Every transaction's latency (staging and flush of a group) over one run of the pipeline
+/// with group commit on (the default), sorted.
 fn commit_latencies(events: i64, atom: i64, synchronous: Synchronous) -> Vec<Duration> {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path(), options(synchronous)).expect("open");
@@ -167,8 +192,10 @@ fn commit_latencies(events: i64, atom: i64, synchronous: Synchronous) -> Vec<Dur
         Timed {
             store,
             times: Vec::new(),
+            staging: Duration::ZERO,
         },
         pipeline(events, atom, 1),
+        ThreadedConfig::default().group_commit,
     );
     let mut times = std::mem::take(&mut system.storage().times);
     drop(system);
@@ -331,38 +358,46 @@ fn main() {
          compacting each workflow every {} commits (within the commit)",
         StoreOptions::default().compact_every
     );
+    let group = ThreadedConfig::default().group_commit;
     println!(
-        "{:>10} {:>9} {:>11} {:>16} {:>14} {:>12} {:>14} {:>12}",
+        "group commit: up to {group} queued atoms per transaction (the default); the last two \
+         columns: FULL with one atom per transaction, for comparison"
+    );
+    println!(
+        "{:>10} {:>9} {:>16} {:>14} {:>11} {:>14} {:>9} {:>14} {:>11}",
         "atom size",
-        "commits",
-        "compactions",
+        "atoms",
         "in-memory ev/s",
         "NORMAL ev/s",
         "NORMAL/mem",
         "FULL ev/s",
-        "FULL/mem"
+        "FULL/mem",
+        "FULL 1/tx ev/s",
+        "FULL/1/tx"
     );
     for atom in [100i64, 1_000] {
         let memory = rate(events, budget, || {
-            let system = run_on(VolatileStorage::new(), pipeline(events, atom, 1));
+            let system = run_on(VolatileStorage::new(), pipeline(events, atom, 1), group);
             let steps = system.steps();
             drop(system);
             steps
         });
-        let [normal, full] = modes.map(|s| durable_rate(events, atom, s, budget));
+        let [normal, full] = modes.map(|s| durable_rate(events, atom, s, group, budget));
+        let single = durable_rate(events, atom, Synchronous::Full, 1, budget);
         println!(
-            "{atom:>10} {:>9} {:>11} {memory:>16.0} {normal:>14.0} {:>11.1}% {full:>14.0} {:>11.1}%",
+            "{atom:>10} {:>9} {memory:>16.0} {normal:>14.0} {:>10.1}% {full:>14.0} {:>8.1}% {single:>14.0} {:>10.1}x",
             atoms(events, atom),
-            atoms(events, atom) / StoreOptions::default().compact_every,
             100.0 * normal / memory,
-            100.0 * full / memory
+            100.0 * full / memory,
+            full / single
         );
     }
 
     let atom = 1_000;
     println!();
     println!(
-        "commit latency at atom size {atom} ({} commits of one run, each up to 1024 keys' counts)",
+        "transaction latency at atom size {atom} (the transactions of one run of {} atoms, \
+         each atom up to 1024 keys' counts; staging and flush of a group)",
         atoms(events, atom)
     );
     println!(
