@@ -87,7 +87,8 @@ impl Storage for Timed {
     fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
         let t = Instant::now();
         let result = self.store.flush(workflow_id);
-        self.times.push(t.elapsed() + std::mem::take(&mut self.staging));
+        self.times
+            .push(t.elapsed() + std::mem::take(&mut self.staging));
         result
     }
 

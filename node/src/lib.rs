@@ -44,4 +44,4 @@ mod store;
 
 pub use error::NodeError;
 pub use node::{Node, NodeConfig};
-pub use store::{DATABASE, SqliteStore, StoreOptions, Synchronous, failpoint};
+pub use store::{DATABASE, Quarantined, SqliteStore, StoreOptions, Synchronous, failpoint};

@@ -163,6 +163,34 @@ pub trait Storage: Send {
         Ok(())
     }
 
+    /// Records that `workflow` is about to take atom `offset` of `stream`, one of the first it
+    /// takes after a launch (each alone), and says whether to run it or to quarantine it: a
+    /// store that survives crashes counts the launches that tried that atom without committing
+    /// it, so an atom that crashed the process on every try is set aside instead of
+    /// crash-looping the node. Stores that keep nothing across runs always say run.
+    fn attempt(
+        &mut self,
+        workflow: &Path,
+        workflow_id: u64,
+        stream: &Path,
+        offset: u64,
+    ) -> Result<Attempt, StorageError> {
+        let _ = (workflow, workflow_id, stream, offset);
+        Ok(Attempt::Run)
+    }
+
+    /// Sets `atom` (its encoding) aside with `reason`, and commits `commit`: the step that
+    /// moves the workflow's input past it without running it.
+    fn quarantine(
+        &mut self,
+        commit: &Commit<'_>,
+        atom: &[u8],
+        reason: &str,
+    ) -> Result<(), StorageError> {
+        let _ = (atom, reason);
+        self.commit(commit)
+    }
+
     /// Whether this store keeps state values. A store that does not (the values then live
     /// only in the tasks, as with [`VolatileStorage`]) gets commits without `writes`, which
     /// spares the runtime collecting them.
@@ -217,6 +245,18 @@ pub trait Storage: Send {
         let _ = (stream, from, to);
         Ok(Vec::new())
     }
+}
+
+/// What to do with a stream atom a workflow takes just after a launch ([`Storage::attempt`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// Run it.
+    Run,
+    /// Set it aside: earlier launches tried it `crashes` times and never committed it.
+    Quarantine {
+        /// Launches that tried the atom and stopped before committing it.
+        crashes: u32,
+    },
 }
 
 /// Storage that keeps nothing beyond the running process: state lives in the tasks' tables

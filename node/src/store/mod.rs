@@ -11,7 +11,7 @@ mod schema;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pods_sdk::{Commit, InputPosition, Key, Recovery, Storage, StorageError};
+use pods_sdk::{Attempt, Commit, InputPosition, Key, Recovery, Storage, StorageError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::NodeError;
@@ -43,6 +43,9 @@ pub struct StoreOptions {
     /// Changelog records of a workflow after which they are folded into its snapshot (default
     /// 256), so recovery reads a snapshot and a short tail; `0`: never.
     pub compact_every: u64,
+    /// Launches in a row that may stop (crash) while a workflow processes the same atom before
+    /// the next launch quarantines it instead of running it again (default 3).
+    pub quarantine_after: u32,
 }
 
 impl Default for StoreOptions {
@@ -52,6 +55,7 @@ impl Default for StoreOptions {
             read_only: false,
             max_pages: None,
             compact_every: 256,
+            quarantine_after: 3,
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct SqliteStore {
     transactions: u64,
     last_error: Option<NodeError>,
     compact_every: u64,
+    quarantine_after: u32,
     /// Per workflow: this run's commits since its last compaction, folded (last write per slot).
     folds: std::collections::HashMap<u64, Fold>,
 }
@@ -160,6 +165,7 @@ impl SqliteStore {
             transactions: 0,
             last_error: None,
             compact_every: options.compact_every,
+            quarantine_after: options.quarantine_after,
             folds: std::collections::HashMap::new(),
         })
     }
@@ -487,6 +493,81 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The atoms set aside because the process stopped while processing them on
+    /// `quarantine_after` launches in a row, oldest first.
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>, NodeError> {
+        let file = &self.file;
+        let sql = |e| NodeError::sqlite(file, e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT path, stream, offset, atom, reason, at FROM quarantine ORDER BY at, path, offset",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (workflow, stream, offset, atom, reason, at) = row.map_err(sql)?;
+            out.push(Quarantined {
+                workflow,
+                stream,
+                offset: unsigned(offset),
+                atom: open_payload(file, "quarantined atom", &atom)?,
+                reason,
+                at_unix_seconds: unsigned(at),
+            });
+        }
+        Ok(out)
+    }
+
+    fn try_attempt(
+        &mut self,
+        workflow_id: u64,
+        stream: &str,
+        offset: u64,
+    ) -> Result<u32, NodeError> {
+        let file = self.file.clone();
+        let sql = |e| NodeError::sqlite(&file, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        let earlier: Option<(String, i64, i64)> = tx
+            .query_row(
+                "SELECT stream, offset, launches FROM attempts WHERE workflow = ?1",
+                [signed(workflow_id)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let launches = match earlier {
+            Some((s, o, n)) if s == stream && unsigned(o) == offset => unsigned(n) + 1,
+            _ => 1,
+        };
+        tx.execute(
+            "INSERT INTO attempts (workflow, stream, offset, launches) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (workflow) DO UPDATE SET stream = excluded.stream,
+                 offset = excluded.offset, launches = excluded.launches",
+            params![
+                signed(workflow_id),
+                stream,
+                signed(offset),
+                signed(launches)
+            ],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(u32::try_from(launches).unwrap_or(u32::MAX))
+    }
+
     /// Records a failed commit's typed error and turns it into the sdk's error.
     fn failed(&mut self, e: NodeError, workflow: &str, step: u64) -> StorageError {
         let message = e.to_string();
@@ -494,6 +575,23 @@ impl SqliteStore {
         self.last_error = Some(e);
         StorageError::Backend(message)
     }
+}
+
+/// An atom set aside by quarantine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The workflow that could not process it.
+    pub workflow: String,
+    /// The stream it came from.
+    pub stream: String,
+    /// Its offset there.
+    pub offset: u64,
+    /// Its encoding (CBOR), as the stream's log holds it.
+    pub atom: Vec<u8>,
+    /// Why it was set aside.
+    pub reason: String,
+    /// When, in seconds since the Unix epoch.
+    pub at_unix_seconds: u64,
 }
 
 /// A commit encoded and waiting for its flush.
@@ -587,6 +685,63 @@ impl Storage for SqliteStore {
             }
             Err(e) => Err(self.failed(e, &workflow, step)),
         }
+    }
+
+    fn attempt(
+        &mut self,
+        workflow: &pods_sdk::Path,
+        workflow_id: u64,
+        stream: &pods_sdk::Path,
+        offset: u64,
+    ) -> Result<Attempt, StorageError> {
+        let launches = self
+            .try_attempt(workflow_id, stream.as_str(), offset)
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        let crashes = launches - 1;
+        if self.quarantine_after > 0 && crashes >= self.quarantine_after {
+            return Ok(Attempt::Quarantine { crashes });
+        }
+        if crashes > 0 {
+            tracing::warn!(%workflow, %stream, offset, crashes, "retrying an atom earlier launches stopped on");
+        }
+        Ok(Attempt::Run)
+    }
+
+    fn quarantine(
+        &mut self,
+        commit: &Commit<'_>,
+        atom: &[u8],
+        reason: &str,
+    ) -> Result<(), StorageError> {
+        let Some(input) = &commit.input else {
+            return Err(StorageError::Backend(
+                "a quarantine must move the input on".to_owned(),
+            ));
+        };
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let stored = payload::seal(atom);
+        let written = self.conn.execute(
+            "INSERT INTO quarantine (workflow, path, stream, offset, atom, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (workflow, stream, offset) DO UPDATE SET atom = excluded.atom,
+                 reason = excluded.reason, at = excluded.at",
+            params![
+                signed(commit.workflow_id),
+                commit.workflow.as_str(),
+                input.stream.as_str(),
+                signed(input.next.saturating_sub(1)),
+                stored,
+                reason,
+                signed(at)
+            ],
+        );
+        if let Err(e) = written {
+            let e = NodeError::sqlite(&self.file, e);
+            return Err(self.failed(e, commit.workflow.as_str(), commit.step));
+        }
+        self.commit(commit)
     }
 
     fn recover(

@@ -12,7 +12,7 @@ use crate::error::NodeError;
 pub(crate) const APPLICATION_ID: i64 = 0x506f_6473;
 
 /// The schema version this build writes; files of older versions are migrated.
-pub(crate) const VERSION: i64 = 3;
+pub(crate) const VERSION: i64 = 4;
 
 /// Migrations: the statements that bring version `i` to `i + 1` are `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
@@ -51,6 +51,23 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE heads (
          stream TEXT PRIMARY KEY,
          next INTEGER NOT NULL
+     );",
+    // 3 → 4: the atom each workflow tried first at its last launches, and quarantined atoms.
+    "CREATE TABLE attempts (
+         workflow INTEGER PRIMARY KEY,
+         stream TEXT NOT NULL,
+         offset INTEGER NOT NULL,
+         launches INTEGER NOT NULL
+     );
+     CREATE TABLE quarantine (
+         workflow INTEGER NOT NULL,
+         path TEXT NOT NULL,
+         stream TEXT NOT NULL,
+         offset INTEGER NOT NULL,
+         atom BLOB NOT NULL,
+         reason TEXT NOT NULL,
+         at INTEGER NOT NULL,
+         PRIMARY KEY (workflow, stream, offset)
      );",
 ];
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pods_sdk::{
-    Commit, InputPosition, Key, Path, Recovery, StateName, StateValue, StateWrite, Storage,
+    Attempt, Commit, InputPosition, Key, Path, Recovery, StateName, StateValue, StateWrite, Storage,
 };
 use proptest::prelude::*;
 
@@ -347,7 +347,7 @@ fn a_full_disk_fails_the_commit_and_keeps_every_earlier_one() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
     let options = StoreOptions {
-        max_pages: Some(12),
+        max_pages: Some(16),
         ..StoreOptions::default()
     };
     let mut store = SqliteStore::open(dir.path(), options).unwrap();
@@ -363,6 +363,7 @@ fn a_full_disk_fails_the_commit_and_keeps_every_earlier_one() {
         committed = step;
     }
     assert!(failed, "the page limit was never reached");
+    assert!(committed > 0, "commits fit before the limit");
     assert!(
         matches!(store.last_error(), Some(NodeError::DiskFull { .. })),
         "{:?}",
@@ -413,4 +414,76 @@ proptest! {
         prop_assert_eq!(r.values, model);
         prop_assert_eq!(r.step, steps.len() as u64);
     }
+}
+
+#[test]
+fn an_atom_tried_by_three_launches_in_a_row_without_a_commit_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    let stream = Path::parse("/app/generators/g/stream").unwrap();
+    let mut verdicts = Vec::new();
+    for _launch in 0..5 {
+        // Each launch is a fresh handle on the file, as after a crash.
+        let mut store = open(dir.path());
+        verdicts.push(store.attempt(&workflow, WF, &stream, 7).unwrap());
+    }
+    assert_eq!(
+        verdicts,
+        vec![
+            Attempt::Run,
+            Attempt::Run,
+            Attempt::Run,
+            Attempt::Quarantine { crashes: 3 },
+            Attempt::Quarantine { crashes: 4 },
+        ]
+    );
+    // Another atom starts the count again.
+    let mut store = open(dir.path());
+    assert_eq!(
+        store.attempt(&workflow, WF, &stream, 8).unwrap(),
+        Attempt::Run
+    );
+    assert_eq!(
+        store.attempt(&workflow, WF, &stream, 7).unwrap(),
+        Attempt::Run
+    );
+}
+
+#[test]
+fn a_quarantined_atom_is_kept_with_its_reason_and_the_input_moves_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    commit(&mut store, 1, Some(7), &[(7, Some(1), Some(1))]).unwrap();
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    let input = InputPosition {
+        stream: Path::parse("/app/generators/g/stream").unwrap(),
+        next: 8,
+    };
+    let skip = Commit {
+        workflow: &workflow,
+        workflow_id: WF,
+        step: 2,
+        input: Some(input),
+        writes: &[],
+        output_events: 0,
+        output: None,
+        asks: 0,
+        replies: 0,
+    };
+    store
+        .quarantine(&skip, b"atom bytes", "it crashed")
+        .unwrap();
+    let r = store.recover(WF).unwrap();
+    assert_eq!((r.step, r.input.map(|p| p.next)), (2, Some(8)));
+    assert_eq!(r.values.get(&(7, Some(Key(1)))), Some(&cbor(1)));
+    let q = store.quarantined().unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        (q[0].workflow.as_str(), q[0].stream.as_str(), q[0].offset),
+        ("/app/workflows/wf", "/app/generators/g/stream", 7)
+    );
+    assert_eq!(
+        (q[0].atom.as_slice(), q[0].reason.as_str()),
+        (&b"atom bytes"[..], "it crashed")
+    );
 }

@@ -138,6 +138,7 @@ impl Core {
                 asks: VecDeque::new(),
                 replies: VecDeque::new(),
                 input_ended: false,
+                probation: self.group,
                 failed: false,
                 serves: !w.repliers.is_empty(),
                 denied: 0,

@@ -45,6 +45,11 @@ pub(crate) struct WorkflowUnit {
     pub asks: VecDeque<(usize, Vec<AskMsg>)>,
     pub replies: VecDeque<Vec<ReplyMsg>>,
     pub input_ended: bool,
+    /// Stream atoms it still takes one per step after its launch, each first announced to the
+    /// store, which says whether to run it or to quarantine it (an atom that crashed the
+    /// process on earlier launches). As many as a group commit holds, so that an atom lost with
+    /// an uncommitted group is among them at the next launch.
+    pub probation: usize,
     pub failed: bool,
     /// Hosts a replier, so it keeps serving after its input ends.
     pub serves: bool,

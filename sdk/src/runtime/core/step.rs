@@ -154,8 +154,10 @@ impl Core {
                             next: log.cursor(consumer),
                         };
                         let mut atoms = vec![(atom, position)];
+                        let probe = w.probation > 0;
+                        w.probation = w.probation.saturating_sub(1);
                         // Atoms queued behind it commit with it (group commit).
-                        while atoms.len() < self.group && log.has_atom(consumer) {
+                        while !probe && atoms.len() < self.group && log.has_atom(consumer) {
                             let Some(Item::Atom(atom)) = log.take(consumer) else {
                                 break;
                             };
@@ -166,7 +168,7 @@ impl Core {
                             atoms.push((atom, position));
                         }
                         match w.engine.take() {
-                            Some(e) => Begun::Work(Work::Atoms(e, atoms, gate)),
+                            Some(e) => Begun::Work(Work::Atoms(e, atoms, gate, probe)),
                             None => Begun::Idle,
                         }
                     }

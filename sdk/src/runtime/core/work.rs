@@ -15,7 +15,7 @@ use crate::path::Path;
 use crate::portal::{AskId, AskMsg, ReplyMsg};
 use crate::runtime::engine::{Parallel, StepInput, StepOutput, WorkflowInstance, panic_message};
 use crate::runtime::units::SplitRouter;
-use crate::storage::{InputPosition, Storage};
+use crate::storage::{Attempt, InputPosition, Storage};
 
 /// The part of a step that runs outside the core.
 pub(crate) enum Work {
@@ -25,11 +25,13 @@ pub(crate) enum Work {
     Split(Arc<Mutex<Box<dyn SplitRouter>>>, Arc<dyn Batch>),
     /// Run a workflow step over each of one or more input atoms (with the input position after
     /// each), committed together; the gate filters each atom first (unless it admits
-    /// everything).
+    /// everything). With `true` (an atom of the workflow's probation after its launch, alone),
+    /// the store is asked first whether to run it or to quarantine it.
     Atoms(
         Box<WorkflowInstance>,
         Vec<(Arc<dyn Batch>, InputPosition)>,
         Arc<dyn PolicyGate>,
+        bool,
     ),
     /// Run a workflow step over the asks for its replier at a node, each admitted by the gate
     /// first (a denied ask is answered with `AskError::Denied`).
@@ -109,7 +111,17 @@ impl Work {
                 };
                 Done::Split(parts)
             }
-            Work::Atoms(mut engine, atoms, gate) => {
+            Work::Atoms(mut engine, mut atoms, gate, probe) => {
+                if probe && let Some(done) = quarantine(&mut engine, &mut atoms, storage) {
+                    return Done::Stepped {
+                        engine,
+                        denied: 0,
+                        opened: Vec::new(),
+                        refused: Vec::new(),
+                        earlier: Vec::new(),
+                        result: Some(done),
+                    };
+                }
                 let mut denied = 0;
                 let mut earlier = Vec::new();
                 let result = guarded("step", || {
@@ -213,4 +225,40 @@ impl Work {
             }
         }
     }
+}
+
+/// Asks the store whether to run an atom of the workflow's probation; if it says to
+/// quarantine it, sets it aside and returns the outcome of the step that skips it. A store that
+/// cannot say is not a reason to stop: the atom runs.
+fn quarantine(
+    engine: &mut WorkflowInstance,
+    atoms: &mut Vec<(Arc<dyn Batch>, InputPosition)>,
+    storage: &mut dyn Storage,
+) -> Option<Result<StepOutput, TaskError>> {
+    let (atom, position) = atoms.first()?;
+    let offset = position.next.checked_sub(1)?;
+    let crashes = match storage.attempt(&engine.path, engine.origin(), &position.stream, offset) {
+        Ok(Attempt::Run) => return None,
+        Ok(Attempt::Quarantine { crashes }) => crashes,
+        Err(e) => {
+            tracing::warn!(workflow = %engine.path, error = %e, "cannot record the attempt of an atom");
+            return None;
+        }
+    };
+    let reason = format!(
+        "the process stopped while {} was processing this atom, on {crashes} launches in a row",
+        engine.path
+    );
+    tracing::error!(
+        workflow = %engine.path,
+        stream = %position.stream,
+        offset,
+        crashes,
+        "atom quarantined: set aside, the workflow moves on"
+    );
+    let mut bytes = Vec::new();
+    let encoded = atom.encode(&mut bytes).map_err(TaskError::new);
+    let result = encoded.and_then(|()| engine.skip(position.clone(), &bytes, &reason, storage));
+    atoms.clear();
+    Some(result)
 }

@@ -103,6 +103,43 @@ impl WorkflowInstance {
         }
     }
 
+    /// The workflow path's stable id.
+    pub(crate) fn origin(&self) -> u64 {
+        self.origin
+    }
+
+    /// Commits a step that moves the input to `position` without running the atom before it,
+    /// which the store sets aside (quarantine) with `reason`.
+    pub(crate) fn skip(
+        &mut self,
+        position: InputPosition,
+        atom: &[u8],
+        reason: &str,
+        storage: &mut dyn Storage,
+    ) -> Result<StepOutput, TaskError> {
+        let step = self.step + 1;
+        let commit = Commit {
+            workflow: &self.path,
+            workflow_id: self.origin,
+            step,
+            input: Some(position),
+            writes: &[],
+            output_events: 0,
+            output: None,
+            asks: 0,
+            replies: 0,
+        };
+        storage
+            .quarantine(&commit, atom, reason)
+            .map_err(|e| TaskError::new(format!("quarantine at step {step} failed: {e}")))?;
+        self.step = step;
+        Ok(StepOutput {
+            output: None,
+            asks: Vec::new(),
+            replies: Vec::new(),
+        })
+    }
+
     /// Stops the helper threads, if any (they start again when needed).
     pub(crate) fn stop_helpers(&mut self) {
         self.helpers = None;

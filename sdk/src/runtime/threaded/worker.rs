@@ -229,6 +229,27 @@ impl<S: Storage> Storage for LockedStorage<'_, S> {
         s.flush(workflow_id)
     }
 
+    fn attempt(
+        &mut self,
+        workflow: &crate::path::Path,
+        workflow_id: u64,
+        stream: &crate::path::Path,
+        offset: u64,
+    ) -> Result<crate::storage::Attempt, StorageError> {
+        let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
+        s.attempt(workflow, workflow_id, stream, offset)
+    }
+
+    fn quarantine(
+        &mut self,
+        commit: &Commit<'_>,
+        atom: &[u8],
+        reason: &str,
+    ) -> Result<(), StorageError> {
+        let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
+        s.quarantine(commit, atom, reason)
+    }
+
     fn keeps_state(&self) -> bool {
         self.keeps_state
     }
