@@ -184,9 +184,14 @@ fn durable_rate(
     events as f64 / best
 }
 
-/// Every transaction's latency (staging and flush of a group) over one run of the pipeline
-/// with group commit on (the default), sorted.
-fn commit_latencies(events: i64, atom: i64, synchronous: Synchronous) -> Vec<Duration> {
+/// Every transaction's latency (staging and flush of a group of up to `group` atoms) over one
+/// run of the pipeline, sorted.
+fn commit_latencies(
+    events: i64,
+    atom: i64,
+    synchronous: Synchronous,
+    group: usize,
+) -> Vec<Duration> {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path(), options(synchronous)).expect("open");
     let system = run_on(
@@ -196,7 +201,7 @@ fn commit_latencies(events: i64, atom: i64, synchronous: Synchronous) -> Vec<Dur
             staging: Duration::ZERO,
         },
         pipeline(events, atom, 1),
-        ThreadedConfig::default().group_commit,
+        group,
     );
     let mut times = std::mem::take(&mut system.storage().times);
     drop(system);
@@ -332,7 +337,7 @@ fn main() {
             Synchronous::Normal
         };
         let t = Instant::now();
-        let times = commit_latencies(events, atom, s);
+        let times = commit_latencies(events, atom, s, ThreadedConfig::default().group_commit);
         let total = t.elapsed();
         let committing: Duration = times.iter().sum();
         println!(
@@ -402,20 +407,24 @@ fn main() {
         atoms(events, atom)
     );
     println!(
-        "{:>12} {:>10} {:>10} {:>10} {:>10}",
-        "synchronous", "p50 us", "p99 us", "mean us", "max us"
+        "{:>12} {:>14} {:>10} {:>10} {:>10} {:>10} {:>14}",
+        "synchronous", "atoms per tx", "p50 us", "p99 us", "mean us", "max us", "transactions"
     );
     for s in modes {
-        let times = commit_latencies(events, atom, s);
-        let mean = times.iter().sum::<Duration>() / times.len() as u32;
-        println!(
-            "{:>12} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-            label(s),
-            micros(percentile(&times, 0.50)),
-            micros(percentile(&times, 0.99)),
-            micros(mean),
-            micros(*times.last().expect("commits"))
-        );
+        for group in [1, ThreadedConfig::default().group_commit] {
+            let times = commit_latencies(events, atom, s, group);
+            let mean = times.iter().sum::<Duration>() / times.len() as u32;
+            println!(
+                "{:>12} {:>14} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>14}",
+                label(s),
+                format!("up to {group}"),
+                micros(percentile(&times, 0.50)),
+                micros(percentile(&times, 0.99)),
+                micros(mean),
+                micros(*times.last().expect("commits")),
+                times.len()
+            );
+        }
     }
 
     let keys: u64 = if quick { 20_000 } else { 100_000 };

@@ -48,26 +48,49 @@ impl<Req, Rep> fmt::Debug for Portal<Req, Rep> {
     }
 }
 
-/// The deterministic id of an ask: derived from the asking workflow, the step (atom) that
-/// asked and the ask's position in it, never random, so a replayed step asks with the same ids.
+/// The deterministic id of an ask: derived from the asking workflow, what it was processing
+/// when it asked (the scope) and the ask's position there, never random, so a replayed atom
+/// asks with the same ids whatever else interleaved with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AskId {
     /// Hash of the asking workflow's path.
     pub origin: u64,
-    /// The asking workflow's step number.
-    pub step: u64,
+    /// What the workflow was processing: a stream atom (its offset, below 2^63), or a request
+    /// it answers or a reply it continues from ([`AskId::scope_of`] that ask's id, at or above
+    /// 2^63).
+    pub scope: u64,
     /// The asking partition of the workflow.
     pub partition: u32,
-    /// The ask's position within the step.
+    /// The ask's position within its scope.
     pub seq: u32,
+}
+
+/// The bit that marks a scope derived from another ask (not an atom's offset).
+const DERIVED: u64 = 1 << 63;
+
+impl AskId {
+    /// The scope of asks made while answering this ask, or while continuing from its reply: a
+    /// hash of the id, so that such asks get the same ids in every run.
+    pub fn scope_of(&self) -> u64 {
+        let mut h = self.origin ^ self.scope.rotate_left(17);
+        h ^= (u64::from(self.partition) << 32) | u64::from(self.seq);
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (h ^ (h >> 31)) | DERIVED
+    }
+
+    /// The scope of asks made while processing stream atom `offset`.
+    pub fn atom_scope(offset: u64) -> u64 {
+        offset & !DERIVED
+    }
 }
 
 impl fmt::Display for AskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:016x}/{}/{}/{}",
-            self.origin, self.step, self.partition, self.seq
+            "{:016x}/{:x}/{}/{}",
+            self.origin, self.scope, self.partition, self.seq
         )
     }
 }

@@ -68,6 +68,8 @@ impl<Out> Default for Continuations<Out> {
 
 /// A continuation ready to run, with what it receives.
 pub(crate) struct Ready<Out> {
+    /// The ask it was registered for (the first, for several): the scope of its own asks.
+    pub ask: AskId,
     pub pending: Pending<Out>,
     pub replies: Result<Replies, AskError>,
 }
@@ -106,6 +108,7 @@ impl<Out> Continuations<Out> {
                 self.count -= 1;
                 adopt_envelope(&mut pending, reply.envelope);
                 return Some(Ready {
+                    ask: reply.id,
                     pending,
                     replies: reply.reply.map(Replies::One),
                 });
@@ -125,6 +128,7 @@ impl<Out> Continuations<Out> {
             Err(error) => {
                 let group = self.take_group(leader)?;
                 return Some(Ready {
+                    ask: leader,
                     pending: group.pending,
                     replies: Err(error),
                 });
@@ -143,6 +147,7 @@ impl<Out> Continuations<Out> {
         let group = self.take_group(leader)?;
         let replies = group.replies.into_iter().flatten().collect();
         Some(Ready {
+            ask: leader,
             pending: group.pending,
             replies: Ok(Replies::Many(replies)),
         })
@@ -182,7 +187,7 @@ mod tests {
     fn ask(seq: u32) -> AskId {
         AskId {
             origin: 7,
-            step: 1,
+            scope: 1,
             partition: 0,
             seq,
         }

@@ -151,18 +151,18 @@ impl<'a, Out: Data> Ctx<'a, Out> {
         self.conts.register(ids, pending);
     }
 
-    /// Whether `ask` was made in this step by this workflow; records a task failure if not (a
-    /// reply can arrive before a continuation registered in a later step, so registration
-    /// belongs to the step that asked).
+    /// Whether `ask` was made by this workflow in the handler call running now; records a task
+    /// failure if not (a reply can arrive before a continuation registered in a later step, so
+    /// registration belongs to the call that asked).
     fn asked_now(&mut self, ask: AskId) -> bool {
         if ask.origin == self.fx.origin
-            && ask.step == self.fx.step
+            && ask.scope == self.fx.scope
             && ask.partition == self.fx.partition
         {
             return true;
         }
         self.fx.fail(TaskError::new(format!(
-            "a continuation for ask {ask} was registered in a later step than the ask: call on_reply or on_replies in the step that asks"
+            "a continuation for ask {ask} was registered outside the handler call that asked: call on_reply or on_replies where you ask"
         )));
         false
     }

@@ -11,8 +11,8 @@ pub(crate) struct Effects {
     pub workflow: Path,
     /// Hash of the workflow path, the origin part of ask ids.
     pub origin: u64,
-    /// The step number (one per atom the workflow processes).
-    pub step: u64,
+    /// The scope of the asks made now ([`AskId::scope`]).
+    pub scope: u64,
     /// The partition running the step.
     pub partition: u32,
     /// The task now running (its index in the workflow).
@@ -35,7 +35,7 @@ impl Effects {
         Effects {
             workflow,
             origin,
-            step: 0,
+            scope: 0,
             partition,
             task: 0,
             non_personal: false,
@@ -47,20 +47,35 @@ impl Effects {
         }
     }
 
-    /// Starts step `step`, forgetting the previous step's effects.
-    pub(crate) fn begin(&mut self, step: u64) {
-        self.step = step;
+    /// Starts a step whose asks have scope `scope` (unless a handler enters another),
+    /// forgetting the previous step's effects.
+    pub(crate) fn begin(&mut self, scope: u64) {
+        self.scope = scope;
         self.next_ask = 0;
         self.asks.clear();
         self.replies.clear();
         self.error = None;
     }
 
-    /// The next deterministic ask id of this step.
+    /// Enters the scope of asks made while answering `ask` or continuing from its reply;
+    /// returns what [`Effects::leave`] restores.
+    pub(crate) fn enter(&mut self, ask: &AskId) -> (u64, u32) {
+        let saved = (self.scope, self.next_ask);
+        self.scope = ask.scope_of();
+        self.next_ask = 0;
+        saved
+    }
+
+    /// Returns to the scope [`Effects::enter`] left.
+    pub(crate) fn leave(&mut self, saved: (u64, u32)) {
+        (self.scope, self.next_ask) = saved;
+    }
+
+    /// The next deterministic ask id of this scope.
     pub(crate) fn next_ask_id(&mut self) -> AskId {
         let id = AskId {
             origin: self.origin,
-            step: self.step,
+            scope: self.scope,
             partition: self.partition,
             seq: self.next_ask,
         };

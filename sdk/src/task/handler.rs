@@ -192,8 +192,10 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
         };
         let mut out: Columns<Out> = Columns::default();
         for ask in asks {
+            let saved = fx.enter(&ask.id);
             let mut ctx = ctx(&mut out, None, None, &mut self.states, &mut self.conts, fx);
             let result = handler.handle(&mut ctx, ask);
+            fx.leave(saved);
             if !check(fx, result) {
                 break;
             }
@@ -211,6 +213,7 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
             let Some(ready) = self.conts.deliver(reply) else {
                 continue;
             };
+            let saved = fx.enter(&ready.ask);
             let mut ctx = ctx(
                 &mut out,
                 ready.pending.key,
@@ -220,6 +223,7 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
                 fx,
             );
             let result = (ready.pending.body)(&mut ctx, ready.replies);
+            fx.leave(saved);
             if !check(fx, result) {
                 break;
             }

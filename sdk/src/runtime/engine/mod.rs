@@ -14,7 +14,7 @@ use crate::batch::{Batch, partition_of};
 use crate::builder::spec::WorkflowSpec;
 use crate::error::TaskError;
 use crate::path::Path;
-use crate::portal::{AskMsg, ReplyMsg};
+use crate::portal::{AskId, AskMsg, ReplyMsg};
 use crate::storage::{Commit, InputPosition, OutputAtom, Storage};
 pub(crate) use partition::Partition;
 use partition::{Pre, append};
@@ -196,8 +196,20 @@ impl WorkflowInstance {
     ) -> Result<StepOutput, TaskError> {
         let step = self.step + 1;
         let track = storage.keeps_state();
+        // Asks made over a stream atom are scoped by the atom's offset, so a replayed atom asks
+        // with the same ids; handlers answering or continuing asks enter scopes of their own.
+        let scope = match &input {
+            StepInput::Atom(_, position) => AskId::atom_scope(position.next.saturating_sub(1)),
+            _ => AskId {
+                origin: self.origin,
+                scope: step,
+                partition: 0,
+                seq: u32::MAX,
+            }
+            .scope_of(),
+        };
         for p in &mut self.parts {
-            p.begin(step, track, &self.plan);
+            p.begin(scope, track, &self.plan);
         }
         let size = match &input {
             StepInput::Atom(b, _) => b.len(),

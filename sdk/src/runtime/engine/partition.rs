@@ -73,10 +73,11 @@ impl Partition {
         }
     }
 
-    /// Starts step `step`: forgets the last step's buffers and effects.
-    pub(super) fn begin(&mut self, step: u64, track_writes: bool, plan: &Plan) {
+    /// Starts a step whose asks have scope `scope`: forgets the last step's buffers and
+    /// effects.
+    pub(super) fn begin(&mut self, scope: u64, track_writes: bool, plan: &Plan) {
         let n = self.nodes.len();
-        self.fx.begin(step);
+        self.fx.begin(scope);
         self.fx.track_writes = track_writes;
         self.outputs.clear();
         self.outputs.resize_with(n, || None);
