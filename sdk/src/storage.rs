@@ -157,6 +157,20 @@ pub trait Storage: Send {
         self.commit(commit)
     }
 
+    /// Whether a workflow that asks commits an atom only once the continuations its asks
+    /// registered have run, together with the steps that ran them (until then they are staged
+    /// and what they produced is held). A store whose commits survive the process must say
+    /// yes: continuations are code and cannot be stored, so a crash replays the asking atom,
+    /// which asks again with the same ids (see [`Storage::discard`]).
+    fn holds_asking_atoms(&self) -> bool {
+        false
+    }
+
+    /// Forgets the commits staged for `workflow_id` and not flushed (its step failed).
+    fn discard(&mut self, workflow_id: u64) {
+        let _ = workflow_id;
+    }
+
     /// Makes every commit staged for the workflow `workflow_id` durable, all or nothing.
     fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
         let _ = workflow_id;
@@ -316,12 +330,24 @@ pub struct MemoryStorage {
     names: HashMap<u64, StateName, KeyBuild>,
     /// Commit count and input positions, kept as the volatile store keeps them.
     progress: VolatileStorage,
+    /// Whether asking atoms commit with their continuations, as on a store on disk.
+    hold: bool,
 }
 
 impl MemoryStorage {
     /// An empty store.
     pub fn new() -> MemoryStorage {
         MemoryStorage::default()
+    }
+
+    /// An empty store on which asking atoms commit with their continuations, as on a store
+    /// that survives restarts ([`Storage::holds_asking_atoms`]): for testing apps under that
+    /// protocol without a disk. Staged commits apply at once.
+    pub fn holding_asking_atoms() -> MemoryStorage {
+        MemoryStorage {
+            hold: true,
+            ..MemoryStorage::default()
+        }
     }
 
     /// Number of commits applied.
@@ -409,5 +435,9 @@ impl Storage for MemoryStorage {
             }
         }
         self.progress.commit(commit)
+    }
+
+    fn holds_asking_atoms(&self) -> bool {
+        self.hold
     }
 }

@@ -673,6 +673,20 @@ impl Storage for SqliteStore {
         }
     }
 
+    fn holds_asking_atoms(&self) -> bool {
+        true
+    }
+
+    fn discard(&mut self, workflow_id: u64) {
+        if let Some(staged) = self.staged.remove(&workflow_id) {
+            tracing::debug!(
+                workflow = workflow_id,
+                steps = staged.len(),
+                "staged steps dropped"
+            );
+        }
+    }
+
     fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
         let staged = self.staged.remove(&workflow_id).unwrap_or_default();
         let Some((workflow, step)) = staged.last().map(|c| (c.workflow.clone(), c.step)) else {

@@ -23,6 +23,9 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 pub enum Rt {
     Deterministic,
     Threaded,
+    /// The threaded runtime on a store that holds asking atoms until their continuations ran,
+    /// as the node's store does.
+    Held,
 }
 
 /// Either runtime, behind the API both share.
@@ -35,7 +38,11 @@ impl Sys<MemoryStorage> {
     /// A system of runtime `rt` with in-memory storage; `seed` fixes the deterministic
     /// runtime's interleaving (the threaded one has its own).
     pub fn new(rt: Rt, seed: u64) -> Sys<MemoryStorage> {
-        Sys::with_storage(rt, seed, MemoryStorage::new())
+        let storage = match rt {
+            Rt::Held => MemoryStorage::holding_asking_atoms(),
+            _ => MemoryStorage::new(),
+        };
+        Sys::with_storage(rt, seed, storage)
     }
 }
 
@@ -45,7 +52,7 @@ impl<S: Storage + 'static> Sys<S> {
             Rt::Deterministic => {
                 Sys::Deterministic(Box::new(DeterministicSystem::with_storage(seed, storage)))
             }
-            Rt::Threaded => {
+            Rt::Threaded | Rt::Held => {
                 // Tiny stream bounds, and every partitioned step on helper threads.
                 let config = ThreadedConfig {
                     workers: 2,
@@ -147,8 +154,8 @@ pub fn within_limit(f: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// Generates, for each named `fn(Rt)`, a test on the deterministic runtime and one on the
-/// threaded runtime (under [`within_limit`]).
+/// Generates, for each named `fn(Rt)`, a test on the deterministic runtime, one on the threaded
+/// runtime and one on the threaded runtime holding asking atoms (both under [`within_limit`]).
 #[macro_export]
 macro_rules! on_both_runtimes {
     ($($name:ident),* $(,)?) => {
@@ -162,6 +169,12 @@ macro_rules! on_both_runtimes {
             $(#[test]
             fn $name() {
                 $crate::within_limit(|| super::$name($crate::Rt::Threaded))
+            })*
+        }
+        mod held {
+            $(#[test]
+            fn $name() {
+                $crate::within_limit(|| super::$name($crate::Rt::Held))
             })*
         }
     };

@@ -388,7 +388,10 @@ fn on_reply_in_a_later_step_than_the_ask_fails_the_task(rt: Rt) {
         .sink();
     let (_, out) = run::<i64>(rt, app.build().unwrap(), 2, "/app/workflows/client/stream");
     match out.items().last() {
-        Some(StreamItem::Error(m)) => assert!(m.contains("registered outside the handler call that asked"), "{m}"),
+        Some(StreamItem::Error(m)) => assert!(
+            m.contains("registered outside the handler call that asked"),
+            "{m}"
+        ),
         other => panic!("expected an Error marker, got {other:?}"),
     }
 }

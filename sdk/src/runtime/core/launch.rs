@@ -139,6 +139,7 @@ impl Core {
                 replies: VecDeque::new(),
                 input_ended: false,
                 probation: self.group,
+                unflushed: 0,
                 failed: false,
                 serves: !w.repliers.is_empty(),
                 denied: 0,

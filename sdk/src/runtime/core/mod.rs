@@ -56,6 +56,9 @@ pub(crate) struct WorkflowUnit {
     pub denied: u64,
     /// Continuations waiting for replies, as of the last finished step.
     pub pending: usize,
+    /// Steps staged and not flushed, as of the last finished step (a store that survives
+    /// restarts holds an asking atom's commit until its continuations ran).
+    pub unflushed: usize,
     /// Requests this workflow accepted and has not answered yet, so that its failure answers
     /// them.
     pub open: HashMap<AskId, OpenRequest, MixBuild>,
@@ -277,7 +280,10 @@ impl Core {
     /// Whether workflow `w` can take a stream atom now: one is ready, its output has room, and
     /// it has credit for more asks in flight.
     fn takes_input(&self, w: &WorkflowUnit) -> bool {
-        self.ready(w.input) && self.has_room(w.out) && self.has_ask_credit(w)
+        self.ready(w.input)
+            && self.has_room(w.out)
+            && self.has_ask_credit(w)
+            && w.unflushed < self.group
     }
 
     /// Whether workflow `w` may take another stream atom: it has fewer continuations waiting

@@ -12,7 +12,8 @@ use crate::runtime::engine::StepOutput;
 use crate::runtime::stream::End;
 
 impl Core {
-    /// Releases what a committed step of workflow `u` produced.
+    /// Releases what a committed step of workflow `u` produced (the caller then checks
+    /// whether the workflow is done: [`Core::maybe_seal`]).
     pub(super) fn released(&mut self, u: usize, out: StepOutput) {
         let Unit::Workflow(w) = &mut self.units[u] else {
             return;
@@ -26,7 +27,6 @@ impl Core {
         }
         self.route_asks(out.asks);
         self.route_replies(out.replies);
-        self.maybe_seal(u);
     }
 
     /// Delivers asks to their repliers, one batch per portal, or answers them with an error:
@@ -115,6 +115,7 @@ impl Core {
             && !w.failed
             && !w.serves
             && w.pending == 0
+            && w.unflushed == 0
             && w.asks.is_empty()
             && w.replies.is_empty();
         if done {

@@ -262,25 +262,25 @@ impl Core {
                     denied,
                     opened,
                     refused,
-                    earlier,
+                    released,
                     result,
                 },
                 Unit::Workflow(w),
             ) => {
                 w.denied += denied;
                 w.pending = engine.pending();
+                w.unflushed = engine.unflushed();
                 w.engine = Some(engine);
                 w.open.extend(opened);
                 if !refused.is_empty() {
                     self.route_replies(refused);
                 }
-                for out in earlier {
+                for out in released {
                     self.released(u, out);
                 }
                 match result {
-                    Some(Ok(out)) => self.released(u, out),
                     Some(Err(e)) => self.fail(u, e.message),
-                    None => self.maybe_seal(u),
+                    Some(Ok(())) | None => self.maybe_seal(u),
                 }
             }
             _ => tracing::error!(unit = u, "finished work of another kind of unit"),

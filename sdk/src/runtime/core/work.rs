@@ -57,10 +57,10 @@ pub(crate) enum Done {
         opened: Vec<(AskId, OpenRequest)>,
         /// Answers to asks the gate denied.
         refused: Vec<ReplyMsg>,
-        /// What committed steps of a group before the last produced, in order.
-        earlier: Vec<StepOutput>,
+        /// What committed steps produced (and asks that leave before their commit), in order.
+        released: Vec<StepOutput>,
         /// The step's outcome; `None` when nothing was left to step on.
-        result: Option<Result<StepOutput, TaskError>>,
+        result: Option<Result<(), TaskError>>,
     },
 }
 
@@ -113,17 +113,21 @@ impl Work {
             }
             Work::Atoms(mut engine, mut atoms, gate, probe) => {
                 if probe && let Some(done) = quarantine(&mut engine, &mut atoms, storage) {
+                    let (released, result) = match done {
+                        Ok(out) => (vec![out], Ok(())),
+                        Err(e) => (Vec::new(), Err(e)),
+                    };
                     return Done::Stepped {
                         engine,
                         denied: 0,
                         opened: Vec::new(),
                         refused: Vec::new(),
-                        earlier: Vec::new(),
-                        result: Some(done),
+                        released,
+                        result: Some(result),
                     };
                 }
                 let mut denied = 0;
-                let mut earlier = Vec::new();
+                let mut released = Vec::new();
                 let result = guarded("step", || {
                     let mut admitted = Vec::with_capacity(atoms.len());
                     for (atom, position) in atoms {
@@ -139,28 +143,19 @@ impl Work {
                     if admitted.len() == 1
                         && let Some((batch, position)) = admitted.pop()
                     {
-                        return engine.step(StepInput::Atom(batch, position), storage, par);
+                        released = engine.step(StepInput::Atom(batch, position), storage, par)?;
+                        return Ok(());
                     }
-                    let (mut outputs, error) = engine.step_group(admitted, storage, par);
-                    match (error, outputs.pop()) {
-                        (Some(e), last) => {
-                            earlier = outputs;
-                            earlier.extend(last);
-                            Err(e)
-                        }
-                        (None, Some(last)) => {
-                            earlier = outputs;
-                            Ok(last)
-                        }
-                        (None, None) => Err(TaskError::new("a group of steps produced nothing")),
-                    }
+                    let (outputs, error) = engine.step_group(admitted, storage, par);
+                    released = outputs;
+                    error.map_or(Ok(()), Err)
                 });
                 Done::Stepped {
                     engine,
                     denied,
                     opened: Vec::new(),
                     refused: Vec::new(),
-                    earlier,
+                    released,
                     result: Some(result),
                 }
             }
@@ -181,7 +176,7 @@ impl Work {
                             denied: 0,
                             opened: asks.iter().map(open).collect(),
                             refused: Vec::new(),
-                            earlier: Vec::new(),
+                            released: Vec::new(),
                             result: Some(Err(e)),
                         };
                     }
@@ -196,9 +191,11 @@ impl Work {
                         refused.push(ReplyMsg::failed(ask, AskError::Denied { portal }));
                     }
                 }
+                let mut released = Vec::new();
                 let result = (!admitted.is_empty()).then(|| {
                     guarded("step", || {
-                        engine.step(StepInput::Asks(node, admitted), storage, par)
+                        released = engine.step(StepInput::Asks(node, admitted), storage, par)?;
+                        Ok(())
                     })
                 });
                 Done::Stepped {
@@ -206,20 +203,22 @@ impl Work {
                     denied: refused.len() as u64,
                     opened,
                     refused,
-                    earlier: Vec::new(),
+                    released,
                     result,
                 }
             }
             Work::Replies(mut engine, replies) => {
+                let mut released = Vec::new();
                 let result = guarded("step", || {
-                    engine.step(StepInput::Replies(replies), storage, par)
+                    released = engine.step(StepInput::Replies(replies), storage, par)?;
+                    Ok(())
                 });
                 Done::Stepped {
                     engine,
                     denied: 0,
                     opened: Vec::new(),
                     refused: Vec::new(),
-                    earlier: Vec::new(),
+                    released,
                     result: Some(result),
                 }
             }

@@ -68,6 +68,10 @@ pub(crate) struct WorkflowInstance {
     produced: u64,
     /// Whether the output stream has consumers, so that its atoms go to the store's log.
     pub(crate) log_output: Arc<std::sync::atomic::AtomicBool>,
+    /// What staged steps produced, held until their flush (in step order).
+    held: Vec<StepOutput>,
+    /// Steps staged and not flushed.
+    unflushed: usize,
 }
 
 impl WorkflowInstance {
@@ -84,6 +88,8 @@ impl WorkflowInstance {
             out: spec.stream.clone(),
             produced: 0,
             log_output: Arc::default(),
+            held: Vec::new(),
+            unflushed: 0,
         }
     }
 
@@ -145,45 +151,123 @@ impl WorkflowInstance {
         self.helpers = None;
     }
 
-    /// Runs one step in every partition and commits it once; on failure nothing of the step is
-    /// committed or released.
+    /// Runs one step in every partition and commits it once; returns what is released now (in
+    /// order). On failure nothing of the step is committed or released.
+    ///
+    /// On a store that holds asking atoms ([`Storage::holds_asking_atoms`]), a step commits
+    /// only together with the steps after it up to the moment no continuation waits for a
+    /// reply: until then its commit is staged
+    /// and its output and replies to other workflows are held (its asks, and replies to its
+    /// own asks, leave at once), so that a crash replays the asking atom, which asks again
+    /// with the same ids.
     pub(crate) fn step(
         &mut self,
         input: StepInput,
         storage: &mut dyn Storage,
         par: &Parallel,
-    ) -> Result<StepOutput, TaskError> {
-        self.take_step(input, storage, par, false)
+    ) -> Result<Vec<StepOutput>, TaskError> {
+        if !holds(storage) {
+            return self
+                .take_step(input, storage, par, false)
+                .map(|out| vec![out]);
+        }
+        let out = match self.take_step(input, storage, par, true) {
+            Ok(out) => out,
+            Err(e) => return Err(self.abandon(storage, e)),
+        };
+        let mut released = vec![self.hold(out)];
+        self.flush_if_settled(storage, &mut released)?;
+        Ok(released)
     }
 
     /// Runs one step per stream atom, in order, and commits them together (group commit): the
-    /// store makes them durable in one flush. Returns what the committed steps produced, and
-    /// the error that ended the group early, if any: the steps before it still commit, and a
-    /// failed flush commits none.
+    /// store makes them durable in one flush. Returns what is released, and the error that
+    /// ended the group early, if any: the steps before it still commit (unless they wait for
+    /// replies, as in [`WorkflowInstance::step`]), and a failed flush commits none.
     pub(crate) fn step_group(
         &mut self,
         atoms: Vec<(Box<dyn Batch>, InputPosition)>,
         storage: &mut dyn Storage,
         par: &Parallel,
     ) -> (Vec<StepOutput>, Option<TaskError>) {
-        let mut outputs = Vec::with_capacity(atoms.len());
+        let hold = holds(storage);
+        let mut released = Vec::with_capacity(atoms.len());
         let mut error = None;
         for (batch, position) in atoms {
             match self.take_step(StepInput::Atom(batch, position), storage, par, true) {
-                Ok(out) => outputs.push(out),
+                Ok(out) if hold => released.push(self.hold(out)),
+                Ok(out) => released.push(out),
                 Err(e) => {
                     error = Some(e);
                     break;
                 }
             }
         }
-        if !outputs.is_empty()
+        if hold {
+            if let Some(e) = error {
+                return (Vec::new(), Some(self.abandon(storage, e)));
+            }
+            let flushed = self.flush_if_settled(storage, &mut released);
+            return (released, flushed.err());
+        }
+        if !released.is_empty()
             && let Err(e) = storage.flush(self.origin)
         {
             let message = format!("commit of steps up to {} failed: {e}", self.step);
             return (Vec::new(), Some(TaskError::new(message)));
         }
-        (outputs, error)
+        (released, error)
+    }
+
+    /// Steps staged and not flushed yet (they wait for replies).
+    pub(crate) fn unflushed(&self) -> usize {
+        self.unflushed
+    }
+
+    /// Holds what a staged step produced until its flush; returns what leaves at once: its
+    /// asks, and its replies to its own asks (the same commit covers both ends).
+    fn hold(&mut self, out: StepOutput) -> StepOutput {
+        self.unflushed += 1;
+        let (mine, others): (Vec<ReplyMsg>, Vec<ReplyMsg>) = out
+            .replies
+            .into_iter()
+            .partition(|r| r.to.workflow == self.path);
+        self.held.push(StepOutput {
+            output: out.output,
+            asks: Vec::new(),
+            replies: others,
+        });
+        StepOutput {
+            output: None,
+            asks: out.asks,
+            replies: mine,
+        }
+    }
+
+    /// Flushes the staged steps once no continuation waits, releasing what they held.
+    fn flush_if_settled(
+        &mut self,
+        storage: &mut dyn Storage,
+        released: &mut Vec<StepOutput>,
+    ) -> Result<(), TaskError> {
+        if self.unflushed == 0 || self.pending() > 0 {
+            return Ok(());
+        }
+        if let Err(e) = storage.flush(self.origin) {
+            let message = format!("commit of steps up to {} failed: {e}", self.step);
+            return Err(self.abandon(storage, TaskError::new(message)));
+        }
+        self.unflushed = 0;
+        released.append(&mut self.held);
+        Ok(())
+    }
+
+    /// Drops the staged steps and what they held (the workflow fails with `error`).
+    fn abandon(&mut self, storage: &mut dyn Storage, error: TaskError) -> TaskError {
+        storage.discard(self.origin);
+        self.held.clear();
+        self.unflushed = 0;
+        error
     }
 
     /// One step; `staged`: its commit waits for the group's flush.
@@ -384,6 +468,11 @@ impl WorkflowInstance {
             }
         }
     }
+}
+
+/// Whether steps on `storage` hold their commit while continuations wait.
+fn holds(storage: &dyn Storage) -> bool {
+    storage.holds_asking_atoms()
 }
 
 /// The text of a panic's payload.

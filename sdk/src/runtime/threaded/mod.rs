@@ -148,7 +148,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             runq: Default::default(),
             jobs: 0,
         };
-        let keeps_state = storage.keeps_state();
+        let keeps_state = (storage.keeps_state(), storage.holds_asking_atoms());
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             quiet: Condvar::new(),

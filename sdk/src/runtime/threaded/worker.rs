@@ -48,8 +48,9 @@ pub(super) struct Shared<S> {
     pub pool: RwLock<Option<Arc<rayon::ThreadPool>>>,
     /// How partitioned workflows run their partitions.
     pub parallel: Parallel,
-    /// Whether the storage keeps state values (asked once, at start).
-    pub keeps_state: bool,
+    /// Whether the storage keeps state values, and whether they survive a restart (asked
+    /// once, at start).
+    pub keeps_state: (bool, bool),
 }
 
 impl<S: Storage + 'static> Shared<S> {
@@ -202,13 +203,15 @@ impl<S: Storage + 'static> Shared<S> {
 struct LockedStorage<'a, S> {
     storage: &'a Mutex<S>,
     keeps_state: bool,
+    holds_asking_atoms: bool,
 }
 
 impl<'a, S: Storage> LockedStorage<'a, S> {
-    fn new(storage: &'a Mutex<S>, keeps_state: bool) -> LockedStorage<'a, S> {
+    fn new(storage: &'a Mutex<S>, (keeps_state, holds_asking_atoms): (bool, bool)) -> Self {
         LockedStorage {
             storage,
             keeps_state,
+            holds_asking_atoms,
         }
     }
 }
@@ -227,6 +230,15 @@ impl<S: Storage> Storage for LockedStorage<'_, S> {
     fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
         let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
         s.flush(workflow_id)
+    }
+
+    fn holds_asking_atoms(&self) -> bool {
+        self.holds_asking_atoms
+    }
+
+    fn discard(&mut self, workflow_id: u64) {
+        let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
+        s.discard(workflow_id)
     }
 
     fn attempt(
