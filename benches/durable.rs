@@ -303,6 +303,7 @@ fn write_state(dir: &std::path::Path, keys: u64) -> (Duration, u64) {
                 output: None,
                 asks: 0,
                 replies: 0,
+                answered: &[],
             })
             .expect("commit");
         assert_eq!(store.compact(workflow_id).expect("compact"), 1);

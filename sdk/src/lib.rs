@@ -68,7 +68,7 @@ pub use runtime::deterministic::DeterministicSystem;
 pub use runtime::threaded::{ThreadedConfig, ThreadedSystem};
 pub use runtime::units::{Feeder, Subscription};
 pub use storage::{
-    Attempt, Commit, InputPosition, MemoryStorage, OutputAtom, Recovery, StateName, StateValue,
+    Answer, Attempt, Commit, InputPosition, MemoryStorage, OutputAtom, Recovery, StateName, StateValue,
     StateWrite, Storage, VolatileStorage,
 };
 pub use task::ctx::Ctx;

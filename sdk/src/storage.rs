@@ -105,6 +105,16 @@ impl OutputAtom<'_> {
     }
 }
 
+/// A reply a replier gave, kept with its step's commit so that the same ask asked again (by
+/// an asking atom replayed after a crash) gets this reply without being applied twice.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer<'a> {
+    /// The ask answered.
+    pub ask: crate::portal::AskId,
+    /// The reply's encoding (CBOR).
+    pub reply: &'a [u8],
+}
+
 /// Everything one step (atom) of a workflow changes, committed at once.
 pub struct Commit<'a> {
     /// The workflow.
@@ -126,6 +136,9 @@ pub struct Commit<'a> {
     pub asks: usize,
     /// Number of replies sent when the commit succeeds.
     pub replies: usize,
+    /// The replies the workflow's replier tasks gave in the step, for a store that holds
+    /// asking atoms ([`Storage::holds_asking_atoms`]; empty otherwise).
+    pub answered: &'a [Answer<'a>],
 }
 
 /// What a workflow committed in an earlier run of the node, to resume from: its last step,
@@ -141,6 +154,8 @@ pub struct Recovery {
     pub values: std::collections::BTreeMap<(u64, Option<Key>), Vec<u8>>,
     /// Output atoms committed (the offset the next one gets).
     pub produced: u64,
+    /// Replies the workflow gave that the store still keeps, by ask.
+    pub answered: Vec<(crate::portal::AskId, Vec<u8>)>,
 }
 
 /// Durable (or in-memory) storage of workflow state: one `commit` per atom, all or nothing.

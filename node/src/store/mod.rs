@@ -11,7 +11,7 @@ mod schema;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pods_sdk::{Attempt, Commit, InputPosition, Key, Recovery, Storage, StorageError};
+use pods_sdk::{AskId, Attempt, Commit, InputPosition, Key, Recovery, Storage, StorageError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::NodeError;
@@ -46,6 +46,10 @@ pub struct StoreOptions {
     /// Launches in a row that may stop (crash) while a workflow processes the same atom before
     /// the next launch quarantines it instead of running it again (default 3).
     pub quarantine_after: u32,
+    /// How long a replier keeps the replies it gave, so that the same ask asked again (an
+    /// asking atom replayed after a crash) gets the same reply instead of being applied twice
+    /// (default one hour; keep it longer than any ask's deadline).
+    pub answers_kept: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -56,6 +60,7 @@ impl Default for StoreOptions {
             max_pages: None,
             compact_every: 256,
             quarantine_after: 3,
+            answers_kept: std::time::Duration::from_secs(3_600),
         }
     }
 }
@@ -74,6 +79,7 @@ pub struct SqliteStore {
     last_error: Option<NodeError>,
     compact_every: u64,
     quarantine_after: u32,
+    answers_kept: std::time::Duration,
     /// Per workflow: this run's commits since its last compaction, folded (last write per slot).
     folds: std::collections::HashMap<u64, Fold>,
 }
@@ -166,6 +172,7 @@ impl SqliteStore {
             last_error: None,
             compact_every: options.compact_every,
             quarantine_after: options.quarantine_after,
+            answers_kept: options.answers_kept,
             folds: std::collections::HashMap::new(),
         })
     }
@@ -237,7 +244,45 @@ impl SqliteStore {
         for record in self.records(workflow)? {
             apply(&mut recovered.values, &record, file)?;
         }
+        recovered.answered = self.answers(workflow)?;
         Ok(recovered)
+    }
+
+    /// The replies `workflow` gave that are still kept, by ask.
+    fn answers(&self, workflow: u64) -> Result<Vec<(AskId, Vec<u8>)>, NodeError> {
+        let file = &self.file;
+        let sql = |e| NodeError::sqlite(file, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT origin, scope, partition, seq, reply FROM answered
+                 WHERE workflow = ?1 AND at >= ?2",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![signed(workflow), signed(self.answers_since())], |r| {
+                Ok((
+                    AskId {
+                        origin: unsigned(r.get(0)?),
+                        scope: unsigned(r.get(1)?),
+                        partition: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                        seq: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+                    },
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (ask, stored) = row.map_err(sql)?;
+            out.push((ask, open_payload(file, "kept reply", &stored)?));
+        }
+        Ok(out)
+    }
+
+    /// The oldest time (Unix seconds) of a reply still kept.
+    fn answers_since(&self) -> u64 {
+        now_seconds().saturating_sub(self.answers_kept.as_secs())
     }
 
     /// The changelog records of `workflow`, in step order.
@@ -296,6 +341,7 @@ impl SqliteStore {
             }
             folded
         };
+        let kept_since = self.answers_since();
         let tx = self.conn.transaction().map_err(sql)?;
         {
             let mut upsert = tx
@@ -331,6 +377,12 @@ impl SqliteStore {
             tx.execute(
                 "UPDATE positions SET compacted = ?2 WHERE workflow = ?1",
                 params![signed(workflow), signed(last)],
+            )
+            .map_err(sql)?;
+            // Replies older than the time they are kept for go with the compaction.
+            tx.execute(
+                "DELETE FROM answered WHERE workflow = ?1 AND at < ?2",
+                params![signed(workflow), signed(kept_since)],
             )
             .map_err(sql)?;
             failpoint::reach("compact.written");
@@ -384,7 +436,13 @@ impl SqliteStore {
             }
             None => None,
         };
+        let answered = commit
+            .answered
+            .iter()
+            .map(|a| (a.ask, payload::seal(a.reply)))
+            .collect();
         Ok(Staged {
+            answered,
             workflow_id: commit.workflow_id,
             workflow: commit.workflow.as_str().to_owned(),
             step: commit.step,
@@ -424,6 +482,25 @@ impl SqliteStore {
             }
             if let Some((stream, next)) = &c.input {
                 input = Some((stream.as_str(), signed(*next)));
+            }
+            for (ask, reply) in &c.answered {
+                tx.prepare_cached(
+                    "INSERT INTO answered (workflow, origin, scope, partition, seq, reply, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT DO UPDATE SET reply = excluded.reply, at = excluded.at",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        signed(c.workflow_id),
+                        signed(ask.origin),
+                        signed(ask.scope),
+                        i64::from(ask.partition),
+                        i64::from(ask.seq),
+                        reply,
+                        signed(now_seconds())
+                    ])
+                })
+                .map_err(sql)?;
             }
         }
         let (stream, next) = input.unzip();
@@ -605,6 +682,15 @@ struct Staged {
     input: Option<(String, u64)>,
     /// The atom produced: stream, offset and stored bytes.
     atom: Option<(String, u64, Vec<u8>)>,
+    /// Replies given, by ask (stored bytes).
+    answered: Vec<(AskId, Vec<u8>)>,
+}
+
+/// Now, in seconds since the Unix epoch.
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn input_position(file: &Path, stream: &str, next: u64) -> Result<InputPosition, NodeError> {
@@ -732,9 +818,7 @@ impl Storage for SqliteStore {
                 "a quarantine must move the input on".to_owned(),
             ));
         };
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let at = now_seconds();
         let stored = payload::seal(atom);
         let written = self.conn.execute(
             "INSERT INTO quarantine (workflow, path, stream, offset, atom, reason, at)

@@ -52,7 +52,8 @@ const MIGRATIONS: &[&str] = &[
          stream TEXT PRIMARY KEY,
          next INTEGER NOT NULL
      );",
-    // 3 → 4: the atom each workflow tried first at its last launches, and quarantined atoms.
+    // 3 → 4: the atom each workflow tried at its last launches, quarantined atoms, and the
+    // replies each replier gave (so that an ask asked again gets the same reply).
     "CREATE TABLE attempts (
          workflow INTEGER PRIMARY KEY,
          stream TEXT NOT NULL,
@@ -68,7 +69,17 @@ const MIGRATIONS: &[&str] = &[
          reason TEXT NOT NULL,
          at INTEGER NOT NULL,
          PRIMARY KEY (workflow, stream, offset)
-     );",
+     );
+     CREATE TABLE answered (
+         workflow INTEGER NOT NULL,
+         origin INTEGER NOT NULL,
+         scope INTEGER NOT NULL,
+         partition INTEGER NOT NULL,
+         seq INTEGER NOT NULL,
+         reply BLOB NOT NULL,
+         at INTEGER NOT NULL,
+         PRIMARY KEY (workflow, origin, scope, partition, seq)
+     ) WITHOUT ROWID;",
 ];
 
 /// Opens (or creates) the database at `file`: checks that it is a Pods database of a version

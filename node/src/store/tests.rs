@@ -66,6 +66,7 @@ fn commit_or_stage(
         output: None,
         asks: 0,
         replies: 0,
+        answered: &[],
     };
     if staged {
         store.stage(&commit)
@@ -469,6 +470,7 @@ fn a_quarantined_atom_is_kept_with_its_reason_and_the_input_moves_past_it() {
         output: None,
         asks: 0,
         replies: 0,
+        answered: &[],
     };
     store
         .quarantine(&skip, b"atom bytes", "it crashed")

@@ -175,6 +175,17 @@ impl<'a, Out: Data> Ctx<'a, Out> {
         } else {
             to.envelope
         };
+        if self.fx.record_answers {
+            let mut encoded = Vec::new();
+            match ciborium::into_writer(&reply, &mut encoded) {
+                Ok(()) => self.fx.answers.push((to.id, encoded)),
+                Err(e) => {
+                    let message = format!("cannot record the reply to ask {}: {e}", to.id);
+                    self.fx.fail(TaskError::new(message));
+                    return;
+                }
+            }
+        }
         self.fx.replies.push(ReplyMsg {
             id: to.id,
             to: to.to,

@@ -27,6 +27,11 @@ pub(crate) struct Effects {
     pub error: Option<TaskError>,
     /// Whether state writes are tracked for the commit (the storage keeps state values).
     pub track_writes: bool,
+    /// Whether replies are recorded, encoded, for the commit (the storage holds asking atoms,
+    /// so a replayed ask must get the same reply).
+    pub record_answers: bool,
+    /// Replies given in this step, encoded, by ask (when recorded).
+    pub answers: Vec<(AskId, Vec<u8>)>,
     next_ask: u32,
 }
 
@@ -43,6 +48,8 @@ impl Effects {
             replies: Vec::new(),
             error: None,
             track_writes: true,
+            record_answers: false,
+            answers: Vec::new(),
             next_ask: 0,
         }
     }
@@ -54,6 +61,7 @@ impl Effects {
         self.next_ask = 0;
         self.asks.clear();
         self.replies.clear();
+        self.answers.clear();
         self.error = None;
     }
 

@@ -46,6 +46,9 @@ pub(crate) trait AskHandler<Out>: Send + Sync {
 
     /// The key of an ask's request (`None` if the request is not of the portal's type).
     fn key(&self, ask: &AskMsg) -> Option<Key>;
+
+    /// A reply recorded by [`Ctx::reply`] (its encoding), as a reply value again.
+    fn decode_reply(&self, bytes: &[u8]) -> Result<Box<dyn std::any::Any + Send>, String>;
 }
 
 /// The typed ask side of a replier: the portal's key function and the user's handler.
@@ -57,6 +60,12 @@ pub(crate) struct Replier<Req, Rep, Out> {
 impl<Req: Data, Rep: Data, Out: Data> AskHandler<Out> for Replier<Req, Rep, Out> {
     fn key(&self, ask: &AskMsg) -> Option<Key> {
         ask.request.downcast_ref::<Req>().map(|r| (self.key_fn)(r))
+    }
+
+    fn decode_reply(&self, bytes: &[u8]) -> Result<Box<dyn std::any::Any + Send>, String> {
+        ciborium::from_reader::<Rep, _>(bytes)
+            .map(|r| Box::new(r) as Box<dyn std::any::Any + Send>)
+            .map_err(|e| e.to_string())
     }
 
     fn handle(&self, ctx: &mut Ctx<'_, Out>, ask: AskMsg) -> Result<(), TaskError> {
@@ -181,6 +190,10 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
 
     fn ask_key(&self, ask: &AskMsg) -> Option<Key> {
         self.on_ask.as_ref().and_then(|h| h.key(ask))
+    }
+
+    fn decode_reply(&self, bytes: &[u8]) -> Option<Result<Box<dyn std::any::Any + Send>, String>> {
+        self.on_ask.as_ref().map(|h| h.decode_reply(bytes))
     }
 
     fn handle_asks(&mut self, asks: Vec<AskMsg>, fx: &mut Effects) -> Option<Box<dyn Batch>> {

@@ -52,6 +52,15 @@ pub(crate) trait Task: Send {
         None
     }
 
+    /// A reply this replier task gave in an earlier run (its encoding), as a reply value again
+    /// (`None`: the task is not a replier).
+    fn decode_reply(
+        &self,
+        _bytes: &[u8],
+    ) -> Option<Result<Box<dyn std::any::Any + Send>, String>> {
+        None
+    }
+
     /// Tells the task which partition it runs in (before any step), so that its per-task state
     /// is named apart from other partitions'.
     fn place(&mut self, _partition: u32) {}

@@ -72,6 +72,13 @@ pub(crate) struct WorkflowInstance {
     held: Vec<StepOutput>,
     /// Steps staged and not flushed.
     unflushed: usize,
+    /// Replies given in earlier runs that the store still keeps, by ask: an ask asked again
+    /// gets its reply without being applied again.
+    answered: std::collections::HashMap<AskId, Vec<u8>>,
+    /// Replies to asks of this step answered from `answered`.
+    deduped: Vec<ReplyMsg>,
+    /// Why an answered ask's reply cannot be given again, if it cannot.
+    dedup_error: Option<TaskError>,
 }
 
 impl WorkflowInstance {
@@ -90,6 +97,9 @@ impl WorkflowInstance {
             log_output: Arc::default(),
             held: Vec::new(),
             unflushed: 0,
+            answered: std::collections::HashMap::new(),
+            deduped: Vec::new(),
+            dedup_error: None,
         }
     }
 
@@ -103,6 +113,7 @@ impl WorkflowInstance {
     pub(crate) fn restore(&mut self, recovery: &crate::storage::Recovery) {
         self.step = recovery.step;
         self.produced = recovery.produced;
+        self.answered = recovery.answered.iter().cloned().collect();
         let n = self.parts.len();
         for p in &mut self.parts {
             p.restore(recovery, n);
@@ -134,6 +145,7 @@ impl WorkflowInstance {
             output: None,
             asks: 0,
             replies: 0,
+            answered: &[],
         };
         storage
             .quarantine(&commit, atom, reason)
@@ -292,8 +304,9 @@ impl WorkflowInstance {
             }
             .scope_of(),
         };
+        let record = holds(storage);
         for p in &mut self.parts {
-            p.begin(scope, track, &self.plan);
+            p.begin(scope, (track, record), &self.plan);
         }
         let size = match &input {
             StepInput::Atom(b, _) => b.len(),
@@ -301,6 +314,10 @@ impl WorkflowInstance {
             StepInput::Replies(replies) => replies.len(),
         };
         let position = self.distribute(input);
+        if let Some(e) = self.dedup_error.take() {
+            self.deduped.clear();
+            return Err(e);
+        }
         let n = self.parts.len();
         // Handing a stage to another thread has a fixed cost; small steps run their partitions
         // one after another on this thread.
@@ -350,10 +367,17 @@ impl WorkflowInstance {
         let output = output.filter(|b| b.len() > 0);
         let mut asks = std::mem::take(&mut self.parts[0].fx.asks);
         let mut replies = std::mem::take(&mut self.parts[0].fx.replies);
+        let mut answers = std::mem::take(&mut self.parts[0].fx.answers);
         for p in &mut self.parts[1..] {
             asks.append(&mut p.fx.asks);
             replies.append(&mut p.fx.replies);
+            answers.append(&mut p.fx.answers);
         }
+        replies.append(&mut self.deduped);
+        let answered: Vec<crate::storage::Answer<'_>> = answers
+            .iter()
+            .map(|(ask, reply)| crate::storage::Answer { ask: *ask, reply })
+            .collect();
         let mut writes = Vec::new();
         if track {
             for p in &self.parts {
@@ -380,6 +404,7 @@ impl WorkflowInstance {
                 }),
             asks: asks.len(),
             replies: replies.len(),
+            answered: &answered,
         };
         let committed = if staged {
             storage.stage(&commit)
@@ -420,6 +445,27 @@ impl WorkflowInstance {
             }
             StepInput::Asks(node, asks) => {
                 for ask in asks {
+                    if let Some(bytes) = self.answered.get(&ask.id) {
+                        let task = self.parts[0].task(node);
+                        match task.and_then(|t| t.decode_reply(bytes)) {
+                            Some(Ok(value)) => {
+                                self.deduped.push(ReplyMsg {
+                                    id: ask.id,
+                                    to: ask.from,
+                                    reply: Ok(value),
+                                    envelope: ask.envelope,
+                                });
+                                continue;
+                            }
+                            Some(Err(e)) => {
+                                let message =
+                                    format!("the kept reply to ask {} is unreadable: {e}", ask.id);
+                                self.dedup_error = Some(TaskError::new(message));
+                                continue;
+                            }
+                            None => {}
+                        }
+                    }
                     let to = if n == 1 {
                         0
                     } else {

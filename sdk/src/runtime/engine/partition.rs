@@ -75,10 +75,11 @@ impl Partition {
 
     /// Starts a step whose asks have scope `scope`: forgets the last step's buffers and
     /// effects.
-    pub(super) fn begin(&mut self, scope: u64, track_writes: bool, plan: &Plan) {
+    pub(super) fn begin(&mut self, scope: u64, (track, record): (bool, bool), plan: &Plan) {
         let n = self.nodes.len();
         self.fx.begin(scope);
-        self.fx.track_writes = track_writes;
+        self.fx.track_writes = track;
+        self.fx.record_answers = record;
         self.outputs.clear();
         self.outputs.resize_with(n, || None);
         self.pre.clear();
