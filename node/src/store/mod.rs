@@ -260,17 +260,20 @@ impl SqliteStore {
             )
             .map_err(sql)?;
         let rows = stmt
-            .query_map(params![signed(workflow), signed(self.answers_since())], |r| {
-                Ok((
-                    AskId {
-                        origin: unsigned(r.get(0)?),
-                        scope: unsigned(r.get(1)?),
-                        partition: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                        seq: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
-                    },
-                    r.get::<_, Vec<u8>>(4)?,
-                ))
-            })
+            .query_map(
+                params![signed(workflow), signed(self.answers_since())],
+                |r| {
+                    Ok((
+                        AskId {
+                            origin: unsigned(r.get(0)?),
+                            scope: unsigned(r.get(1)?),
+                            partition: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                            seq: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+                        },
+                        r.get::<_, Vec<u8>>(4)?,
+                    ))
+                },
+            )
             .map_err(sql)?;
         let mut out = Vec::new();
         for row in rows {

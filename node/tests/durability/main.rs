@@ -1,6 +1,7 @@
 //! Durability against real crashes: a child process (this test binary, re-run in child mode)
-//! counts events per key into a SQLite store and is killed with SIGKILL at random moments, then
-//! restarted; the final state must be what a run never killed gives.
+//! runs a counting app with asks and a sink against a SQLite store and is killed with SIGKILL
+//! at random moments (and aborted at each failpoint of the commit path), then restarted; the
+//! final state must be what a run never killed gives.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -9,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pods_node::{Node, NodeConfig, SqliteStore, StoreOptions, Synchronous};
-use pods_sdk::{App, AppBuilder, Ctx, PerKeyState, ThreadedConfig};
+use pods_sdk::{App, AppBuilder, AskError, Ctx, PerKeyState, ThreadedConfig};
 
 /// Environment variable naming the data dir of the child mode.
 const CHILD_DIR: &str = "PODS_DURABILITY_CHILD_DIR";
@@ -17,19 +18,66 @@ const EVENTS: i64 = 200_000;
 const ATOM: usize = 100;
 const KEYS: i64 = 1_000;
 
-/// Generator of `EVENTS` events in atoms of `ATOM` → a workflow adding `KEYS` (its output is
-/// logged for the next) → key_by(x mod KEYS) → per-key count, in two partitions.
+/// A row of the sink: key, the key's count, and the replier's count of asks it applied for
+/// that key.
+type Row = (i64, u64, u64);
+
+/// Generator of `EVENTS` events in atoms of `ATOM` → `count`: key_by(x mod `KEYS`), per-key
+/// count (two partitions), asking the portal `tally` with each new count → `tally` (another
+/// workflow) counts per key every ask it applies and replies with that count → the
+/// continuation emits a row → `sink` (a workflow reading the logged rows) appends each row to
+/// its key's table: the number of rows and a hash chained over them in order, refusing a row
+/// out of order. An ask applied twice shows as a reply ahead of the count; a row lost or
+/// doubled shows in the table.
 fn app() -> App {
     let app = AppBuilder::new("crash");
     let g = app.generator_from_range("g", 0..EVENTS, ATOM);
-    let shifted = app.workflow("shift").source(&g).map(|x| x + KEYS).sink();
+    let tally = app.portal_keyed::<(i64, u64), u64, _>("tally", |(k, _)| *k as u64);
+    let applied = PerKeyState::<u64>::new("applied");
+    let none = app.generator_from_atoms::<(i64, u64)>("none", vec![]);
+    app.workflow("tally")
+        .source(&none)
+        .replier(&tally, move |ctx, _ask: (i64, u64), to| {
+            let n = applied.get(ctx) + 1;
+            applied.set(ctx, n);
+            ctx.reply(to, n);
+        })
+        .sink();
     let count = PerKeyState::<u64>::new("count");
-    app.workflow("count")
+    let portal = tally.clone();
+    let rows = app
+        .workflow("count")
         .partitions(2)
-        .source(&shifted)
+        .source(&g)
         .key_by(|x| x % KEYS)
-        .processor(move |ctx: &mut Ctx<'_, ()>, _x: i64| {
-            count.update(ctx, |c| *c += 1);
+        .asker(&tally, move |ctx: &mut Ctx<'_, Row>, x: i64| {
+            let c = count.get(ctx) + 1;
+            count.set(ctx, c);
+            let key = x % KEYS;
+            let h = ctx.ask(&portal, (key, c));
+            ctx.on_reply(
+                h,
+                move |ctx, r: Result<u64, AskError>| -> Result<(), AskError> {
+                    ctx.emit((key, c, r?));
+                    Ok(())
+                },
+            );
+        })
+        .sink();
+    let table = PerKeyState::<(u64, u64)>::new("table");
+    app.workflow("sink")
+        .source(&rows)
+        .key_by(|(k, _, _): &Row| *k)
+        .processor(move |ctx: &mut Ctx<'_, ()>, (key, c, applied): Row| {
+            let (n, chain) = table.get(ctx);
+            if c != n + 1 || applied != c {
+                ctx.fail(format!(
+                    "row out of order for key {key}: count {c}, applied {applied}, after {n} rows"
+                ));
+                return;
+            }
+            let chain = (chain ^ c ^ (applied << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            table.set(ctx, (n + 1, chain));
         })
         .sink();
     app.build().expect("app")
@@ -102,18 +150,51 @@ fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-/// The committed per-key counts in `dir`.
-fn counts(dir: &Path) -> (u64, Vec<u64>) {
+/// What the app committed in `dir`: the count workflow's steps and per-key counts, the
+/// replier's per-key applied asks, and the sink's per-key tables, each sorted.
+#[derive(Debug, PartialEq, Eq)]
+struct Committed {
+    steps: u64,
+    counts: Vec<u64>,
+    applied: Vec<u64>,
+    tables: Vec<(u64, u64)>,
+}
+
+fn committed(dir: &Path) -> Committed {
     let store = SqliteStore::open(dir, StoreOptions::default()).expect("store");
-    let workflow = pods_sdk::Path::parse("/crash/workflows/count").expect("path");
-    let r = store.recover(workflow.stable_id()).expect("recover");
-    let mut counts: Vec<u64> = r
-        .values
-        .values()
-        .map(|bytes| ciborium::from_reader(bytes.as_slice()).expect("a count"))
-        .collect();
-    counts.sort();
-    (r.step, counts)
+    let values = |workflow: &str| {
+        let path = pods_sdk::Path::parse(&format!("/crash/workflows/{workflow}")).expect("path");
+        store.recover(path.stable_id()).expect("recover")
+    };
+    fn decoded<T: serde_like::Decode>(r: &pods_sdk::Recovery) -> Vec<T> {
+        let mut out: Vec<T> = r.values.values().map(|b| T::decode(b)).collect();
+        out.sort();
+        out
+    }
+    let count = values("count");
+    Committed {
+        steps: count.step,
+        counts: decoded(&count),
+        applied: decoded(&values("tally")),
+        tables: decoded(&values("sink")),
+    }
+}
+
+/// CBOR decoding of the states' values.
+mod serde_like {
+    pub trait Decode: Ord {
+        fn decode(bytes: &[u8]) -> Self;
+    }
+    impl Decode for u64 {
+        fn decode(bytes: &[u8]) -> u64 {
+            ciborium::from_reader(bytes).expect("a u64")
+        }
+    }
+    impl Decode for (u64, u64) {
+        fn decode(bytes: &[u8]) -> (u64, u64) {
+            ciborium::from_reader(bytes).expect("a pair")
+        }
+    }
 }
 
 /// splitmix64, for kill times that a seed repeats.
@@ -134,20 +215,27 @@ fn killed_runs_end_in_the_state_of_a_run_never_killed() {
     let mut child = spawn_child(reference.path());
     assert!(wait(&mut child, limit).success());
     let full = start.elapsed();
-    let expected = counts(reference.path());
+    let expected = committed(reference.path());
+    let per_key = (EVENTS / KEYS) as u64;
+    assert_eq!(expected.counts, vec![per_key; KEYS as usize]);
     assert_eq!(
-        expected.0,
-        (EVENTS as u64).div_ceil(ATOM as u64),
-        "one step per atom"
+        expected.applied,
+        vec![per_key; KEYS as usize],
+        "each ask applied once"
     );
-    assert_eq!(expected.1, vec![(EVENTS / KEYS) as u64; KEYS as usize]);
+    assert_eq!(expected.tables.len(), KEYS as usize);
+    assert!(expected.tables.iter().all(|(rows, _)| *rows == per_key));
+    assert!(
+        expected.steps >= (EVENTS as u64).div_ceil(ATOM as u64),
+        "a step per atom, and per batch of replies"
+    );
     // And how long a start takes that finds everything done (process start, recovery).
     let start = Instant::now();
     let mut child = spawn_child(reference.path());
     assert!(wait(&mut child, limit).success());
     let restart = start.elapsed();
     assert_eq!(
-        counts(reference.path()),
+        committed(reference.path()),
         expected,
         "a finished run stays finished"
     );
@@ -175,7 +263,7 @@ fn killed_runs_end_in_the_state_of_a_run_never_killed() {
                 );
                 at_failpoints.push(format!(
                     "{point} (time {n}) at step {}",
-                    counts(dir.path()).0
+                    committed(dir.path()).steps
                 ));
             }
         }
@@ -192,7 +280,7 @@ fn killed_runs_end_in_the_state_of_a_run_never_killed() {
                 break; // The work was done: the next round starts afresh.
             }
             landed += 1;
-            progress.push(counts(dir.path()).0);
+            progress.push(committed(dir.path()).steps);
         }
         let mut child = spawn_child(dir.path());
         let status = wait(&mut child, limit);
@@ -201,10 +289,11 @@ fn killed_runs_end_in_the_state_of_a_run_never_killed() {
             let _ = stdout.read_to_string(&mut out);
         }
         assert!(status.success() && out.contains("child: done"), "{out}");
+        let got = committed(dir.path());
         assert_eq!(
-            counts(dir.path()),
-            expected,
-            "no event lost or counted twice"
+            (&got.counts, &got.applied, &got.tables),
+            (&expected.counts, &expected.applied, &expected.tables),
+            "no event lost or counted twice, no ask applied twice, no row lost, doubled or reordered"
         );
         // The log between the two workflows keeps only atoms the consumer may still need.
         let db = rusqlite::Connection::open(dir.path().join(pods_node::DATABASE)).expect("db");

@@ -54,10 +54,7 @@ pub(crate) trait Task: Send {
 
     /// A reply this replier task gave in an earlier run (its encoding), as a reply value again
     /// (`None`: the task is not a replier).
-    fn decode_reply(
-        &self,
-        _bytes: &[u8],
-    ) -> Option<Result<Box<dyn std::any::Any + Send>, String>> {
+    fn decode_reply(&self, _bytes: &[u8]) -> Option<Result<Box<dyn std::any::Any + Send>, String>> {
         None
     }
 
