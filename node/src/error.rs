@@ -5,6 +5,9 @@ use std::path::PathBuf;
 /// Why the node could not open, read or write its data.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// The configuration contradicts itself.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The data directory cannot be created or read.
     #[error("data dir {path}: {reason}; check the path and its permissions")]
     DataDir {

@@ -33,6 +33,13 @@ impl Node {
     /// Opens the node's data dir (created if absent). A damaged, foreign or newer database is
     /// refused with a typed error; nothing is ever started empty over existing data.
     pub fn open(dir: impl AsRef<Path>, config: NodeConfig) -> Result<Node, NodeError> {
+        if config.store.answers_kept <= config.runtime.ask_deadline {
+            return Err(NodeError::Config(format!(
+                "replies are kept for {:?}, not longer than the ask deadline of {:?}: an ask \
+                 retried within its deadline could be applied twice; keep them longer",
+                config.store.answers_kept, config.runtime.ask_deadline
+            )));
+        }
         let dir = dir.as_ref().to_path_buf();
         let store = SqliteStore::open(&dir, config.store)?;
         let system = ThreadedSystem::with_storage(config.runtime, store)?;
@@ -99,6 +106,19 @@ mod tests {
             .expect("refused");
         assert!(matches!(err, NodeError::DataDir { .. }), "{err}");
         assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+
+    #[test]
+    fn replies_kept_no_longer_than_the_ask_deadline_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = NodeConfig::default();
+        config.store.answers_kept = config.runtime.ask_deadline;
+        let err = Node::open(dir.path(), config).err().expect("refused");
+        assert!(matches!(err, NodeError::Config(_)), "{err}");
+        assert!(
+            !dir.path().join(crate::DATABASE).exists(),
+            "nothing written"
+        );
     }
 
     #[test]

@@ -211,6 +211,13 @@ pub enum AskError {
         /// The ask's id.
         ask: String,
     },
+    /// No reply came within the ask's deadline; a reply arriving later is dropped.
+    Timeout {
+        /// The portal's path.
+        portal: String,
+        /// The deadline, in milliseconds after the ask was sent.
+        after_ms: u64,
+    },
 }
 
 impl fmt::Display for AskError {
@@ -231,6 +238,12 @@ impl fmt::Display for AskError {
                 )
             }
             AskError::WrongReplyType { ask } => write!(f, "ask {ask}: reply of the wrong type"),
+            AskError::Timeout { portal, after_ms } => {
+                write!(
+                    f,
+                    "ask to {portal}: no reply within its deadline of {after_ms} ms"
+                )
+            }
         }
     }
 }

@@ -618,7 +618,10 @@ fn a_replayed_asking_atom_gets_the_kept_replies_and_nothing_is_applied_twice() {
             committed_sum(first.storage(), "count"),
             committed_sum(first.storage(), "tally"),
         );
-        assert!(applied >= asked, "an ask is applied before its atom commits");
+        assert!(
+            applied >= asked,
+            "an ask is applied before its atom commits"
+        );
         if applied > asked {
             ahead = true;
             break;
@@ -635,6 +638,10 @@ fn a_replayed_asking_atom_gets_the_kept_replies_and_nothing_is_applied_twice() {
     let done = committed(dir.path());
     let per_key = (EVENTS / KEYS) as u64;
     assert_eq!(done.counts, vec![per_key; KEYS as usize]);
-    assert_eq!(done.applied, vec![per_key; KEYS as usize], "no ask applied twice");
+    assert_eq!(
+        done.applied,
+        vec![per_key; KEYS as usize],
+        "no ask applied twice"
+    );
     assert!(done.tables.iter().all(|(rows, _)| *rows == per_key));
 }

@@ -60,6 +60,9 @@ impl<S: Storage + 'static> Sys<S> {
                     parallel_step: 1,
                     pending_asks: 64,
                     group_commit: 4,
+                    // Short, so that the timeout scenarios are quick; long enough for any
+                    // reply of a loaded test machine.
+                    ask_deadline: Duration::from_millis(1_500),
                 };
                 Sys::Threaded(ThreadedSystem::with_storage(config, storage).expect("threads"))
             }

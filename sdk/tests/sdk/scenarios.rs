@@ -289,6 +289,49 @@ fn fibonacci_asks_itself(rt: Rt) {
     assert_eq!(got, expected);
 }
 
+/// A replier that never answers some requests: each of those asks times out once (its
+/// continuation gets `AskError::Timeout`), the others get their replies, and the asker seals.
+fn an_unanswered_ask_times_out_once_and_the_asker_goes_on(rt: Rt) {
+    use std::sync::{Arc, Mutex};
+    let app = AppBuilder::new("app");
+    let portal = app.portal::<i64, i64>("p");
+    // Requests it leaves unanswered, kept so that nothing answers them.
+    let ignored: Arc<Mutex<Vec<pods_sdk::ReplyTo<i64>>>> = Arc::default();
+    let kept = ignored.clone();
+    serve(&app, "server", &portal, move |ctx, x, to| {
+        if x % 2 == 0 {
+            kept.lock().unwrap().push(to);
+        } else {
+            ctx.reply(to, x * 10);
+        }
+    });
+    let g = app.generator_from_atoms("g", vec![vec![1i64, 2, 3], vec![4]]);
+    let p = portal.clone();
+    app.workflow("client")
+        .source(&g)
+        .asker(&portal, move |ctx, x: i64| {
+            let h = ctx.ask(&p, x);
+            ctx.on_reply(h, move |ctx, r: Result<i64, AskError>| {
+                ctx.emit(match r {
+                    Ok(v) => v,
+                    Err(AskError::Timeout { after_ms, .. }) if after_ms > 0 => -x,
+                    Err(_) => 0,
+                })
+            });
+        })
+        .sink();
+    let (_, out) = run::<i64>(rt, app.build().unwrap(), 15, "/app/workflows/client/stream");
+    let mut got = out.values().concat();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![-4, -2, 10, 30],
+        "each ask answered or timed out, once"
+    );
+    assert_eq!(out.items().last(), Some(&StreamItem::Seal));
+    assert_eq!(ignored.lock().unwrap().len(), 2);
+}
+
 fn on_replies_over_two_portals_sums_to_three_x(rt: Rt) {
     let app = AppBuilder::new("app");
     let once = app.portal::<i64, i64>("once");
@@ -728,6 +771,7 @@ crate::on_both_runtimes!(
     a_cycle_through_a_sequencer_ends_when_the_data_does,
     portal_replies_req_plus_one,
     recursive_ping_pong_reaches_zero,
+    an_unanswered_ask_times_out_once_and_the_asker_goes_on,
     fibonacci_asks_itself,
     on_replies_over_two_portals_sums_to_three_x,
     atoms_are_isolated_from_a_second_app_asking_between_them,

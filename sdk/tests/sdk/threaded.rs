@@ -22,6 +22,7 @@ fn threaded(workers: usize, stream_bound: usize) -> ThreadedSystem {
         parallel_step: 1,
         pending_asks: 64,
         group_commit: 8,
+        ..ThreadedConfig::default()
     };
     ThreadedSystem::with_storage(config, pods_sdk::MemoryStorage::new()).expect("threads")
 }

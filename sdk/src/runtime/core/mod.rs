@@ -6,6 +6,7 @@
 //! deterministic runtime runs the three back to back; the threaded one runs the middle part on
 //! a worker thread while other units take steps.
 
+pub(crate) mod deadline;
 mod launch;
 pub(crate) mod resume;
 mod route;
@@ -119,6 +120,8 @@ pub(crate) struct Core {
     pub neighbors: Vec<Vec<usize>>,
     /// Units sent asks or replies since the list was last drained.
     pub woken: Vec<usize>,
+    /// The deadlines of asks in flight.
+    pub deadlines: deadline::Deadlines,
 }
 
 impl Core {
@@ -134,7 +137,24 @@ impl Core {
             group: 1,
             neighbors: Vec::new(),
             woken: Vec::new(),
+            deadlines: deadline::Deadlines::real(None),
         }
+    }
+
+    /// The same core, with `deadlines` for its asks.
+    pub(crate) fn with_deadlines(mut self, deadlines: deadline::Deadlines) -> Core {
+        self.deadlines = deadlines;
+        self
+    }
+
+    /// Answers every ask whose deadline has passed with a timeout; whether any had.
+    pub(crate) fn expire(&mut self) -> bool {
+        let expired = self.deadlines.expired();
+        if expired.is_empty() {
+            return false;
+        }
+        self.route_replies(expired);
+        true
     }
 
     /// Recomputes every unit's neighbors (after a launch).

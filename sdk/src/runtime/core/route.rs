@@ -34,6 +34,7 @@ impl Core {
     fn route_asks(&mut self, asks: Vec<AskMsg>) {
         let mut batches: Vec<(Path, Vec<AskMsg>)> = Vec::new();
         for ask in asks {
+            self.deadlines.watch(&ask);
             match batches.iter_mut().find(|(p, _)| *p == ask.portal) {
                 Some((_, b)) => b.push(ask),
                 None => batches.push((ask.portal.clone(), vec![ask])),
@@ -86,6 +87,7 @@ impl Core {
         let mut batches: Vec<(Path, Vec<ReplyMsg>)> = Vec::new();
         let mut index: HashMap<Path, usize> = HashMap::new();
         for r in replies {
+            self.deadlines.answered(&r.id);
             match index.get(&r.to.workflow) {
                 Some(&i) => batches[i].1.push(r),
                 None => {

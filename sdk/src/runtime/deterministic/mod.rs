@@ -5,6 +5,7 @@ use crate::builder::App;
 use crate::data::Data;
 use crate::error::Error;
 use crate::gate::PolicyGate;
+use crate::runtime::core::deadline::Deadlines;
 use crate::runtime::core::{Begun, Core};
 use crate::runtime::engine::Parallel;
 use crate::runtime::units::{Feeder, Subscription};
@@ -33,7 +34,9 @@ impl<S: Storage> DeterministicSystem<S> {
     pub fn with_storage(seed: u64, storage: S) -> DeterministicSystem<S> {
         DeterministicSystem {
             rng: seed ^ 0x9e37_79b9_7f4a_7c15,
-            core: Core::new(None, None),
+            core: Core::new(None, None).with_deadlines(Deadlines::virtual_time(Some(
+                crate::runtime::threaded::ThreadedConfig::default().ask_deadline,
+            ))),
             storage,
             scratch_runnable: Vec::new(),
         }
@@ -55,6 +58,13 @@ impl<S: Storage> DeterministicSystem<S> {
                 storage.replay(stream, from, to)
             })?;
         resumed.finish(&recoveries, &mut self.storage)
+    }
+
+    /// Gives asks routed from now on `deadline` (virtual time, which moves to the next deadline
+    /// when nothing else can run) to be answered before they time out (default 30 s); `None`:
+    /// asks wait forever.
+    pub fn set_ask_deadline(&mut self, deadline: Option<std::time::Duration>) {
+        self.core.deadlines.set_limit(deadline);
     }
 
     /// Lets a workflow step take up to `atoms` stream atoms queued for it and commit them
@@ -117,11 +127,18 @@ impl<S: Storage> DeterministicSystem<S> {
     }
 
     /// Takes one step of one runnable unit, chosen by the seeded generator; `false` if none
-    /// could run (the system is quiescent).
+    /// could run (the system is quiescent). When nothing can run but an ask waits for its
+    /// reply, virtual time moves to the next deadline and the asks past it time out.
     pub fn step(&mut self) -> bool {
         let mut runnable = std::mem::take(&mut self.scratch_runnable);
-        runnable.clear();
-        runnable.extend((0..self.core.units.len()).filter(|&u| self.core.runnable(u)));
+        loop {
+            runnable.clear();
+            runnable.extend((0..self.core.units.len()).filter(|&u| self.core.runnable(u)));
+            if !runnable.is_empty() || !self.core.deadlines.skip_to_next() {
+                break;
+            }
+            self.core.expire();
+        }
         if runnable.is_empty() {
             self.scratch_runnable = runnable;
             return false;

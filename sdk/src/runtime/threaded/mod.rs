@@ -48,6 +48,7 @@ use crate::builder::App;
 use crate::data::Data;
 use crate::error::Error;
 use crate::gate::PolicyGate;
+use crate::runtime::core::deadline::Deadlines;
 use crate::runtime::core::{Core, Source, Unit};
 use crate::runtime::engine::Parallel;
 use crate::runtime::units::{FeedLog, Feeder, Subscription, Waker};
@@ -73,6 +74,9 @@ pub struct ThreadedConfig {
     /// transaction of a durable store (group commit; default 16; 1 turns it off). Each atom
     /// still gets its own step, state changes and output atom.
     pub group_commit: usize,
+    /// How long an ask waits for its reply before its continuation receives
+    /// [`AskError::Timeout`](crate::AskError::Timeout) (default 30 s).
+    pub ask_deadline: std::time::Duration,
 }
 
 impl Default for ThreadedConfig {
@@ -83,6 +87,7 @@ impl Default for ThreadedConfig {
             parallel_step: 512,
             pending_asks: 4_096,
             group_commit: 16,
+            ask_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -137,6 +142,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             Some(config.pending_asks.max(1)),
         );
         core.group = config.group_commit.max(1);
+        let core = core.with_deadlines(Deadlines::real(Some(config.ask_deadline)));
         let state = State {
             core,
             busy: Vec::new(),
@@ -160,6 +166,17 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             },
             keeps_state,
         });
+        let weak = Arc::downgrade(&shared);
+        let timer = std::thread::Builder::new()
+            .name(format!("pods{id}-timer"))
+            .spawn(move || worker::timer(&weak))
+            .map_err(|e| Error::Runtime {
+                message: format!("cannot start the deadline timer thread: {e}"),
+            })?;
+        threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(timer);
         Ok(ThreadedSystem {
             shared,
             threads,
@@ -302,7 +319,8 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         self.shared.schedule(&mut st);
         self.shared.unlock(st);
         let mut st = self.shared.lock();
-        while st.running > 0 {
+        // Asks waiting for replies keep the run going until they are answered or time out.
+        while st.running > 0 || st.core.deadlines.pending() {
             let wait = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(w) => w,
@@ -319,7 +337,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             st = self
                 .shared
                 .quiet
-                .wait_timeout(st, wait)
+                .wait_timeout(st, wait.min(worker::TICK))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }

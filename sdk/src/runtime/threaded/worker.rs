@@ -12,6 +12,31 @@ use crate::storage::{Commit, Storage};
 /// Attempts to take the lock by spinning before blocking on it.
 const SPINS: u32 = 2_000;
 
+/// How often the deadline timer looks at the asks in flight (at most), and how long a wait
+/// for quiescence sleeps before it looks at them again.
+pub(super) const TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The deadline timer's thread: answers asks past their deadline with a timeout and schedules
+/// the units that receive them, until the system stops or is gone.
+pub(super) fn timer<S: Storage + 'static>(shared: &std::sync::Weak<Shared<S>>) {
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut st = shared.lock();
+        if st.stopping {
+            return;
+        }
+        if st.core.expire() {
+            shared.schedule(&mut st);
+        }
+        let wait = st.core.deadlines.next_in().unwrap_or(TICK).min(TICK);
+        shared.unlock(st);
+        drop(shared);
+        std::thread::sleep(wait.max(std::time::Duration::from_millis(1)));
+    }
+}
+
 /// Steps a unit takes in one turn on a worker before it yields to other units.
 const STEPS_PER_TURN: u32 = 32;
 
