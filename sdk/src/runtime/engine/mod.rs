@@ -4,6 +4,7 @@
 //! drive workflows through it; they differ only in how the partitions of a stage run (one after
 //! another, or at once on a thread pool).
 
+pub(crate) mod commit;
 mod helpers;
 mod partition;
 mod plan;
@@ -68,10 +69,8 @@ pub(crate) struct WorkflowInstance {
     produced: u64,
     /// Whether the output stream has consumers, so that its atoms go to the store's log.
     pub(crate) log_output: Arc<std::sync::atomic::AtomicBool>,
-    /// What staged steps produced, held until their flush (in step order).
-    held: Vec<StepOutput>,
-    /// Steps staged and not flushed.
-    unflushed: usize,
+    /// The commit protocol's state: the steps staged and what they hold.
+    protocol: commit::CommitProtocol<StepOutput>,
     /// Replies given in earlier runs that the store still keeps, by ask: an ask asked again
     /// gets its reply without being applied again.
     answered: std::collections::HashMap<AskId, Vec<u8>>,
@@ -95,8 +94,7 @@ impl WorkflowInstance {
             out: spec.stream.clone(),
             produced: 0,
             log_output: Arc::default(),
-            held: Vec::new(),
-            unflushed: 0,
+            protocol: commit::CommitProtocol::new(false),
             answered: std::collections::HashMap::new(),
             deduped: Vec::new(),
             dedup_error: None,
@@ -163,51 +161,63 @@ impl WorkflowInstance {
         self.helpers = None;
     }
 
-    /// Runs one step in every partition and commits it once; returns what is released now (in
-    /// order). On failure nothing of the step is committed or released.
-    ///
-    /// On a store that holds asking atoms ([`Storage::holds_asking_atoms`]), a step commits
-    /// only together with the steps after it up to the moment no continuation waits for a
-    /// reply: until then its commit is staged
-    /// and its output and replies to other workflows are held (its asks, and replies to its
-    /// own asks, leave at once), so that a crash replays the asking atom, which asks again
-    /// with the same ids.
+    /// Runs one step in every partition and commits it; returns what is released now (in
+    /// order). On failure nothing of the step is committed or released. How and when it
+    /// commits is the commit protocol's ([`commit`]): at once, or staged and flushed later.
     pub(crate) fn step(
         &mut self,
         input: StepInput,
         storage: &mut dyn Storage,
         par: &Parallel,
     ) -> Result<Vec<StepOutput>, TaskError> {
-        if !holds(storage) {
-            return self
-                .take_step(input, storage, par, false)
-                .map(|out| vec![out]);
+        match self.run_steps(vec![input], storage, par) {
+            (_, Some(e)) => Err(e),
+            (released, None) => Ok(released),
         }
-        let out = match self.take_step(input, storage, par, true) {
-            Ok(out) => out,
-            Err(e) => return Err(self.abandon(storage, e)),
-        };
-        let mut released = vec![self.hold(out)];
-        self.flush_if_settled(storage, &mut released)?;
-        Ok(released)
     }
 
-    /// Runs one step per stream atom, in order, and commits them together (group commit): the
-    /// store makes them durable in one flush. Returns what is released, and the error that
-    /// ended the group early, if any: the steps before it still commit (unless they wait for
-    /// replies, as in [`WorkflowInstance::step`]), and a failed flush commits none.
+    /// Runs one step per stream atom, in order, and commits them together (group commit).
+    /// Returns what is released, and the error that ended the group early, if any: the steps
+    /// before it still commit (unless they are held for replies), and a failed flush commits
+    /// none.
     pub(crate) fn step_group(
         &mut self,
         atoms: Vec<(Box<dyn Batch>, InputPosition)>,
         storage: &mut dyn Storage,
         par: &Parallel,
     ) -> (Vec<StepOutput>, Option<TaskError>) {
-        let hold = holds(storage);
-        let mut released = Vec::with_capacity(atoms.len());
+        let inputs = atoms
+            .into_iter()
+            .map(|(batch, position)| StepInput::Atom(batch, position))
+            .collect();
+        self.run_steps(inputs, storage, par)
+    }
+
+    /// Steps staged and not flushed yet (they wait for replies).
+    pub(crate) fn unflushed(&self) -> usize {
+        self.protocol.unflushed()
+    }
+
+    /// Runs `inputs` as steps taken together, following the commit protocol.
+    fn run_steps(
+        &mut self,
+        inputs: Vec<StepInput>,
+        storage: &mut dyn Storage,
+        par: &Parallel,
+    ) -> (Vec<StepOutput>, Option<TaskError>) {
+        if self.protocol.holds() != holds(storage) {
+            self.protocol = commit::CommitProtocol::new(holds(storage));
+        }
+        let staged = self.protocol.stages(inputs.len());
+        let mut released = Vec::with_capacity(inputs.len());
         let mut error = None;
-        for (batch, position) in atoms {
-            match self.take_step(StepInput::Atom(batch, position), storage, par, true) {
-                Ok(out) if hold => released.push(self.hold(out)),
+        for input in inputs {
+            match self.take_step(input, storage, par, staged) {
+                Ok(out) if staged => {
+                    let (now, later) = self.split(out);
+                    released.extend(now);
+                    self.protocol.staged(later);
+                }
                 Ok(out) => released.push(out),
                 Err(e) => {
                     error = Some(e);
@@ -215,71 +225,45 @@ impl WorkflowInstance {
                 }
             }
         }
-        if hold {
-            if let Some(e) = error {
-                return (Vec::new(), Some(self.abandon(storage, e)));
-            }
-            let flushed = self.flush_if_settled(storage, &mut released);
-            return (released, flushed.err());
+        if error.is_some() && self.protocol.holds() {
+            storage.discard(self.origin);
+            self.protocol.abandoned();
+            return (Vec::new(), error);
         }
-        if !released.is_empty()
-            && let Err(e) = storage.flush(self.origin)
-        {
-            let message = format!("commit of steps up to {} failed: {e}", self.step);
-            return (Vec::new(), Some(TaskError::new(message)));
+        if self.protocol.flush_due(self.pending()) {
+            if let Err(e) = storage.flush(self.origin) {
+                storage.discard(self.origin);
+                self.protocol.abandoned();
+                let message = format!("commit of steps up to {} failed: {e}", self.step);
+                return (Vec::new(), Some(TaskError::new(message)));
+            }
+            released.extend(self.protocol.flushed());
         }
         (released, error)
     }
 
-    /// Steps staged and not flushed yet (they wait for replies).
-    pub(crate) fn unflushed(&self) -> usize {
-        self.unflushed
-    }
-
-    /// Holds what a staged step produced until its flush; returns what leaves at once: its
-    /// asks, and its replies to its own asks (the same commit covers both ends).
-    fn hold(&mut self, out: StepOutput) -> StepOutput {
-        self.unflushed += 1;
+    /// Splits what a staged step produced into what leaves now and what waits for the flush.
+    /// When steps are held for replies, its asks leave now, and its replies to its own asks
+    /// (the same commit covers both ends); otherwise everything waits.
+    fn split(&self, out: StepOutput) -> (Option<StepOutput>, StepOutput) {
+        if !self.protocol.holds() {
+            return (None, out);
+        }
         let (mine, others): (Vec<ReplyMsg>, Vec<ReplyMsg>) = out
             .replies
             .into_iter()
             .partition(|r| r.to.workflow == self.path);
-        self.held.push(StepOutput {
-            output: out.output,
-            asks: Vec::new(),
-            replies: others,
-        });
-        StepOutput {
+        let now = StepOutput {
             output: None,
             asks: out.asks,
             replies: mine,
-        }
-    }
-
-    /// Flushes the staged steps once no continuation waits, releasing what they held.
-    fn flush_if_settled(
-        &mut self,
-        storage: &mut dyn Storage,
-        released: &mut Vec<StepOutput>,
-    ) -> Result<(), TaskError> {
-        if self.unflushed == 0 || self.pending() > 0 {
-            return Ok(());
-        }
-        if let Err(e) = storage.flush(self.origin) {
-            let message = format!("commit of steps up to {} failed: {e}", self.step);
-            return Err(self.abandon(storage, TaskError::new(message)));
-        }
-        self.unflushed = 0;
-        released.append(&mut self.held);
-        Ok(())
-    }
-
-    /// Drops the staged steps and what they held (the workflow fails with `error`).
-    fn abandon(&mut self, storage: &mut dyn Storage, error: TaskError) -> TaskError {
-        storage.discard(self.origin);
-        self.held.clear();
-        self.unflushed = 0;
-        error
+        };
+        let later = StepOutput {
+            output: out.output,
+            asks: Vec::new(),
+            replies: others,
+        };
+        (Some(now), later)
     }
 
     /// One step; `staged`: its commit waits for the group's flush.
