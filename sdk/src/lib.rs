@@ -68,8 +68,8 @@ pub use runtime::deterministic::DeterministicSystem;
 pub use runtime::threaded::{ThreadedConfig, ThreadedSystem};
 pub use runtime::units::{Feeder, Subscription};
 pub use storage::{
-    Answer, Attempt, Commit, InputPosition, MemoryStorage, OutputAtom, Recovery, StateName,
-    StateValue, StateWrite, Storage, VolatileStorage,
+    Answer, Attempt, Commit, InputPosition, MemoryStorage, Moved, OutputAtom, Recovery, StateName,
+    StateValue, StateWrite, Storage, VolatileStorage, consumer_id,
 };
 pub use task::ctx::Ctx;
 pub use task::state::{PerKeyState, PerTaskState};

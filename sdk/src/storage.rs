@@ -115,6 +115,30 @@ pub struct Answer<'a> {
     pub reply: &'a [u8],
 }
 
+/// What a sequencer or a splitter moved from one of its inputs, logged at once: the input
+/// position after the atom, and the atoms it became on the unit's output streams. Replaying
+/// from the log gives the same order (a sequencer's choices) and the same parts.
+pub struct Moved<'a> {
+    /// The sequencer or splitter.
+    pub unit: &'a Path,
+    /// The unit's reading of that input ([`consumer_id`]): its position is kept as a
+    /// workflow's is.
+    pub consumer_id: u64,
+    /// Where the input stands after the atom.
+    pub input: &'a InputPosition,
+    /// Each atom it became: its stream, its offset there, its encoding.
+    pub outputs: &'a [(&'a Path, u64, &'a [u8])],
+}
+
+/// The id under which a store keeps the input position of `unit` (a sequencer or splitter)
+/// on `input`.
+pub fn consumer_id(unit: &Path, input: &Path) -> u64 {
+    let mut h = StableHasher::default();
+    unit.as_str().hash(&mut h);
+    input.as_str().hash(&mut h);
+    h.finish()
+}
+
 /// Everything one step (atom) of a workflow changes, committed at once.
 pub struct Commit<'a> {
     /// The workflow.
@@ -259,6 +283,13 @@ pub trait Storage: Send {
     /// Logs atom `offset` of `stream` (fed by the host), durably, before the push returns.
     fn log_atom(&mut self, stream: &Path, offset: u64, atom: &[u8]) -> Result<(), StorageError> {
         let _ = (stream, offset, atom);
+        Ok(())
+    }
+
+    /// Logs what a sequencer or splitter moved, durably, before the atoms reach a consumer
+    /// (stores that log atoms; see [`Storage::logs_atoms`]).
+    fn log_moved(&mut self, moved: &Moved<'_>) -> Result<(), StorageError> {
+        let _ = moved;
         Ok(())
     }
 

@@ -11,7 +11,9 @@ mod schema;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pods_sdk::{AskId, Attempt, Commit, InputPosition, Key, Recovery, Storage, StorageError};
+use pods_sdk::{
+    AskId, Attempt, Commit, InputPosition, Key, Moved, Recovery, Storage, StorageError,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::NodeError;
@@ -648,6 +650,55 @@ impl SqliteStore {
         Ok(u32::try_from(launches).unwrap_or(u32::MAX))
     }
 
+    /// Logs a sequencer's or splitter's move in one transaction: its output atoms, the heads
+    /// of their streams, and its input position; every 256 moves on an input, the atoms of
+    /// that input every reader has passed are dropped.
+    fn try_log_moved(&mut self, moved: &Moved<'_>) -> Result<(), NodeError> {
+        let file = self.file.clone();
+        let sql = |e| NodeError::sqlite(&file, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        for (stream, offset, atom) in moved.outputs {
+            tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| {
+                    s.execute(params![
+                        stream.as_str(),
+                        signed(*offset),
+                        payload::seal(atom)
+                    ])
+                })
+                .map_err(sql)?;
+            tx.prepare_cached(
+                "INSERT INTO heads (stream, next) VALUES (?1, ?2)
+                 ON CONFLICT (stream) DO UPDATE SET next = excluded.next",
+            )
+            .and_then(|mut s| s.execute(params![stream.as_str(), signed(offset + 1)]))
+            .map_err(sql)?;
+        }
+        tx.prepare_cached(
+            "INSERT INTO positions (workflow, path, step, compacted, stream, next, produced)
+             VALUES (?1, ?2, 0, 0, ?3, ?4, 0)
+             ON CONFLICT (workflow) DO UPDATE SET stream = excluded.stream, next = excluded.next",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                signed(moved.consumer_id),
+                moved.unit.as_str(),
+                moved.input.stream.as_str(),
+                signed(moved.input.next)
+            ])
+        })
+        .map_err(sql)?;
+        if moved.input.next % 256 == 0 {
+            tx.execute(
+                "DELETE FROM atoms WHERE stream = ?1
+                   AND offset < (SELECT min(next) FROM positions WHERE stream = ?1)",
+                [moved.input.stream.as_str()],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)
+    }
+
     /// Records a failed commit's typed error and turns it into the sdk's error.
     fn failed(&mut self, e: NodeError, workflow: &str, step: u64) -> StorageError {
         let message = e.to_string();
@@ -886,6 +937,13 @@ impl Storage for SqliteStore {
         .and_then(|mut s| s.execute(params![stream.as_str(), signed(offset + 1)]))
         .map_err(fail)?;
         tx.commit().map_err(fail)
+    }
+
+    fn log_moved(&mut self, moved: &Moved<'_>) -> Result<(), StorageError> {
+        match self.try_log_moved(moved) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(e, moved.unit.as_str(), 0)),
+        }
     }
 
     fn logged_head(&mut self, stream: &pods_sdk::Path) -> Result<u64, StorageError> {

@@ -105,6 +105,8 @@ pub(crate) struct SequencerSpec {
     pub path: Path,
     pub stream: Path,
     pub ty: TypeInfo,
+    /// Reads its output's atoms back from a store's log.
+    pub decode: crate::batch::Decode,
 }
 
 /// Makes the typed routing part of a splitter.
@@ -123,6 +125,8 @@ pub(crate) struct SplitSpec {
     pub splitter: Path,
     pub stream: Path,
     pub ty: TypeInfo,
+    /// Reads the split's atoms back from a store's log.
+    pub decode: crate::batch::Decode,
     /// An `Arc<dyn Fn(&T) -> bool + Send + Sync>` for the splitter's `T`.
     pub predicate: Box<dyn Any + Send>,
 }

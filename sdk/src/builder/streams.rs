@@ -170,6 +170,7 @@ impl AppBuilder {
             path: path.clone(),
             stream: path.join("stream"),
             ty: TypeInfo::of::<T>(),
+            decode: crate::batch::decode::<T>,
         };
         self.state.borrow_mut().elements.sequencers.push(spec);
         Sequencer {
@@ -227,6 +228,7 @@ impl AppBuilder {
             splitter: splitter.path.clone(),
             stream: stream.clone(),
             ty: TypeInfo::of::<T>(),
+            decode: crate::batch::decode::<T>,
             predicate: Box::new(predicate),
         };
         self.state.borrow_mut().elements.splits.push(spec);

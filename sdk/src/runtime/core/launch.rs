@@ -62,7 +62,11 @@ impl Core {
             self.register(&g.path, Kind::Generator, g.ty, None, unit, None);
         }
         for (s, out) in el.sequencers.into_iter().zip(sequencer_streams) {
+            if let Some(log) = self.streams.get_mut(out) {
+                log.decode = Some(s.decode);
+            }
             let unit = self.add_unit(Unit::Sequencer {
+                path: s.path.clone(),
                 inputs: Vec::new(),
                 ended: 0,
                 out,
@@ -72,6 +76,7 @@ impl Core {
         for s in el.splitters {
             let input = self.consume(&s.input);
             let splitter = Unit::Splitter {
+                path: s.path.clone(),
                 input,
                 router: Arc::new(Mutex::new((s.factory)())),
                 pending: Vec::new(),
@@ -82,6 +87,9 @@ impl Core {
             self.register(&s.path, Kind::Splitter, s.ty, None, unit, None);
         }
         for (s, stream) in el.splits.into_iter().zip(split_streams) {
+            if let Some(log) = self.streams.get_mut(stream) {
+                log.decode = Some(s.decode);
+            }
             let unit = self
                 .registry
                 .get(&s.splitter, Kind::Splitter)

@@ -80,11 +80,13 @@ pub(crate) enum Unit {
         closed: bool,
     },
     Sequencer {
+        path: Path,
         inputs: Vec<(usize, usize)>,
         ended: usize,
         out: usize,
     },
     Splitter {
+        path: Path,
         input: (usize, usize),
         /// Shared with the work routing an atom outside the core; a split launched meanwhile
         /// waits for the routing to finish.
@@ -112,6 +114,9 @@ pub(crate) struct Core {
     /// `None`: no limit.
     pub pending_limit: Option<usize>,
     pub steps: u64,
+    /// Whether what sequencers and splitters move is logged in the store (it logs atoms), so
+    /// that consumers of their outputs resume after a restart.
+    pub log_moves: bool,
     /// Most stream atoms a workflow step takes when they are queued, committed together
     /// (group commit; 1: one atom per step).
     pub group: usize,
@@ -135,6 +140,7 @@ impl Core {
             bound,
             steps: 0,
             group: 1,
+            log_moves: false,
             neighbors: Vec::new(),
             woken: Vec::new(),
             deadlines: deadline::Deadlines::real(None),

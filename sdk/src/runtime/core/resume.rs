@@ -8,40 +8,67 @@ use crate::builder::App;
 use crate::builder::spec::Kind;
 use crate::error::{Error, StorageError};
 use crate::path::Path;
-use crate::storage::{InputPosition, Recovery, Storage};
+use crate::storage::{InputPosition, Recovery, Storage, consumer_id};
 
 /// Reads logged atoms of a stream from the store: `(stream, from, to)`.
 pub(crate) type Fetch<'a> = dyn FnMut(&Path, u64, u64) -> Result<Vec<Vec<u8>>, StorageError> + 'a;
 
-/// What the workflows of `app` committed in an earlier run, as `storage` has it.
-pub(crate) fn recoveries(
-    app: &App,
-    storage: &mut dyn Storage,
-) -> Result<Vec<(Path, Recovery)>, Error> {
-    let mut out = Vec::new();
+/// What an app's units committed in an earlier run.
+#[derive(Default)]
+pub(crate) struct Recovered {
+    /// Per workflow.
+    pub workflows: Vec<(Path, Recovery)>,
+    /// Per input of a sequencer or splitter whose moves were logged: the unit, the input
+    /// stream, and where the unit stood on it.
+    pub movers: Vec<(Path, InputPosition)>,
+}
+
+/// What the workflows of `app`, and the sequencers and splitters reading its streams, committed
+/// in an earlier run, as `storage` has it.
+pub(crate) fn recoveries(app: &App, storage: &mut dyn Storage) -> Result<Recovered, Error> {
+    let mut out = Recovered::default();
     for w in &app.elements.workflows {
         if let Some(r) = storage.recover(&w.path, w.path.stable_id())? {
-            out.push((w.path.clone(), r));
+            out.workflows.push((w.path.clone(), r));
+        }
+    }
+    let inputs = app
+        .elements
+        .connections
+        .iter()
+        .map(|c| (&c.to, &c.from))
+        .chain(app.elements.splitters.iter().map(|s| (&s.path, &s.input)));
+    for (unit, input) in inputs {
+        if let Some(r) = storage.recover(unit, consumer_id(unit, input))?
+            && let Some(position) = r.input
+        {
+            out.movers.push((unit.clone(), position));
         }
     }
     Ok(out)
 }
 
-/// Where the log of each external generator of `app` ends, when `storage` logs fed atoms.
+/// Where the log of each logged stream of `app` ends (external generators, sequencers,
+/// splits), when `storage` logs atoms.
 pub(crate) fn feed_heads(app: &App, storage: &mut dyn Storage) -> Result<Vec<(Path, u64)>, Error> {
     let mut out = Vec::new();
     if !storage.logs_atoms() {
         return Ok(out);
     }
-    for g in &app.elements.generators {
-        if matches!(
+    let external = app.elements.generators.iter().filter(|g| {
+        matches!(
             g.source,
             crate::builder::spec::GeneratorSource::External { .. }
-        ) {
-            let head = storage.logged_head(&g.stream)?;
-            if head > 0 {
-                out.push((g.stream.clone(), head));
-            }
+        )
+    });
+    let logged = external
+        .map(|g| &g.stream)
+        .chain(app.elements.sequencers.iter().map(|s| &s.stream))
+        .chain(app.elements.splits.iter().map(|s| &s.stream));
+    for stream in logged {
+        let head = storage.logged_head(stream)?;
+        if head > 0 {
+            out.push((stream.clone(), head));
         }
     }
     Ok(out)
@@ -53,21 +80,26 @@ pub(crate) struct Resumed {
     /// Workflows whose input is neither replayable nor logged: state restored, input read from
     /// its current head.
     pub not_replayable: Vec<Path>,
-    /// Workflows launched for the first time, with where they start reading (to record).
-    pub fresh: Vec<(Path, InputPosition)>,
+    /// Workflows launched for the first time (and inputs of sequencers and splitters read
+    /// for the first time), with the id their position is kept under and where they start
+    /// reading (to record).
+    pub fresh: Vec<(Path, u64, InputPosition)>,
 }
 
 impl Resumed {
     /// Records where first-time workflows start, and logs what resuming found.
     pub(crate) fn finish(
         &self,
-        recoveries: &[(Path, Recovery)],
+        recovered: &Recovered,
         storage: &mut dyn Storage,
     ) -> Result<(), Error> {
-        for (path, input) in &self.fresh {
-            storage.begin_consumer(path, path.stable_id(), input)?;
+        for (path, id, input) in &self.fresh {
+            storage.begin_consumer(path, *id, input)?;
         }
-        for (path, r) in recoveries {
+        for (unit, input) in &recovered.movers {
+            tracing::info!(%unit, input = %input.stream, next = input.next, "resumed");
+        }
+        for (path, r) in &recovered.workflows {
             tracing::info!(workflow = %path, step = r.step, values = r.values.len(), "resumed");
         }
         for path in &self.not_replayable {
@@ -83,10 +115,11 @@ impl Core {
     pub(crate) fn resume(
         &mut self,
         app: &Path,
-        recoveries: &[(Path, Recovery)],
+        recovered: &Recovered,
         feeds: &[(Path, u64)],
         fetch: &mut Fetch<'_>,
     ) -> Result<Resumed, Error> {
+        let recoveries = &recovered.workflows;
         let mut resumed = Resumed::default();
         // First every producer: external generators continue after their logged atoms...
         for (stream, head) in feeds {
@@ -154,8 +187,28 @@ impl Core {
                 resumed.not_replayable.push(path.clone());
             }
         }
+        // Sequencers and splitters whose moves were logged read on where they stood.
+        for (unit, input) in &recovered.movers {
+            let Some((stream, consumer)) = self.mover_input(unit, &input.stream) else {
+                continue;
+            };
+            if let Some(g) = self.replayable_producer(stream) {
+                self.streams[stream].resume(consumer, input.next);
+                if !generators.contains(&g) {
+                    generators.push(g);
+                }
+            } else if self.streams[stream].decode.is_some() {
+                self.refill(stream, input.next, fetch)?;
+                self.streams[stream].resume(consumer, input.next);
+            } else {
+                resumed.not_replayable.push(unit.clone());
+            }
+        }
         for g in generators {
             self.fast_forward(g);
+        }
+        if self.log_moves {
+            self.fresh_movers(recovered, &mut resumed);
         }
         // Workflows of this app launched for the first time: where they start reading.
         let prefix = format!("{app}/");
@@ -172,6 +225,7 @@ impl Core {
                 let next = s.cursor(w.input.1);
                 resumed.fresh.push((
                     path.clone(),
+                    path.stable_id(),
                     InputPosition {
                         stream: s.path.clone(),
                         next,
@@ -180,6 +234,52 @@ impl Core {
             }
         }
         Ok(resumed)
+    }
+
+    /// The input of sequencer or splitter `unit` reading `stream`: (stream, consumer).
+    fn mover_input(&self, unit: &Path, stream: &Path) -> Option<(usize, usize)> {
+        let entry = self
+            .registry
+            .get(unit, Kind::Sequencer)
+            .or_else(|| self.registry.get(unit, Kind::Splitter))?;
+        let inputs: &[(usize, usize)] = match self.units.get(entry.target)? {
+            Unit::Sequencer { inputs, .. } => inputs,
+            Unit::Splitter { input, .. } => std::slice::from_ref(input),
+            _ => return None,
+        };
+        inputs
+            .iter()
+            .copied()
+            .find(|(s, _)| self.streams.get(*s).is_some_and(|l| &l.path == stream))
+    }
+
+    /// Inputs of sequencers and splitters read for the first time: where they start reading.
+    fn fresh_movers(&self, recovered: &Recovered, resumed: &mut Resumed) {
+        for unit in &self.units {
+            let (path, inputs): (&Path, &[(usize, usize)]) = match unit {
+                Unit::Sequencer { path, inputs, .. } => (path, inputs),
+                Unit::Splitter { path, input, .. } => (path, std::slice::from_ref(input)),
+                _ => continue,
+            };
+            for &(stream, consumer) in inputs {
+                let Some(s) = self.streams.get(stream) else {
+                    continue;
+                };
+                let known = recovered
+                    .movers
+                    .iter()
+                    .any(|(u, i)| u == path && i.stream == s.path);
+                let id = consumer_id(path, &s.path);
+                if known || resumed.fresh.iter().any(|(_, i, _)| *i == id) {
+                    continue;
+                }
+                let input = InputPosition {
+                    stream: s.path.clone(),
+                    next: s.cursor(consumer),
+                };
+                resumed.fresh.push((path.clone(), id, input));
+            }
+        }
     }
 
     fn workflow_mut(&mut self, path: &Path) -> Option<&mut Unit> {

@@ -1,7 +1,7 @@
 //! A unit's step in three parts: take the input ([`Core::begin`]), do the work
 //! ([`Work::run`], outside the core), release the results ([`Core::finish`]).
 
-use super::work::{Done, Work};
+use super::work::{Done, MoveLog, Work};
 use super::{Core, Source, Unit};
 use crate::path::Path;
 use crate::runtime::stream::{End, Item};
@@ -65,12 +65,30 @@ impl Core {
                     return Begun::Idle;
                 }
                 let choice = ready[pick(ready.len()).min(ready.len() - 1)];
-                let Unit::Sequencer { inputs, ended, out } = &mut self.units[u] else {
+                let Unit::Sequencer {
+                    inputs,
+                    ended,
+                    out,
+                    path,
+                } = &mut self.units[u]
+                else {
                     return Begun::Idle;
                 };
                 let (stream, consumer) = inputs[choice];
                 let out = *out;
                 match self.streams[stream].take(consumer) {
+                    Some(Item::Atom(atom)) if self.log_moves => {
+                        // Logged before its consumers see it: the store keeps the choice.
+                        let log = MoveLog {
+                            unit: path.clone(),
+                            input: InputPosition {
+                                stream: self.streams[stream].path.clone(),
+                                next: self.streams[stream].cursor(consumer),
+                            },
+                            outs: vec![(self.streams[out].path.clone(), self.streams[out].head())],
+                        };
+                        return Begun::Work(Work::Move(log, atom));
+                    }
                     Some(Item::Atom(atom)) => self.streams[out].push(atom),
                     Some(Item::End(End::Seal)) => {
                         *ended += 1;
@@ -84,6 +102,7 @@ impl Core {
                 Begun::Done
             }
             Unit::Splitter {
+                path,
                 input,
                 router,
                 outs,
@@ -98,7 +117,20 @@ impl Core {
                     }
                 }
                 match self.streams[input.0].take(input.1) {
-                    Some(Item::Atom(atom)) => Begun::Work(Work::Split(router.clone(), atom)),
+                    Some(Item::Atom(atom)) => {
+                        let log = self.log_moves.then(|| MoveLog {
+                            unit: path.clone(),
+                            input: InputPosition {
+                                stream: self.streams[input.0].path.clone(),
+                                next: self.streams[input.0].cursor(input.1),
+                            },
+                            outs: outs
+                                .iter()
+                                .map(|o| (self.streams[*o].path.clone(), self.streams[*o].head()))
+                                .collect(),
+                        });
+                        Begun::Work(Work::Split(router.clone(), atom, log))
+                    }
                     Some(Item::End(end)) => {
                         for out in outs.iter() {
                             self.streams[*out].close(end.clone());
@@ -214,6 +246,13 @@ impl Core {
     pub(crate) fn finish(&mut self, u: usize, done: Done) {
         self.steps += 1;
         match (done, &mut self.units[u]) {
+            (Done::Moved(moved), Unit::Sequencer { out, .. }) => match moved {
+                Ok(atom) => self.streams[*out].push(atom),
+                Err(message) => {
+                    tracing::error!(unit = u, error = %message, "a sequencer's move was not logged");
+                    self.streams[*out].close(End::Error(message));
+                }
+            },
             (
                 Done::Generated(s, next),
                 Unit::Generator {

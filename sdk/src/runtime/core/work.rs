@@ -15,14 +15,20 @@ use crate::path::Path;
 use crate::portal::{AskId, AskMsg, ReplyMsg};
 use crate::runtime::engine::{Parallel, StepInput, StepOutput, WorkflowInstance, panic_message};
 use crate::runtime::units::SplitRouter;
-use crate::storage::{Attempt, InputPosition, Storage};
+use crate::storage::{Attempt, InputPosition, Moved, Storage, consumer_id};
 
 /// The part of a step that runs outside the core.
 pub(crate) enum Work {
     /// Make the generator's next atom.
     Generate(Source),
-    /// Route an atom to the splits.
-    Split(Arc<Mutex<Box<dyn SplitRouter>>>, Arc<dyn Batch>),
+    /// Route an atom to the splits (logging the parts, if the store logs moves).
+    Split(
+        Arc<Mutex<Box<dyn SplitRouter>>>,
+        Arc<dyn Batch>,
+        Option<MoveLog>,
+    ),
+    /// Log a sequencer's move of an atom to its output.
+    Move(MoveLog, Arc<dyn Batch>),
     /// Run a workflow step over each of one or more input atoms (with the input position after
     /// each), committed together; the gate filters each atom first (unless it admits
     /// everything). With `true` (an atom of the workflow's probation after its launch, alone),
@@ -46,8 +52,45 @@ pub(crate) enum Work {
 }
 
 /// What the work produced.
+/// Where a sequencer's or splitter's move is logged: the unit, its input position after the
+/// atom, and each output stream with the offset its next atom gets.
+pub(crate) struct MoveLog {
+    pub unit: Path,
+    pub input: InputPosition,
+    pub outs: Vec<(Path, u64)>,
+}
+
+impl MoveLog {
+    /// Logs `parts` (one per output, `None`: nothing for it) in `storage`.
+    fn write(&self, parts: &[Option<&dyn Batch>], storage: &mut dyn Storage) -> Result<(), String> {
+        let mut encoded = Vec::new();
+        for ((stream, offset), part) in self.outs.iter().zip(parts) {
+            if let Some(part) = part {
+                let mut bytes = Vec::new();
+                part.encode(&mut bytes)?;
+                encoded.push((stream, *offset, bytes));
+            }
+        }
+        let outputs: Vec<(&Path, u64, &[u8])> = encoded
+            .iter()
+            .map(|(s, o, b)| (*s, *o, b.as_slice()))
+            .collect();
+        let moved = Moved {
+            unit: &self.unit,
+            consumer_id: consumer_id(&self.unit, &self.input.stream),
+            input: &self.input,
+            outputs: &outputs,
+        };
+        storage
+            .log_moved(&moved)
+            .map_err(|e| format!("{} could not log its move: {e}", self.unit))
+    }
+}
+
 pub(crate) enum Done {
     Generated(Source, Option<Arc<dyn Batch>>),
+    /// A sequencer's atom, logged (or why it could not be).
+    Moved(Result<Arc<dyn Batch>, String>),
     Split(Result<Vec<Option<Box<dyn Batch>>>, String>),
     Stepped {
         engine: Box<WorkflowInstance>,
@@ -102,14 +145,25 @@ impl Work {
                 };
                 Done::Generated(source, next)
             }
-            Work::Split(router, atom) => {
+            Work::Split(router, atom, log) => {
                 // Split predicates are user code: a panic ends this splitter only.
                 let parts = match router.lock() {
                     Ok(r) => catch_unwind(AssertUnwindSafe(|| r.route(atom)))
                         .map_err(|p| format!("split predicate panicked: {}", panic_message(&*p))),
                     Err(_) => Err("splitter unusable after a panic".to_owned()),
                 };
+                let parts = match (parts, log) {
+                    (Ok(parts), Some(log)) => {
+                        let refs: Vec<Option<&dyn Batch>> =
+                            parts.iter().map(|p| p.as_deref()).collect();
+                        log.write(&refs, storage).map(|()| parts)
+                    }
+                    (parts, _) => parts,
+                };
                 Done::Split(parts)
+            }
+            Work::Move(log, atom) => {
+                Done::Moved(log.write(&[Some(&*atom)], storage).map(|()| atom))
             }
             Work::Atoms(mut engine, mut atoms, gate, probe) => {
                 if probe && let Some(done) = quarantine(&mut engine, &mut atoms, storage) {

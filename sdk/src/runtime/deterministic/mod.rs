@@ -32,11 +32,13 @@ impl DeterministicSystem<MemoryStorage> {
 impl<S: Storage> DeterministicSystem<S> {
     /// A system committing to `storage`.
     pub fn with_storage(seed: u64, storage: S) -> DeterministicSystem<S> {
+        let mut core = Core::new(None, None).with_deadlines(Deadlines::virtual_time(Some(
+            crate::runtime::threaded::ThreadedConfig::default().ask_deadline,
+        )));
+        core.log_moves = storage.logs_atoms();
         DeterministicSystem {
             rng: seed ^ 0x9e37_79b9_7f4a_7c15,
-            core: Core::new(None, None).with_deadlines(Deadlines::virtual_time(Some(
-                crate::runtime::threaded::ThreadedConfig::default().ask_deadline,
-            ))),
+            core,
             storage,
             scratch_runnable: Vec::new(),
         }
@@ -48,13 +50,14 @@ impl<S: Storage> DeterministicSystem<S> {
     /// [`recover`](Storage::recover)) is restored before their first step.
     pub fn launch(&mut self, app: App) -> Result<(), Error> {
         let recoveries = crate::runtime::core::resume::recoveries(&app, &mut self.storage)?;
+        let heads = crate::runtime::core::resume::feed_heads(&app, &mut self.storage)?;
         let path = app.path().clone();
         self.core.launch(app)?;
         let storage = &mut self.storage;
         // This runtime does not log fed atoms (its store is not shared with feeders).
         let resumed = self
             .core
-            .resume(&path, &recoveries, &[], &mut |stream, from, to| {
+            .resume(&path, &recoveries, &heads, &mut |stream, from, to| {
                 storage.replay(stream, from, to)
             })?;
         resumed.finish(&recoveries, &mut self.storage)

@@ -142,6 +142,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             Some(config.pending_asks.max(1)),
         );
         core.group = config.group_commit.max(1);
+        core.log_moves = storage.logs_atoms();
         let core = core.with_deadlines(Deadlines::real(Some(config.ask_deadline)));
         let state = State {
             core,
