@@ -688,7 +688,7 @@ impl SqliteStore {
             ])
         })
         .map_err(sql)?;
-        if moved.input.next % 256 == 0 {
+        if moved.input.next.is_multiple_of(256) {
             tx.execute(
                 "DELETE FROM atoms WHERE stream = ?1
                    AND offset < (SELECT min(next) FROM positions WHERE stream = ?1)",
