@@ -139,24 +139,29 @@ pub fn consumer_id(unit: &Path, input: &Path) -> u64 {
     h.finish()
 }
 
-/// Everything one step (atom) of a workflow changes, committed at once.
+/// Everything one step (atom) of a workflow changes, committed at once; or several steps
+/// taken together (a group of queued atoms, or an asking atom with the steps that ran its
+/// continuations), committed as one.
 pub struct Commit<'a> {
     /// The workflow.
     pub workflow: &'a Path,
     /// The workflow path's [`Path::stable_id`], for keying without hashing the path again.
     pub workflow_id: u64,
-    /// The workflow's step number.
+    /// The workflow's step number (of the last step committed).
     pub step: u64,
-    /// The input position after the step, for a stream atom; `None` for ask and reply batches.
+    /// Steps this commit covers (the last is `step`).
+    pub steps: u64,
+    /// The input position after the steps, if one consumed a stream atom; `None` for ask and
+    /// reply batches.
     pub input: Option<InputPosition>,
-    /// The state changes.
+    /// The state changes: the last value of each (state, key) the steps wrote.
     pub writes: &'a [StateWrite<'a>],
-    /// Number of events in the produced atom (0: none produced).
+    /// Number of events in the produced atoms (0: none produced).
     pub output_events: usize,
-    /// The produced atom, for a store that logs the workflow's output stream (given when the
-    /// stream has consumers, so that they can read it again after a restart).
-    pub output: Option<OutputAtom<'a>>,
-    /// Number of asks sent when the commit succeeds.
+    /// The produced atoms, in order, for a store that logs the workflow's output stream (given
+    /// when the stream has consumers, so that they can read them again after a restart).
+    pub outputs: &'a [OutputAtom<'a>],
+    /// Number of asks sent by the steps.
     pub asks: usize,
     /// Number of replies sent when the commit succeeds.
     pub replies: usize,
@@ -188,32 +193,13 @@ pub trait Storage: Send {
     /// Applies all of `commit` or nothing.
     fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError>;
 
-    /// Takes `commit` as part of a group of commits of one workflow that [`Storage::flush`]
-    /// makes durable together (group commit: one transaction for several atoms). What a staged
-    /// commit produced is released only after the flush. A store without transactions to save
-    /// applies it at once (the default).
-    fn stage(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
-        self.commit(commit)
-    }
-
     /// Whether a workflow that asks commits an atom only once the continuations its asks
-    /// registered have run, together with the steps that ran them (until then they are staged
-    /// and what they produced is held). A store whose commits survive the process must say
-    /// yes: continuations are code and cannot be stored, so a crash replays the asking atom,
-    /// which asks again with the same ids (see [`Storage::discard`]).
+    /// registered have run, together with the steps that ran them (until then what they
+    /// produced is held). A store whose commits survive the process must say yes:
+    /// continuations are code and cannot be stored, so a crash replays the asking atom, which
+    /// asks again with the same ids.
     fn holds_asking_atoms(&self) -> bool {
         false
-    }
-
-    /// Forgets the commits staged for `workflow_id` and not flushed (its step failed).
-    fn discard(&mut self, workflow_id: u64) {
-        let _ = workflow_id;
-    }
-
-    /// Makes every commit staged for the workflow `workflow_id` durable, all or nothing.
-    fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
-        let _ = workflow_id;
-        Ok(())
     }
 
     /// Records that `workflow` is about to take atom `offset` of `stream`, one of the first it

@@ -42,8 +42,9 @@ pub struct StoreOptions {
     /// Largest size of the database in pages (SQLite's `max_page_count`); `None`: no limit
     /// beyond the disk's.
     pub max_pages: Option<u64>,
-    /// Changelog records of a workflow after which they are folded into its snapshot (default
-    /// 256), so recovery reads a snapshot and a short tail; `0`: never.
+    /// Steps of a workflow (atoms, batches of asks or replies) after which its changelog
+    /// records are folded into its snapshot and its input's log is truncated (default 256), so
+    /// recovery reads a snapshot and a short tail; `0`: never.
     pub compact_every: u64,
     /// Launches in a row that may stop (crash) while a workflow processes the same atom before
     /// the next launch quarantines it instead of running it again (default 3).
@@ -73,11 +74,7 @@ pub struct SqliteStore {
     file: PathBuf,
     /// Record buffers of written commits, kept for their room.
     spare: Vec<Vec<u8>>,
-    /// Commits staged per workflow, waiting for their flush.
-    staged: std::collections::HashMap<u64, Vec<Staged>>,
     commits: u64,
-    /// Transactions that committed changelog records (several records each under group commit).
-    transactions: u64,
     last_error: Option<NodeError>,
     compact_every: u64,
     quarantine_after: u32,
@@ -89,9 +86,12 @@ pub struct SqliteStore {
 /// The commits of one workflow since its last compaction, folded as they are made.
 #[derive(Default)]
 struct Fold {
-    /// Records left uncompacted by an earlier run (counted at this run's first commit).
+    /// Steps left uncompacted by an earlier run (counted at this run's first commit).
     earlier: u64,
     records: u64,
+    /// Steps (atoms, reply batches) those records cover: compaction follows progress, not
+    /// records, since a record may cover a group of atoms.
+    steps: u64,
     last: Slots,
 }
 
@@ -168,9 +168,7 @@ impl SqliteStore {
             conn,
             file,
             spare: Vec::new(),
-            staged: std::collections::HashMap::new(),
             commits: 0,
-            transactions: 0,
             last_error: None,
             compact_every: options.compact_every,
             quarantine_after: options.quarantine_after,
@@ -187,12 +185,6 @@ impl SqliteStore {
     /// Commits made through this handle.
     pub fn commits(&self) -> u64 {
         self.commits
-    }
-
-    /// Transactions that wrote commits through this handle: fewer than [`SqliteStore::commits`]
-    /// when group commit put several in one.
-    pub fn transactions(&self) -> u64 {
-        self.transactions
     }
 
     /// The typed error of the last failed commit (the sdk sees it as text).
@@ -404,8 +396,8 @@ impl SqliteStore {
         Ok(usize::try_from(count).unwrap_or(0))
     }
 
-    /// Encodes `commit` into a staged commit (the record, the atom it produced, its position),
-    /// owning its bytes, so that it can wait for a flush while the workflow steps on.
+    /// Encodes `commit`: its changelog record, the atoms it produced, its position and the
+    /// replies it gave.
     fn encode(&mut self, commit: &Commit<'_>) -> Result<Staged, NodeError> {
         let bad = |what: String, detail: String| NodeError::BadRecord {
             file: self.file.clone(),
@@ -431,16 +423,14 @@ impl SqliteStore {
             spans.push(((w.state.id, w.key.map(|k| k.0)), span));
         }
         writer.finish();
-        let atom = match &commit.output {
-            Some(atom) => {
-                let mut bytes = Vec::with_capacity(1 + 16 * atom.len());
-                payload::begin(&mut bytes);
-                atom.encode(&mut bytes)
-                    .map_err(|d| bad(format!("atom {} of {}", atom.offset, atom.stream), d))?;
-                Some((atom.stream.as_str().to_owned(), atom.offset, bytes))
-            }
-            None => None,
-        };
+        let mut atoms = Vec::with_capacity(commit.outputs.len());
+        for atom in commit.outputs {
+            let mut bytes = Vec::with_capacity(1 + 16 * atom.len());
+            payload::begin(&mut bytes);
+            atom.encode(&mut bytes)
+                .map_err(|d| bad(format!("atom {} of {}", atom.offset, atom.stream), d))?;
+            atoms.push((atom.stream.as_str().to_owned(), atom.offset, bytes));
+        }
         let answered = commit
             .answered
             .iter()
@@ -451,17 +441,18 @@ impl SqliteStore {
             workflow_id: commit.workflow_id,
             workflow: commit.workflow.as_str().to_owned(),
             step: commit.step,
+            steps: commit.steps.max(1),
             record,
             spans,
             input: commit
                 .input
                 .as_ref()
                 .map(|p| (p.stream.as_str().to_owned(), p.next)),
-            atom,
+            atoms,
         })
     }
 
-    /// Writes staged commits of one workflow (in step order) in one transaction, then folds
+    /// Writes encoded commits of one workflow (in step order) in one transaction, then folds
     /// their values for compaction.
     fn write_staged(&mut self, staged: Vec<Staged>) -> Result<(), NodeError> {
         let (Some(first), Some(last)) = (staged.first(), staged.last()) else {
@@ -479,7 +470,7 @@ impl SqliteStore {
                     s.execute(params![signed(c.workflow_id), signed(c.step), c.record])
                 })
                 .map_err(sql)?;
-            if let Some((stream, offset, bytes)) = &c.atom {
+            for (stream, offset, bytes) in &c.atoms {
                 tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
                     .and_then(|mut s| s.execute(params![stream, signed(*offset), bytes]))
                     .map_err(sql)?;
@@ -531,18 +522,19 @@ impl SqliteStore {
         tx.commit().map_err(sql)?;
         failpoint::reach("commit.done");
         self.commits += staged.len() as u64;
-        self.transactions += 1;
         if !self.folds.contains_key(&workflow_id) {
-            let earlier: i64 = self
+            // Steps committed since the last compaction, by earlier runs.
+            let uncompacted: i64 = self
                 .conn
                 .query_row(
-                    "SELECT count(*) FROM changelog WHERE workflow = ?1",
+                    "SELECT step - compacted FROM positions WHERE workflow = ?1",
                     [signed(workflow_id)],
                     |r| r.get(0),
                 )
                 .map_err(sql)?;
+            let now: u64 = staged.iter().map(|c| c.steps).sum();
             let fold = Fold {
-                earlier: unsigned(earlier).saturating_sub(staged.len() as u64),
+                earlier: unsigned(uncompacted.max(0)).saturating_sub(now),
                 ..Fold::default()
             };
             self.folds.insert(workflow_id, fold);
@@ -550,6 +542,7 @@ impl SqliteStore {
         let fold = self.folds.entry(workflow_id).or_default();
         for c in staged {
             fold.records += 1;
+            fold.steps += c.steps;
             for (slot, span) in c.spans {
                 let value = fold.last.entry(slot).or_insert(None);
                 match span.and_then(|r| c.record.get(r)) {
@@ -566,7 +559,7 @@ impl SqliteStore {
             record.clear();
             self.spare.push(record);
         }
-        if self.compact_every > 0 && fold.earlier + fold.records >= self.compact_every {
+        if self.compact_every > 0 && fold.earlier + fold.steps >= self.compact_every {
             // The commit stands whatever happens here; a failed compaction is retried later.
             if let Err(e) = self.compact(workflow_id) {
                 tracing::warn!(error = %e, workflow = %workflow, "compaction failed");
@@ -725,17 +718,19 @@ pub struct Quarantined {
     pub at_unix_seconds: u64,
 }
 
-/// A commit encoded and waiting for its flush.
+/// A commit encoded, its bytes owned.
 struct Staged {
     workflow_id: u64,
     workflow: String,
     step: u64,
+    /// Steps the commit covers.
+    steps: u64,
     record: Vec<u8>,
     spans: Vec<Span>,
     /// The input position after the step: stream and next offset.
     input: Option<(String, u64)>,
-    /// The atom produced: stream, offset and stored bytes.
-    atom: Option<(String, u64, Vec<u8>)>,
+    /// The atoms produced: stream, offset and stored bytes.
+    atoms: Vec<(String, u64, Vec<u8>)>,
     /// Replies given, by ask (stored bytes).
     answered: Vec<(AskId, Vec<u8>)>,
 }
@@ -800,45 +795,8 @@ impl Storage for SqliteStore {
         }
     }
 
-    fn stage(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
-        match self.encode(commit) {
-            Ok(staged) => {
-                self.staged
-                    .entry(commit.workflow_id)
-                    .or_default()
-                    .push(staged);
-                Ok(())
-            }
-            Err(e) => Err(self.failed(e, commit.workflow.as_str(), commit.step)),
-        }
-    }
-
     fn holds_asking_atoms(&self) -> bool {
         true
-    }
-
-    fn discard(&mut self, workflow_id: u64) {
-        if let Some(staged) = self.staged.remove(&workflow_id) {
-            tracing::debug!(
-                workflow = workflow_id,
-                steps = staged.len(),
-                "staged steps dropped"
-            );
-        }
-    }
-
-    fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
-        let staged = self.staged.remove(&workflow_id).unwrap_or_default();
-        let Some((workflow, step)) = staged.last().map(|c| (c.workflow.clone(), c.step)) else {
-            return Ok(());
-        };
-        match self.write_staged(staged) {
-            Ok(()) => {
-                self.last_error = None;
-                Ok(())
-            }
-            Err(e) => Err(self.failed(e, &workflow, step)),
-        }
     }
 
     fn attempt(

@@ -29,17 +29,6 @@ fn commit(
     next: Option<u64>,
     writes: &[(u64, Option<u64>, Option<i64>)],
 ) -> Result<(), StorageError> {
-    commit_or_stage(store, step, next, writes, false)
-}
-
-/// As [`commit`], or staged for a later flush.
-fn commit_or_stage(
-    store: &mut SqliteStore,
-    step: u64,
-    next: Option<u64>,
-    writes: &[(u64, Option<u64>, Option<i64>)],
-    staged: bool,
-) -> Result<(), StorageError> {
     let names: Vec<StateName> = writes.iter().map(|w| name(w.0)).collect();
     let values: Vec<Option<i64>> = writes.iter().map(|w| w.2).collect();
     let writes: Vec<StateWrite<'_>> = writes
@@ -60,19 +49,16 @@ fn commit_or_stage(
         workflow: &workflow,
         workflow_id: WF,
         step,
+        steps: 1,
         input,
         writes: &writes,
         output_events: 0,
-        output: None,
+        outputs: &[],
         asks: 0,
         replies: 0,
         answered: &[],
     };
-    if staged {
-        store.stage(&commit)
-    } else {
-        store.commit(&commit)
-    }
+    store.commit(&commit)
 }
 
 fn cbor(v: i64) -> Vec<u8> {
@@ -129,49 +115,47 @@ fn a_step_committed_twice_is_refused_and_changes_nothing() {
 }
 
 #[test]
-fn staged_commits_land_together_at_the_flush_and_not_before() {
+fn replies_given_are_kept_with_the_commit_until_they_age_out() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
-    commit(&mut store, 1, Some(1), &[(7, Some(1), Some(1))]).unwrap();
-    for step in 2..=4 {
-        let value = Some(step as i64);
-        commit_or_stage(&mut store, step, Some(step), &[(7, Some(1), value)], true).unwrap();
-    }
-    assert_eq!(
-        store.recover(WF).unwrap().step,
-        1,
-        "staged is not committed"
-    );
-    store.flush(WF).unwrap();
-    assert_eq!((store.commits(), store.transactions()), (4, 2));
-    let recovered = store.recover(WF).unwrap();
-    assert_eq!(recovered.step, 4);
-    assert_eq!(recovered.input.map(|p| p.next), Some(4));
-    assert_eq!(recovered.values.get(&(7, Some(Key(1)))), Some(&cbor(4)));
-    // Staged and never flushed: gone with the process.
-    commit_or_stage(&mut store, 5, Some(5), &[(7, Some(1), Some(5))], true).unwrap();
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    let ask = pods_sdk::AskId {
+        origin: 9,
+        scope: 4,
+        partition: 1,
+        seq: 2,
+    };
+    let answered = [pods_sdk::Answer {
+        ask,
+        reply: &cbor(41),
+    }];
+    let commit = Commit {
+        workflow: &workflow,
+        workflow_id: WF,
+        step: 3,
+        steps: 3,
+        input: None,
+        writes: &[],
+        output_events: 0,
+        outputs: &[],
+        asks: 0,
+        replies: 1,
+        answered: &answered,
+    };
+    store.commit(&commit).unwrap();
+    let r = store.recover(WF).unwrap();
+    assert_eq!(r.step, 3);
+    assert_eq!(r.answered, vec![(ask, cbor(41))]);
+    // Kept no time at all: the next compaction drops them, and recovery no longer sees them.
     drop(store);
-    let store = open(dir.path());
-    assert_eq!(store.recover(WF).unwrap().step, 4);
-}
-
-#[test]
-fn a_failed_flush_commits_nothing_of_its_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = open(dir.path());
-    commit(&mut store, 1, Some(1), &[(7, Some(1), Some(1))]).unwrap();
-    commit_or_stage(&mut store, 2, Some(2), &[(7, Some(1), Some(2))], true).unwrap();
-    // Step 1 again: the group's second record is refused, so the first does not land either.
-    commit_or_stage(&mut store, 1, Some(3), &[(7, Some(1), Some(3))], true).unwrap();
-    assert!(store.flush(WF).is_err());
-    assert!(matches!(store.last_error(), Some(NodeError::Sqlite { .. })));
-    let recovered = store.recover(WF).unwrap();
-    assert_eq!(recovered.step, 1);
-    assert_eq!(recovered.values.get(&(7, Some(Key(1)))), Some(&cbor(1)));
-    // The next group starts clean.
-    commit_or_stage(&mut store, 2, Some(2), &[(7, Some(1), Some(2))], true).unwrap();
-    store.flush(WF).unwrap();
-    assert_eq!(store.recover(WF).unwrap().step, 2);
+    let options = StoreOptions {
+        answers_kept: std::time::Duration::ZERO,
+        ..StoreOptions::default()
+    };
+    let mut store = SqliteStore::open(dir.path(), options).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    store.compact(WF).unwrap();
+    assert_eq!(store.recover(WF).unwrap().answered, Vec::new());
 }
 
 #[test]
@@ -464,10 +448,11 @@ fn a_quarantined_atom_is_kept_with_its_reason_and_the_input_moves_past_it() {
         workflow: &workflow,
         workflow_id: WF,
         step: 2,
+        steps: 1,
         input: Some(input),
         writes: &[],
         output_events: 0,
-        output: None,
+        outputs: &[],
         asks: 0,
         replies: 0,
         answered: &[],

@@ -44,6 +44,11 @@ impl<T> CommitProtocol<T> {
         self.held.push(held);
     }
 
+    /// What the staged steps hold, in step order (for the flush to write).
+    pub(crate) fn held(&self) -> &[T] {
+        &self.held
+    }
+
     /// Steps staged and not flushed.
     pub(crate) fn unflushed(&self) -> usize {
         self.held.len()

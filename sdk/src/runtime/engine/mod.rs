@@ -38,6 +38,19 @@ pub(crate) struct StepOutput {
     pub replies: Vec<ReplyMsg>,
 }
 
+/// What a step taken and not committed yet records in its commit, besides its state writes
+/// (which stay tracked in the tasks until the commit).
+pub(crate) struct StepRecord {
+    /// The input position after it, if it consumed a stream atom.
+    position: Option<InputPosition>,
+    /// The offset its output atom gets, if it produced one.
+    offset: Option<u64>,
+    /// Replies its replier tasks gave, encoded (when recorded).
+    answers: Vec<(AskId, Vec<u8>)>,
+    /// Asks it sent.
+    asks: usize,
+}
+
 /// How the partitions of one stage run.
 pub(crate) enum Parallel {
     /// One after another, in order (the deterministic runtime).
@@ -69,8 +82,8 @@ pub(crate) struct WorkflowInstance {
     produced: u64,
     /// Whether the output stream has consumers, so that its atoms go to the store's log.
     pub(crate) log_output: Arc<std::sync::atomic::AtomicBool>,
-    /// The commit protocol's state: the steps staged and what they hold.
-    protocol: commit::CommitProtocol<StepOutput>,
+    /// The commit protocol's state: the steps staged, what they hold and what they record.
+    protocol: commit::CommitProtocol<(StepOutput, StepRecord)>,
     /// Replies given in earlier runs that the store still keeps, by ask: an ask asked again
     /// gets its reply without being applied again.
     answered: std::collections::HashMap<AskId, Vec<u8>>,
@@ -137,10 +150,11 @@ impl WorkflowInstance {
             workflow: &self.path,
             workflow_id: self.origin,
             step,
+            steps: 1,
             input: Some(position),
             writes: &[],
             output_events: 0,
-            output: None,
+            outputs: &[],
             asks: 0,
             replies: 0,
             answered: &[],
@@ -198,7 +212,9 @@ impl WorkflowInstance {
         self.protocol.unflushed()
     }
 
-    /// Runs `inputs` as steps taken together, following the commit protocol.
+    /// Runs `inputs` as steps taken together, following the commit protocol: a lone step
+    /// commits at once; staged steps commit as one, with the last value of each state they
+    /// wrote, when the protocol says so.
     fn run_steps(
         &mut self,
         inputs: Vec<StepInput>,
@@ -212,34 +228,108 @@ impl WorkflowInstance {
         let mut released = Vec::with_capacity(inputs.len());
         let mut error = None;
         for input in inputs {
-            match self.take_step(input, storage, par, staged) {
-                Ok(out) if staged => {
-                    let (now, later) = self.split(out);
-                    released.extend(now);
-                    self.protocol.staged(later);
-                }
-                Ok(out) => released.push(out),
+            let (out, record) = match self.take_step(input, storage, par) {
+                Ok(taken) => taken,
                 Err(e) => {
                     error = Some(e);
                     break;
                 }
+            };
+            if staged {
+                let (now, later) = self.split(out);
+                released.extend(now);
+                self.protocol.staged((later, record));
+                continue;
             }
+            let lone = [(out, record)];
+            if let Err(e) = self.commit(&lone, storage) {
+                error = Some(e);
+                break;
+            }
+            let [(out, _)] = lone;
+            released.push(out);
         }
-        if error.is_some() && self.protocol.holds() {
-            storage.discard(self.origin);
+        // A failed step leaves its partial writes in the tables: nothing staged with it can
+        // commit (it was never released either), and the workflow fails.
+        if error.is_some() {
             self.protocol.abandoned();
             return (Vec::new(), error);
         }
         if self.protocol.flush_due(self.pending()) {
-            if let Err(e) = storage.flush(self.origin) {
-                storage.discard(self.origin);
+            let hold = self.protocol.holds();
+            let held = std::mem::replace(&mut self.protocol, commit::CommitProtocol::new(hold));
+            let result = self.commit(held.held(), storage);
+            self.protocol = held;
+            if let Err(e) = result {
                 self.protocol.abandoned();
-                let message = format!("commit of steps up to {} failed: {e}", self.step);
-                return (Vec::new(), Some(TaskError::new(message)));
+                return (Vec::new(), Some(e));
             }
-            released.extend(self.protocol.flushed());
+            released.extend(self.protocol.flushed().into_iter().map(|(out, _)| out));
         }
-        (released, error)
+        (released, None)
+    }
+
+    /// Commits `steps` (taken since the last commit, in order) as one: the last value of each
+    /// state they wrote, the input position after the last that consumed a stream atom, the
+    /// atoms they produced, the replies they gave.
+    fn commit(
+        &mut self,
+        steps: &[(StepOutput, StepRecord)],
+        storage: &mut dyn Storage,
+    ) -> Result<(), TaskError> {
+        let mut writes = Vec::new();
+        if storage.keeps_state() {
+            for p in &self.parts {
+                for t in p.tasks() {
+                    t.writes(&mut writes);
+                }
+            }
+        }
+        let logged = self.log_output.load(std::sync::atomic::Ordering::Acquire);
+        let mut outputs = Vec::new();
+        let (mut output_events, mut asks, mut replies) = (0, 0, 0);
+        for (out, record) in steps {
+            if let (Some(batch), Some(offset)) = (out.output.as_deref(), record.offset) {
+                output_events += batch.len();
+                if logged {
+                    outputs.push(OutputAtom {
+                        stream: &self.out,
+                        offset,
+                        batch,
+                    });
+                }
+            }
+            asks += record.asks;
+            replies += out.replies.len();
+        }
+        let answered: Vec<crate::storage::Answer<'_>> = steps
+            .iter()
+            .flat_map(|(_, r)| &r.answers)
+            .map(|(ask, reply)| crate::storage::Answer { ask: *ask, reply })
+            .collect();
+        let input = steps.iter().rev().find_map(|(_, r)| r.position.clone());
+        let step = self.step;
+        let commit = Commit {
+            workflow: &self.path,
+            workflow_id: self.origin,
+            step,
+            steps: steps.len() as u64,
+            input,
+            writes: &writes,
+            output_events,
+            outputs: &outputs,
+            asks,
+            replies,
+            answered: &answered,
+        };
+        storage
+            .commit(&commit)
+            .map_err(|e| TaskError::new(format!("commit of step {step} failed: {e}")))?;
+        drop(writes);
+        for p in &mut self.parts {
+            p.committed();
+        }
+        Ok(())
     }
 
     /// Splits what a staged step produced into what leaves now and what waits for the flush.
@@ -266,14 +356,14 @@ impl WorkflowInstance {
         (Some(now), later)
     }
 
-    /// One step; `staged`: its commit waits for the group's flush.
+    /// Takes one step in every partition, without committing it: returns what it produced and
+    /// what its commit records.
     fn take_step(
         &mut self,
         input: StepInput,
         storage: &mut dyn Storage,
         par: &Parallel,
-        staged: bool,
-    ) -> Result<StepOutput, TaskError> {
+    ) -> Result<(StepOutput, StepRecord), TaskError> {
         let step = self.step + 1;
         let track = storage.keeps_state();
         // Asks made over a stream atom are scoped by the atom's offset, so a replayed atom asks
@@ -358,57 +448,25 @@ impl WorkflowInstance {
             answers.append(&mut p.fx.answers);
         }
         replies.append(&mut self.deduped);
-        let answered: Vec<crate::storage::Answer<'_>> = answers
-            .iter()
-            .map(|(ask, reply)| crate::storage::Answer { ask: *ask, reply })
-            .collect();
-        let mut writes = Vec::new();
-        if track {
-            for p in &self.parts {
-                for t in p.tasks() {
-                    t.writes(&mut writes);
-                }
-            }
-        }
-        let logged = self.log_output.load(std::sync::atomic::Ordering::Acquire);
-        let commit = Commit {
-            workflow: &self.path,
-            workflow_id: self.origin,
-            step,
-            input: position,
-            writes: &writes,
-            output_events: output.as_ref().map_or(0, |b| b.len()),
-            output: output
-                .as_deref()
-                .filter(|_| logged)
-                .map(|batch| OutputAtom {
-                    stream: &self.out,
-                    offset: self.produced,
-                    batch,
-                }),
-            asks: asks.len(),
-            replies: replies.len(),
-            answered: &answered,
-        };
-        let committed = if staged {
-            storage.stage(&commit)
-        } else {
-            storage.commit(&commit)
-        };
-        committed.map_err(|e| TaskError::new(format!("commit of step {step} failed: {e}")))?;
-        drop(writes);
-        for p in &mut self.parts {
-            p.committed();
-        }
         self.step = step;
+        let offset = output.is_some().then_some(self.produced);
         if output.is_some() {
             self.produced += 1;
         }
-        Ok(StepOutput {
-            output,
-            asks,
-            replies,
-        })
+        let record = StepRecord {
+            position,
+            offset,
+            answers,
+            asks: asks.len(),
+        };
+        Ok((
+            StepOutput {
+                output,
+                asks,
+                replies,
+            },
+            record,
+        ))
     }
 
     /// Hands each partition its share of the step's input; returns the input position.

@@ -247,23 +247,8 @@ impl<S: Storage> Storage for LockedStorage<'_, S> {
         s.commit(commit)
     }
 
-    fn stage(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
-        let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
-        s.stage(commit)
-    }
-
-    fn flush(&mut self, workflow_id: u64) -> Result<(), StorageError> {
-        let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
-        s.flush(workflow_id)
-    }
-
     fn holds_asking_atoms(&self) -> bool {
         self.holds_asking_atoms
-    }
-
-    fn discard(&mut self, workflow_id: u64) {
-        let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
-        s.discard(workflow_id)
     }
 
     fn attempt(
