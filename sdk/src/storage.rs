@@ -218,16 +218,19 @@ pub trait Storage: Send {
         Ok(Attempt::Run)
     }
 
-    /// Sets `atom` (its encoding) aside with `reason`, and commits `commit`: the step that
-    /// moves the workflow's input past it without running it.
-    fn quarantine(
+    /// Sets atom `offset` of `stream` (its encoding, `atom`) aside with `reason`: `workflow`
+    /// moves its input past it without running it, in a step committed as any other.
+    fn set_aside(
         &mut self,
-        commit: &Commit<'_>,
+        workflow: &Path,
+        workflow_id: u64,
+        stream: &Path,
+        offset: u64,
         atom: &[u8],
         reason: &str,
     ) -> Result<(), StorageError> {
-        let _ = (atom, reason);
-        self.commit(commit)
+        let _ = (workflow, workflow_id, stream, offset, atom, reason);
+        Ok(())
     }
 
     /// Whether this store keeps state values. A store that does not (the values then live

@@ -819,39 +819,37 @@ impl Storage for SqliteStore {
         Ok(Attempt::Run)
     }
 
-    fn quarantine(
+    fn set_aside(
         &mut self,
-        commit: &Commit<'_>,
+        workflow: &pods_sdk::Path,
+        workflow_id: u64,
+        stream: &pods_sdk::Path,
+        offset: u64,
         atom: &[u8],
         reason: &str,
     ) -> Result<(), StorageError> {
-        let Some(input) = &commit.input else {
-            return Err(StorageError::Backend(
-                "a quarantine must move the input on".to_owned(),
-            ));
-        };
-        let at = now_seconds();
-        let stored = payload::seal(atom);
         let written = self.conn.execute(
             "INSERT INTO quarantine (workflow, path, stream, offset, atom, reason, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (workflow, stream, offset) DO UPDATE SET atom = excluded.atom,
                  reason = excluded.reason, at = excluded.at",
             params![
-                signed(commit.workflow_id),
-                commit.workflow.as_str(),
-                input.stream.as_str(),
-                signed(input.next.saturating_sub(1)),
-                stored,
+                signed(workflow_id),
+                workflow.as_str(),
+                stream.as_str(),
+                signed(offset),
+                payload::seal(atom),
                 reason,
-                signed(at)
+                signed(now_seconds())
             ],
         );
-        if let Err(e) = written {
-            let e = NodeError::sqlite(&self.file, e);
-            return Err(self.failed(e, commit.workflow.as_str(), commit.step));
+        match written {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = NodeError::sqlite(&self.file, e);
+                Err(self.failed(e, workflow.as_str(), 0))
+            }
         }
-        self.commit(commit)
     }
 
     fn recover(

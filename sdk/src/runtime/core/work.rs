@@ -166,9 +166,9 @@ impl Work {
                 Done::Moved(log.write(&[Some(&*atom)], storage).map(|()| atom))
             }
             Work::Atoms(mut engine, mut atoms, gate, probe) => {
-                if probe && let Some(done) = quarantine(&mut engine, &mut atoms, storage) {
+                if probe && let Some(done) = quarantine(&mut engine, &mut atoms, storage, par) {
                     let (released, result) = match done {
-                        Ok(out) => (vec![out], Ok(())),
+                        Ok(released) => (released, Ok(())),
                         Err(e) => (Vec::new(), Err(e)),
                     };
                     return Done::Stepped {
@@ -287,7 +287,8 @@ fn quarantine(
     engine: &mut WorkflowInstance,
     atoms: &mut Vec<(Arc<dyn Batch>, InputPosition)>,
     storage: &mut dyn Storage,
-) -> Option<Result<StepOutput, TaskError>> {
+    par: &Parallel,
+) -> Option<Result<Vec<StepOutput>, TaskError>> {
     let (atom, position) = atoms.first()?;
     let offset = position.next.checked_sub(1)?;
     let crashes = match storage.attempt(&engine.path, engine.origin(), &position.stream, offset) {
@@ -310,8 +311,17 @@ fn quarantine(
         "atom quarantined: set aside, the workflow moves on"
     );
     let mut bytes = Vec::new();
-    let encoded = atom.encode(&mut bytes).map_err(TaskError::new);
-    let result = encoded.and_then(|()| engine.skip(position.clone(), &bytes, &reason, storage));
+    let set_aside = atom.encode(&mut bytes).and_then(|()| {
+        let (path, id) = (&engine.path, engine.origin());
+        storage
+            .set_aside(path, id, &position.stream, offset, &bytes, &reason)
+            .map_err(|e| e.to_string())
+    });
+    let position = position.clone();
     atoms.clear();
-    Some(result)
+    Some(match set_aside {
+        // The step that moves past it commits as any other (after staged steps, if any).
+        Ok(()) => engine.step(StepInput::Skip(position), storage, par),
+        Err(e) => Err(TaskError::new(format!("cannot set the atom aside: {e}"))),
+    })
 }

@@ -29,6 +29,9 @@ pub(crate) enum StepInput {
     Asks(usize, Vec<AskMsg>),
     /// Replies for the workflow's asking tasks.
     Replies(Vec<ReplyMsg>),
+    /// No atom: the input moves to this position past an atom set aside (quarantined), which
+    /// no task sees.
+    Skip(InputPosition),
 }
 
 /// What a committed step produced, to be released.
@@ -134,40 +137,6 @@ impl WorkflowInstance {
     /// The workflow path's stable id.
     pub(crate) fn origin(&self) -> u64 {
         self.origin
-    }
-
-    /// Commits a step that moves the input to `position` without running the atom before it,
-    /// which the store sets aside (quarantine) with `reason`.
-    pub(crate) fn skip(
-        &mut self,
-        position: InputPosition,
-        atom: &[u8],
-        reason: &str,
-        storage: &mut dyn Storage,
-    ) -> Result<StepOutput, TaskError> {
-        let step = self.step + 1;
-        let commit = Commit {
-            workflow: &self.path,
-            workflow_id: self.origin,
-            step,
-            steps: 1,
-            input: Some(position),
-            writes: &[],
-            output_events: 0,
-            outputs: &[],
-            asks: 0,
-            replies: 0,
-            answered: &[],
-        };
-        storage
-            .quarantine(&commit, atom, reason)
-            .map_err(|e| TaskError::new(format!("quarantine at step {step} failed: {e}")))?;
-        self.step = step;
-        Ok(StepOutput {
-            output: None,
-            asks: Vec::new(),
-            replies: Vec::new(),
-        })
     }
 
     /// Stops the helper threads, if any (they start again when needed).
@@ -365,6 +334,21 @@ impl WorkflowInstance {
         par: &Parallel,
     ) -> Result<(StepOutput, StepRecord), TaskError> {
         let step = self.step + 1;
+        if let StepInput::Skip(position) = input {
+            self.step = step;
+            let out = StepOutput {
+                output: None,
+                asks: Vec::new(),
+                replies: Vec::new(),
+            };
+            let record = StepRecord {
+                position: Some(position),
+                offset: None,
+                answers: Vec::new(),
+                asks: 0,
+            };
+            return Ok((out, record));
+        }
         let track = storage.keeps_state();
         // Asks made over a stream atom are scoped by the atom's offset, so a replayed atom asks
         // with the same ids; handlers answering or continuing asks enter scopes of their own.
@@ -386,6 +370,7 @@ impl WorkflowInstance {
             StepInput::Atom(b, _) => b.len(),
             StepInput::Asks(_, asks) => asks.len(),
             StepInput::Replies(replies) => replies.len(),
+            StepInput::Skip(_) => 0,
         };
         let position = self.distribute(input);
         if let Some(e) = self.dedup_error.take() {
@@ -523,6 +508,7 @@ impl WorkflowInstance {
                 }
                 None
             }
+            StepInput::Skip(position) => Some(position),
             StepInput::Replies(replies) => {
                 for r in replies {
                     let to = (r.to.partition as usize).min(n - 1);

@@ -262,14 +262,17 @@ impl<S: Storage> Storage for LockedStorage<'_, S> {
         s.attempt(workflow, workflow_id, stream, offset)
     }
 
-    fn quarantine(
+    fn set_aside(
         &mut self,
-        commit: &Commit<'_>,
+        workflow: &crate::path::Path,
+        workflow_id: u64,
+        stream: &crate::path::Path,
+        offset: u64,
         atom: &[u8],
         reason: &str,
     ) -> Result<(), StorageError> {
         let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
-        s.quarantine(commit, atom, reason)
+        s.set_aside(workflow, workflow_id, stream, offset, atom, reason)
     }
 
     fn keeps_state(&self) -> bool {
