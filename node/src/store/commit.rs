@@ -1,0 +1,248 @@
+//! Writing a commit: its changelog record (encoded once, owning its bytes), the atoms it
+//! produced and the replies it gave, in one transaction; then folding its values for compaction.
+
+use pods_sdk::{AskId, Commit};
+use rusqlite::params;
+
+use super::record::RecordWriter;
+use super::{SqliteStore, failpoint, now_seconds, payload, signed, unsigned};
+use crate::error::NodeError;
+
+/// The commits of one workflow since its last compaction, folded as they are made.
+#[derive(Default)]
+pub(super) struct Fold {
+    /// Steps left uncompacted by an earlier run (counted at this run's first commit).
+    earlier: u64,
+    /// Records written by this run.
+    pub(super) records: u64,
+    /// Steps (atoms, reply batches) those records cover: compaction follows progress, not
+    /// records, since a record may cover a group of atoms.
+    steps: u64,
+    /// The last value written per slot.
+    pub(super) last: Slots,
+}
+
+/// A write of a record: its (state, key) and where its value lies in the record's bytes
+/// (`None`: removed).
+type Span = ((u64, Option<u64>), Option<std::ops::Range<usize>>);
+
+/// The last value written per (state, key), for compaction.
+pub(super) type Slots = std::collections::HashMap<(u64, Option<u64>), Option<Vec<u8>>, SlotBuild>;
+
+/// State ids and keys are already well-mixed hashes: a multiply-rotate combine suffices (a
+/// fold takes one insert per write of every commit, so SipHash would be a real cost).
+#[derive(Default, Clone, Copy)]
+pub(super) struct SlotHasher(u64);
+
+impl std::hash::Hasher for SlotHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(23) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(super) type SlotBuild = std::hash::BuildHasherDefault<SlotHasher>;
+
+impl SqliteStore {
+    /// Encodes `commit`: its changelog record, the atoms it produced, its position and the
+    /// replies it gave.
+    pub(super) fn encode(&mut self, commit: &Commit<'_>) -> Result<Staged, NodeError> {
+        let bad = |what: String, detail: String| NodeError::BadRecord {
+            file: self.file.clone(),
+            what,
+            detail,
+        };
+        let mut record = self.spare.pop().unwrap_or_default();
+        let input = commit.input.as_ref().map(|p| (p.stream.as_str(), p.next));
+        let mut writer = RecordWriter::begin(&mut record, commit.step, input)
+            .map_err(|d| bad(format!("changelog of {}", commit.workflow), d))?;
+        // Where each written value lies in the record, for the fold after the commit.
+        let mut spans = Vec::with_capacity(commit.writes.len());
+        for w in commit.writes {
+            let value = w.value.map(|v| {
+                move |out: &mut Vec<u8>| {
+                    payload::begin(out);
+                    v.encode(out)
+                }
+            });
+            let span = writer
+                .write(w.state.id, w.key.map(|k| k.0), value)
+                .map_err(|d| bad(format!("state {} of {}", w.state.name, commit.workflow), d))?;
+            spans.push(((w.state.id, w.key.map(|k| k.0)), span));
+        }
+        writer.finish();
+        let mut atoms = Vec::with_capacity(commit.outputs.len());
+        for atom in commit.outputs {
+            let mut bytes = Vec::with_capacity(1 + 16 * atom.len());
+            payload::begin(&mut bytes);
+            atom.encode(&mut bytes)
+                .map_err(|d| bad(format!("atom {} of {}", atom.offset, atom.stream), d))?;
+            atoms.push((atom.stream.as_str().to_owned(), atom.offset, bytes));
+        }
+        let answered = commit
+            .answered
+            .iter()
+            .map(|a| (a.ask, payload::seal(a.reply)))
+            .collect();
+        Ok(Staged {
+            answered,
+            workflow_id: commit.workflow_id,
+            workflow: commit.workflow.as_str().to_owned(),
+            step: commit.step,
+            steps: commit.steps.max(1),
+            record,
+            spans,
+            input: commit
+                .input
+                .as_ref()
+                .map(|p| (p.stream.as_str().to_owned(), p.next)),
+            atoms,
+        })
+    }
+
+    /// Writes encoded commits of one workflow (in step order) in one transaction, then folds
+    /// their values for compaction.
+    pub(super) fn write_staged(&mut self, staged: Vec<Staged>) -> Result<(), NodeError> {
+        let (Some(first), Some(last)) = (staged.first(), staged.last()) else {
+            return Ok(());
+        };
+        let (workflow_id, workflow) = (first.workflow_id, last.workflow.clone());
+        failpoint::reach("commit.encoded");
+        let file = self.file.clone();
+        let sql = |e| NodeError::sqlite(&file, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        let (mut input, mut produced) = (None, None);
+        for c in &staged {
+            tx.prepare_cached("INSERT INTO changelog (workflow, step, record) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| {
+                    s.execute(params![signed(c.workflow_id), signed(c.step), c.record])
+                })
+                .map_err(sql)?;
+            for (stream, offset, bytes) in &c.atoms {
+                tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
+                    .and_then(|mut s| s.execute(params![stream, signed(*offset), bytes]))
+                    .map_err(sql)?;
+                produced = Some(signed(offset + 1));
+            }
+            if let Some((stream, next)) = &c.input {
+                input = Some((stream.as_str(), signed(*next)));
+            }
+            for (ask, reply) in &c.answered {
+                tx.prepare_cached(
+                    "INSERT INTO answered (workflow, origin, scope, partition, seq, reply, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT DO UPDATE SET reply = excluded.reply, at = excluded.at",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        signed(c.workflow_id),
+                        signed(ask.origin),
+                        signed(ask.scope),
+                        i64::from(ask.partition),
+                        i64::from(ask.seq),
+                        reply,
+                        signed(now_seconds())
+                    ])
+                })
+                .map_err(sql)?;
+            }
+        }
+        let (stream, next) = input.unzip();
+        tx.prepare_cached(
+            "INSERT INTO positions (workflow, path, step, compacted, stream, next, produced)
+             VALUES (?1, ?2, ?3, 0, ?4, ?5, coalesce(?6, 0))
+             ON CONFLICT (workflow) DO UPDATE SET step = excluded.step,
+                 stream = coalesce(excluded.stream, stream), next = coalesce(excluded.next, next),
+                 produced = coalesce(?6, produced)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                signed(workflow_id),
+                workflow,
+                signed(last.step),
+                stream,
+                next,
+                produced
+            ])
+        })
+        .map_err(sql)?;
+        failpoint::reach("commit.written");
+        tx.commit().map_err(sql)?;
+        failpoint::reach("commit.done");
+        self.commits += staged.len() as u64;
+        if !self.folds.contains_key(&workflow_id) {
+            // Steps committed since the last compaction, by earlier runs.
+            let uncompacted: i64 = self
+                .conn
+                .query_row(
+                    "SELECT step - compacted FROM positions WHERE workflow = ?1",
+                    [signed(workflow_id)],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            let now: u64 = staged.iter().map(|c| c.steps).sum();
+            let fold = Fold {
+                earlier: unsigned(uncompacted.max(0)).saturating_sub(now),
+                ..Fold::default()
+            };
+            self.folds.insert(workflow_id, fold);
+        }
+        let fold = self.folds.entry(workflow_id).or_default();
+        for c in staged {
+            fold.records += 1;
+            fold.steps += c.steps;
+            for (slot, span) in c.spans {
+                let value = fold.last.entry(slot).or_insert(None);
+                match span.and_then(|r| c.record.get(r)) {
+                    // The slot's buffer is reused: no allocation once a key has been written.
+                    Some(v) => {
+                        let buffer = value.get_or_insert_with(Vec::new);
+                        buffer.clear();
+                        buffer.extend_from_slice(v);
+                    }
+                    None => *value = None,
+                }
+            }
+            let mut record = c.record;
+            record.clear();
+            self.spare.push(record);
+        }
+        if self.compact_every > 0 && fold.earlier + fold.steps >= self.compact_every {
+            // The commit stands whatever happens here; a failed compaction is retried later.
+            if let Err(e) = self.compact(workflow_id) {
+                tracing::warn!(error = %e, workflow = %workflow, "compaction failed");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A commit encoded, its bytes owned.
+pub(super) struct Staged {
+    workflow_id: u64,
+    workflow: String,
+    step: u64,
+    /// Steps the commit covers.
+    steps: u64,
+    record: Vec<u8>,
+    spans: Vec<Span>,
+    /// The input position after the step: stream and next offset.
+    input: Option<(String, u64)>,
+    /// The atoms produced: stream, offset and stored bytes.
+    atoms: Vec<(String, u64, Vec<u8>)>,
+    /// Replies given, by ask (stored bytes).
+    answered: Vec<(AskId, Vec<u8>)>,
+}
