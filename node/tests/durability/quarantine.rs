@@ -1,0 +1,120 @@
+//! Quarantine: an atom that aborts the process on every launch is set aside.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pods_node::{Node, NodeConfig, SqliteStore, StoreOptions};
+use pods_sdk::{App, AppBuilder, Ctx, PerKeyState};
+
+use crate::wait;
+
+/// Environment variable naming the data dir of the poisoned child.
+const POISON_DIR: &str = "PODS_POISON_CHILD_DIR";
+/// The event that makes the poisoned child abort: in atom 42 of 100.
+const POISON: i64 = 4_242;
+
+/// Generator of 10,000 events in atoms of 100 → per-key count; the count aborts the process
+/// when it meets `POISON` (as a crash in native code would, past any `catch_unwind`).
+fn poisoned_app() -> App {
+    let app = AppBuilder::new("poison");
+    let g = app.generator_from_range("g", 0..10_000, 100);
+    let count = PerKeyState::<u64>::new("count");
+    app.workflow("count")
+        .source(&g)
+        .key_by(|x| x % 10)
+        .processor(move |ctx: &mut Ctx<'_, ()>, x: i64| {
+            if x == POISON {
+                std::process::abort();
+            }
+            count.update(ctx, |c| *c += 1);
+        })
+        .sink();
+    app.build().expect("app")
+}
+
+#[test]
+#[ignore = "run as a child process by an_atom_that_crashes_every_launch_is_quarantined"]
+fn poisoned_child() {
+    let Some(dir) = std::env::var_os(POISON_DIR) else {
+        return;
+    };
+    let node = Node::open(Path::new(&dir), NodeConfig::default()).expect("node");
+    node.launch(poisoned_app()).expect("launch");
+    node.run_until_quiescent();
+    node.stop();
+    println!("child: done");
+}
+
+#[test]
+fn an_atom_that_crashes_every_launch_is_quarantined() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut endings = Vec::new();
+    for _launch in 0..8 {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "quarantine::poisoned_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(POISON_DIR, dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("child starts");
+        let status = wait(&mut child, Duration::from_secs(60));
+        endings.push(status.signal().map_or("done", |_| "crashed"));
+        if status.success() {
+            break;
+        }
+        assert_eq!(status.signal(), Some(6), "the child aborts, nothing else");
+    }
+    // The first run and three relaunches crash on the atom; the fifth launch sets it aside.
+    assert_eq!(
+        endings,
+        ["crashed", "crashed", "crashed", "crashed", "done"],
+        "crash, three relaunches that crash on the same atom, then quarantine"
+    );
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+    let quarantined = store.quarantined().expect("quarantine");
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    let q = &quarantined[0];
+    assert_eq!(
+        (q.workflow.as_str(), q.stream.as_str(), q.offset),
+        ("/poison/workflows/count", "/poison/generators/g/stream", 42)
+    );
+    assert!(q.reason.contains("3 launches in a row"), "{}", q.reason);
+    // The atom as its stream's log holds it: its events' values (and keys) in columns.
+    let atom: ciborium::Value = ciborium::from_reader(q.atom.as_slice()).expect("an atom");
+    let values = atom
+        .as_map()
+        .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("values")))
+        .and_then(|(_, v)| v.as_array())
+        .expect("the atom's values");
+    let values: Vec<i64> = values
+        .iter()
+        .map(|v| {
+            v.as_integer()
+                .and_then(|i| i64::try_from(i).ok())
+                .expect("i64")
+        })
+        .collect();
+    assert_eq!(
+        values,
+        (4_200..4_300).collect::<Vec<i64>>(),
+        "the whole atom is kept"
+    );
+    // Every other atom was counted exactly once.
+    let workflow = pods_sdk::Path::parse("/poison/workflows/count").expect("path");
+    let r = store.recover(workflow.stable_id()).expect("recover");
+    let total: u64 = r
+        .values
+        .values()
+        .map(|bytes| ciborium::from_reader::<u64, _>(bytes.as_slice()).expect("u64"))
+        .sum();
+    assert_eq!(total, 10_000 - 100);
+    assert_eq!((r.step, r.input.map(|p| p.next)), (100, Some(100)));
+}
