@@ -69,10 +69,21 @@ pub struct AskId {
 const DERIVED: u64 = 1 << 63;
 
 impl AskId {
-    /// The scope of asks made while answering this ask, or while continuing from its reply: a
-    /// hash of the id, so that such asks get the same ids in every run.
+    /// The scope of asks made while continuing from this ask's reply: a hash of the id, so
+    /// that such asks get the same ids in every run.
     pub fn scope_of(&self) -> u64 {
-        let mut h = self.origin ^ self.scope.rotate_left(17);
+        self.derive(0x636f_6e74)
+    }
+
+    /// The scope of asks made while answering this ask (by its replier): another hash of the
+    /// id, apart from [`AskId::scope_of`], since an asker-replier may both answer and
+    /// continue the same ask.
+    pub fn answer_scope(&self) -> u64 {
+        self.derive(0x616e_7377)
+    }
+
+    fn derive(&self, role: u64) -> u64 {
+        let mut h = self.origin ^ self.scope.rotate_left(17) ^ role.rotate_left(43);
         h ^= (u64::from(self.partition) << 32) | u64::from(self.seq);
         h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

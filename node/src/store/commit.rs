@@ -179,9 +179,17 @@ impl SqliteStore {
             ])
         })
         .map_err(sql)?;
+        let now = now_seconds();
+        if now >= self.alive + super::ALIVE_EVERY {
+            tx.execute("UPDATE clock SET alive = ?1 WHERE id = 0", [signed(now)])
+                .map_err(sql)?;
+        }
         failpoint::reach("commit.written");
         tx.commit().map_err(sql)?;
         failpoint::reach("commit.done");
+        if now >= self.alive + super::ALIVE_EVERY {
+            self.alive = now;
+        }
         self.commits += staged.len() as u64;
         if !self.folds.contains_key(&workflow_id) {
             // Steps committed since the last compaction, by earlier runs.

@@ -82,6 +82,8 @@ pub struct SqliteStore {
     compact_every: u64,
     quarantine_after: u32,
     answers_kept: std::time::Duration,
+    /// When the store last recorded that the node runs (Unix seconds).
+    alive: u64,
     /// Per workflow: this run's commits since its last compaction, folded (last write per slot).
     folds: std::collections::HashMap<u64, Fold>,
 }
@@ -121,7 +123,13 @@ impl SqliteStore {
             conn.pragma_update(None, "max_page_count", signed(pages))
                 .map_err(sql)?;
         }
+        let alive = if options.read_only {
+            0
+        } else {
+            age_by_uptime(&conn).map_err(sql)?
+        };
         Ok(SqliteStore {
+            alive,
             conn,
             file,
             spare: Vec::new(),
@@ -156,6 +164,32 @@ impl SqliteStore {
         self.last_error = Some(e);
         StorageError::Backend(message)
     }
+}
+
+/// How often (seconds, at most) a commit records that the node runs.
+const ALIVE_EVERY: u64 = 10;
+
+/// Kept replies age only while the node runs: moves their times forward by how long the node
+/// was down (since it last recorded that it ran; a record up to `ALIVE_EVERY` old counts the
+/// downtime long, which keeps replies longer, never shorter). Returns now.
+fn age_by_uptime(conn: &Connection) -> rusqlite::Result<u64> {
+    let now = now_seconds();
+    let alive: Option<i64> = conn
+        .query_row("SELECT alive FROM clock WHERE id = 0", [], |r| r.get(0))
+        .optional()?;
+    let tx = conn.unchecked_transaction()?;
+    if let Some(alive) = alive.map(unsigned)
+        && now > alive
+    {
+        tx.execute("UPDATE answered SET at = at + ?1", [signed(now - alive)])?;
+    }
+    tx.execute(
+        "INSERT INTO clock (id, alive) VALUES (0, ?1)
+         ON CONFLICT (id) DO UPDATE SET alive = excluded.alive",
+        [signed(now)],
+    )?;
+    tx.commit()?;
+    Ok(now)
 }
 
 /// Now, in seconds since the Unix epoch.

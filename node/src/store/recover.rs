@@ -64,32 +64,29 @@ impl SqliteStore {
         Ok(recovered)
     }
 
-    /// The replies `workflow` gave that are still kept, by ask.
+    /// The replies `workflow` gave that are still kept, by ask (all of them: they age only while
+    /// the node runs, and compaction drops the old ones).
     fn answers(&self, workflow: u64) -> Result<Vec<(AskId, Vec<u8>)>, NodeError> {
         let file = &self.file;
         let sql = |e| NodeError::sqlite(file, e);
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT origin, scope, partition, seq, reply FROM answered
-                 WHERE workflow = ?1 AND at >= ?2",
+                "SELECT origin, scope, partition, seq, reply FROM answered WHERE workflow = ?1",
             )
             .map_err(sql)?;
         let rows = stmt
-            .query_map(
-                params![signed(workflow), signed(self.answers_since())],
-                |r| {
-                    Ok((
-                        AskId {
-                            origin: unsigned(r.get(0)?),
-                            scope: unsigned(r.get(1)?),
-                            partition: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                            seq: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
-                        },
-                        r.get::<_, Vec<u8>>(4)?,
-                    ))
-                },
-            )
+            .query_map(params![signed(workflow)], |r| {
+                Ok((
+                    AskId {
+                        origin: unsigned(r.get(0)?),
+                        scope: unsigned(r.get(1)?),
+                        partition: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                        seq: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+                    },
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            })
             .map_err(sql)?;
         let mut out = Vec::new();
         for row in rows {

@@ -53,7 +53,8 @@ const MIGRATIONS: &[&str] = &[
          next INTEGER NOT NULL
      );",
     // 3 → 4: the atom each workflow tried at its last launches, quarantined atoms, and the
-    // replies each replier gave (so that an ask asked again gets the same reply).
+    // replies each replier gave (so that an ask asked again gets the same reply), with the last
+    // time the node was seen running (kept replies age only while it runs).
     "CREATE TABLE attempts (
          workflow INTEGER PRIMARY KEY,
          stream TEXT NOT NULL,
@@ -79,7 +80,11 @@ const MIGRATIONS: &[&str] = &[
          reply BLOB NOT NULL,
          at INTEGER NOT NULL,
          PRIMARY KEY (workflow, origin, scope, partition, seq)
-     ) WITHOUT ROWID;",
+     ) WITHOUT ROWID;
+     CREATE TABLE clock (
+         id INTEGER PRIMARY KEY CHECK (id = 0),
+         alive INTEGER NOT NULL
+     );",
 ];
 
 /// Opens (or creates) the database at `file`: checks that it is a Pods database of a version

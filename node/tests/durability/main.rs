@@ -369,3 +369,45 @@ fn a_replayed_asking_atom_gets_the_kept_replies_and_nothing_is_applied_twice() {
     );
     assert!(done.tables.iter().all(|(rows, _)| *rows == per_key));
 }
+
+/// Kept replies age only while the node runs: a node down for longer than they are kept
+/// still answers the replayed asks from them.
+#[test]
+fn kept_replies_outlast_a_downtime_longer_than_they_are_kept() {
+    let dir = tempfile::tempdir().expect("dir");
+    let options = || StoreOptions {
+        answers_kept: Duration::from_secs(2),
+        ..StoreOptions::default()
+    };
+    let store = SqliteStore::open(dir.path(), options()).expect("store");
+    let mut first = pods_sdk::DeterministicSystem::with_storage(11, store);
+    first.launch(app()).expect("launch");
+    let mut ahead = false;
+    for _ in 0..400 {
+        first.run_steps(7);
+        let (asked, applied) = (
+            committed_sum(first.storage(), "count"),
+            committed_sum(first.storage(), "tally"),
+        );
+        if applied > asked {
+            ahead = true;
+            break;
+        }
+    }
+    assert!(ahead, "the replier never got ahead of its asker");
+    drop(first);
+    // Down for longer than replies are kept.
+    std::thread::sleep(Duration::from_secs(4));
+    let store = SqliteStore::open(dir.path(), options()).expect("store");
+    let mut second = pods_sdk::DeterministicSystem::with_storage(12, store);
+    second.launch(app()).expect("launch");
+    second.run_until_quiescent();
+    drop(second);
+    let done = committed(dir.path());
+    let per_key = (EVENTS / KEYS) as u64;
+    assert_eq!(
+        done.applied,
+        vec![per_key; KEYS as usize],
+        "no ask applied twice"
+    );
+}

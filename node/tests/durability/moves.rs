@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use pods_node::{SqliteStore, StoreOptions};
+use pods_node::{Node, NodeConfig, SqliteStore, StoreOptions};
 use pods_sdk::{App, AppBuilder, Ctx};
 
 /// Two generators merged by a sequencer, read by two workflows that each keep the count and a
@@ -84,4 +84,70 @@ fn sequencer_and_splitter_outputs_resume_in_the_same_order_after_crashes() {
     let odd_sum: u64 = (0..5_000u64).filter(|x| x % 2 != 0).sum();
     assert_eq!(seen(dir.path(), "evens"), (2_500, even_sum));
     assert_eq!(seen(dir.path(), "odds"), (2_500, odd_sum));
+}
+
+/// Fed atoms → a sequencer → a workflow summing them.
+fn fed_sequence_app() -> App {
+    let app = AppBuilder::new("fedseq");
+    let input = app.generator_external::<i64>("in");
+    let seq = app.sequencer::<i64>("seq");
+    app.connect(&input, &seq);
+    let merged = seq.stream();
+    let total = pods_sdk::PerTaskState::<i64>::new("total");
+    app.workflow("sum")
+        .source(&merged)
+        .processor(move |ctx: &mut Ctx<'_, ()>, x: i64| {
+            total.update(ctx, |t| *t += x);
+        })
+        .sink();
+    app.build().expect("app")
+}
+
+/// Where `sum` of app `fedseq` stands in `dir`, and its total.
+fn fed_total(dir: &Path) -> (u64, i64) {
+    let store = SqliteStore::open(dir, StoreOptions::default()).expect("store");
+    let workflow = pods_sdk::Path::parse("/fedseq/workflows/sum").expect("path");
+    let r = store.recover(workflow.stable_id()).expect("recover");
+    let total = r
+        .values
+        .values()
+        .next()
+        .map(|b| ciborium::from_reader(b.as_slice()).expect("i64"))
+        .unwrap_or(0);
+    (r.input.map_or(0, |p| p.next), total)
+}
+
+#[test]
+fn a_node_logs_its_sequencer_moves_and_goes_on_after_a_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let node = Node::open(dir.path(), NodeConfig::default()).expect("node");
+        node.launch(fed_sequence_app()).expect("launch");
+        let feeder = node.feeder::<i64>("/fedseq/generators/in").expect("feeder");
+        for x in 1..=40 {
+            feeder.push(vec![x]).expect("push");
+        }
+        node.run_until_quiescent();
+        node.stop();
+    }
+    let db = rusqlite::Connection::open(dir.path().join(pods_node::DATABASE)).expect("db");
+    let next: i64 = db
+        .query_row(
+            "SELECT next FROM heads WHERE stream = '/fedseq/sequencers/seq/stream'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the sequencer's log has a head");
+    assert_eq!(next, 40, "every move logged");
+    assert_eq!(fed_total(dir.path()), (40, (1..=40).sum::<i64>()));
+    let node = Node::open(dir.path(), NodeConfig::default()).expect("node");
+    node.launch(fed_sequence_app()).expect("launch");
+    let feeder = node.feeder::<i64>("/fedseq/generators/in").expect("feeder");
+    for x in 41..=50 {
+        feeder.push(vec![x]).expect("push");
+    }
+    node.run_until_quiescent();
+    node.stop();
+    drop(node);
+    assert_eq!(fed_total(dir.path()), (50, (1..=50).sum::<i64>()));
 }

@@ -65,6 +65,14 @@ impl<'a, Out: Data> Ctx<'a, Out> {
         portal: &Portal<Req, Rep>,
         request: Req,
     ) -> ReplyHandle<Rep> {
+        if self.fx.record_answers && !self.fx.replayable {
+            // On a store that replays asking atoms, this ask's id would differ in a replay,
+            // and its replier could apply it twice.
+            self.fx.fail(TaskError::new(format!(
+                "ask to {} made downstream of a continuation or a replier, or in on_atom_complete of a step over replies or asks: on a durable store its id would not survive a replay; ask from the continuation or the replier itself",
+                portal.path
+            )));
+        }
         let id = self.fx.next_ask_id();
         let envelope = if self.fx.non_personal {
             None

@@ -13,6 +13,9 @@ pub(crate) struct Effects {
     pub origin: u64,
     /// The scope of the asks made now ([`AskId::scope`]).
     pub scope: u64,
+    /// Whether that scope is the same in a replay: an atom's, or one entered to answer or
+    /// continue an ask (not the fallback of a step over asks or replies).
+    pub replayable: bool,
     /// The partition running the step.
     pub partition: u32,
     /// The task now running (its index in the workflow).
@@ -41,6 +44,7 @@ impl Effects {
             workflow,
             origin,
             scope: 0,
+            replayable: true,
             partition,
             task: 0,
             non_personal: false,
@@ -56,8 +60,9 @@ impl Effects {
 
     /// Starts a step whose asks have scope `scope` (unless a handler enters another),
     /// forgetting the previous step's effects.
-    pub(crate) fn begin(&mut self, scope: u64) {
+    pub(crate) fn begin(&mut self, scope: u64, replayable: bool) {
         self.scope = scope;
+        self.replayable = replayable;
         self.next_ask = 0;
         self.asks.clear();
         self.replies.clear();
@@ -65,18 +70,19 @@ impl Effects {
         self.error = None;
     }
 
-    /// Enters the scope of asks made while answering `ask` or continuing from its reply;
-    /// returns what [`Effects::leave`] restores.
-    pub(crate) fn enter(&mut self, ask: &AskId) -> (u64, u32) {
-        let saved = (self.scope, self.next_ask);
-        self.scope = ask.scope_of();
+    /// Enters `scope` (derived from an ask being answered or continued); returns what
+    /// [`Effects::leave`] restores.
+    pub(crate) fn enter(&mut self, scope: u64) -> (u64, u32, bool) {
+        let saved = (self.scope, self.next_ask, self.replayable);
+        self.scope = scope;
         self.next_ask = 0;
+        self.replayable = true;
         saved
     }
 
     /// Returns to the scope [`Effects::enter`] left.
-    pub(crate) fn leave(&mut self, saved: (u64, u32)) {
-        (self.scope, self.next_ask) = saved;
+    pub(crate) fn leave(&mut self, saved: (u64, u32, bool)) {
+        (self.scope, self.next_ask, self.replayable) = saved;
     }
 
     /// The next deterministic ask id of this scope.

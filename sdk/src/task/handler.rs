@@ -205,7 +205,7 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
         };
         let mut out: Columns<Out> = Columns::default();
         for ask in asks {
-            let saved = fx.enter(&ask.id);
+            let saved = fx.enter(ask.id.answer_scope());
             let mut ctx = ctx(&mut out, None, None, &mut self.states, &mut self.conts, fx);
             let result = handler.handle(&mut ctx, ask);
             fx.leave(saved);
@@ -226,7 +226,7 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
             let Some(ready) = self.conts.deliver(reply) else {
                 continue;
             };
-            let saved = fx.enter(&ready.ask);
+            let saved = fx.enter(ready.ask.scope_of());
             let mut ctx = ctx(
                 &mut out,
                 ready.pending.key,

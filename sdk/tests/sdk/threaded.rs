@@ -647,3 +647,152 @@ fn a_launch_does_not_wait_for_a_slow_split_predicate() {
         assert_eq!(atoms_and_seal(&out), (vec![vec![500]], true));
     });
 }
+
+/// A run waiting for quiescence returns once the system stops, even with an ask in flight
+/// (nothing answers it any more).
+#[test]
+fn a_run_returns_after_a_stop_with_an_ask_in_flight() {
+    let system = threaded(2, 16);
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_range("g", 0..1, 1);
+    let none = app.generator_from_atoms::<i64>("none", vec![]);
+    let p = app.portal::<i64, i64>("p");
+    app.workflow("r")
+        .source(&none)
+        .replier(&p, |ctx, x: i64, to| ctx.reply(to, x))
+        .sink();
+    let q = p.clone();
+    app.workflow("w")
+        .source(&g)
+        .processor(move |ctx: &mut pods_sdk::Ctx<'_, ()>, x: i64| {
+            let h = ctx.ask(&q, x);
+            ctx.on_reply(h, |_ctx, _r: Result<i64, AskError>| {});
+            std::thread::sleep(Duration::from_millis(300));
+        })
+        .sink();
+    system.launch(app.build().unwrap()).unwrap();
+    system.start();
+    std::thread::sleep(Duration::from_millis(100));
+    system.stop();
+    let r = system.run_until_quiescent_within(Duration::from_secs(10));
+    assert!(r.is_ok(), "{r:?}");
+}
+
+/// An asker-replier answering a self-ask and continuing from its reply asks in two scopes:
+/// the two asks get two ids.
+#[test]
+fn answering_and_continuing_the_same_ask_ask_with_different_ids() {
+    use std::sync::Mutex;
+    let seen: Arc<Mutex<Vec<(pods_sdk::AskId, i64)>>> = Arc::default();
+    let app = AppBuilder::new("app");
+    let g = app.generator_from_range("g", 0..1, 1);
+    let none = app.generator_from_atoms::<i64>("none", vec![]);
+    let p = app.portal::<i64, i64>("p");
+    let q = app.portal::<i64, i64>("q");
+    let kept = seen.clone();
+    app.workflow("echo")
+        .source(&none)
+        .replier(&q, move |ctx, x: i64, to| {
+            kept.lock().unwrap().push((to.ask_id(), x));
+            ctx.reply(to, x)
+        })
+        .sink();
+    let (p1, q1, q2) = (p.clone(), q.clone(), q.clone());
+    app.workflow("w")
+        .source(&g)
+        .processor(move |ctx: &mut pods_sdk::Ctx<'_, i64>, x: i64| {
+            let h = ctx.ask(&p1, x);
+            let q1 = q1.clone();
+            ctx.on_reply(
+                h,
+                move |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
+                    let h = ctx.ask(&q1, r? + 1000);
+                    ctx.on_reply(h, |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
+                        ctx.emit(r?);
+                        Ok(())
+                    });
+                    Ok(())
+                },
+            );
+        })
+        .replier(&p, move |ctx, x: i64, to| {
+            let h = ctx.ask(&q2, x + 2000);
+            ctx.on_reply(
+                h,
+                move |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
+                    ctx.reply(to, r?);
+                    Ok(())
+                },
+            );
+        })
+        .sink();
+    let mut system = pods_sdk::DeterministicSystem::with_storage(
+        1,
+        pods_sdk::MemoryStorage::holding_asking_atoms(),
+    );
+    system.launch(app.build().unwrap()).unwrap();
+    let out = system.subscribe::<i64>("/app/workflows/w/stream").unwrap();
+    system.run_until_quiescent();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|(_, x)| *x);
+    assert_eq!(
+        seen.iter().map(|(_, x)| *x).collect::<Vec<_>>(),
+        vec![2000, 3000]
+    );
+    assert_ne!(seen[0].0, seen[1].0, "two asks, two ids");
+    assert_eq!(out.values().concat(), vec![3000]);
+}
+
+/// On a store that replays asking atoms, an ask made downstream of a continuation (its id would
+/// differ in a replay) fails the task with a message saying what to do; elsewhere it works.
+#[test]
+fn an_ask_downstream_of_a_continuation_is_refused_where_atoms_replay() {
+    for holding in [false, true] {
+        let app = AppBuilder::new("app");
+        let g = app.generator_from_range("g", 0..2, 1);
+        let none = app.generator_from_atoms::<i64>("none", vec![]);
+        let p = app.portal::<i64, i64>("p");
+        app.workflow("r")
+            .source(&none)
+            .replier(&p, |ctx, x: i64, to| ctx.reply(to, x + 1))
+            .sink();
+        let (p1, p2) = (p.clone(), p.clone());
+        app.workflow("w")
+            .source(&g)
+            .processor(move |ctx: &mut pods_sdk::Ctx<'_, i64>, x: i64| {
+                let h = ctx.ask(&p1, x);
+                ctx.on_reply(h, |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
+                    ctx.emit(r?);
+                    Ok(())
+                });
+            })
+            .processor(move |ctx: &mut pods_sdk::Ctx<'_, i64>, y: i64| {
+                let h = ctx.ask(&p2, y * 10);
+                ctx.on_reply(h, |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
+                    ctx.emit(r?);
+                    Ok(())
+                });
+            })
+            .sink();
+        let storage = if holding {
+            pods_sdk::MemoryStorage::holding_asking_atoms()
+        } else {
+            pods_sdk::MemoryStorage::new()
+        };
+        let mut system = pods_sdk::DeterministicSystem::with_storage(3, storage);
+        system.launch(app.build().unwrap()).unwrap();
+        let out = system.subscribe::<i64>("/app/workflows/w/stream").unwrap();
+        system.run_until_quiescent();
+        match (holding, out.items().last()) {
+            (false, Some(StreamItem::Seal)) => {
+                let mut got = out.values().concat();
+                got.sort();
+                assert_eq!(got, vec![11, 21]);
+            }
+            (true, Some(StreamItem::Error(m))) => {
+                assert!(m.contains("downstream of a continuation"), "{m}");
+            }
+            other => panic!("holding {holding}: {other:?}"),
+        }
+    }
+}

@@ -310,6 +310,9 @@ impl Core {
             && self.has_room(w.out)
             && self.has_ask_credit(w)
             && w.unflushed < self.group
+            // In probation, one atom at a time is uncommitted, so a crash is counted against
+            // the atom that caused it.
+            && (w.probation == 0 || w.unflushed == 0)
     }
 
     /// Whether workflow `w` may take another stream atom: it has fewer continuations waiting

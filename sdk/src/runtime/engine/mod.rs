@@ -161,14 +161,20 @@ impl WorkflowInstance {
         // Asks made over a stream atom are scoped by the atom's offset, so a replayed atom asks
         // with the same ids; handlers answering or continuing asks enter scopes of their own.
         let scope = match &input {
-            StepInput::Atom(_, position) => AskId::atom_scope(position.next.saturating_sub(1)),
-            _ => AskId {
-                origin: self.origin,
-                scope: step,
-                partition: 0,
-                seq: u32::MAX,
+            StepInput::Atom(_, position) => {
+                (AskId::atom_scope(position.next.saturating_sub(1)), true)
             }
-            .scope_of(),
+            // Asks made here outside a handler answering or continuing an ask (downstream of
+            // one, or in `on_atom_complete`) get a scope a replay would not give them again.
+            _ => {
+                let fallback = AskId {
+                    origin: self.origin,
+                    scope: step,
+                    partition: 0,
+                    seq: u32::MAX,
+                };
+                (fallback.scope_of(), false)
+            }
         };
         let record = holds(storage);
         for p in &mut self.parts {

@@ -75,9 +75,14 @@ impl Partition {
 
     /// Starts a step whose asks have scope `scope`: forgets the last step's buffers and
     /// effects.
-    pub(super) fn begin(&mut self, scope: u64, (track, record): (bool, bool), plan: &Plan) {
+    pub(super) fn begin(
+        &mut self,
+        (scope, replayable): (u64, bool),
+        (track, record): (bool, bool),
+        plan: &Plan,
+    ) {
         let n = self.nodes.len();
-        self.fx.begin(scope);
+        self.fx.begin(scope, replayable);
         self.fx.track_writes = track;
         self.fx.record_answers = record;
         self.outputs.clear();

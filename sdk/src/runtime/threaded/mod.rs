@@ -320,8 +320,9 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         self.shared.schedule(&mut st);
         self.shared.unlock(st);
         let mut st = self.shared.lock();
-        // Asks waiting for replies keep the run going until they are answered or time out.
-        while st.running > 0 || st.core.deadlines.pending() {
+        // Asks waiting for replies keep the run going until they are answered or time out
+        // (unless the system stops: then nothing answers them).
+        while st.running > 0 || (st.core.deadlines.pending() && !st.stopping) {
             let wait = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(w) => w,

@@ -224,7 +224,9 @@ impl<S: Storage + 'static> Shared<S> {
     }
 }
 
-/// Storage behind the shared lock, taken only for the commit itself.
+/// Storage behind the shared lock, taken only for the call itself. It forwards every method a
+/// step's work calls (`Work::run`): a method left to its default here would silently do
+/// nothing.
 struct LockedStorage<'a, S> {
     storage: &'a Mutex<S>,
     keeps_state: bool,
@@ -245,6 +247,11 @@ impl<S: Storage> Storage for LockedStorage<'_, S> {
     fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
         let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
         s.commit(commit)
+    }
+
+    fn log_moved(&mut self, moved: &crate::storage::Moved<'_>) -> Result<(), StorageError> {
+        let mut s = self.storage.lock().unwrap_or_else(|p| p.into_inner());
+        s.log_moved(moved)
     }
 
     fn holds_asking_atoms(&self) -> bool {
