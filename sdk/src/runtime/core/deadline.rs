@@ -3,7 +3,7 @@
 //! continuation waiting and is dropped. Time is real in the threaded runtime and virtual in the
 //! deterministic one, which moves it to the next deadline when nothing else can run.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::data::MixBuild;
@@ -26,12 +26,16 @@ struct Waiting {
     portal: Path,
 }
 
-/// The deadlines of the asks in flight.
+/// The deadlines of the asks in flight. Asks get deadlines in the order they are routed, with
+/// one limit, so a queue keeps them in deadline order; an answered ask leaves the map at once
+/// and the queue when it reaches the front (entries at the front are dropped as soon as their
+/// asks are answered, so the queue stays as long as the asks really in flight, plus the
+/// answered ones behind an older one still waiting).
 pub(crate) struct Deadlines {
     /// How long an ask waits for its reply; `None`: forever.
     limit: Option<Duration>,
     clock: Clock,
-    order: BTreeSet<(Duration, AskId)>,
+    order: VecDeque<(Duration, AskId)>,
     waiting: HashMap<AskId, Waiting, MixBuild>,
 }
 
@@ -50,12 +54,13 @@ impl Deadlines {
         Deadlines {
             limit,
             clock,
-            order: BTreeSet::new(),
+            order: VecDeque::new(),
             waiting: HashMap::default(),
         }
     }
 
-    /// Changes how long asks routed from now on wait.
+    /// Changes how long asks routed from now on wait (a shorter limit than before times out
+    /// asks behind longer-waiting ones only when those are due).
     pub(crate) fn set_limit(&mut self, limit: Option<Duration>) {
         self.limit = limit;
     }
@@ -76,16 +81,27 @@ impl Deadlines {
             to: ask.from.clone(),
             portal: ask.portal.clone(),
         };
-        if let Some(old) = self.waiting.insert(ask.id, waiting) {
-            self.order.remove(&(old.at, ask.id));
-        }
-        self.order.insert((at, ask.id));
+        self.waiting.insert(ask.id, waiting);
+        self.order.push_back((at, ask.id));
     }
 
     /// Stops the clock of `ask`: its reply (or error) is on its way.
     pub(crate) fn answered(&mut self, ask: &AskId) {
-        if let Some(w) = self.waiting.remove(ask) {
-            self.order.remove(&(w.at, *ask));
+        if self.waiting.remove(ask).is_some() {
+            self.drop_answered();
+        }
+    }
+
+    /// Drops the entries at the front of the queue whose asks were answered (or watched again
+    /// later, which queued another entry).
+    fn drop_answered(&mut self) {
+        while let Some((at, id)) = self.order.front() {
+            match self.waiting.get(id) {
+                Some(w) if w.at == *at => break,
+                _ => {
+                    self.order.pop_front();
+                }
+            }
         }
     }
 
@@ -96,13 +112,13 @@ impl Deadlines {
 
     /// How long until the next deadline passes (zero if one has), if an ask is waiting.
     pub(crate) fn next_in(&self) -> Option<Duration> {
-        let (at, _) = self.order.first()?;
+        let (at, _) = self.order.front()?;
         Some(at.saturating_sub(self.now()))
     }
 
     /// Moves virtual time to the next deadline (no effect on real time); whether one exists.
     pub(crate) fn skip_to_next(&mut self) -> bool {
-        let Some(&(at, _)) = self.order.first() else {
+        let Some(&(at, _)) = self.order.front() else {
             return false;
         };
         if let Clock::Virtual(now) = &mut self.clock {
@@ -115,12 +131,14 @@ impl Deadlines {
     pub(crate) fn expired(&mut self) -> Vec<ReplyMsg> {
         let now = self.now();
         let mut out = Vec::new();
-        while let Some(&(at, id)) = self.order.first() {
+        self.drop_answered();
+        while let Some(&(at, id)) = self.order.front() {
             if at > now {
                 break;
             }
-            self.order.pop_first();
-            if let Some(w) = self.waiting.remove(&id) {
+            self.order.pop_front();
+            let due = self.waiting.get(&id).is_some_and(|w| w.at == at);
+            if due && let Some(w) = self.waiting.remove(&id) {
                 let after_ms = self.limit.map_or(0, |l| l.as_millis() as u64);
                 out.push(ReplyMsg {
                     id,
@@ -132,6 +150,7 @@ impl Deadlines {
                     envelope: None,
                 });
             }
+            self.drop_answered();
         }
         out
     }
@@ -179,6 +198,26 @@ mod tests {
         assert!(d.expired().is_empty(), "a timeout is given once");
         assert!(!d.pending());
         assert!(!d.skip_to_next());
+    }
+
+    #[test]
+    fn answered_asks_leave_the_queue_from_its_front() {
+        let mut d = Deadlines::virtual_time(Some(Duration::from_millis(100)));
+        for seq in 0..1_000 {
+            d.watch(&ask(seq));
+        }
+        d.answered(&ask(1).id);
+        assert_eq!(
+            d.order.len(),
+            1_000,
+            "behind a waiting ask, an answered one stays"
+        );
+        d.answered(&ask(0).id);
+        assert_eq!(d.order.len(), 998, "both leave once the front is answered");
+        for seq in 2..1_000 {
+            d.answered(&ask(seq).id);
+        }
+        assert!(d.order.is_empty() && !d.pending());
     }
 
     #[test]
