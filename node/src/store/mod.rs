@@ -295,21 +295,7 @@ impl Storage for SqliteStore {
         let file = self.file.clone();
         let fail = |e| StorageError::Backend(NodeError::sqlite(&file, e).to_string());
         let tx = self.conn.transaction().map_err(fail)?;
-        tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| {
-                s.execute(params![
-                    stream.as_str(),
-                    signed(offset),
-                    payload::seal(atom)
-                ])
-            })
-            .map_err(fail)?;
-        tx.prepare_cached(
-            "INSERT INTO heads (stream, next) VALUES (?1, ?2)
-             ON CONFLICT (stream) DO UPDATE SET next = excluded.next",
-        )
-        .and_then(|mut s| s.execute(params![stream.as_str(), signed(offset + 1)]))
-        .map_err(fail)?;
+        moves::log_atom(&tx, stream.as_str(), offset, atom).map_err(fail)?;
         tx.commit().map_err(fail)
     }
 

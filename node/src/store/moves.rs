@@ -16,21 +16,7 @@ impl SqliteStore {
         let sql = |e| NodeError::sqlite(&file, e);
         let tx = self.conn.transaction().map_err(sql)?;
         for (stream, offset, atom) in moved.outputs {
-            tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
-                .and_then(|mut s| {
-                    s.execute(params![
-                        stream.as_str(),
-                        signed(*offset),
-                        payload::seal(atom)
-                    ])
-                })
-                .map_err(sql)?;
-            tx.prepare_cached(
-                "INSERT INTO heads (stream, next) VALUES (?1, ?2)
-                 ON CONFLICT (stream) DO UPDATE SET next = excluded.next",
-            )
-            .and_then(|mut s| s.execute(params![stream.as_str(), signed(offset + 1)]))
-            .map_err(sql)?;
+            log_atom(&tx, stream.as_str(), *offset, atom).map_err(sql)?;
         }
         tx.prepare_cached(
             "INSERT INTO positions (workflow, path, step, compacted, stream, next, produced)
@@ -56,4 +42,21 @@ impl SqliteStore {
         }
         tx.commit().map_err(sql)
     }
+}
+
+/// Logs atom `offset` of `stream` in `tx`, with the head of that stream's log.
+pub(super) fn log_atom(
+    tx: &rusqlite::Transaction<'_>,
+    stream: &str,
+    offset: u64,
+    atom: &[u8],
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")?
+        .execute(params![stream, signed(offset), payload::seal(atom)])?;
+    tx.prepare_cached(
+        "INSERT INTO heads (stream, next) VALUES (?1, ?2)
+         ON CONFLICT (stream) DO UPDATE SET next = excluded.next",
+    )?
+    .execute(params![stream, signed(offset + 1)])?;
+    Ok(())
 }

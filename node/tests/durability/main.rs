@@ -202,6 +202,70 @@ mod serde_like {
     }
 }
 
+/// What `workflow` (a path) committed in `dir`: its recovery, and its one state value
+/// decoded as `T` (the default if it has none).
+fn committed_value<T: serde::de::DeserializeOwned + Default>(
+    dir: &Path,
+    workflow: &str,
+) -> (pods_sdk::Recovery, T) {
+    let store = SqliteStore::open(dir, StoreOptions::default()).expect("store");
+    let path = pods_sdk::Path::parse(workflow).expect("path");
+    let r = store.recover(path.stable_id()).expect("recover");
+    let value = r
+        .values
+        .values()
+        .next()
+        .map(|b| ciborium::from_reader(b.as_slice()).expect("a value of the state's type"))
+        .unwrap_or_default();
+    (r, value)
+}
+
+/// Launches the test named `child` of this binary (in child mode, with `env` naming `dir`)
+/// until one exits normally, at most 8 times; returns how each ended ("crashed" by an abort,
+/// or "done").
+fn launch_until_done(child: &str, env: &str, dir: &Path) -> Vec<&'static str> {
+    use std::os::unix::process::ExitStatusExt;
+    let exe = std::env::current_exe().expect("test binary");
+    let mut endings = Vec::new();
+    for _launch in 0..8 {
+        let mut process = Command::new(&exe)
+            .args(["--exact", child, "--ignored", "--nocapture"])
+            .env(env, dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("child starts");
+        let status = wait(&mut process, Duration::from_secs(60));
+        if status.success() {
+            endings.push("done");
+            break;
+        }
+        assert_eq!(status.signal(), Some(6), "the child aborts, nothing else");
+        endings.push("crashed");
+    }
+    endings
+}
+
+/// Runs `system` (over the crash app) until the replier has committed answers its asker has
+/// not committed yet; whether it got there.
+fn run_until_the_replier_is_ahead(system: &mut pods_sdk::DeterministicSystem<SqliteStore>) -> bool {
+    for _ in 0..400 {
+        system.run_steps(7);
+        let (asked, applied) = (
+            committed_sum(system.storage(), "count"),
+            committed_sum(system.storage(), "tally"),
+        );
+        assert!(
+            applied >= asked,
+            "an ask is applied before its atom commits"
+        );
+        if applied > asked {
+            return true;
+        }
+    }
+    false
+}
+
 /// splitmix64, for kill times that a seed repeats.
 fn next(seed: &mut u64) -> u64 {
     *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -334,24 +398,10 @@ fn a_replayed_asking_atom_gets_the_kept_replies_and_nothing_is_applied_twice() {
     let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
     let mut first = pods_sdk::DeterministicSystem::with_storage(11, store);
     first.launch(app()).expect("launch");
-    // Run until the replier has committed answers the asker has not committed yet.
-    let mut ahead = false;
-    for _ in 0..400 {
-        first.run_steps(7);
-        let (asked, applied) = (
-            committed_sum(first.storage(), "count"),
-            committed_sum(first.storage(), "tally"),
-        );
-        assert!(
-            applied >= asked,
-            "an ask is applied before its atom commits"
-        );
-        if applied > asked {
-            ahead = true;
-            break;
-        }
-    }
-    assert!(ahead, "the replier never got ahead of its asker");
+    assert!(
+        run_until_the_replier_is_ahead(&mut first),
+        "the replier never got ahead of its asker"
+    );
     // A crash: the staged steps go; the asker replays its atom and asks again.
     drop(first);
     let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
@@ -382,19 +432,10 @@ fn kept_replies_outlast_a_downtime_longer_than_they_are_kept() {
     let store = SqliteStore::open(dir.path(), options()).expect("store");
     let mut first = pods_sdk::DeterministicSystem::with_storage(11, store);
     first.launch(app()).expect("launch");
-    let mut ahead = false;
-    for _ in 0..400 {
-        first.run_steps(7);
-        let (asked, applied) = (
-            committed_sum(first.storage(), "count"),
-            committed_sum(first.storage(), "tally"),
-        );
-        if applied > asked {
-            ahead = true;
-            break;
-        }
-    }
-    assert!(ahead, "the replier never got ahead of its asker");
+    assert!(
+        run_until_the_replier_is_ahead(&mut first),
+        "the replier never got ahead of its asker"
+    );
     drop(first);
     // Down for longer than replies are kept.
     std::thread::sleep(Duration::from_secs(4));

@@ -105,15 +105,7 @@ fn fed_sequence_app() -> App {
 
 /// Where `sum` of app `fedseq` stands in `dir`, and its total.
 fn fed_total(dir: &Path) -> (u64, i64) {
-    let store = SqliteStore::open(dir, StoreOptions::default()).expect("store");
-    let workflow = pods_sdk::Path::parse("/fedseq/workflows/sum").expect("path");
-    let r = store.recover(workflow.stable_id()).expect("recover");
-    let total = r
-        .values
-        .values()
-        .next()
-        .map(|b| ciborium::from_reader(b.as_slice()).expect("i64"))
-        .unwrap_or(0);
+    let (r, total) = crate::committed_value(dir, "/fedseq/workflows/sum");
     (r.input.map_or(0, |p| p.next), total)
 }
 

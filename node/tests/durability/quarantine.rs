@@ -1,13 +1,9 @@
 //! Quarantine: an atom that aborts the process on every launch is set aside.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use pods_node::{Node, NodeConfig, SqliteStore, StoreOptions};
 use pods_sdk::{App, AppBuilder, AskError, Ctx, PerKeyState};
-
-use crate::wait;
 
 /// Environment variable naming the data dir of the poisoned child.
 const POISON_DIR: &str = "PODS_POISON_CHILD_DIR";
@@ -48,30 +44,8 @@ fn poisoned_child() {
 
 #[test]
 fn an_atom_that_crashes_every_launch_is_quarantined() {
-    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().expect("dir");
-    let exe = std::env::current_exe().expect("test binary");
-    let mut endings = Vec::new();
-    for _launch in 0..8 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "quarantine::poisoned_child",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env(POISON_DIR, dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("child starts");
-        let status = wait(&mut child, Duration::from_secs(60));
-        endings.push(status.signal().map_or("done", |_| "crashed"));
-        if status.success() {
-            break;
-        }
-        assert_eq!(status.signal(), Some(6), "the child aborts, nothing else");
-    }
+    let endings = crate::launch_until_done("quarantine::poisoned_child", POISON_DIR, dir.path());
     // The first run and three relaunches crash on the atom; the fifth launch sets it aside.
     assert_eq!(
         endings,
@@ -173,29 +147,12 @@ fn poisoned_continuation_child() {
 /// tries one uncommitted atom at a time, so the crashing atom is counted and set aside.
 #[test]
 fn a_continuation_that_crashes_every_launch_is_quarantined() {
-    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().expect("dir");
-    let exe = std::env::current_exe().expect("test binary");
-    let mut endings = Vec::new();
-    for _launch in 0..8 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "quarantine::poisoned_continuation_child",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env(CONTINUATION_DIR, dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("child starts");
-        let status = wait(&mut child, Duration::from_secs(60));
-        endings.push(status.signal().map_or("done", |_| "crashed"));
-        if status.success() {
-            break;
-        }
-    }
+    let endings = crate::launch_until_done(
+        "quarantine::poisoned_continuation_child",
+        CONTINUATION_DIR,
+        dir.path(),
+    );
     assert_eq!(
         endings,
         ["crashed", "crashed", "crashed", "crashed", "done"],

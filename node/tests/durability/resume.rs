@@ -127,15 +127,7 @@ fn fed_app() -> App {
 }
 
 fn total(dir: &Path) -> (u64, i64) {
-    let store = SqliteStore::open(dir, StoreOptions::default()).expect("store");
-    let workflow = pods_sdk::Path::parse("/fed/workflows/sum").expect("path");
-    let r = store.recover(workflow.stable_id()).expect("recover");
-    let total = r
-        .values
-        .values()
-        .next()
-        .map(|b| ciborium::from_reader(b.as_slice()).expect("i64"))
-        .unwrap_or(0);
+    let (r, total) = crate::committed_value(dir, "/fed/workflows/sum");
     (r.step, total)
 }
 

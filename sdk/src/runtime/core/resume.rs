@@ -175,15 +175,7 @@ impl Core {
                 resumed.not_replayable.push(path.clone());
                 continue;
             }
-            if let Some(g) = self.replayable_producer(stream) {
-                self.streams[stream].resume(consumer, input.next);
-                if !generators.contains(&g) {
-                    generators.push(g);
-                }
-            } else if self.streams[stream].decode.is_some() {
-                self.refill(stream, input.next, fetch)?;
-                self.streams[stream].resume(consumer, input.next);
-            } else {
+            if !self.resume_reader((stream, consumer), input.next, fetch, &mut generators)? {
                 resumed.not_replayable.push(path.clone());
             }
         }
@@ -192,15 +184,7 @@ impl Core {
             let Some((stream, consumer)) = self.mover_input(unit, &input.stream) else {
                 continue;
             };
-            if let Some(g) = self.replayable_producer(stream) {
-                self.streams[stream].resume(consumer, input.next);
-                if !generators.contains(&g) {
-                    generators.push(g);
-                }
-            } else if self.streams[stream].decode.is_some() {
-                self.refill(stream, input.next, fetch)?;
-                self.streams[stream].resume(consumer, input.next);
-            } else {
+            if !self.resume_reader((stream, consumer), input.next, fetch, &mut generators)? {
                 resumed.not_replayable.push(unit.clone());
             }
         }
@@ -234,6 +218,38 @@ impl Core {
             }
         }
         Ok(resumed)
+    }
+
+    /// Puts reader `consumer` of `stream` back at offset `next`: on a replayable generator
+    /// (which `generators` collects, to fast-forward), or on a logged stream (refilled from the
+    /// log). `false` if the stream is neither.
+    fn resume_reader(
+        &mut self,
+        (stream, consumer): (usize, usize),
+        next: u64,
+        fetch: &mut Fetch<'_>,
+        generators: &mut Vec<usize>,
+    ) -> Result<bool, Error> {
+        if let Some(g) = self.replayable_producer(stream) {
+            self.streams[stream].resume(consumer, next);
+            if !generators.contains(&g) {
+                generators.push(g);
+            }
+            return Ok(true);
+        }
+        if self.streams[stream].decode.is_none() {
+            return Ok(false);
+        }
+        self.refill(stream, next, fetch)?;
+        let log = &mut self.streams[stream];
+        if log.head() < next {
+            // The reader stood past what the log holds (a producer that logged nothing before,
+            // such as a sequencer of an older build): its producer goes on from there.
+            tracing::warn!(stream = %log.path, next, head = log.head(), "a reader stood past the log's end");
+            log.advance(next - log.head());
+        }
+        log.resume(consumer, next);
+        Ok(true)
     }
 
     /// The input of sequencer or splitter `unit` reading `stream`: (stream, consumer).
