@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use pods_node::{Node, NodeConfig, SqliteStore, StoreOptions, Synchronous};
 use pods_sdk::{App, AppBuilder, AskError, Ctx, PerKeyState, ThreadedConfig};
 
+mod asks;
 mod moves;
 mod quarantine;
 mod resume;
@@ -384,7 +385,12 @@ fn killed_runs_end_in_the_state_of_a_run_never_killed() {
 
 /// Sum of the u64 values `workflow` of app `crash` committed in `store`.
 fn committed_sum(store: &SqliteStore, workflow: &str) -> u64 {
-    let path = pods_sdk::Path::parse(&format!("/crash/workflows/{workflow}")).expect("path");
+    committed_sum_of(store, &format!("/crash/workflows/{workflow}"))
+}
+
+/// Sum of the u64 values the workflow at `path` committed in `store`.
+fn committed_sum_of(store: &SqliteStore, path: &str) -> u64 {
+    let path = pods_sdk::Path::parse(path).expect("path");
     let r = store.recover(path.stable_id()).expect("recover");
     r.values
         .values()

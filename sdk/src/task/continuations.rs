@@ -55,6 +55,9 @@ pub(crate) struct Continuations<Out> {
     waiting: HashMap<AskId, Waiting<Out>, MixBuild>,
     /// Number of continuations (not asks) waiting.
     count: usize,
+    /// Asks made without a continuation yet, whose replies are still awaited (tracked only
+    /// where atoms replay: an asking atom commits once every reply is in, even an ignored one).
+    unawaited: std::collections::HashSet<AskId, MixBuild>,
 }
 
 impl<Out> Default for Continuations<Out> {
@@ -62,6 +65,7 @@ impl<Out> Default for Continuations<Out> {
         Continuations {
             waiting: HashMap::default(),
             count: 0,
+            unawaited: Default::default(),
         }
     }
 }
@@ -76,7 +80,15 @@ pub(crate) struct Ready<Out> {
 
 impl<Out> Continuations<Out> {
     /// Registers `pending` to run once every ask in `asks` (at least one) has its reply.
+    /// Awaits the reply to `ask`, which no continuation may ever take.
+    pub(crate) fn await_reply(&mut self, ask: AskId) {
+        self.unawaited.insert(ask);
+    }
+
     pub(crate) fn register(&mut self, asks: Vec<AskId>, pending: Pending<Out>) {
+        for ask in &asks {
+            self.unawaited.remove(ask);
+        }
         let Some(&leader) = asks.first() else { return };
         self.count += 1;
         if asks.len() == 1 {
@@ -103,6 +115,9 @@ impl<Out> Continuations<Out> {
     /// Takes a reply; returns the continuation if it is now ready (all replies in, or one
     /// failed). A reply that nothing waits for (a duplicate, or after a failure) is ignored.
     pub(crate) fn deliver(&mut self, reply: ReplyMsg) -> Option<Ready<Out>> {
+        if self.unawaited.remove(&reply.id) {
+            return None;
+        }
         let (leader, position) = match self.waiting.remove(&reply.id)? {
             Waiting::One(mut pending) => {
                 self.count -= 1;
@@ -165,9 +180,10 @@ impl<Out> Continuations<Out> {
         Some(*group)
     }
 
-    /// Number of continuations still waiting.
+    /// Number of continuations still waiting, and of asks whose replies are awaited without
+    /// one.
     pub(crate) fn len(&self) -> usize {
-        self.count
+        self.count + self.unawaited.len()
     }
 }
 

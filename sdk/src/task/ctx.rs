@@ -74,6 +74,11 @@ impl<'a, Out: Data> Ctx<'a, Out> {
             )));
         }
         let id = self.fx.next_ask_id();
+        if self.fx.record_answers {
+            // Until a continuation takes it, its reply is awaited all the same: the asking
+            // atom commits once the replier committed the ask.
+            self.conts.await_reply(id);
+        }
         let envelope = if self.fx.non_personal {
             None
         } else {

@@ -1,0 +1,80 @@
+//! Asks whose replies nobody awaits still commit exactly once: the asking atom commits only
+//! once the replier committed them, even when the replier holds them behind asks of its own.
+
+use pods_node::{SqliteStore, StoreOptions};
+use pods_sdk::{App, AppBuilder, AskError, Ctx, PerKeyState, PerTaskState};
+
+/// `ask`: each event asks `apply` and ignores the reply, counting what it asked → `apply`
+/// answers only after asking `echo` (so it holds its step), counting per key what it applied.
+fn fire_and_forget_app() -> App {
+    let app = AppBuilder::new("forget");
+    let none = app.generator_from_atoms::<i64>("none", vec![]);
+    let echo = app.portal::<i64, i64>("echo");
+    app.workflow("echo")
+        .source(&none)
+        .replier(&echo, |ctx, x: i64, to| ctx.reply(to, x))
+        .sink();
+    let apply = app.portal_keyed::<i64, i64, _>("apply", |x| (*x % 10) as u64);
+    let applied = PerKeyState::<u64>::new("applied");
+    let e = echo.clone();
+    let none2 = app.generator_from_atoms::<i64>("none2", vec![]);
+    app.workflow("apply")
+        .source(&none2)
+        .replier(&apply, move |ctx, x: i64, to| {
+            applied.update(ctx, |a| *a += 1);
+            let h = ctx.ask(&e, x);
+            ctx.on_reply(
+                h,
+                move |ctx, r: Result<i64, AskError>| -> Result<(), AskError> {
+                    ctx.reply(to, r?);
+                    Ok(())
+                },
+            );
+        })
+        .sink();
+    let g = app.generator_from_range("g", 0..3_000, 30);
+    let asked = PerTaskState::<u64>::new("asked");
+    app.workflow("ask")
+        .source(&g)
+        .processor(move |ctx: &mut Ctx<'_, ()>, x: i64| {
+            asked.update(ctx, |a| *a += 1);
+            let _ignored = ctx.ask(&apply, x);
+        })
+        .sink();
+    app.build().expect("app")
+}
+
+/// The sum of the u64 state values `workflow` of app `forget` committed.
+fn sum(store: &SqliteStore, workflow: &str) -> u64 {
+    crate::committed_sum_of(store, &format!("/forget/workflows/{workflow}"))
+}
+
+#[test]
+fn an_ask_nobody_awaits_commits_only_with_its_replier_and_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    for seed in 0..5u64 {
+        let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+        let mut system = pods_sdk::DeterministicSystem::with_storage(seed, store);
+        system.launch(fire_and_forget_app()).expect("launch");
+        for _ in 0..20 {
+            system.run_steps(5);
+            let (asked, applied) = (sum(system.storage(), "ask"), sum(system.storage(), "apply"));
+            assert!(
+                applied >= asked,
+                "a committed ask must be committed at its replier: {asked} asked, {applied} applied"
+            );
+        }
+        // A crash.
+        drop(system);
+    }
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+    let mut system = pods_sdk::DeterministicSystem::with_storage(99, store);
+    system.launch(fire_and_forget_app()).expect("launch");
+    system.run_until_quiescent();
+    assert_eq!(sum(system.storage(), "ask"), 3_000);
+    assert_eq!(
+        sum(system.storage(), "apply"),
+        3_000,
+        "each ask applied once"
+    );
+}
