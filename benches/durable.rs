@@ -1,13 +1,14 @@
 //! What durability costs, in one run: the pipeline (generator → map → filter → key_by →
 //! per-key count over 1,024 keys, one partition) on the threaded runtime with 2 workers,
-//! committing each atom to a `SqliteStore` (WAL) in a fresh temp dir, at atom sizes 100 and
-//! 1,000 with `synchronous` NORMAL and FULL, beside the same pipeline on `VolatileStorage` (the
-//! in-memory baseline); then the latency of one commit (p50, p99) at atom size 1,000, timed by
-//! a `Storage` adapter around the store; then the recovery of about 100 MB of compacted state
-//! (100,000 keys of ~1 KB strings): `SqliteStore::open` + `recover`, best of 3, in MB/s.
+//! committing to a `SqliteStore` (WAL) in a fresh temp dir with group commit (the default) and,
+//! for comparison, one atom per commit, at atom sizes 100 and 1,000 with `synchronous` NORMAL
+//! and FULL, beside the same pipeline on `VolatileStorage` (the in-memory baseline); then the
+//! latency of one commit (p50, p99) at atom size 1,000, with and without group commit, timed
+//! by a `Storage` adapter around the store; then the recovery of about 100 MB of compacted
+//! state (100,000 keys of ~1 KB strings): `SqliteStore::open` + `recover`, best of 3, in MB/s.
 //!
-//! Every durable run is checked: as many commits as atoms, and the counts recovered from the
-//! reopened file add up to the events that pass the filter. Recovery reads a file the page
+//! Every durable run is checked: a step per atom, the input consumed to its end, and the
+//! counts recovered from the reopened file adding up to the events that pass the filter. Recovery reads a file the page
 //! cache holds (it was just written), so it measures the store's CPU cost, not the disk's.
 //!
 //! Run with `cargo bench --bench durable` (optionally `-- --quick`: fewer events and 20 MB of

@@ -1,10 +1,12 @@
 //! `pods-node`: the Pods node as a library. [`Node`] opens a data dir and runs apps on the
-//! threaded runtime with durable state, resuming them after a stop or a crash. Its store is
-//! [`SqliteStore`], the
-//! sdk's [`Storage`](pods_sdk::Storage) on SQLite (WAL), committing one changelog record per
-//! atom in one transaction, compacting records into snapshots, and recovering a workflow's
-//! committed state; a damaged, foreign or newer database is refused with a typed
-//! [`NodeError`] naming the file, and never replaced.
+//! threaded runtime with durable state, resuming them after a stop or a crash (even `kill -9`)
+//! with nothing lost and nothing applied twice. Its store is [`SqliteStore`], the sdk's
+//! [`Storage`](pods_sdk::Storage) on SQLite (WAL): one changelog record per commit (an atom, or
+//! atoms taken together) in one transaction, with the atoms produced, the replies given (so a
+//! replayed ask gets the same reply) and the moves of sequencers and splitters; compaction into
+//! snapshots; quarantine of atoms that crash the process on every launch. A damaged, foreign
+//! or newer database is refused with a typed [`NodeError`] naming the file, and never
+//! replaced.
 //!
 //! ```
 //! use pods_node::{SqliteStore, StoreOptions};
