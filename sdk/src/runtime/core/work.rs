@@ -183,8 +183,7 @@ impl Work {
                 let mut denied = 0;
                 let mut released = Vec::new();
                 let result = guarded("step", || {
-                    let mut admitted = Vec::with_capacity(atoms.len());
-                    for (atom, position) in atoms {
+                    let mut admit = |atom: Arc<dyn Batch>| {
                         let mut batch = atom.unshare();
                         if !gate.admits_everything() {
                             let path = &engine.path;
@@ -192,14 +191,19 @@ impl Work {
                                 gate.admit(path, env) == Decision::Admit
                             }) as u64;
                         }
-                        admitted.push((batch, position));
-                    }
-                    if admitted.len() == 1
-                        && let Some((batch, position)) = admitted.pop()
+                        batch
+                    };
+                    if atoms.len() == 1
+                        && let Some((atom, position)) = atoms.pop()
                     {
-                        released = engine.step(StepInput::Atom(batch, position), storage, par)?;
+                        let input = StepInput::Atom(admit(atom), position);
+                        released = engine.step(input, storage, par)?;
                         return Ok(());
                     }
+                    let admitted = atoms
+                        .into_iter()
+                        .map(|(atom, position)| (admit(atom), position))
+                        .collect();
                     let (outputs, error) = engine.step_group(admitted, storage, par);
                     released = outputs;
                     error.map_or(Ok(()), Err)

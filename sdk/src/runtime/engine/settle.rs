@@ -32,7 +32,7 @@ impl WorkflowInstance {
         storage: &mut dyn Storage,
         par: &Parallel,
     ) -> Result<Vec<StepOutput>, TaskError> {
-        match self.run_steps(vec![input], storage, par) {
+        match self.run_steps(std::iter::once(input), storage, par) {
             (_, Some(e)) => Err(e),
             (released, None) => Ok(released),
         }
@@ -50,8 +50,7 @@ impl WorkflowInstance {
     ) -> (Vec<StepOutput>, Option<TaskError>) {
         let inputs = atoms
             .into_iter()
-            .map(|(batch, position)| StepInput::Atom(batch, position))
-            .collect();
+            .map(|(batch, position)| StepInput::Atom(batch, position));
         self.run_steps(inputs, storage, par)
     }
 
@@ -65,7 +64,7 @@ impl WorkflowInstance {
     /// wrote, when the protocol says so.
     fn run_steps(
         &mut self,
-        inputs: Vec<StepInput>,
+        inputs: impl ExactSizeIterator<Item = StepInput>,
         storage: &mut dyn Storage,
         par: &Parallel,
     ) -> (Vec<StepOutput>, Option<TaskError>) {
