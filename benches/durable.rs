@@ -12,7 +12,8 @@
 //! cache holds (it was just written), so it measures the store's CPU cost, not the disk's.
 //!
 //! Run with `cargo bench --bench durable` (optionally `-- --quick`: fewer events and 20 MB of
-//! state). For a profiler: `-- --profile <atom size> [--full] [--quick]` runs only the
+//! state; `-- --events <n>`: another number of events, as a longer run shows the steady state
+//! past the fixed costs of opening, launching and closing the store). For a profiler: `-- --profile <atom size> [--full] [--quick]` runs only the
 //! pipeline on the store (NORMAL, or FULL), once, and prints the share of time in commits and
 //! the slowest commits.
 
@@ -309,7 +310,11 @@ fn check_state(r: &Recovery, keys: u64) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let events: i64 = if quick { 200_000 } else { 1_000_000 };
+    let events: i64 = std::env::args()
+        .skip_while(|a| a != "--events")
+        .nth(1)
+        .map(|n| n.parse().expect("a number of events"))
+        .unwrap_or(if quick { 200_000 } else { 1_000_000 });
     if let Some(atom) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
         // Only durable pipeline runs, for a profiler.
         let atom: i64 = atom.parse().expect("an atom size");
