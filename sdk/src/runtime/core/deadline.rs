@@ -89,6 +89,14 @@ impl Deadlines {
     pub(crate) fn answered(&mut self, ask: &AskId) {
         if self.waiting.remove(ask).is_some() {
             self.drop_answered();
+            // Answered asks behind one still waiting stay queued; when they outnumber the
+            // waiting ones, the queue keeps only those (so one stuck ask cannot make it grow
+            // with every ask answered meanwhile).
+            if self.order.len() > 2 * self.waiting.len() + 1_024 {
+                let waiting = &self.waiting;
+                self.order
+                    .retain(|(at, id)| waiting.get(id).is_some_and(|w| w.at == *at));
+            }
         }
     }
 
@@ -218,6 +226,20 @@ mod tests {
             d.answered(&ask(seq).id);
         }
         assert!(d.order.is_empty() && !d.pending());
+    }
+
+    #[test]
+    fn one_stuck_ask_does_not_keep_every_answered_one_queued() {
+        let mut d = Deadlines::virtual_time(Some(Duration::from_secs(30)));
+        d.watch(&ask(0));
+        for seq in 1..100_000 {
+            d.watch(&ask(seq));
+            d.answered(&ask(seq).id);
+        }
+        assert!(d.order.len() <= 1_026, "{} entries queued", d.order.len());
+        assert!(d.pending());
+        assert!(d.skip_to_next());
+        assert_eq!(d.expired().len(), 1, "the stuck ask still times out");
     }
 
     #[test]
