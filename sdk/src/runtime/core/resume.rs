@@ -334,6 +334,7 @@ impl Core {
             })?;
             atoms.push(atom);
         }
+        tracing::info!(stream = %log.path, from, atoms = atoms.len(), "atoms read back from the log, to replay");
         log.prepend(from, atoms);
         Ok(())
     }
