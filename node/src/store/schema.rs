@@ -12,7 +12,7 @@ use crate::error::NodeError;
 pub(crate) const APPLICATION_ID: i64 = 0x506f_6473;
 
 /// The schema version this build writes; files of older versions are migrated.
-pub(crate) const VERSION: i64 = 4;
+pub(crate) const VERSION: i64 = 5;
 
 /// Migrations: the statements that bring version `i` to `i + 1` are `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
@@ -53,8 +53,7 @@ const MIGRATIONS: &[&str] = &[
          next INTEGER NOT NULL
      );",
     // 3 → 4: the atom each workflow tried at its last launches, quarantined atoms, and the
-    // replies each replier gave (so that an ask asked again gets the same reply), with the last
-    // time the node was seen running (kept replies age only while it runs).
+    // replies each replier gave (so that an ask asked again gets the same reply).
     "CREATE TABLE attempts (
          workflow INTEGER PRIMARY KEY,
          stream TEXT NOT NULL,
@@ -80,8 +79,9 @@ const MIGRATIONS: &[&str] = &[
          reply BLOB NOT NULL,
          at INTEGER NOT NULL,
          PRIMARY KEY (workflow, origin, scope, partition, seq)
-     ) WITHOUT ROWID;
-     CREATE TABLE clock (
+     ) WITHOUT ROWID;",
+    // 4 → 5: the last time the node was seen running (kept replies age only while it runs).
+    "CREATE TABLE clock (
          id INTEGER PRIMARY KEY CHECK (id = 0),
          alive INTEGER NOT NULL
      );",

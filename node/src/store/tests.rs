@@ -300,6 +300,34 @@ fn a_version_1_database_is_migrated_and_keeps_its_data() {
 }
 
 #[test]
+fn a_version_4_database_gets_its_clock_and_keeps_its_replies() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(DATABASE);
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    schema::migrate(&conn, 0, 4).unwrap();
+    conn.execute(
+        "INSERT INTO answered (workflow, origin, scope, partition, seq, reply, at)
+         VALUES (?1, 9, 4, 1, 2, ?2, 0)",
+        rusqlite::params![WF as i64, payload::seal(&cbor(41))],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO positions (workflow, path, step, compacted) VALUES (?1, '/app/workflows/wf', 3, 0)",
+        [WF as i64],
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(dir.path());
+    let ask = pods_sdk::AskId {
+        origin: 9,
+        scope: 4,
+        partition: 1,
+        seq: 2,
+    };
+    assert_eq!(store.recover(WF).unwrap().answered, vec![(ask, cbor(41))]);
+}
+
+#[test]
 fn a_read_only_store_reads_and_refuses_commits() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());

@@ -186,6 +186,9 @@ impl StreamLog {
             return None;
         }
         if cur < self.head() {
+            // A cursor below the oldest atom held (never, unless a log lost atoms) reads on
+            // from the oldest rather than failing.
+            let cur = cur.max(self.base);
             let index = usize::try_from(cur - self.base).ok()?;
             let atom = self.atoms.get(index)?.clone();
             self.cursors[c] = cur + 1;

@@ -58,6 +58,9 @@ pub(crate) struct Continuations<Out> {
     /// Asks made without a continuation yet, whose replies are still awaited (tracked only
     /// where atoms replay: an asking atom commits once every reply is in, even an ignored one).
     unawaited: std::collections::HashSet<AskId, MixBuild>,
+    /// Whether replies are awaited for every ask (set by the first [`Continuations::await_reply`]):
+    /// then the other asks of a group that failed early stay awaited too.
+    await_all: bool,
 }
 
 impl<Out> Default for Continuations<Out> {
@@ -66,6 +69,7 @@ impl<Out> Default for Continuations<Out> {
             waiting: HashMap::default(),
             count: 0,
             unawaited: Default::default(),
+            await_all: false,
         }
     }
 }
@@ -82,6 +86,7 @@ impl<Out> Continuations<Out> {
     /// Registers `pending` to run once every ask in `asks` (at least one) has its reply.
     /// Awaits the reply to `ask`, which no continuation may ever take.
     pub(crate) fn await_reply(&mut self, ask: AskId) {
+        self.await_all = true;
         self.unawaited.insert(ask);
     }
 
@@ -142,6 +147,15 @@ impl<Out> Continuations<Out> {
             Ok(value) => value,
             Err(error) => {
                 let group = self.take_group(leader)?;
+                if self.await_all {
+                    // The continuation runs now; the group's other asks are still in flight,
+                    // and the atom commits only once their repliers committed them.
+                    for (i, ask) in group.asks.iter().enumerate() {
+                        if i != position && group.replies.get(i).is_some_and(Option::is_none) {
+                            self.unawaited.insert(*ask);
+                        }
+                    }
+                }
                 return Some(Ready {
                     ask: leader,
                     pending: group.pending,
@@ -273,6 +287,24 @@ mod tests {
             assert_eq!(c.len(), 0);
             assert!(c.waiting.is_empty());
         }
+    }
+
+    #[test]
+    fn where_every_reply_is_awaited_a_failed_group_still_awaits_its_other_asks() {
+        let mut c = Continuations::default();
+        for seq in 0..3 {
+            c.await_reply(ask(seq));
+        }
+        c.register(vec![ask(0), ask(1), ask(2)], pending());
+        assert_eq!(c.len(), 1);
+        assert!(c.deliver(reply(1, Ok(1))).is_none());
+        let failed = AskError::ReplierFailed {
+            portal: "/a/portals/p".into(),
+        };
+        assert!(c.deliver(reply(2, Err(failed))).is_some());
+        assert_eq!(c.len(), 1, "ask 0 is still in flight");
+        assert!(c.deliver(reply(0, Ok(0))).is_none());
+        assert_eq!(c.len(), 0);
     }
 
     #[test]

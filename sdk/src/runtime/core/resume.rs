@@ -241,14 +241,7 @@ impl Core {
             return Ok(false);
         }
         self.refill(stream, next, fetch)?;
-        let log = &mut self.streams[stream];
-        if log.head() < next {
-            // The reader stood past what the log holds (a producer that logged nothing before,
-            // such as a sequencer of an older build): its producer goes on from there.
-            tracing::warn!(stream = %log.path, next, head = log.head(), "a reader stood past the log's end");
-            log.advance(next - log.head());
-        }
-        log.resume(consumer, next);
+        self.streams[stream].resume(consumer, next);
         Ok(true)
     }
 
