@@ -32,14 +32,7 @@ fn poisoned_app() -> App {
 #[test]
 #[ignore = "run as a child process by an_atom_that_crashes_every_launch_is_quarantined"]
 fn poisoned_child() {
-    let Some(dir) = std::env::var_os(POISON_DIR) else {
-        return;
-    };
-    let node = Node::open(Path::new(&dir), NodeConfig::default()).expect("node");
-    node.launch(poisoned_app()).expect("launch");
-    node.run_until_quiescent();
-    node.stop();
-    println!("child: done");
+    run_child(POISON_DIR, poisoned_app);
 }
 
 #[test]
@@ -134,11 +127,16 @@ fn poisoned_continuation_app() -> App {
 #[test]
 #[ignore = "run as a child process by a_continuation_that_crashes_every_launch_is_quarantined"]
 fn poisoned_continuation_child() {
-    let Some(dir) = std::env::var_os(CONTINUATION_DIR) else {
+    run_child(CONTINUATION_DIR, poisoned_continuation_app);
+}
+
+/// In child mode (`env` names the data dir): runs `app` on a node there until nothing is left.
+fn run_child(env: &str, app: fn() -> App) {
+    let Some(dir) = std::env::var_os(env) else {
         return;
     };
     let node = Node::open(Path::new(&dir), NodeConfig::default()).expect("node");
-    node.launch(poisoned_continuation_app()).expect("launch");
+    node.launch(app()).expect("launch");
     node.run_until_quiescent();
     node.stop();
 }
