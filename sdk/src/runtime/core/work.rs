@@ -107,6 +107,25 @@ pub(crate) enum Done {
     },
 }
 
+impl Done {
+    /// A workflow's step that admitted nothing and refused nothing: what it released, or why
+    /// it failed.
+    fn stepped(engine: Box<WorkflowInstance>, done: Result<Vec<StepOutput>, TaskError>) -> Done {
+        let (released, result) = match done {
+            Ok(released) => (released, Ok(())),
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        Done::Stepped {
+            engine,
+            denied: 0,
+            opened: Vec::new(),
+            refused: Vec::new(),
+            released,
+            result: Some(result),
+        }
+    }
+}
+
 /// Runs `f`, turning a panic into a task error.
 fn guarded<R>(what: &str, f: impl FnOnce() -> Result<R, TaskError>) -> Result<R, TaskError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
@@ -167,18 +186,7 @@ impl Work {
             }
             Work::Atoms(mut engine, mut atoms, gate, probe) => {
                 if probe && let Some(done) = quarantine(&mut engine, &mut atoms, storage, par) {
-                    let (released, result) = match done {
-                        Ok(released) => (released, Ok(())),
-                        Err(e) => (Vec::new(), Err(e)),
-                    };
-                    return Done::Stepped {
-                        engine,
-                        denied: 0,
-                        opened: Vec::new(),
-                        refused: Vec::new(),
-                        released,
-                        result: Some(result),
-                    };
+                    return Done::stepped(engine, done);
                 }
                 let mut denied = 0;
                 let mut released = Vec::new();
@@ -266,19 +274,10 @@ impl Work {
                 }
             }
             Work::Replies(mut engine, replies) => {
-                let mut released = Vec::new();
-                let result = guarded("step", || {
-                    released = engine.step(StepInput::Replies(replies), storage, par)?;
-                    Ok(())
+                let done = guarded("step", || {
+                    engine.step(StepInput::Replies(replies), storage, par)
                 });
-                Done::Stepped {
-                    engine,
-                    denied: 0,
-                    opened: Vec::new(),
-                    refused: Vec::new(),
-                    released,
-                    result: Some(result),
-                }
+                Done::stepped(engine, done)
             }
         }
     }
