@@ -195,9 +195,14 @@ impl SqliteStore {
                 params![signed(workflow), signed(last)],
             )
             .map_err(sql)?;
-            // Replies older than the time they are kept for go with the compaction.
+            // Replies older than the time they are kept for go with the compaction; so do the
+            // replies to asks made over atoms their asker has committed past (scopes below 2^63
+            // are atom offsets: stored signed, they are the non-negative ones), which no replay
+            // asks again.
             tx.execute(
-                "DELETE FROM answered WHERE workflow = ?1 AND at < ?2",
+                "DELETE FROM answered WHERE workflow = ?1 AND (at < ?2 OR (scope >= 0
+                   AND scope < coalesce((SELECT next FROM positions
+                                         WHERE positions.workflow = answered.origin), 0)))",
                 params![signed(workflow), signed(kept_since)],
             )
             .map_err(sql)?;
