@@ -1,7 +1,7 @@
 //! Writing a commit: its changelog record (encoded once, owning its bytes), the atoms it
 //! produced and the replies it gave, in one transaction; then folding its values for compaction.
 
-use pods_sdk::{AskId, Commit};
+use pods_sdk::Commit;
 use rusqlite::params;
 
 use super::record::RecordWriter;
@@ -57,9 +57,9 @@ impl std::hash::Hasher for SlotHasher {
 pub(super) type SlotBuild = std::hash::BuildHasherDefault<SlotHasher>;
 
 impl SqliteStore {
-    /// Encodes `commit`: its changelog record, the atoms it produced, its position and the
-    /// replies it gave.
-    pub(super) fn encode(&mut self, commit: &Commit<'_>) -> Result<Staged, NodeError> {
+    /// Encodes what of `commit` is not bytes yet: its changelog record (and where each value
+    /// lies in it, for the fold), and the atoms it produced.
+    fn encode(&mut self, commit: &Commit<'_>) -> Result<Encoded, NodeError> {
         let bad = |what: String, detail: String| NodeError::BadRecord {
             file: self.file.clone(),
             what,
@@ -69,7 +69,6 @@ impl SqliteStore {
         let input = commit.input.as_ref().map(|p| (p.stream.as_str(), p.next));
         let mut writer = RecordWriter::begin(&mut record, commit.step, input)
             .map_err(|d| bad(format!("changelog of {}", commit.workflow), d))?;
-        // Where each written value lies in the record, for the fold after the commit.
         let mut spans = Vec::with_capacity(commit.writes.len());
         for w in commit.writes {
             let value = w.value.map(|v| {
@@ -90,77 +89,61 @@ impl SqliteStore {
             payload::begin(&mut bytes);
             atom.encode(&mut bytes)
                 .map_err(|d| bad(format!("atom {} of {}", atom.offset, atom.stream), d))?;
-            atoms.push((atom.stream.as_str().to_owned(), atom.offset, bytes));
+            atoms.push(bytes);
         }
-        let answered = commit
-            .answered
-            .iter()
-            .map(|a| (a.ask, payload::seal(a.reply)))
-            .collect();
-        Ok(Staged {
-            answered,
-            workflow_id: commit.workflow_id,
-            workflow: commit.workflow.as_str().to_owned(),
-            step: commit.step,
-            steps: commit.steps.max(1),
+        Ok(Encoded {
             record,
             spans,
-            input: commit
-                .input
-                .as_ref()
-                .map(|p| (p.stream.as_str().to_owned(), p.next)),
             atoms,
         })
     }
 
-    /// Writes encoded commits of one workflow (in step order) in one transaction, then folds
-    /// their values for compaction.
-    pub(super) fn write_staged(&mut self, staged: Vec<Staged>) -> Result<(), NodeError> {
-        let (Some(first), Some(last)) = (staged.first(), staged.last()) else {
-            return Ok(());
-        };
-        let (workflow_id, workflow) = (first.workflow_id, last.workflow.clone());
+    /// Writes `commit` in one transaction (its record, the atoms it produced, the replies it
+    /// gave, its position), then folds its values for compaction.
+    pub(super) fn write(&mut self, commit: &Commit<'_>) -> Result<(), NodeError> {
+        let encoded = self.encode(commit)?;
         failpoint::reach("commit.encoded");
         let file = self.file.clone();
         let sql = |e| NodeError::sqlite(&file, e);
+        let workflow_id = signed(commit.workflow_id);
+        let now = now_seconds();
         let tx = self.conn.transaction().map_err(sql)?;
-        let (mut input, mut produced) = (None, None);
-        for c in &staged {
-            tx.prepare_cached("INSERT INTO changelog (workflow, step, record) VALUES (?1, ?2, ?3)")
+        tx.prepare_cached("INSERT INTO changelog (workflow, step, record) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![workflow_id, signed(commit.step), encoded.record]))
+            .map_err(sql)?;
+        for (atom, bytes) in commit.outputs.iter().zip(&encoded.atoms) {
+            tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| {
-                    s.execute(params![signed(c.workflow_id), signed(c.step), c.record])
+                    s.execute(params![atom.stream.as_str(), signed(atom.offset), bytes])
                 })
                 .map_err(sql)?;
-            for (stream, offset, bytes) in &c.atoms {
-                tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
-                    .and_then(|mut s| s.execute(params![stream, signed(*offset), bytes]))
-                    .map_err(sql)?;
-                produced = Some(signed(offset + 1));
-            }
-            if let Some((stream, next)) = &c.input {
-                input = Some((stream.as_str(), signed(*next)));
-            }
-            for (ask, reply) in &c.answered {
-                tx.prepare_cached(
-                    "INSERT INTO answered (workflow, origin, scope, partition, seq, reply, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT DO UPDATE SET reply = excluded.reply, at = excluded.at",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        signed(c.workflow_id),
-                        signed(ask.origin),
-                        signed(ask.scope),
-                        i64::from(ask.partition),
-                        i64::from(ask.seq),
-                        reply,
-                        signed(now_seconds())
-                    ])
-                })
-                .map_err(sql)?;
-            }
         }
-        let (stream, next) = input.unzip();
+        for answer in commit.answered {
+            let ask = answer.ask;
+            tx.prepare_cached(
+                "INSERT INTO answered (workflow, origin, scope, partition, seq, reply, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT DO UPDATE SET reply = excluded.reply, at = excluded.at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    workflow_id,
+                    signed(ask.origin),
+                    signed(ask.scope),
+                    i64::from(ask.partition),
+                    i64::from(ask.seq),
+                    payload::seal(answer.reply),
+                    signed(now)
+                ])
+            })
+            .map_err(sql)?;
+        }
+        let (stream, next) = commit
+            .input
+            .as_ref()
+            .map(|p| (p.stream.as_str(), signed(p.next)))
+            .unzip();
+        let produced = commit.outputs.last().map(|a| signed(a.offset + 1));
         tx.prepare_cached(
             "INSERT INTO positions (workflow, path, step, compacted, stream, next, produced)
              VALUES (?1, ?2, ?3, 0, ?4, ?5, coalesce(?6, 0))
@@ -170,27 +153,35 @@ impl SqliteStore {
         )
         .and_then(|mut s| {
             s.execute(params![
-                signed(workflow_id),
-                workflow,
-                signed(last.step),
+                workflow_id,
+                commit.workflow.as_str(),
+                signed(commit.step),
                 stream,
                 next,
                 produced
             ])
         })
         .map_err(sql)?;
-        let now = now_seconds();
-        if now >= self.alive + super::ALIVE_EVERY {
+        let alive = now >= self.alive + super::ALIVE_EVERY;
+        if alive {
             tx.execute("UPDATE clock SET alive = ?1 WHERE id = 0", [signed(now)])
                 .map_err(sql)?;
         }
         failpoint::reach("commit.written");
         tx.commit().map_err(sql)?;
         failpoint::reach("commit.done");
-        if now >= self.alive + super::ALIVE_EVERY {
+        if alive {
             self.alive = now;
         }
-        self.commits += staged.len() as u64;
+        self.commits += 1;
+        self.fold(commit, encoded)
+    }
+
+    /// Folds a written commit's values into its workflow's fold, and compacts the workflow
+    /// once enough steps have gathered.
+    fn fold(&mut self, commit: &Commit<'_>, encoded: Encoded) -> Result<(), NodeError> {
+        let workflow_id = commit.workflow_id;
+        let steps = commit.steps.max(1);
         if !self.folds.contains_key(&workflow_id) {
             // Steps committed since the last compaction, by earlier runs.
             let uncompacted: i64 = self
@@ -200,57 +191,47 @@ impl SqliteStore {
                     [signed(workflow_id)],
                     |r| r.get(0),
                 )
-                .map_err(sql)?;
-            let now: u64 = staged.iter().map(|c| c.steps).sum();
+                .map_err(|e| NodeError::sqlite(&self.file, e))?;
             let fold = Fold {
-                earlier: unsigned(uncompacted.max(0)).saturating_sub(now),
+                earlier: unsigned(uncompacted.max(0)).saturating_sub(steps),
                 ..Fold::default()
             };
             self.folds.insert(workflow_id, fold);
         }
         let fold = self.folds.entry(workflow_id).or_default();
-        for c in staged {
-            fold.records += 1;
-            fold.steps += c.steps;
-            for (slot, span) in c.spans {
-                let value = fold.last.entry(slot).or_insert(None);
-                match span.and_then(|r| c.record.get(r)) {
-                    // The slot's buffer is reused: no allocation once a key has been written.
-                    Some(v) => {
-                        let buffer = value.get_or_insert_with(Vec::new);
-                        buffer.clear();
-                        buffer.extend_from_slice(v);
-                    }
-                    None => *value = None,
+        fold.records += 1;
+        fold.steps += steps;
+        for (slot, span) in encoded.spans {
+            let value = fold.last.entry(slot).or_insert(None);
+            match span.and_then(|r| encoded.record.get(r)) {
+                // The slot's buffer is reused: no allocation once a key has been written.
+                Some(v) => {
+                    let buffer = value.get_or_insert_with(Vec::new);
+                    buffer.clear();
+                    buffer.extend_from_slice(v);
                 }
+                None => *value = None,
             }
-            let mut record = c.record;
-            record.clear();
-            self.spare.push(record);
         }
+        let mut record = encoded.record;
+        record.clear();
+        self.spare.push(record);
         if self.compact_every > 0 && fold.earlier + fold.steps >= self.compact_every {
             // The commit stands whatever happens here; a failed compaction is retried later.
             if let Err(e) = self.compact(workflow_id) {
-                tracing::warn!(error = %e, workflow = %workflow, "compaction failed");
+                tracing::warn!(error = %e, workflow = %commit.workflow, "compaction failed");
             }
         }
         Ok(())
     }
 }
 
-/// A commit encoded, its bytes owned.
-pub(super) struct Staged {
-    workflow_id: u64,
-    workflow: String,
-    step: u64,
-    /// Steps the commit covers.
-    steps: u64,
+/// What of a commit the store encodes before writing it.
+struct Encoded {
+    /// The changelog record.
     record: Vec<u8>,
+    /// Where each written value lies in the record.
     spans: Vec<Span>,
-    /// The input position after the step: stream and next offset.
-    input: Option<(String, u64)>,
-    /// The atoms produced: stream, offset and stored bytes.
-    atoms: Vec<(String, u64, Vec<u8>)>,
-    /// Replies given, by ask (stored bytes).
-    answered: Vec<(AskId, Vec<u8>)>,
+    /// The produced atoms' stored bytes, in the order of `Commit::outputs`.
+    atoms: Vec<Vec<u8>>,
 }

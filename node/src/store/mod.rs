@@ -201,10 +201,7 @@ fn now_seconds() -> u64 {
 
 impl Storage for SqliteStore {
     fn commit(&mut self, commit: &Commit<'_>) -> Result<(), StorageError> {
-        let written = self
-            .encode(commit)
-            .and_then(|staged| self.write_staged(vec![staged]));
-        match written {
+        match self.write(commit) {
             Ok(()) => {
                 self.last_error = None;
                 Ok(())

@@ -398,10 +398,11 @@ fn committed_sum_of(store: &SqliteStore, path: &str) -> u64 {
         .sum()
 }
 
-#[test]
-fn a_replayed_asking_atom_gets_the_kept_replies_and_nothing_is_applied_twice() {
+/// Runs the crash app with `options` until its replier has committed answers its asker has
+/// not, crashes it, waits `downtime`, and runs it again to the end: what it committed.
+fn replay_with_the_replier_ahead(options: fn() -> StoreOptions, downtime: Duration) -> Committed {
     let dir = tempfile::tempdir().expect("dir");
-    let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+    let store = SqliteStore::open(dir.path(), options()).expect("store");
     let mut first = pods_sdk::DeterministicSystem::with_storage(11, store);
     first.launch(app()).expect("launch");
     assert!(
@@ -410,12 +411,18 @@ fn a_replayed_asking_atom_gets_the_kept_replies_and_nothing_is_applied_twice() {
     );
     // A crash: the staged steps go; the asker replays its atom and asks again.
     drop(first);
-    let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+    std::thread::sleep(downtime);
+    let store = SqliteStore::open(dir.path(), options()).expect("store");
     let mut second = pods_sdk::DeterministicSystem::with_storage(12, store);
     second.launch(app()).expect("launch");
     second.run_until_quiescent();
     drop(second);
-    let done = committed(dir.path());
+    committed(dir.path())
+}
+
+#[test]
+fn a_replayed_asking_atom_gets_the_kept_replies_and_nothing_is_applied_twice() {
+    let done = replay_with_the_replier_ahead(StoreOptions::default, Duration::ZERO);
     let per_key = (EVENTS / KEYS) as u64;
     assert_eq!(done.counts, vec![per_key; KEYS as usize]);
     assert_eq!(
@@ -430,27 +437,12 @@ fn a_replayed_asking_atom_gets_the_kept_replies_and_nothing_is_applied_twice() {
 /// still answers the replayed asks from them.
 #[test]
 fn kept_replies_outlast_a_downtime_longer_than_they_are_kept() {
-    let dir = tempfile::tempdir().expect("dir");
     let options = || StoreOptions {
         answers_kept: Duration::from_secs(2),
         ..StoreOptions::default()
     };
-    let store = SqliteStore::open(dir.path(), options()).expect("store");
-    let mut first = pods_sdk::DeterministicSystem::with_storage(11, store);
-    first.launch(app()).expect("launch");
-    assert!(
-        run_until_the_replier_is_ahead(&mut first),
-        "the replier never got ahead of its asker"
-    );
-    drop(first);
     // Down for longer than replies are kept.
-    std::thread::sleep(Duration::from_secs(4));
-    let store = SqliteStore::open(dir.path(), options()).expect("store");
-    let mut second = pods_sdk::DeterministicSystem::with_storage(12, store);
-    second.launch(app()).expect("launch");
-    second.run_until_quiescent();
-    drop(second);
-    let done = committed(dir.path());
+    let done = replay_with_the_replier_ahead(options, Duration::from_secs(4));
     let per_key = (EVENTS / KEYS) as u64;
     assert_eq!(
         done.applied,

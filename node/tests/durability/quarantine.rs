@@ -37,18 +37,8 @@ fn poisoned_child() {
 
 #[test]
 fn an_atom_that_crashes_every_launch_is_quarantined() {
-    let dir = tempfile::tempdir().expect("dir");
-    let endings = crate::launch_until_done("quarantine::poisoned_child", POISON_DIR, dir.path());
     // The first run and three relaunches crash on the atom; the fifth launch sets it aside.
-    assert_eq!(
-        endings,
-        ["crashed", "crashed", "crashed", "crashed", "done"],
-        "crash, three relaunches that crash on the same atom, then quarantine"
-    );
-    let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
-    let quarantined = store.quarantined().expect("quarantine");
-    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
-    let q = &quarantined[0];
+    let (dir, q) = quarantined_after_a_crash_loop("quarantine::poisoned_child", POISON_DIR);
     assert_eq!(
         (q.workflow.as_str(), q.stream.as_str(), q.offset),
         ("/poison/workflows/count", "/poison/generators/g/stream", 42)
@@ -75,6 +65,7 @@ fn an_atom_that_crashes_every_launch_is_quarantined() {
         "the whole atom is kept"
     );
     // Every other atom was counted exactly once.
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
     let workflow = pods_sdk::Path::parse("/poison/workflows/count").expect("path");
     let r = store.recover(workflow.stable_id()).expect("recover");
     let total: u64 = r
@@ -130,6 +121,25 @@ fn poisoned_continuation_child() {
     run_child(CONTINUATION_DIR, poisoned_continuation_app);
 }
 
+/// Launches `child` until it stops crashing; checks it crashed on the first run and three
+/// relaunches and the fifth launch set one atom aside: returns it, and the data dir.
+fn quarantined_after_a_crash_loop(
+    child: &str,
+    env: &str,
+) -> (tempfile::TempDir, pods_node::Quarantined) {
+    let dir = tempfile::tempdir().expect("dir");
+    let endings = crate::launch_until_done(child, env, dir.path());
+    assert_eq!(
+        endings,
+        ["crashed", "crashed", "crashed", "crashed", "done"],
+        "crash, three relaunches that crash on the same atom, then quarantine"
+    );
+    let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
+    let mut quarantined = store.quarantined().expect("quarantine");
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    (dir, quarantined.remove(0))
+}
+
 /// In child mode (`env` names the data dir): runs `app` on a node there until nothing is left.
 fn run_child(env: &str, app: fn() -> App) {
     let Some(dir) = std::env::var_os(env) else {
@@ -145,22 +155,10 @@ fn run_child(env: &str, app: fn() -> App) {
 /// tries one uncommitted atom at a time, so the crashing atom is counted and set aside.
 #[test]
 fn a_continuation_that_crashes_every_launch_is_quarantined() {
-    let dir = tempfile::tempdir().expect("dir");
-    let endings = crate::launch_until_done(
-        "quarantine::poisoned_continuation_child",
-        CONTINUATION_DIR,
-        dir.path(),
-    );
+    let (_dir, q) =
+        quarantined_after_a_crash_loop("quarantine::poisoned_continuation_child", CONTINUATION_DIR);
     assert_eq!(
-        endings,
-        ["crashed", "crashed", "crashed", "crashed", "done"],
-        "crash, three relaunches that crash on the same atom, then quarantine"
-    );
-    let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("store");
-    let quarantined = store.quarantined().expect("quarantine");
-    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
-    assert_eq!(
-        (quarantined[0].stream.as_str(), quarantined[0].offset),
+        (q.stream.as_str(), q.offset),
         ("/contpoison/generators/g/stream", 42)
     );
 }
