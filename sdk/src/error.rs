@@ -136,6 +136,15 @@ pub enum Error {
         /// The generator's path.
         path: String,
     },
+    /// An app whose elements would lie below `/peers`, the part of the registry that names
+    /// other processes' elements.
+    #[error(
+        "app {app} is refused: paths below /peers name the elements of other processes; give the app another name"
+    )]
+    ReservedPath {
+        /// The app's path.
+        app: String,
+    },
     /// The storage refused a read or a commit.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -211,6 +220,14 @@ pub enum AskError {
         /// The ask's id.
         ask: String,
     },
+    /// The reply came from another process, encoded, and its bytes are not a value of the
+    /// asker's reply type (the two sides disagree on the portal's types).
+    Undecodable {
+        /// The ask's id.
+        ask: String,
+        /// The decoder's message.
+        message: String,
+    },
     /// No reply came within the ask's deadline; a reply arriving later is dropped.
     Timeout {
         /// The portal's path.
@@ -238,12 +255,34 @@ impl fmt::Display for AskError {
                 )
             }
             AskError::WrongReplyType { ask } => write!(f, "ask {ask}: reply of the wrong type"),
+            AskError::Undecodable { ask, message } => {
+                write!(
+                    f,
+                    "ask {ask}: the encoded reply cannot be decoded: {message}"
+                )
+            }
             AskError::Timeout { portal, after_ms } => {
                 write!(
                     f,
                     "ask to {portal}: no reply within its deadline of {after_ms} ms"
                 )
             }
+        }
+    }
+}
+
+impl AskError {
+    /// The same error naming `portal` as the portal asked (an error from another process names
+    /// the portal by its path there).
+    pub(crate) fn asked_at(self, portal: &str) -> AskError {
+        let portal = portal.to_owned();
+        match self {
+            AskError::UnknownPortal { .. } => AskError::UnknownPortal { portal },
+            AskError::ReplierFailed { .. } => AskError::ReplierFailed { portal },
+            AskError::Denied { .. } => AskError::Denied { portal },
+            AskError::WrongRequestType { .. } => AskError::WrongRequestType { portal },
+            AskError::Timeout { after_ms, .. } => AskError::Timeout { portal, after_ms },
+            other @ (AskError::WrongReplyType { .. } | AskError::Undecodable { .. }) => other,
         }
     }
 }
@@ -265,5 +304,34 @@ impl Outcome for () {
 impl<E: fmt::Display> Outcome for Result<(), E> {
     fn into_result(self) -> Result<(), TaskError> {
         self.map_err(|e| TaskError::new(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_from_another_process_names_the_portal_as_asked() {
+        let far = AskError::Timeout {
+            portal: "/math/portals/double".into(),
+            after_ms: 5,
+        };
+        assert_eq!(
+            far.asked_at("/peers/b/math/portals/double"),
+            AskError::Timeout {
+                portal: "/peers/b/math/portals/double".into(),
+                after_ms: 5
+            }
+        );
+        let undecodable = AskError::Undecodable {
+            ask: "a".into(),
+            message: "m".into(),
+        };
+        assert_eq!(undecodable.clone().asked_at("/p"), undecodable);
+        assert_eq!(
+            undecodable.to_string(),
+            "ask a: the encoded reply cannot be decoded: m"
+        );
     }
 }

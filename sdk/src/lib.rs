@@ -8,6 +8,8 @@
 //! request/reply services answered by a `replier` task and asked from any processor with
 //! [`Ctx::ask`], whose reply a continuation handles ([`Ctx::on_reply`], [`Ctx::on_replies`]).
 //! Every element has a registry path, and later apps refer to earlier apps' elements by it.
+//! A portal path below `/peers` names a portal of another process: asks to it leave through a
+//! [`Gateway`], and a system answers asks from other processes with `ask_inbound`.
 //!
 //! A workflow processes one whole atom at a time and commits it at once (state changes, output
 //! atom, asks and replies) through the [`Storage`] trait: no observer sees half an atom.
@@ -54,6 +56,7 @@ mod gate;
 mod ops;
 mod path;
 mod portal;
+mod remote;
 mod runtime;
 mod storage;
 mod task;
@@ -64,6 +67,7 @@ pub use error::{AskError, Error, Outcome, StorageError, TaskError};
 pub use gate::{AllowAll, Decision, PolicyGate};
 pub use path::Path;
 pub use portal::{AskId, Portal, ReplyHandle, ReplyTo};
+pub use remote::{Gateway, OutboundAsk};
 pub use runtime::deterministic::DeterministicSystem;
 pub use runtime::threaded::{ThreadedConfig, ThreadedSystem};
 pub use runtime::units::{Feeder, Subscription};

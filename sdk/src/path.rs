@@ -71,7 +71,35 @@ impl Path {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this path names an element of another process: its first segment is `peers`
+    /// and more follow (`/peers/bob/shop/portals/stock`). Asks to such a portal leave the
+    /// system through its [`Gateway`](crate::Gateway); `/peers` itself names no element.
+    pub fn is_remote(&self) -> bool {
+        self.0.starts_with(PEERS_PREFIX)
+    }
+
+    /// Whether this path is `/peers` or lies below it (the part of the registry reserved for
+    /// other processes).
+    pub(crate) fn is_reserved(&self) -> bool {
+        self.is_remote() || self.is_peers()
+    }
+
+    /// Whether this path is `/peers` itself.
+    pub(crate) fn is_peers(&self) -> bool {
+        &*self.0 == PEERS
+    }
+
+    /// `/peers`: the origin of asks that came from another process (never a workflow).
+    pub(crate) fn peers() -> Path {
+        Path(Arc::from(PEERS))
+    }
 }
+
+/// The root of the paths of other processes' elements.
+const PEERS: &str = "/peers";
+/// What a remote path starts with.
+const PEERS_PREFIX: &str = "/peers/";
 
 /// Checks one name (an app, workflow, portal, … name).
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
@@ -121,5 +149,20 @@ mod tests {
             Path::parse("/a/b c"),
             Err(Error::InvalidPath { .. })
         ));
+    }
+
+    #[test]
+    fn only_paths_below_peers_are_remote() {
+        let remote = |text: &str| Path::parse(text).map(|p| p.is_remote()).ok();
+        assert_eq!(remote("/peers/bob/shop/portals/stock"), Some(true));
+        assert_eq!(remote("/peers/bob"), Some(true));
+        assert_eq!(
+            remote("/peers"),
+            Some(false),
+            "/peers itself names no element"
+        );
+        assert_eq!(remote("/peersx/a"), Some(false));
+        assert_eq!(remote("/shop/peers/a"), Some(false));
+        assert!(Path::peers().is_reserved() && !Path::peers().is_remote());
     }
 }

@@ -114,6 +114,23 @@ pub(crate) struct Origin {
     pub task: u32,
 }
 
+impl Origin {
+    /// The origin of an ask that came from another process: its reply leaves the system
+    /// through the callback given with the ask. `/peers` is never a workflow's path.
+    pub(crate) fn external() -> Origin {
+        Origin {
+            workflow: Path::peers(),
+            partition: 0,
+            task: 0,
+        }
+    }
+
+    /// Whether the ask came from another process.
+    pub(crate) fn is_external(&self) -> bool {
+        self.workflow.is_peers()
+    }
+}
+
 /// A request on its way to a portal's replier.
 pub(crate) struct AskMsg {
     pub id: AskId,

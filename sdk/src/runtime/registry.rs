@@ -65,6 +65,12 @@ fn definitions(app: &App) -> HashMap<Path, Def> {
 
 /// Checks that `app` can be launched into a system with `registry`; changes nothing.
 pub(crate) fn check_launch(app: &App, registry: &Registry) -> Result<(), Error> {
+    // `/peers` names other processes' elements: no app defines anything there.
+    if app.path.is_reserved() {
+        return Err(Error::ReservedPath {
+            app: app.path.to_string(),
+        });
+    }
     if registry.apps.contains(&app.path) {
         return Err(Error::DuplicatePath {
             path: app.path.to_string(),
@@ -85,6 +91,10 @@ pub(crate) fn check_launch(app: &App, registry: &Registry) -> Result<(), Error> 
     };
     let expect =
         |path: &Path, kind: Kind, ty: TypeInfo, ty2: Option<TypeInfo>| -> Result<(), Error> {
+            // A remote portal's types are checked on the far side, when it is asked.
+            if kind == Kind::Portal && path.is_remote() {
+                return Ok(());
+            }
             let Some((found_kind, found_ty, found_ty2)) = lookup(path) else {
                 return Err(Error::UnknownPath {
                     path: path.to_string(),
@@ -159,4 +169,63 @@ fn replier_workflow(registry: &Registry, portal: &Entry) -> String {
         .find(|(_, e)| e.kind == Kind::Workflow && Some(e.target) == unit)
         .map(|(p, _)| p.to_string())
         .unwrap_or_else(|| "another workflow".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::AppBuilder;
+
+    fn asker(name: &str, portal: &str) -> App {
+        let app = AppBuilder::new(name);
+        let remote = app.portal_ref::<i64, i64>(portal);
+        let g = app.generator_from_atoms("g", vec![vec![1i64]]);
+        let p = remote.clone();
+        app.workflow("w")
+            .source(&g)
+            .asker(&remote, move |ctx: &mut crate::Ctx<'_, i64>, x: i64| {
+                let _ = ctx.ask(&p, x);
+            })
+            .sink();
+        app.build().unwrap_or_else(|e| panic!("builds: {e}"))
+    }
+
+    #[test]
+    fn references_and_asks_to_remote_portals_are_checked_on_the_far_side() {
+        let registry = Registry::default();
+        let app = asker("a", "/peers/bob/shop/portals/stock");
+        assert_eq!(check_launch(&app, &registry), Ok(()));
+    }
+
+    #[test]
+    fn anything_else_below_peers_is_unknown() {
+        let registry = Registry::default();
+        let app = AppBuilder::new("a");
+        let s = app.stream_ref::<i64>("/peers/bob/shop/workflows/w/stream");
+        app.workflow("w").source(&s).identity().sink();
+        let app = app.build().unwrap_or_else(|e| panic!("builds: {e}"));
+        assert!(matches!(
+            check_launch(&app, &registry),
+            Err(Error::UnknownPath { path, .. }) if path == "/peers/bob/shop/workflows/w/stream"
+        ));
+        let app = asker("b", "/peers");
+        assert!(
+            matches!(
+                check_launch(&app, &registry),
+                Err(Error::UnknownPath { .. })
+            ),
+            "/peers itself is no remote portal"
+        );
+    }
+
+    #[test]
+    fn an_app_named_peers_is_refused() {
+        let app = asker("peers", "/peers/bob/shop/portals/stock");
+        assert_eq!(
+            check_launch(&app, &Registry::default()),
+            Err(Error::ReservedPath {
+                app: "/peers".to_owned()
+            })
+        );
+    }
 }

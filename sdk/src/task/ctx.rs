@@ -8,6 +8,7 @@ use crate::batch::Columns;
 use crate::data::{Data, Envelope, Key};
 use crate::error::{AskError, Outcome, TaskError};
 use crate::portal::{AskId, AskMsg, Portal, ReplyHandle, ReplyMsg, ReplyTo};
+use crate::remote::{self, Encoded, Untyped};
 use crate::task::continuations::{Body, Continuations, Pending, Replies};
 use crate::task::effects::Effects;
 use crate::task::state::StateTables;
@@ -74,6 +75,22 @@ impl<'a, Out: Data> Ctx<'a, Out> {
             )));
         }
         let id = self.fx.next_ask_id();
+        // A remote portal's types are checked on the far side: its request leaves encoded.
+        let request: Box<dyn Any + Send> = if portal.path.is_remote() {
+            match Encoded::of(&request) {
+                Ok(encoded) => Box::new(encoded),
+                Err(e) => {
+                    let message = format!("cannot encode the request to {}: {e}", portal.path);
+                    self.fx.fail(TaskError::new(message));
+                    return ReplyHandle {
+                        id,
+                        _rep: PhantomData,
+                    };
+                }
+            }
+        } else {
+            Box::new(request)
+        };
         if self.fx.record_answers {
             // Until a continuation takes it, its reply is awaited all the same: the asking
             // atom commits once the replier committed the ask.
@@ -88,7 +105,7 @@ impl<'a, Out: Data> Ctx<'a, Out> {
             id,
             portal: portal.path.clone(),
             from: self.fx.origin(),
-            request: Box::new(request),
+            request,
             envelope,
         });
         ReplyHandle {
@@ -188,31 +205,51 @@ impl<'a, Out: Data> Ctx<'a, Out> {
         } else {
             to.envelope
         };
-        if self.fx.record_answers {
-            let mut encoded = Vec::new();
-            match ciborium::into_writer(&reply, &mut encoded) {
-                Ok(()) => self.fx.answers.push((to.id, encoded)),
+        // A reply to another process leaves encoded; a recorded reply is kept encoded.
+        let external = to.to.is_external();
+        let encoded = if self.fx.record_answers || external {
+            match Encoded::of(&reply) {
+                Ok(encoded) => Some(encoded),
                 Err(e) => {
-                    let message = format!("cannot record the reply to ask {}: {e}", to.id);
+                    let message = format!("cannot encode the reply to ask {}: {e}", to.id);
                     self.fx.fail(TaskError::new(message));
                     return;
                 }
             }
-        }
+        } else {
+            None
+        };
+        let value: Box<dyn Any + Send> = match encoded {
+            Some(encoded) if external => {
+                if self.fx.record_answers {
+                    self.fx.answers.push((to.id, encoded.0.clone()));
+                }
+                Box::new(encoded)
+            }
+            Some(encoded) => {
+                self.fx.answers.push((to.id, encoded.0));
+                Box::new(reply)
+            }
+            None => Box::new(reply),
+        };
         self.fx.replies.push(ReplyMsg {
             id: to.id,
             to: to.to,
-            reply: Ok(Box::new(reply)),
+            reply: Ok(value),
             envelope,
         });
     }
 }
 
+/// A reply value as `Rep`: the value itself, or decoded if it came from another process.
 fn downcast_reply<Rep: Data>(value: Box<dyn Any + Send>, ask: AskId) -> Result<Rep, AskError> {
-    value
-        .downcast::<Rep>()
-        .map(|b| *b)
-        .map_err(|_| AskError::WrongReplyType {
+    remote::take::<Rep>(value).map_err(|e| match e {
+        Untyped::Other => AskError::WrongReplyType {
             ask: ask.to_string(),
-        })
+        },
+        Untyped::Undecodable(message) => AskError::Undecodable {
+            ask: ask.to_string(),
+            message,
+        },
+    })
 }

@@ -6,6 +6,7 @@ use crate::batch::{Batch, Columns, downcast};
 use crate::data::{Data, Key};
 use crate::error::{AskError, Outcome, TaskError};
 use crate::portal::{AskMsg, KeyFn, ReplyMsg, ReplyTo};
+use crate::remote::{self, Encoded};
 use crate::storage::StateWrite;
 use crate::task::Task;
 use crate::task::continuations::Continuations;
@@ -44,8 +45,9 @@ pub(crate) trait AskHandler<Out>: Send + Sync {
     /// Answers one ask in `ctx` (whose key and envelope it sets).
     fn handle(&self, ctx: &mut Ctx<'_, Out>, ask: AskMsg) -> Result<(), TaskError>;
 
-    /// The key of an ask's request (`None` if the request is not of the portal's type).
-    fn key(&self, ask: &AskMsg) -> Option<Key>;
+    /// The key of an ask's request (`None` if the request is not of the portal's type). An
+    /// encoded request (from another process) is decoded in place first.
+    fn key(&self, ask: &mut AskMsg) -> Option<Key>;
 
     /// A reply recorded by [`Ctx::reply`] (its encoding), as a reply value again.
     fn decode_reply(&self, bytes: &[u8]) -> Result<Box<dyn std::any::Any + Send>, String>;
@@ -58,7 +60,13 @@ pub(crate) struct Replier<Req, Rep, Out> {
 }
 
 impl<Req: Data, Rep: Data, Out: Data> AskHandler<Out> for Replier<Req, Rep, Out> {
-    fn key(&self, ask: &AskMsg) -> Option<Key> {
+    fn key(&self, ask: &mut AskMsg) -> Option<Key> {
+        if let Some(encoded) = ask.request.downcast_ref::<Encoded>()
+            && let Ok(request) = encoded.decode::<Req>()
+        {
+            // Decoded once, here; the handler then finds the typed request.
+            ask.request = Box::new(request);
+        }
         ask.request.downcast_ref::<Req>().map(|r| (self.key_fn)(r))
     }
 
@@ -69,8 +77,10 @@ impl<Req: Data, Rep: Data, Out: Data> AskHandler<Out> for Replier<Req, Rep, Out>
     }
 
     fn handle(&self, ctx: &mut Ctx<'_, Out>, ask: AskMsg) -> Result<(), TaskError> {
-        let request = match ask.request.downcast::<Req>() {
-            Ok(r) => *r,
+        // A request from another process comes encoded; bytes that are no `Req` are a request
+        // of the wrong type like any other.
+        let request = match remote::take::<Req>(ask.request) {
+            Ok(r) => r,
             Err(_) => {
                 // Only this ask fails: its asker gets a typed error, the replier carries on.
                 let portal = ask.portal.to_string();
@@ -188,7 +198,7 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
         Some(Box::new(out))
     }
 
-    fn ask_key(&self, ask: &AskMsg) -> Option<Key> {
+    fn ask_key(&self, ask: &mut AskMsg) -> Option<Key> {
         self.on_ask.as_ref().and_then(|h| h.key(ask))
     }
 

@@ -47,8 +47,8 @@ pub(crate) trait Task: Send {
     }
 
     /// The key of an ask's request, which decides the partition that answers it (replier
-    /// tasks only; `None` sends the ask to partition 0).
-    fn ask_key(&self, _ask: &AskMsg) -> Option<crate::data::Key> {
+    /// tasks only; `None` sends the ask to partition 0). An encoded request is decoded in place.
+    fn ask_key(&self, _ask: &mut AskMsg) -> Option<crate::data::Key> {
         None
     }
 

@@ -65,6 +65,11 @@ impl Deadlines {
         self.limit = limit;
     }
 
+    /// How long asks routed now wait for their reply; `None`: forever.
+    pub(crate) fn limit(&self) -> Option<Duration> {
+        self.limit
+    }
+
     fn now(&self) -> Duration {
         match &self.clock {
             Clock::Real(base) => base.elapsed(),

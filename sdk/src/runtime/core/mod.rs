@@ -8,6 +8,7 @@
 
 pub(crate) mod deadline;
 mod launch;
+pub(crate) mod remote;
 pub(crate) mod resume;
 mod route;
 mod step;
@@ -127,6 +128,8 @@ pub(crate) struct Core {
     pub woken: Vec<usize>,
     /// The deadlines of asks in flight.
     pub deadlines: deadline::Deadlines,
+    /// Asks across processes in flight, and what to carry out for them outside the lock.
+    pub remote: remote::Remote,
 }
 
 impl Core {
@@ -144,6 +147,7 @@ impl Core {
             neighbors: Vec::new(),
             woken: Vec::new(),
             deadlines: deadline::Deadlines::real(None),
+            remote: remote::Remote::default(),
         }
     }
 
@@ -159,6 +163,8 @@ impl Core {
         if expired.is_empty() {
             return false;
         }
+        // A remote portal's reply after its deadline finds no origin and is dropped.
+        self.remote.expired(&expired);
         self.route_replies(expired);
         true
     }

@@ -1,13 +1,17 @@
 //! Routing what a committed workflow step released: its atom to its output stream, asks to
-//! repliers, replies to askers; and sealing or failing a workflow.
+//! repliers (or to other processes), replies to askers (or to other processes); asks and
+//! replies arriving from other processes; and sealing or failing a workflow.
 
 use std::collections::HashMap;
 
+use super::remote::{Respond, inbound_ask};
 use super::{Core, Unit};
 use crate::builder::spec::Kind;
-use crate::error::AskError;
+use crate::data::Envelope;
+use crate::error::{AskError, Error};
 use crate::path::Path;
-use crate::portal::{AskMsg, ReplyMsg};
+use crate::portal::{AskId, AskMsg, ReplyMsg};
+use crate::remote::Encoded;
 use crate::runtime::engine::StepOutput;
 use crate::runtime::stream::End;
 
@@ -30,22 +34,36 @@ impl Core {
     }
 
     /// Delivers asks to their repliers, one batch per portal, or answers them with an error:
-    /// the portal does not exist, its replier failed, or the request is not of its type.
+    /// the portal does not exist, its replier failed, or the request is not of its type. Asks
+    /// to remote portals leave through the gateway (all of this pass in one call, at the next
+    /// flush), or fail with `UnknownPortal` if there is none.
     fn route_asks(&mut self, asks: Vec<AskMsg>) {
         let mut batches: Vec<(Path, Vec<AskMsg>)> = Vec::new();
+        let mut remote = Vec::new();
         for ask in asks {
             self.deadlines.watch(&ask);
+            if ask.portal.is_remote() {
+                remote.push(ask);
+                continue;
+            }
             match batches.iter_mut().find(|(p, _)| *p == ask.portal) {
                 Some((_, b)) => b.push(ask),
                 None => batches.push((ask.portal.clone(), vec![ask])),
             }
         }
-        let mut failed = Vec::new();
+        let mut failed = if remote.is_empty() {
+            Vec::new()
+        } else {
+            self.remote.send(remote, self.deadlines.limit())
+        };
         for (portal, batch) in batches {
             let entry = self.registry.get(&portal, Kind::Portal);
             let (target, request_type) = (entry.and_then(|e| e.replier), entry.map(|e| e.ty.id));
+            // An encoded request (from another process) is decoded, and checked, by the replier.
             let (good, wrong): (Vec<AskMsg>, Vec<AskMsg>) = batch.into_iter().partition(|a| {
-                Some((*a.request).type_id()) == request_type || request_type.is_none()
+                Some((*a.request).type_id()) == request_type
+                    || request_type.is_none()
+                    || (*a.request).is::<Encoded>()
             });
             failed.extend(wrong.into_iter().map(|a| {
                 let portal = portal.to_string();
@@ -97,6 +115,11 @@ impl Core {
             }
         }
         for (path, batch) in batches {
+            if path.is_peers() {
+                // Replies to asks from other processes leave through their callbacks.
+                self.remote.reply(batch);
+                continue;
+            }
             let unit = self.registry.get(&path, Kind::Workflow).map(|e| e.target);
             if let Some(u) = unit
                 && let Some(Unit::Workflow(w)) = self.units.get_mut(u)
@@ -105,6 +128,50 @@ impl Core {
                 w.replies.push_back(batch);
                 self.woken.push(u);
             }
+        }
+    }
+
+    /// Takes an ask from another process to local portal `portal`: it enters the replier's
+    /// queue as a local ask would, with its deadline, and its reply (or error) goes to
+    /// `respond` at a flush after the replier's step committed. The same id asked again while
+    /// it is being answered is not answered twice: `respond` gets the same reply.
+    pub(crate) fn ask_inbound(
+        &mut self,
+        portal: &Path,
+        id: AskId,
+        request: Vec<u8>,
+        envelope: Option<Envelope>,
+        respond: Respond,
+    ) -> Result<(), Error> {
+        let portal = self.inbound_portal(portal)?;
+        if self.remote.take(id, respond) {
+            self.route_asks(vec![inbound_ask(portal, id, request, envelope)]);
+        }
+        Ok(())
+    }
+
+    /// The registered path of local portal `portal`, which asks from other processes may
+    /// ask: `UnknownPath` if no element has it, `WrongKind` if it is not a portal.
+    pub(crate) fn inbound_portal(&self, portal: &Path) -> Result<Path, Error> {
+        match self.registry.entries.get_key_value(portal) {
+            Some((path, entry)) if entry.kind == Kind::Portal => Ok(path.clone()),
+            Some((_, entry)) => Err(Error::WrongKind {
+                path: portal.to_string(),
+                expected: Kind::Portal.name(),
+                found: entry.kind.name(),
+            }),
+            None => Err(Error::UnknownPath {
+                path: portal.to_string(),
+                referrer: "an ask from another process".to_owned(),
+            }),
+        }
+    }
+
+    /// Routes the reply another process gave to ask `id`, which this system sent to a remote
+    /// portal, to its asker; dropped if no ask waits for it (unknown, or timed out).
+    pub(crate) fn answer_outbound(&mut self, id: AskId, reply: Result<Vec<u8>, AskError>) {
+        if let Some(reply) = self.remote.answer(id, reply) {
+            self.route_replies(vec![reply]);
         }
     }
 

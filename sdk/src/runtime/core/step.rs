@@ -333,25 +333,33 @@ const MERGED_ASKS: usize = 4096;
 /// The next batch of asks for one replier node: the first queued batch, merged with the
 /// batches queued behind it for the same node from other askers (up to [`MERGED_ASKS`]), so
 /// many askers cost the replier one step. Batches of one asker stay apart, so that each of its
-/// steps gets its replies in a batch of their own.
+/// steps gets its replies in a batch of their own; asks from other processes, whose replies
+/// leave one by one, merge with any.
 fn next_asks(
     queue: &mut std::collections::VecDeque<(usize, Vec<crate::portal::AskMsg>)>,
 ) -> Option<(usize, Vec<crate::portal::AskMsg>)> {
     let (node, mut asks) = queue.pop_front()?;
-    let mut askers: std::collections::HashSet<Path> =
-        asks.iter().map(|a| a.from.workflow.clone()).collect();
+    let mut askers: std::collections::HashSet<Path> = local_askers(&asks).collect();
     while let Some((next, batch)) = queue.front() {
         let mergeable = *next == node
             && asks.len() + batch.len() <= MERGED_ASKS
-            && batch.iter().all(|a| !askers.contains(&a.from.workflow));
+            && batch
+                .iter()
+                .all(|a| a.from.is_external() || !askers.contains(&a.from.workflow));
         if !mergeable {
             break;
         }
         let Some((_, batch)) = queue.pop_front() else {
             break;
         };
-        askers.extend(batch.iter().map(|a| a.from.workflow.clone()));
+        askers.extend(local_askers(&batch));
         asks.extend(batch);
     }
     Some((node, asks))
+}
+
+/// The asking workflows of a batch of asks (not other processes).
+fn local_askers(batch: &[crate::portal::AskMsg]) -> impl Iterator<Item = Path> + '_ {
+    let local = batch.iter().filter(|a| !a.from.is_external());
+    local.map(|a| a.from.workflow.clone())
 }

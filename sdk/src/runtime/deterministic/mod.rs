@@ -1,11 +1,17 @@
 //! The deterministic runtime: one thread, one step at a time, the next unit chosen by a seeded
 //! random generator, so a seed fixes the interleaving and the outputs.
 
+use std::sync::{Arc, Mutex};
+
 use crate::builder::App;
-use crate::data::Data;
-use crate::error::Error;
+use crate::data::{Data, Envelope};
+use crate::error::{AskError, Error};
 use crate::gate::PolicyGate;
+use crate::path::Path;
+use crate::portal::AskId;
+use crate::remote::Gateway;
 use crate::runtime::core::deadline::Deadlines;
+use crate::runtime::core::remote::Respond;
 use crate::runtime::core::{Begun, Core};
 use crate::runtime::engine::Parallel;
 use crate::runtime::units::{Feeder, Subscription};
@@ -20,6 +26,23 @@ pub struct DeterministicSystem<S: Storage = MemoryStorage> {
     storage: S,
     /// Scratch list of runnable units, reused by every step.
     scratch_runnable: Vec<usize>,
+    /// Asks and replies from other processes, taken at the next step.
+    inbox: Mutex<Vec<Arrival>>,
+    /// The last step returned quiescent while asks to remote portals waited: the next one
+    /// with nothing new to run moves virtual time.
+    parked: bool,
+}
+
+/// Something another process sent, waiting for the next step.
+enum Arrival {
+    Ask {
+        portal: Path,
+        id: AskId,
+        request: Vec<u8>,
+        envelope: Option<Envelope>,
+        respond: Respond,
+    },
+    Answer(AskId, Result<Vec<u8>, AskError>),
 }
 
 impl DeterministicSystem<MemoryStorage> {
@@ -41,6 +64,8 @@ impl<S: Storage> DeterministicSystem<S> {
             core,
             storage,
             scratch_runnable: Vec::new(),
+            inbox: Mutex::new(Vec::new()),
+            parked: false,
         }
     }
 
@@ -70,6 +95,91 @@ impl<S: Storage> DeterministicSystem<S> {
         self.core.deadlines.set_limit(deadline);
     }
 
+    /// Sends asks to remote portals (paths below `/peers`) through `gateway`; without one,
+    /// such an ask fails at once with [`AskError::UnknownPortal`]. The gateway is called from
+    /// within [`step`](DeterministicSystem::step): keep the asks and answer them with
+    /// [`answer_outbound`](DeterministicSystem::answer_outbound) once the run returned.
+    ///
+    /// Virtual time waits for remote portals once: a run that ends with only asks to remote
+    /// portals waiting returns without moving time, so the host can bring their replies; the
+    /// next run that finds nothing new to do moves time to the next deadline, and the asks
+    /// past it time out.
+    pub fn set_gateway(&mut self, gateway: Arc<dyn Gateway>) {
+        self.core.remote.set_gateway(gateway);
+    }
+
+    /// Takes an ask from another process to local portal `portal` (its request CBOR-encoded,
+    /// decoded by the portal's replier: bytes of another type get
+    /// [`AskError::WrongRequestType`]). The ask enters at the next step and is answered like a
+    /// local one, with this system's ask deadline; `reply` is called once, after the
+    /// replier's step committed, with the reply's encoding or the error (`ReplierFailed`,
+    /// `Denied`, `Timeout`, …). The same `id` asked again while it is being answered is not
+    /// answered twice: each `reply` gets the one reply.
+    ///
+    /// A path that names no portal of this system is refused with [`Error::UnknownPath`] (or
+    /// [`Error::WrongKind`]), and `reply` is dropped uncalled: answer the asker yourself.
+    pub fn ask_inbound(
+        &self,
+        portal: &Path,
+        id: AskId,
+        request: Vec<u8>,
+        envelope: Option<Envelope>,
+        reply: Box<dyn FnOnce(Result<Vec<u8>, AskError>) + Send>,
+    ) -> Result<(), Error> {
+        let portal = self.core.inbound_portal(portal)?;
+        self.arrive(Arrival::Ask {
+            portal,
+            id,
+            request,
+            envelope,
+            respond: reply,
+        });
+        Ok(())
+    }
+
+    /// Gives the reply another process sent (CBOR-encoded, or the error it answered with) to
+    /// ask `id`, which this system sent through its gateway; it reaches the asker at the next
+    /// step. A reply to an unknown ask, or one that timed out, is dropped.
+    pub fn answer_outbound(&self, id: AskId, reply: Result<Vec<u8>, AskError>) {
+        self.arrive(Arrival::Answer(id, reply));
+    }
+
+    fn arrive(&self, arrival: Arrival) {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(arrival);
+    }
+
+    /// Routes what other processes sent since the last step; whether anything came.
+    fn take_arrivals(&mut self) -> bool {
+        let arrivals = std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+        if arrivals.is_empty() {
+            return false;
+        }
+        for arrival in arrivals {
+            match arrival {
+                Arrival::Ask {
+                    portal,
+                    id,
+                    request,
+                    envelope,
+                    respond,
+                } => {
+                    // Checked on arrival, and a launch removes no portal.
+                    if let Err(e) = self
+                        .core
+                        .ask_inbound(&portal, id, request, envelope, respond)
+                    {
+                        tracing::error!(ask = %id, error = %e, "an ask from another process was lost");
+                    }
+                }
+                Arrival::Answer(id, reply) => self.core.answer_outbound(id, reply),
+            }
+        }
+        true
+    }
+
     /// Lets a workflow step take up to `atoms` stream atoms queued for it and commit them
     /// together (group commit; 1, the default, takes one atom per step).
     pub fn set_group_commit(&mut self, atoms: usize) {
@@ -78,7 +188,7 @@ impl<S: Storage> DeterministicSystem<S> {
 
     /// Replaces the policy gate applied to every atom a workflow consumes.
     pub fn set_gate(&mut self, gate: impl PolicyGate + 'static) {
-        self.core.gate = std::sync::Arc::new(gate);
+        self.core.gate = Arc::new(gate);
     }
 
     /// The storage, for inspection.
@@ -131,21 +241,37 @@ impl<S: Storage> DeterministicSystem<S> {
 
     /// Takes one step of one runnable unit, chosen by the seeded generator; `false` if none
     /// could run (the system is quiescent). When nothing can run but an ask waits for its
-    /// reply, virtual time moves to the next deadline and the asks past it time out.
+    /// reply, virtual time moves to the next deadline and the asks past it time out (with asks
+    /// out at remote portals, after one quiescent return: see
+    /// [`set_gateway`](DeterministicSystem::set_gateway)).
     pub fn step(&mut self) -> bool {
+        if self.take_arrivals() {
+            self.parked = false;
+        }
         let mut runnable = std::mem::take(&mut self.scratch_runnable);
         loop {
             runnable.clear();
             runnable.extend((0..self.core.units.len()).filter(|&u| self.core.runnable(u)));
-            if !runnable.is_empty() || !self.core.deadlines.skip_to_next() {
+            if !runnable.is_empty() {
+                break;
+            }
+            // Asks out at other processes: return once before their deadlines pass, so that
+            // the host can bring their replies.
+            if self.core.remote.awaits_replies() && !self.parked {
+                self.parked = true;
+                break;
+            }
+            if !self.core.deadlines.skip_to_next() {
                 break;
             }
             self.core.expire();
         }
+        self.core.remote.flush().run();
         if runnable.is_empty() {
             self.scratch_runnable = runnable;
             return false;
         }
+        self.parked = false;
         let unit = runnable[pick(&mut self.rng, runnable.len())];
         self.scratch_runnable = runnable;
         self.core.woken.clear();
@@ -158,6 +284,7 @@ impl<S: Storage> DeterministicSystem<S> {
                 self.core.finish(unit, done);
             }
         }
+        self.core.remote.flush().run();
         true
     }
 }

@@ -17,6 +17,7 @@ use crate::builder::spec::WorkflowSpec;
 use crate::error::TaskError;
 use crate::path::Path;
 use crate::portal::{AskId, AskMsg, ReplyMsg};
+use crate::remote::Encoded;
 use crate::storage::{InputPosition, Storage};
 pub(crate) use partition::Partition;
 use partition::{Pre, append};
@@ -285,8 +286,18 @@ impl WorkflowInstance {
                 Some(pos)
             }
             StepInput::Asks(node, asks) => {
-                for ask in asks {
+                for mut ask in asks {
                     if let Some(bytes) = self.answered.get(&ask.id) {
+                        // Another process decodes the reply itself: it gets the kept bytes.
+                        if ask.from.is_external() {
+                            self.deduped.push(ReplyMsg {
+                                id: ask.id,
+                                to: ask.from,
+                                reply: Ok(Box::new(Encoded(bytes.clone()))),
+                                envelope: ask.envelope,
+                            });
+                            continue;
+                        }
                         let task = self.parts[0].task(node);
                         match task.and_then(|t| t.decode_reply(bytes)) {
                             Some(Ok(value)) => {
@@ -310,7 +321,7 @@ impl WorkflowInstance {
                     let to = if n == 1 {
                         0
                     } else {
-                        let key = self.parts[0].task(node).and_then(|t| t.ask_key(&ask));
+                        let key = self.parts[0].task(node).and_then(|t| t.ask_key(&mut ask));
                         key.map_or(0, |k| partition_of(k, n))
                     };
                     if let Some(slot) = self.parts[to].pre.get_mut(node) {

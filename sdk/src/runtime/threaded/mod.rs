@@ -45,9 +45,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::builder::App;
-use crate::data::Data;
-use crate::error::Error;
+use crate::data::{Data, Envelope};
+use crate::error::{AskError, Error};
 use crate::gate::PolicyGate;
+use crate::path::Path;
+use crate::portal::AskId;
+use crate::remote::Gateway;
 use crate::runtime::core::deadline::Deadlines;
 use crate::runtime::core::{Core, Source, Unit};
 use crate::runtime::engine::Parallel;
@@ -166,6 +169,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
                 min_step: config.parallel_step,
             },
             keeps_state,
+            flushes: Mutex::default(),
         });
         let weak = Arc::downgrade(&shared);
         let timer = std::thread::Builder::new()
@@ -255,6 +259,54 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         })
     }
 
+    /// Sends asks to remote portals (paths below `/peers`) through `gateway`; without one,
+    /// such an ask fails at once with [`AskError::UnknownPortal`]. The gateway is called
+    /// without the system's lock held, from any worker thread; it may call back into the
+    /// system.
+    pub fn set_gateway(&self, gateway: Arc<dyn Gateway>) {
+        self.shared.lock().core.remote.set_gateway(gateway);
+    }
+
+    /// Takes an ask from another process to local portal `portal` (its request CBOR-encoded,
+    /// decoded by the portal's replier: bytes of another type get
+    /// [`AskError::WrongRequestType`]). The ask enters the replier's queue like a local one,
+    /// with this system's ask deadline, and the workers are woken (a system neither started
+    /// nor running takes it at its next run). `reply` is called once, without the system's
+    /// lock held, after the replier's step committed, with the reply's encoding or the error
+    /// (`ReplierFailed`, `Denied`, `Timeout`, …). The same `id` asked again while it is being
+    /// answered is not answered twice: each `reply` gets the one reply.
+    ///
+    /// A path that names no portal of this system is refused with [`Error::UnknownPath`] (or
+    /// [`Error::WrongKind`]), a stopped system refuses with [`Error::Stopped`]; then `reply` is
+    /// dropped uncalled: answer the asker yourself.
+    pub fn ask_inbound(
+        &self,
+        portal: &Path,
+        id: AskId,
+        request: Vec<u8>,
+        envelope: Option<Envelope>,
+        reply: Box<dyn FnOnce(Result<Vec<u8>, AskError>) + Send>,
+    ) -> Result<(), Error> {
+        let mut st = self.shared.lock();
+        if st.stopping {
+            return Err(Error::Stopped);
+        }
+        let taken = st.core.ask_inbound(portal, id, request, envelope, reply);
+        self.shared.schedule_woken(&mut st);
+        self.shared.unlock(st);
+        taken
+    }
+
+    /// Gives the reply another process sent (CBOR-encoded, or the error it answered with) to
+    /// ask `id`, which this system sent through its gateway, and wakes the asker. A reply to an
+    /// unknown ask, or one that timed out, is dropped.
+    pub fn answer_outbound(&self, id: AskId, reply: Result<Vec<u8>, AskError>) {
+        let mut st = self.shared.lock();
+        st.core.answer_outbound(id, reply);
+        self.shared.schedule_woken(&mut st);
+        self.shared.unlock(st);
+    }
+
     /// Replaces the policy gate applied to every atom a workflow consumes (atoms already
     /// taken keep the gate they were taken with).
     pub fn set_gate(&self, gate: impl PolicyGate + 'static) {
@@ -321,8 +373,12 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         self.shared.unlock(st);
         let mut st = self.shared.lock();
         // Asks waiting for replies keep the run going until they are answered or time out
-        // (unless the system stops: then nothing answers them).
-        while st.running > 0 || (st.core.deadlines.pending() && !st.stopping) {
+        // (unless the system stops: then nothing answers them); so do replies and asks still
+        // to be handed to host code (reply callbacks, the gateway).
+        while st.running > 0
+            || (st.core.deadlines.pending() && !st.stopping)
+            || self.shared.flushing()
+        {
             let wait = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(w) => w,

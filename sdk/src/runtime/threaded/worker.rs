@@ -5,6 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use crate::error::StorageError;
+use crate::runtime::core::remote::Flush;
 use crate::runtime::core::{Begun, Core};
 use crate::runtime::engine::Parallel;
 use crate::storage::{Commit, Storage};
@@ -76,6 +77,18 @@ pub(super) struct Shared<S> {
     /// Whether the storage keeps state values, and whether they survive a restart (asked
     /// once, at start).
     pub keeps_state: (bool, bool),
+    /// What the core gave to carry out outside the lock (asks for the gateway, reply
+    /// callbacks), in the order it gave them.
+    pub flushes: Mutex<Flushes>,
+}
+
+/// Flushes waiting to run, one at a time and in order, whichever thread released them: the
+/// thread that finds none running runs them all, including those queued meanwhile (by other
+/// threads, or by host code it called that called back into the system).
+#[derive(Default)]
+pub(super) struct Flushes {
+    queue: std::collections::VecDeque<Flush>,
+    running: bool,
 }
 
 impl<S: Storage + 'static> Shared<S> {
@@ -92,10 +105,21 @@ impl<S: Storage + 'static> Shared<S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Releases the lock, then starts the pool jobs owed for units queued under it.
+    /// Releases the lock, then hands asks to remote portals to the gateway and replies to
+    /// asks from other processes to their callbacks (host code, which may call back into the
+    /// system), and starts the pool jobs owed for units queued under it.
     pub(super) fn unlock(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
         let jobs = std::mem::take(&mut st.jobs);
+        let flush = st.core.remote.flush();
+        let flushed = !flush.is_empty();
+        if flushed {
+            // Queued under the lock: flushes run in the order the core gave them.
+            self.flushes().queue.push_back(flush);
+        }
         drop(st);
+        if flushed {
+            self.run_flushes();
+        }
         if jobs == 0 {
             return;
         }
@@ -106,6 +130,35 @@ impl<S: Storage + 'static> Shared<S> {
                 pool.spawn(move || shared.job());
             }
         }
+    }
+
+    fn flushes(&self) -> MutexGuard<'_, Flushes> {
+        self.flushes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the queued flushes unless another thread is running them (it runs these too).
+    fn run_flushes(&self) {
+        let mut flushes = self.flushes();
+        if flushes.running {
+            return;
+        }
+        flushes.running = true;
+        while let Some(flush) = flushes.queue.pop_front() {
+            drop(flushes);
+            flush.run();
+            flushes = self.flushes();
+        }
+        flushes.running = false;
+        drop(flushes);
+        // A wait for quiescence waits for the flushes too.
+        self.quiet.notify_all();
+    }
+
+    /// Whether flushes are queued or running (host code is still to hear of what the system
+    /// did).
+    pub(super) fn flushing(&self) -> bool {
+        let flushes = self.flushes();
+        flushes.running || !flushes.queue.is_empty()
     }
 
     /// Schedules every runnable unit that is not scheduled yet.
@@ -119,16 +172,21 @@ impl<S: Storage + 'static> Shared<S> {
     /// Schedules what a step of unit `u` may have made runnable: its neighbors and the units
     /// it sent asks or replies.
     fn schedule_after(self: &Arc<Self>, st: &mut State, u: usize) {
-        let mut woken = std::mem::take(&mut st.core.woken);
-        for v in woken.drain(..) {
-            self.schedule_unit(st, v);
-        }
-        st.core.woken = woken;
+        self.schedule_woken(st);
         let neighbors = std::mem::take(&mut st.core.neighbors);
         for &v in neighbors.get(u).into_iter().flatten() {
             self.schedule_unit(st, v);
         }
         st.core.neighbors = neighbors;
+    }
+
+    /// Schedules the units sent asks or replies since the list was last drained.
+    pub(super) fn schedule_woken(self: &Arc<Self>, st: &mut State) {
+        let mut woken = std::mem::take(&mut st.core.woken);
+        for v in woken.drain(..) {
+            self.schedule_unit(st, v);
+        }
+        st.core.woken = woken;
     }
 
     fn schedule_unit(self: &Arc<Self>, st: &mut State, u: usize) {
