@@ -3,6 +3,7 @@
 
 mod properties;
 mod regressions;
+mod remote;
 mod scenarios;
 mod threaded;
 mod validation;
