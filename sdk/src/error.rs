@@ -228,6 +228,14 @@ pub enum AskError {
         /// The decoder's message.
         message: String,
     },
+    /// The portal is in another process, which could not take the ask (it refused the message,
+    /// or spoke another protocol version).
+    Remote {
+        /// The portal's path.
+        portal: String,
+        /// What the other side or the network reported.
+        message: String,
+    },
     /// No reply came within the ask's deadline; a reply arriving later is dropped.
     Timeout {
         /// The portal's path.
@@ -267,6 +275,7 @@ impl fmt::Display for AskError {
                     "ask to {portal}: no reply within its deadline of {after_ms} ms"
                 )
             }
+            AskError::Remote { portal, message } => write!(f, "ask to {portal}: {message}"),
         }
     }
 }
@@ -282,6 +291,7 @@ impl AskError {
             AskError::Denied { .. } => AskError::Denied { portal },
             AskError::WrongRequestType { .. } => AskError::WrongRequestType { portal },
             AskError::Timeout { after_ms, .. } => AskError::Timeout { portal, after_ms },
+            AskError::Remote { message, .. } => AskError::Remote { portal, message },
             other @ (AskError::WrongReplyType { .. } | AskError::Undecodable { .. }) => other,
         }
     }

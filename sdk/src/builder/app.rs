@@ -48,6 +48,15 @@ impl App {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The paths of the app's workflows, in the order they were defined.
+    pub fn workflows(&self) -> Vec<Path> {
+        self.elements
+            .workflows
+            .iter()
+            .map(|w| w.path.clone())
+            .collect()
+    }
 }
 
 impl AppBuilder {

@@ -238,6 +238,15 @@ impl Core {
         v
     }
 
+    /// The path of the workflow that answers `portal`, if it is a portal of this system.
+    pub(crate) fn replier_of(&self, portal: &Path) -> Option<Path> {
+        let (unit, _) = self.registry.get(portal, Kind::Portal)?.replier?;
+        match self.units.get(unit)? {
+            Unit::Workflow(w) => Some(w.path.clone()),
+            _ => None,
+        }
+    }
+
     /// Events the policy gate kept out of `workflow` so far.
     pub(crate) fn denied(&self, workflow: &str) -> u64 {
         let path = Path::parse(workflow).ok();

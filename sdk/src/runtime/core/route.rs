@@ -169,9 +169,13 @@ impl Core {
 
     /// Routes the reply another process gave to ask `id`, which this system sent to a remote
     /// portal, to its asker; dropped if no ask waits for it (unknown, or timed out).
-    pub(crate) fn answer_outbound(&mut self, id: AskId, reply: Result<Vec<u8>, AskError>) {
-        if let Some(reply) = self.remote.answer(id, reply) {
-            self.route_replies(vec![reply]);
+    pub(crate) fn answer_outbound(&mut self, replies: Vec<(AskId, Result<Vec<u8>, AskError>)>) {
+        let replies: Vec<_> = replies
+            .into_iter()
+            .filter_map(|(id, reply)| self.remote.answer(id, reply))
+            .collect();
+        if !replies.is_empty() {
+            self.route_replies(replies);
         }
     }
 

@@ -42,7 +42,7 @@ enum Arrival {
         envelope: Option<Envelope>,
         respond: Respond,
     },
-    Answer(AskId, Result<Vec<u8>, AskError>),
+    Answer(Vec<(AskId, Result<Vec<u8>, AskError>)>),
 }
 
 impl DeterministicSystem<MemoryStorage> {
@@ -141,7 +141,13 @@ impl<S: Storage> DeterministicSystem<S> {
     /// ask `id`, which this system sent through its gateway; it reaches the asker at the next
     /// step. A reply to an unknown ask, or one that timed out, is dropped.
     pub fn answer_outbound(&self, id: AskId, reply: Result<Vec<u8>, AskError>) {
-        self.arrive(Arrival::Answer(id, reply));
+        self.answer_outbound_all(vec![(id, reply)]);
+    }
+
+    /// Gives several replies at once, delivered together to their askers (see
+    /// [`answer_outbound`](DeterministicSystem::answer_outbound)).
+    pub fn answer_outbound_all(&self, replies: Vec<(AskId, Result<Vec<u8>, AskError>)>) {
+        self.arrive(Arrival::Answer(replies));
     }
 
     fn arrive(&self, arrival: Arrival) {
@@ -174,7 +180,7 @@ impl<S: Storage> DeterministicSystem<S> {
                         tracing::error!(ask = %id, error = %e, "an ask from another process was lost");
                     }
                 }
-                Arrival::Answer(id, reply) => self.core.answer_outbound(id, reply),
+                Arrival::Answer(replies) => self.core.answer_outbound(replies),
             }
         }
         true

@@ -301,8 +301,15 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
     /// ask `id`, which this system sent through its gateway, and wakes the asker. A reply to an
     /// unknown ask, or one that timed out, is dropped.
     pub fn answer_outbound(&self, id: AskId, reply: Result<Vec<u8>, AskError>) {
+        self.answer_outbound_all(vec![(id, reply)]);
+    }
+
+    /// Gives several replies at once (see [`answer_outbound`](ThreadedSystem::answer_outbound)):
+    /// replies to one asker arrive together, as replies from a local portal do, so that its
+    /// continuations for one atom's asks run in one step.
+    pub fn answer_outbound_all(&self, replies: Vec<(AskId, Result<Vec<u8>, AskError>)>) {
         let mut st = self.shared.lock();
-        st.core.answer_outbound(id, reply);
+        st.core.answer_outbound(replies);
         self.shared.schedule_woken(&mut st);
         self.shared.unlock(st);
     }
@@ -329,6 +336,12 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
     /// Every registered path with its kind, sorted.
     pub fn registry(&self) -> Vec<(String, &'static str)> {
         self.shared.lock().core.registry_list()
+    }
+
+    /// The path of the workflow that answers `portal`, if it is a portal of this system (a
+    /// store keeps the replies that workflow gave under its path).
+    pub fn replier_of(&self, portal: &Path) -> Option<Path> {
+        self.shared.lock().core.replier_of(portal)
     }
 
     /// Events the policy gate kept out of `workflow` so far.
