@@ -8,6 +8,28 @@ pub enum NodeError {
     /// The configuration contradicts itself.
     #[error("configuration: {0}")]
     Config(String),
+    /// `pods.toml` is missing, does not parse, or does not validate; nothing was changed.
+    #[error("{file}: {}", problems.join("; "))]
+    Settings {
+        /// The settings file.
+        file: PathBuf,
+        /// Every problem found, each with its place.
+        problems: Vec<String>,
+    },
+    /// The node's identity cannot be created or read.
+    #[error("identity {file}: {reason}")]
+    Identity {
+        /// The key file.
+        file: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// The network could not start (a listen address in use, for example).
+    #[error("network: {0}")]
+    Network(String),
+    /// The admin API could not start or answer.
+    #[error("admin API: {0}")]
+    Admin(String),
     /// The data directory cannot be created or read.
     #[error("data dir {path}: {reason}; check the path and its permissions")]
     DataDir {

@@ -40,10 +40,21 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod admin;
+mod config;
+mod daemon;
 mod error;
+mod identity;
+pub mod net;
 mod node;
 mod store;
 
+pub use config::{CONFIG_FILE, Export, Limits, Peer, SettingError, Settings};
+pub use daemon::{AppFactory, Catalog, Started, init, run, run_until_signal};
 pub use error::NodeError;
+pub use identity::{IDENTITY_FILE, create_identity, load_identity, peer_id_of};
 pub use node::{Node, NodeConfig};
-pub use store::{DATABASE, Quarantined, SqliteStore, StoreOptions, Synchronous, failpoint};
+pub use store::{
+    Activity, DATABASE, KeptReplies, Quarantined, SqliteStore, StoreOptions, Synchronous,
+    WorkflowActivity, failpoint,
+};

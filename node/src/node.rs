@@ -8,7 +8,7 @@ use std::time::Instant;
 use pods_sdk::{App, Data, Feeder, Subscription, ThreadedConfig, ThreadedSystem};
 
 use crate::error::NodeError;
-use crate::store::{SqliteStore, StoreOptions};
+use crate::store::{Activity, SqliteStore, StoreOptions};
 
 /// How to run a node.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +27,7 @@ pub struct NodeConfig {
 pub struct Node {
     system: ThreadedSystem<SqliteStore>,
     dir: PathBuf,
+    activity: Activity,
 }
 
 impl Node {
@@ -42,14 +43,24 @@ impl Node {
         }
         let dir = dir.as_ref().to_path_buf();
         let store = SqliteStore::open(&dir, config.store)?;
+        let activity = store.activity();
         let system = ThreadedSystem::with_storage(config.runtime, store)?;
         tracing::info!(dir = %dir.display(), "node opened");
-        Ok(Node { system, dir })
+        Ok(Node {
+            system,
+            dir,
+            activity,
+        })
     }
 
     /// The data dir.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What each workflow committed so far (it follows later commits).
+    pub fn activity(&self) -> &Activity {
+        &self.activity
     }
 
     /// Launches `app`, resuming each of its workflows from what it committed in an earlier run.

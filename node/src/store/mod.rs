@@ -3,8 +3,10 @@
 //! every state value it wrote) in one transaction; compaction folds a workflow's records into a
 //! snapshot of its values. Recovery reads the snapshot and the records after it.
 
+mod activity;
 mod commit;
 pub mod failpoint;
+mod kept;
 mod moves;
 mod payload;
 mod quarantine;
@@ -18,7 +20,9 @@ use pods_sdk::{Attempt, Commit, InputPosition, Moved, Recovery, Storage, Storage
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::NodeError;
+pub use activity::{Activity, WorkflowActivity};
 use commit::Fold;
+pub use kept::KeptReplies;
 pub use quarantine::Quarantined;
 use recover::open_payload;
 
@@ -78,6 +82,7 @@ pub struct SqliteStore {
     /// Record buffers of written commits, kept for their room.
     spare: Vec<Vec<u8>>,
     commits: u64,
+    activity: activity::Activity,
     last_error: Option<NodeError>,
     compact_every: u64,
     quarantine_after: u32,
@@ -134,6 +139,7 @@ impl SqliteStore {
             file,
             spare: Vec::new(),
             commits: 0,
+            activity: activity::Activity::default(),
             last_error: None,
             compact_every: options.compact_every,
             quarantine_after: options.quarantine_after,
@@ -147,7 +153,12 @@ impl SqliteStore {
         &self.file
     }
 
-    /// Commits made through this handle.
+    /// What each workflow committed (shared: it follows later commits).
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
+    }
+
+    /// Number of commits written since the store was opened.
     pub fn commits(&self) -> u64 {
         self.commits
     }
@@ -204,6 +215,12 @@ impl Storage for SqliteStore {
         match self.write(commit) {
             Ok(()) => {
                 self.last_error = None;
+                let atoms = commit.input.as_ref().map(|p| p.next);
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                self.activity
+                    .committed(commit.workflow.as_str(), commit.step, atoms, now_ms);
                 Ok(())
             }
             Err(e) => Err(self.failed(e, commit.workflow.as_str(), commit.step)),
@@ -269,12 +286,16 @@ impl Storage for SqliteStore {
 
     fn recover(
         &mut self,
-        _workflow: &pods_sdk::Path,
+        workflow: &pods_sdk::Path,
         workflow_id: u64,
     ) -> Result<Option<Recovery>, StorageError> {
         match SqliteStore::recover(self, workflow_id) {
             Ok(r) if r.step == 0 && r.input.is_none() => Ok(None),
-            Ok(r) => Ok(Some(r)),
+            Ok(r) => {
+                let atoms = r.input.as_ref().map(|p| p.next);
+                self.activity.recovered(workflow.as_str(), r.step, atoms);
+                Ok(Some(r))
+            }
             Err(e) => Err(StorageError::Backend(e.to_string())),
         }
     }

@@ -1,0 +1,104 @@
+//! What the admin API speaks: its JSON bodies, and `admin.json`, where a running node tells
+//! the CLI how to reach it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::file::write_atomically;
+use crate::error::NodeError;
+use crate::store::WorkflowActivity;
+
+/// The file in the data dir with the admin API's address and token (mode 0600).
+pub const ADMIN_FILE: &str = "admin.json";
+
+/// How to reach a running node's admin API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminFile {
+    /// The API's address (always on 127.0.0.1).
+    pub address: String,
+    /// The bearer token every request must carry.
+    pub token: String,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+impl AdminFile {
+    /// Reads `DIR/admin.json`.
+    pub fn read(dir: &Path) -> Result<AdminFile, NodeError> {
+        let file = dir.join(ADMIN_FILE);
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            NodeError::Admin(format!(
+                "{}: {e}; is the node running? Start it with `pods node start --data-dir {}`",
+                file.display(),
+                dir.display()
+            ))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| NodeError::Admin(format!("{}: not an admin file ({e})", file.display())))
+    }
+
+    /// Writes `DIR/admin.json` with mode 0600.
+    pub fn write(&self, dir: &Path) -> Result<(), NodeError> {
+        let text = serde_json::to_vec_pretty(self).map_err(|e| NodeError::Admin(e.to_string()))?;
+        write_atomically(&dir.join(ADMIN_FILE), &text, 0o600)
+    }
+}
+
+/// A peer as `pods peer list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Its local name.
+    pub name: String,
+    /// Its identity.
+    pub peer_id: String,
+    /// Where it listens.
+    pub address: String,
+    /// Whether a connection to it is open now.
+    pub connected: bool,
+}
+
+/// The body of `POST /peers`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPeer {
+    /// Its local name.
+    pub name: String,
+    /// Its identity.
+    pub peer_id: String,
+    /// Where it listens.
+    pub address: String,
+}
+
+/// An app the node runs, with what each of its workflows committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppInfo {
+    /// The app's name.
+    pub name: String,
+    /// Its workflows by path.
+    pub workflows: BTreeMap<String, WorkflowActivity>,
+}
+
+/// The body of `GET /status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The organization's name.
+    pub name: String,
+    /// This node's PeerId.
+    pub peer_id: String,
+    /// Where it listens for peers.
+    pub listen: Vec<String>,
+    /// Known peers.
+    pub peers: Vec<PeerInfo>,
+    /// Apps it runs.
+    pub apps: Vec<AppInfo>,
+    /// Asks to peers' portals waiting for replies.
+    pub asks_out: usize,
+}
+
+/// An error body: what went wrong, for a person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// The message.
+    pub error: String,
+}

@@ -1,0 +1,222 @@
+//! The daemon: a node with its network and admin API, run until a signal. `pods init` and
+//! `pods node start` are thin wrappers around [`init`] and [`run`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use libp2p::PeerId;
+use pods_sdk::App;
+use tokio::sync::{mpsc, watch};
+
+use crate::admin::api::{ADMIN_FILE, AdminFile};
+use crate::admin::server::{AdminState, router};
+use crate::config::{CONFIG_FILE, Settings};
+use crate::error::NodeError;
+use crate::identity::{create_identity, load_identity, peer_id_of};
+use crate::net::shell::{NetGateway, Shell};
+use crate::node::{Node, NodeConfig};
+
+/// Builds an app the daemon can host, from the argument `pods.toml` gives it (the text after
+/// `:` in `apps = ["name:argument"]`; empty when there is none).
+pub type AppFactory = Box<dyn Fn(&str) -> Result<App, NodeError> + Send + Sync>;
+
+/// The apps a daemon can host, by the name `pods.toml` lists them under.
+#[derive(Default)]
+pub struct Catalog(BTreeMap<String, AppFactory>);
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Catalog {
+        Catalog::default()
+    }
+
+    /// Adds the app `name`, built by `factory` when a node lists it.
+    pub fn with(
+        mut self,
+        name: &str,
+        factory: impl Fn(&str) -> Result<App, NodeError> + Send + Sync + 'static,
+    ) -> Catalog {
+        self.0.insert(name.to_owned(), Box::new(factory));
+        self
+    }
+
+    /// The names of the apps it holds.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// Creates a node in `dir`: its identity (mode 0600) and `pods.toml`. Refuses a directory
+/// that has either already. Returns the new PeerId.
+pub fn init(dir: &Path, name: &str) -> Result<PeerId, NodeError> {
+    let settings = Settings::new(name);
+    if let Some(p) = settings.problems().first() {
+        return Err(NodeError::Config(p.to_string()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| NodeError::DataDir {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let config = dir.join(CONFIG_FILE);
+    if config.exists() {
+        return Err(NodeError::Config(format!(
+            "{} exists already: this data dir has a node; use it, or choose another directory",
+            config.display()
+        )));
+    }
+    let key = create_identity(dir)?;
+    settings.save(dir)?;
+    Ok(peer_id_of(&key))
+}
+
+/// What a started node reports, once it listens.
+#[derive(Clone)]
+pub struct Started {
+    /// Its PeerId.
+    pub peer_id: PeerId,
+    /// Where it listens for peers.
+    pub listen: Vec<String>,
+    /// The admin API's address.
+    pub admin: String,
+    /// The apps it runs.
+    pub apps: Vec<String>,
+    /// The node itself: its streams, feeders and runtime.
+    pub node: Arc<Node>,
+}
+
+/// Runs the node in `dir` until `shutdown` completes: opens the store, launches the apps
+/// `pods.toml` lists (resuming them), listens for peers, serves the admin API and writes
+/// `admin.json`; then finishes the atoms in flight, commits, and stops everything.
+pub async fn run(
+    dir: &Path,
+    catalog: &Catalog,
+    config: NodeConfig,
+    on_started: impl FnOnce(&Started),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let settings = Settings::load(dir)?;
+    let key = load_identity(dir)?;
+    let peer_id = peer_id_of(&key);
+    let mut apps = Vec::new();
+    for entry in &settings.apps {
+        let (name, argument) = entry.split_once(':').unwrap_or((entry, ""));
+        let Some(factory) = catalog.0.get(name) else {
+            return Err(NodeError::Config(format!(
+                "{}: app {name:?} is not one this binary hosts; it hosts {:?}",
+                dir.join(CONFIG_FILE).display(),
+                catalog.names()
+            )));
+        };
+        apps.push((entry.clone(), factory(argument)?));
+    }
+    let node = Arc::new(Node::open(dir, config)?);
+    let (tx, rx) = mpsc::unbounded_channel();
+    node.system().set_gateway(Arc::new(NetGateway(tx.clone())));
+    let mut hosted = Vec::new();
+    for (name, app) in apps {
+        let workflows = app.workflows().iter().map(ToString::to_string).collect();
+        node.launch(app)?;
+        hosted.push((name, workflows));
+    }
+    let admin_addr = settings.admin.clone();
+    let settings = Arc::new(RwLock::new(settings));
+    let mut shell = Shell::new(key, Arc::clone(&settings), Arc::clone(&node), tx.clone())?;
+    let listen = shell.listening().await?;
+    node.start();
+
+    let listener = tokio::net::TcpListener::bind(&admin_addr)
+        .await
+        .map_err(|e| NodeError::Admin(format!("cannot listen on {admin_addr}: {e}")))?;
+    let admin = listener
+        .local_addr()
+        .map_err(|e| NodeError::Admin(e.to_string()))?
+        .to_string();
+    let token = random_token()?;
+    AdminFile {
+        address: admin.clone(),
+        token: token.clone(),
+        pid: std::process::id(),
+    }
+    .write(dir)?;
+    let state = AdminState {
+        token: Arc::new(token),
+        settings,
+        dir: Arc::new(dir.to_path_buf()),
+        net: tx,
+        node: Arc::clone(&node),
+        apps: Arc::new(hosted.clone()),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut admin_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.changed().await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin API stopped");
+        }
+    });
+    let network = tokio::spawn(shell.run(rx, stop_rx));
+    let started = Started {
+        peer_id,
+        listen: listen.iter().map(ToString::to_string).collect(),
+        admin,
+        apps: hosted.into_iter().map(|(n, _)| n).collect(),
+        node: Arc::clone(&node),
+    };
+    tracing::info!(peer_id = %started.peer_id, listen = ?started.listen, admin = %started.admin, "node started");
+    on_started(&started);
+
+    shutdown.await;
+    tracing::info!("stopping: finishing the atoms in flight");
+    let stopping = Arc::clone(&node);
+    let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = network.await;
+    let _ = std::fs::remove_file(dir.join(ADMIN_FILE));
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+/// Runs the node in `dir` on its own tokio runtime until SIGINT or SIGTERM.
+pub fn run_until_signal(
+    dir: PathBuf,
+    catalog: &Catalog,
+    config: NodeConfig,
+    on_started: impl FnOnce(&Started),
+) -> Result<(), NodeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pods-net")
+        .enable_all()
+        .build()
+        .map_err(|e| NodeError::Network(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| NodeError::Network(e.to_string()))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| NodeError::Network(e.to_string()))?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = int.recv() => tracing::info!("SIGINT"),
+            }
+        };
+        run(&dir, catalog, config, on_started, shutdown).await
+    })
+}
+
+fn random_token() -> Result<String, NodeError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| NodeError::Admin("no randomness for the admin token".to_owned()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

@@ -1,0 +1,7 @@
+//! Between nodes: the wire protocol, the state machines of asks sent and received, and the
+//! libp2p shell that drives them.
+
+pub mod inbox;
+pub mod outbox;
+pub mod shell;
+pub mod wire;

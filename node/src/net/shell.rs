@@ -1,0 +1,619 @@
+//! The libp2p shell: one task owns the swarm and drives the outbox and inbox state machines
+//! with what arrives from peers, from the runtime (asks to peers' portals, replies of this
+//! node's repliers) and from the admin API (peer changes, status).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identity::Keypair, ping};
+use pods_sdk::{AskError, AskId, Gateway, OutboundAsk, Path};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::inbox::{Done, Inbox};
+use super::outbox::{self, Outbox, RemoteAsk};
+use super::wire::{
+    self, Codec, ErrorCode, Frame, PROTOCOL, Request, RequestBody, Response, VERSION, WireError,
+};
+use crate::config::Settings;
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::store::KeptReplies;
+
+/// How often peers that are not connected are dialed again.
+const REDIAL_EVERY: Duration = Duration::from_secs(2);
+
+/// What the rest of the node tells the network task.
+pub enum Command {
+    /// Asks of this node's workflows to peers' portals.
+    Asks(Vec<OutboundAsk>),
+    /// This node's replier answered an ask a peer sent.
+    Replied {
+        /// The ask (its local id).
+        id: AskId,
+        /// The reply's CBOR, or why there is none.
+        outcome: Result<Vec<u8>, AskError>,
+    },
+    /// `pods.toml`'s peers changed: connect to new ones, cut removed ones off.
+    PeersChanged,
+    /// Report the network's state.
+    Status(oneshot::Sender<NetStatus>),
+}
+
+/// The network's state, for `pods status`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct NetStatus {
+    /// This node's PeerId.
+    pub peer_id: String,
+    /// Where it listens.
+    pub listen: Vec<String>,
+    /// PeerIds connected now.
+    pub connected: Vec<String>,
+    /// Remote asks waiting for their replies.
+    pub asks_out: usize,
+}
+
+/// Hands the runtime's asks to peers' portals to the network task.
+pub struct NetGateway(pub mpsc::UnboundedSender<Command>);
+
+impl Gateway for NetGateway {
+    fn send(&self, asks: Vec<OutboundAsk>) {
+        // The runtime bounds the asks in flight (its pending-asks limit), so this queue is
+        // bounded by it too.
+        if self.0.send(Command::Asks(asks)).is_err() {
+            tracing::debug!("network stopped: asks to peers dropped (they time out)");
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    rr: request_response::Behaviour<Codec>,
+    ping: ping::Behaviour,
+    limits: connection_limits::Behaviour,
+}
+
+/// The network task's state.
+pub struct Shell {
+    swarm: Swarm<Behaviour>,
+    settings: Arc<RwLock<Settings>>,
+    node: Arc<Node>,
+    kept: KeptReplies,
+    outbox: Outbox,
+    inbox: Inbox<PeerId>,
+    channels: HashMap<u64, ResponseChannel<Frame>>,
+    batches: HashMap<OutboundRequestId, u64>,
+    /// Known peers: id → name, and name → id.
+    known: HashMap<PeerId, String>,
+    by_name: HashMap<String, (PeerId, Multiaddr)>,
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Shell {
+    /// Builds the swarm and starts listening on the configured addresses.
+    pub fn new(
+        key: Keypair,
+        settings: Arc<RwLock<Settings>>,
+        node: Arc<Node>,
+        tx: mpsc::UnboundedSender<Command>,
+    ) -> Result<Shell, NodeError> {
+        let s = read(&settings);
+        let limits = s.limits.clone();
+        let net = |e: String| NodeError::Network(e);
+        let codec = Codec {
+            max: limits.max_message_bytes,
+        };
+        let rr_config = request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(10))
+            .with_max_concurrent_streams(limits.max_streams_per_connection);
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default().nodelay(true),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .map_err(|e| net(e.to_string()))?
+            .with_behaviour(|_| Behaviour {
+                rr: request_response::Behaviour::with_codec(
+                    codec,
+                    [(PROTOCOL, ProtocolSupport::Full)],
+                    rr_config,
+                ),
+                ping: ping::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established_per_peer(Some(4))
+                        .with_max_pending_incoming(Some(64)),
+                ),
+            })
+            .map_err(|e| net(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        for a in &s.listen {
+            let addr = Multiaddr::from_str(a).map_err(|e| net(format!("{a}: {e}")))?;
+            swarm
+                .listen_on(addr)
+                .map_err(|e| net(format!("cannot listen on {a}: {e}")))?;
+        }
+        let kept = KeptReplies::open(node.dir())?;
+        let inbox = Inbox::new(limits.max_requests_per_peer);
+        drop(s);
+        let mut shell = Shell {
+            swarm,
+            settings,
+            node,
+            kept,
+            outbox: Outbox::default(),
+            inbox,
+            channels: HashMap::new(),
+            batches: HashMap::new(),
+            known: HashMap::new(),
+            by_name: HashMap::new(),
+            tx,
+        };
+        shell.peers_changed();
+        Ok(shell)
+    }
+
+    /// Waits until the swarm listens on every configured address; returns them.
+    pub async fn listening(&mut self) -> Result<Vec<Multiaddr>, NodeError> {
+        let want = read(&self.settings).listen.len();
+        let mut addrs = Vec::new();
+        while addrs.len() < want {
+            match self.swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr { address, .. } => addrs.push(address),
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(NodeError::Network(format!("listener: {error}")));
+                }
+                SwarmEvent::ListenerClosed {
+                    reason: Err(e),
+                    addresses,
+                    ..
+                } => {
+                    return Err(NodeError::Network(format!(
+                        "cannot listen on {addresses:?}: {e}"
+                    )));
+                }
+                other => self.on_swarm(other),
+            }
+        }
+        Ok(addrs)
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut redial = tokio::time::interval(REDIAL_EVERY);
+        loop {
+            let wake = self
+                .outbox
+                .next_wakeup()
+                .map(tokio::time::Instant::from_std);
+            let retry = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => break,
+                Some(c) = commands.recv() => self.on_command(c),
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                () = retry => {
+                    let actions = self.outbox.poll(Instant::now());
+                    self.outbox_actions(actions);
+                }
+                _ = redial.tick() => self.redial(),
+            }
+        }
+        tracing::info!(asks_out = self.outbox.len(), "network stopped");
+    }
+
+    fn on_command(&mut self, c: Command) {
+        match c {
+            Command::Asks(asks) => self.asks_out(asks),
+            Command::Replied { id, outcome } => {
+                let outcome = outcome.map_err(|e| to_wire(&e));
+                for done in self.inbox.answered(id, outcome) {
+                    self.respond(done);
+                }
+            }
+            Command::PeersChanged => self.peers_changed(),
+            Command::Status(reply) => {
+                let status = NetStatus {
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    listen: self.swarm.listeners().map(ToString::to_string).collect(),
+                    connected: self
+                        .swarm
+                        .connected_peers()
+                        .map(ToString::to_string)
+                        .collect(),
+                    asks_out: self.outbox.len(),
+                };
+                let _ = reply.send(status);
+            }
+        }
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        use request_response::{Event, Message};
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Rr(e)) => match e {
+                Event::Message {
+                    peer,
+                    message:
+                        Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                } => {
+                    self.request_in(peer, request, channel);
+                }
+                Event::Message {
+                    message:
+                        Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                } => {
+                    let Some(batch) = self.batches.remove(&request_id) else {
+                        return;
+                    };
+                    let response = match response {
+                        Frame::Bytes(b) => {
+                            wire::decode_response(&b).unwrap_or_else(Response::Refused)
+                        }
+                        Frame::TooLarge(n) => Response::Refused(WireError::new(
+                            ErrorCode::TooLarge,
+                            format!("a response of {n} bytes, above this node's limit"),
+                        )),
+                    };
+                    let actions = self.outbox.on_response(batch, response, Instant::now());
+                    self.outbox_actions(actions);
+                }
+                Event::OutboundFailure {
+                    peer,
+                    request_id,
+                    error,
+                    ..
+                } => {
+                    tracing::debug!(%peer, %error, "a request to a peer failed; its asks go again");
+                    if let Some(batch) = self.batches.remove(&request_id) {
+                        self.outbox.on_failure(batch, Instant::now());
+                    }
+                }
+                Event::InboundFailure { peer, error, .. } => {
+                    tracing::debug!(%peer, %error, "a request from a peer failed");
+                }
+                Event::ResponseSent { .. } => {}
+            },
+            SwarmEvent::ConnectionEstablished { peer_id, .. }
+                if !self.known.contains_key(&peer_id) =>
+            {
+                tracing::warn!(peer = %peer_id, "closed a connection from a peer not in pods.toml");
+                let _ = self.swarm.disconnect_peer_id(peer_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A request from `peer`: refused whole, or its asks checked one by one and handed to the
+    /// runtime (or answered from the kept replies).
+    fn request_in(&mut self, peer: PeerId, frame: Frame, channel: ResponseChannel<Frame>) {
+        let refuse = |code, message: String| Response::Refused(WireError::new(code, message));
+        let Some(name) = self.known.get(&peer).cloned() else {
+            tracing::warn!(%peer, "refused a request from a peer not in pods.toml");
+            let r = refuse(
+                ErrorCode::NotAllowed,
+                format!("{peer} is not a peer of this node"),
+            );
+            return self.send_response(channel, &r);
+        };
+        let bytes = match frame {
+            Frame::Bytes(b) => b,
+            Frame::TooLarge(n) => {
+                tracing::warn!(%peer, bytes = n, "refused an oversized request");
+                let max = read(&self.settings).limits.max_message_bytes;
+                let r = refuse(
+                    ErrorCode::TooLarge,
+                    format!("{n} bytes; this node accepts at most {max}"),
+                );
+                return self.send_response(channel, &r);
+            }
+        };
+        let request = match wire::decode_request(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "refused a request");
+                return self.send_response(channel, &Response::Refused(e));
+            }
+        };
+        let Request {
+            body: RequestBody::Asks(asks),
+            ..
+        } = request;
+        let id = match self.inbox.begin(&peer, asks.len()) {
+            Ok(id) => id,
+            Err(e) => return self.send_response(channel, &Response::Refused(e)),
+        };
+        self.channels.insert(id, channel);
+        let mut kept: HashMap<(u64, u64, u64), HashMap<AskId, Vec<u8>>> = HashMap::new();
+        for (i, ask) in asks.into_iter().enumerate() {
+            let local = AskId {
+                origin: local_origin(&peer, ask.id.origin),
+                ..ask.id
+            };
+            let portal = match self.allowed(&name, &peer, &ask.portal) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(%peer, portal = %ask.portal, error = %e, "refused an ask");
+                    if let Some(d) = self.inbox.settle(id, i, Err(e)) {
+                        self.respond(d);
+                    }
+                    continue;
+                }
+            };
+            if !self.inbox.wait(id, i, local) {
+                continue; // the same ask is open already: this one waits for its reply
+            }
+            // A reply the replier committed before (the asker lost it, or either node restarted).
+            if let Some(replier) = self.node.system().replier_of(&portal) {
+                let key = (replier.stable_id(), local.origin, local.scope);
+                let store = &self.kept;
+                let found = kept.entry(key).or_insert_with(|| {
+                    let rows = store.replies(key.0, key.1, key.2).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "cannot read kept replies");
+                        Vec::new()
+                    });
+                    rows.into_iter().collect()
+                });
+                if let Some(reply) = found.get(&local).cloned() {
+                    for d in self.inbox.answered(local, Ok(reply)) {
+                        self.respond(d);
+                    }
+                    continue;
+                }
+            }
+            let tx = self.tx.clone();
+            let reply = Box::new(move |outcome: Result<Vec<u8>, AskError>| {
+                let _ = tx.send(Command::Replied { id: local, outcome });
+            });
+            if let Err(e) =
+                self.node
+                    .system()
+                    .ask_inbound(&portal, local, ask.request, ask.envelope, reply)
+            {
+                let code = match e {
+                    pods_sdk::Error::Stopped => ErrorCode::Unavailable,
+                    _ => ErrorCode::UnknownPath,
+                };
+                let e = WireError::new(code, e.to_string());
+                for d in self.inbox.answered(local, Err(e)) {
+                    self.respond(d);
+                }
+            }
+        }
+        if let Some(d) = self.inbox.finish(id) {
+            self.respond(d);
+        }
+    }
+
+    /// The portal at `path` if it is exported to the peer called `name` with id `peer`.
+    fn allowed(&self, name: &str, peer: &PeerId, path: &str) -> Result<Path, WireError> {
+        let settings = read(&self.settings);
+        if settings.export(path).is_none() {
+            return Err(WireError::new(
+                ErrorCode::UnknownPath,
+                format!("{path} is not exported by this node"),
+            ));
+        }
+        if !settings.allows(path, name, &peer.to_string()) {
+            return Err(WireError::new(
+                ErrorCode::NotAllowed,
+                format!("{path} is not exported to you"),
+            ));
+        }
+        Path::parse(path).map_err(|e| WireError::new(ErrorCode::UnknownPath, e.to_string()))
+    }
+
+    fn respond(&mut self, done: Done) {
+        if let Some(channel) = self.channels.remove(&done.request) {
+            self.send_response(channel, &done.response);
+        }
+    }
+
+    fn send_response(&mut self, channel: ResponseChannel<Frame>, response: &Response) {
+        let frame = Frame::Bytes(wire::encode(response));
+        if self
+            .swarm
+            .behaviour_mut()
+            .rr
+            .send_response(channel, frame)
+            .is_err()
+        {
+            tracing::debug!("a response found its connection closed");
+        }
+    }
+
+    fn asks_out(&mut self, asks: Vec<OutboundAsk>) {
+        let now = Instant::now();
+        let mut remote = Vec::with_capacity(asks.len());
+        for ask in asks {
+            match split_remote(&ask.portal) {
+                Some((peer, portal)) if self.by_name.contains_key(&peer) => {
+                    remote.push(RemoteAsk {
+                        id: ask.id,
+                        peer,
+                        portal,
+                        request: ask.request,
+                        envelope: ask.envelope,
+                        deadline: now + ask.deadline,
+                    })
+                }
+                _ => {
+                    let message = format!(
+                        "{} names no known peer: add it with `pods peer add`",
+                        ask.portal
+                    );
+                    let e = WireError::new(ErrorCode::UnknownPath, message);
+                    self.node
+                        .system()
+                        .answer_outbound(ask.id, Err(from_wire(&ask.portal.to_string(), e)));
+                }
+            }
+        }
+        let actions = self.outbox.submit(remote);
+        self.outbox_actions(actions);
+    }
+
+    fn outbox_actions(&mut self, actions: Vec<outbox::Action>) {
+        let mut answers = Vec::new();
+        for a in actions {
+            match a {
+                outbox::Action::Send { batch, peer, asks } => {
+                    let Some((peer_id, _)) = self.by_name.get(&peer) else {
+                        self.outbox.on_failure(batch, Instant::now());
+                        continue;
+                    };
+                    let request = Request {
+                        version: VERSION,
+                        body: RequestBody::Asks(asks),
+                    };
+                    let frame = Frame::Bytes(wire::encode(&request));
+                    let rid = self.swarm.behaviour_mut().rr.send_request(peer_id, frame);
+                    self.batches.insert(rid, batch);
+                }
+                outbox::Action::Answer { id, portal, result } => {
+                    answers.push((id, result.map_err(|e| from_wire(&portal, e))));
+                }
+            }
+        }
+        if !answers.is_empty() {
+            // Together, as a local portal's replies to one atom's asks arrive.
+            self.node.system().answer_outbound_all(answers);
+        }
+    }
+
+    fn peers_changed(&mut self) {
+        let settings = read(&self.settings).clone();
+        let mut known = HashMap::new();
+        let mut by_name = HashMap::new();
+        for p in &settings.peers {
+            if let (Ok(id), Ok(addr)) = (
+                PeerId::from_str(&p.peer_id),
+                Multiaddr::from_str(&p.address),
+            ) {
+                known.insert(id, p.name.clone());
+                by_name.insert(p.name.clone(), (id, addr));
+            }
+        }
+        for gone in self
+            .known
+            .keys()
+            .filter(|id| !known.contains_key(id))
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            tracing::info!(peer = %gone, "peer removed: its connections are closed");
+            let _ = self.swarm.disconnect_peer_id(gone);
+        }
+        self.known = known;
+        self.by_name = by_name;
+        self.redial();
+    }
+
+    fn redial(&mut self) {
+        for (id, addr) in self.by_name.values() {
+            if !self.swarm.is_connected(id) {
+                self.swarm.add_peer_address(*id, addr.clone());
+                let _ = self
+                    .swarm
+                    .dial(addr.clone().with(libp2p::multiaddr::Protocol::P2p(*id)));
+            }
+        }
+    }
+}
+
+fn read(settings: &RwLock<Settings>) -> std::sync::RwLockReadGuard<'_, Settings> {
+    settings
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `/peers/<name>/<rest>` → (`name`, `/<rest>`).
+fn split_remote(path: &Path) -> Option<(String, String)> {
+    let rest = path.as_str().strip_prefix("/peers/")?;
+    let (name, inner) = rest.split_once('/')?;
+    Some((name.to_owned(), format!("/{inner}")))
+}
+
+/// The id under which this node's repliers see an ask from `peer`: the asker's origin mixed
+/// with the peer's identity, so that two peers' workflows of the same path never collide.
+fn local_origin(peer: &PeerId, origin: u64) -> u64 {
+    let mut bytes = peer.to_bytes();
+    bytes.extend_from_slice(&origin.to_be_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(first)
+}
+
+fn to_wire(e: &AskError) -> WireError {
+    let code = match e {
+        AskError::UnknownPortal { .. } => ErrorCode::UnknownPath,
+        AskError::ReplierFailed { .. } => ErrorCode::ReplierFailed,
+        AskError::Denied { .. } => ErrorCode::NotAllowed,
+        AskError::WrongRequestType { .. } => ErrorCode::WrongRequestType,
+        _ => ErrorCode::Unavailable,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn from_wire(portal: &str, e: WireError) -> AskError {
+    let portal = portal.to_owned();
+    match e.code {
+        ErrorCode::UnknownPath => AskError::UnknownPortal { portal },
+        ErrorCode::ReplierFailed => AskError::ReplierFailed { portal },
+        ErrorCode::NotAllowed => AskError::Denied { portal },
+        ErrorCode::WrongRequestType => AskError::WrongRequestType { portal },
+        _ => AskError::Remote {
+            portal,
+            message: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_path_splits_into_peer_and_path_there() {
+        let p = Path::parse("/peers/bob/shop/portals/stock").unwrap();
+        assert_eq!(
+            split_remote(&p),
+            Some(("bob".into(), "/shop/portals/stock".into()))
+        );
+        assert_eq!(
+            split_remote(&Path::parse("/shop/portals/stock").unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn two_peers_asks_of_one_origin_get_different_local_ids() {
+        let a = Keypair::generate_ed25519().public().to_peer_id();
+        let b = Keypair::generate_ed25519().public().to_peer_id();
+        assert_ne!(local_origin(&a, 1), local_origin(&b, 1));
+        assert_eq!(local_origin(&a, 1), local_origin(&a, 1));
+    }
+}

@@ -1,0 +1,336 @@
+//! The wire protocol between nodes: one libp2p request-response protocol whose messages are
+//! length-prefixed CBOR. The codec only frames bytes; the node decodes them, so a malformed,
+//! oversized or foreign message gets a typed error reply instead of a reset stream.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use pods_sdk::{AskId, Envelope};
+use serde::{Deserialize, Serialize};
+
+/// The libp2p protocol name.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pods/1");
+
+/// The version of the messages inside the protocol; a request with another is refused.
+pub const VERSION: u32 = 1;
+
+/// A request from one node to another.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The sender's message version ([`VERSION`]).
+    pub version: u32,
+    /// What is asked.
+    pub body: RequestBody,
+}
+
+/// What a request asks for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// Asks to portals of the receiving node (an atom's asks to one peer travel together).
+    Asks(Vec<WireAsk>),
+}
+
+/// One ask to a portal of the receiving node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireAsk {
+    /// The ask's id at the asking node (deterministic: the same in a replay).
+    pub id: AskId,
+    /// The portal's path at the receiving node.
+    pub portal: String,
+    /// The request, CBOR-encoded.
+    pub request: Vec<u8>,
+    /// The request's privacy envelope.
+    pub envelope: Option<Envelope>,
+}
+
+/// A response to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// One outcome per ask, in the request's order.
+    Replies(Vec<Result<Vec<u8>, WireError>>),
+    /// The whole request is refused.
+    Refused(WireError),
+}
+
+/// Why a request or an ask was refused or failed, for the asking side to act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct WireError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+/// Failure kinds on the wire; the asking node decides by them whether to retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The message is not CBOR of this protocol.
+    Malformed,
+    /// The message is larger than the receiver accepts.
+    TooLarge,
+    /// The message's version is not one the receiver speaks.
+    UnsupportedVersion,
+    /// The sender is not a known peer, or not allowed to use this export.
+    NotAllowed,
+    /// No such export at the receiver.
+    UnknownPath,
+    /// The sender has too many requests in flight; retry later.
+    Busy,
+    /// The portal's replier failed.
+    ReplierFailed,
+    /// The request does not decode as the portal's request type.
+    WrongRequestType,
+    /// The receiver could not handle the request (it is stopping, for one); retry later.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Whether an ask refused with this code may succeed if sent again.
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorCode::Busy | ErrorCode::Unavailable)
+    }
+}
+
+impl WireError {
+    /// An error of kind `code`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> WireError {
+        WireError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Encodes a message as CBOR.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing CBOR into a Vec fails only for types serde cannot represent; ours all can.
+    if let Err(e) = ciborium::into_writer(message, &mut out) {
+        tracing::error!(error = %e, "a wire message could not be encoded");
+        out.clear();
+    }
+    out
+}
+
+/// Decodes a request, refusing what is not one of this protocol and version.
+pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    // The version first, so a newer peer gets `UnsupportedVersion`, not `Malformed`.
+    match ciborium::from_reader::<Versioned, _>(bytes) {
+        Ok(v) if v.version != VERSION => {
+            return Err(WireError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("message version {} (this node speaks {VERSION})", v.version),
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            return Err(WireError::new(
+                ErrorCode::Malformed,
+                format!("not a Pods request: {e}"),
+            ));
+        }
+    }
+    ciborium::from_reader(bytes)
+        .map_err(|e| WireError::new(ErrorCode::Malformed, format!("not a Pods request: {e}")))
+}
+
+/// Decodes a response.
+pub fn decode_response(bytes: &[u8]) -> Result<Response, WireError> {
+    ciborium::from_reader(bytes)
+        .map_err(|e| WireError::new(ErrorCode::Malformed, format!("not a Pods response: {e}")))
+}
+
+/// What the codec read: the message's bytes, or only its length when it was too large.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole message.
+    Bytes(Vec<u8>),
+    /// A message of this many bytes, above the limit; its bytes were skipped.
+    TooLarge(u64),
+}
+
+/// Frames messages as a 4-byte big-endian length and the bytes; reads at most `max` bytes of
+/// a message and skips (up to 16 × `max`) what is larger, so the sender still gets a reply.
+#[derive(Clone, Debug)]
+pub struct Codec {
+    /// Largest message read.
+    pub max: usize,
+}
+
+impl Codec {
+    async fn read<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<Frame> {
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await?;
+        let len = u64::from(u32::from_be_bytes(len));
+        if len > self.max as u64 {
+            let skip_limit = 16 * self.max as u64;
+            if len > skip_limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a message of {len} bytes is far above the limit of {}",
+                        self.max
+                    ),
+                ));
+            }
+            let skipped = futures::io::copy(io.take(len), &mut futures::io::sink()).await?;
+            if skipped < len {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            return Ok(Frame::TooLarge(len));
+        }
+        let mut bytes = vec![0u8; len as usize];
+        io.read_exact(&mut bytes).await?;
+        Ok(Frame::Bytes(bytes))
+    }
+
+    async fn write<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+        io.write_all(&len.to_be_bytes()).await?;
+        io.write_all(bytes).await?;
+        io.flush().await
+    }
+}
+
+impl libp2p::request_response::Codec for Codec {
+    type Protocol = StreamProtocol;
+    type Request = Frame;
+    type Response = Frame;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.read(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        self.read(io).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Frame,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        match req {
+            Frame::Bytes(b) => Self::write(io, &b).await,
+            Frame::TooLarge(_) => Err(io::ErrorKind::InvalidInput.into()),
+        }
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Frame,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        match res {
+            Frame::Bytes(b) => Self::write(io, &b).await,
+            Frame::TooLarge(_) => Err(io::ErrorKind::InvalidInput.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(seq: u32) -> WireAsk {
+        WireAsk {
+            id: AskId {
+                origin: 1,
+                scope: 2,
+                partition: 0,
+                seq,
+            },
+            portal: "/shop/portals/stock".into(),
+            request: vec![1, 2, 3],
+            envelope: Some(Envelope::new("alice", &["health"])),
+        }
+    }
+
+    #[test]
+    fn a_request_round_trips() {
+        let r = Request {
+            version: VERSION,
+            body: RequestBody::Asks(vec![ask(0), ask(1)]),
+        };
+        assert_eq!(decode_request(&encode(&r)), Ok(r));
+    }
+
+    #[test]
+    fn garbage_is_malformed_and_another_version_unsupported() {
+        assert_eq!(
+            decode_request(b"\xff\x00garbage").map_err(|e| e.code),
+            Err(ErrorCode::Malformed)
+        );
+        let r = Request {
+            version: 9,
+            body: RequestBody::Asks(vec![]),
+        };
+        let err = decode_request(&encode(&r)).expect_err("refused");
+        assert_eq!(err.code, ErrorCode::UnsupportedVersion);
+        assert!(err.message.contains("version 9"), "{err}");
+    }
+
+    fn frames(bytes: &[u8], max: usize) -> Vec<io::Result<Frame>> {
+        let codec = Codec { max };
+        let mut io = futures::io::Cursor::new(bytes.to_vec());
+        let mut out = Vec::new();
+        futures::executor::block_on(async {
+            loop {
+                let r = codec.read(&mut io).await;
+                let end = r.is_err();
+                out.push(r);
+                if end {
+                    break;
+                }
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn an_oversized_frame_is_skipped_and_the_next_read() {
+        let mut bytes = Vec::new();
+        for body in [vec![7u8; 2000], vec![8u8; 10]] {
+            bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&body);
+        }
+        let got = frames(&bytes, 1024);
+        assert_eq!(got[0].as_ref().ok(), Some(&Frame::TooLarge(2000)));
+        assert_eq!(got[1].as_ref().ok(), Some(&Frame::Bytes(vec![8u8; 10])));
+        assert_eq!(
+            got[2].as_ref().map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::UnexpectedEof)
+        );
+    }
+
+    #[test]
+    fn a_frame_far_above_the_limit_is_an_error_not_an_allocation() {
+        let bytes = u32::MAX.to_be_bytes();
+        let got = frames(&bytes, 1024);
+        assert_eq!(
+            got[0].as_ref().map_err(|e| e.kind()).err(),
+            Some(io::ErrorKind::InvalidData)
+        );
+    }
+}
