@@ -57,6 +57,32 @@ pub fn orders() -> Vec<Vec<Order>> {
     ]
 }
 
+/// Reserves `req` from `available` items: the stock left and the answer.
+pub fn reserve(available: u32, req: &Reserve) -> (u32, Reservation) {
+    if req.quantity <= available {
+        let left = available - req.quantity;
+        (left, Reservation::Reserved { left })
+    } else {
+        (available, Reservation::OutOfStock { available })
+    }
+}
+
+/// The line a cart emits for an order and the inventory's answer.
+pub fn line(o: &Order, r: &Reservation) -> String {
+    match r {
+        Reservation::Reserved { left } => {
+            format!(
+                "{}: {} x {} reserved ({left} left)",
+                o.customer, o.quantity, o.item
+            )
+        }
+        Reservation::OutOfStock { available } => format!(
+            "{}: {} x {} refused, only {available} in stock",
+            o.customer, o.quantity, o.item
+        ),
+    }
+}
+
 /// Builds the shop: the inventory (10 of each item to start) and the cart.
 pub fn shop() -> Result<pods_sdk::App, Error> {
     let app = AppBuilder::new("shop");
@@ -66,15 +92,8 @@ pub fn shop() -> Result<pods_sdk::App, Error> {
     app.workflow("inventory")
         .source(&none)
         .replier(&inventory, move |ctx, req: Reserve, to| {
-            let available = stock.get(ctx);
-            let answer = if req.quantity <= available {
-                stock.set(ctx, available - req.quantity);
-                Reservation::Reserved {
-                    left: available - req.quantity,
-                }
-            } else {
-                Reservation::OutOfStock { available }
-            };
+            let (left, answer) = reserve(stock.get(ctx), &req);
+            stock.set(ctx, left);
             ctx.reply(to, answer);
         });
     let orders = app.generator_from_atoms("orders", orders());
@@ -92,21 +111,7 @@ pub fn shop() -> Result<pods_sdk::App, Error> {
             ctx.on_reply(
                 h,
                 move |ctx, r: Result<Reservation, AskError>| -> Result<(), AskError> {
-                    let line = match r? {
-                        Reservation::Reserved { left } => {
-                            format!(
-                                "{}: {} x {} reserved ({left} left)",
-                                o.customer, o.quantity, o.item
-                            )
-                        }
-                        Reservation::OutOfStock { available } => {
-                            format!(
-                                "{}: {} x {} refused, only {available} in stock",
-                                o.customer, o.quantity, o.item
-                            )
-                        }
-                    };
-                    ctx.emit(line);
+                    ctx.emit(line(&o, &r?));
                     Ok(())
                 },
             );

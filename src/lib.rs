@@ -8,6 +8,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod apps;
 pub mod demo;
 
 pub use pods_mpc as mpc;

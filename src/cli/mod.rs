@@ -1,8 +1,12 @@
 //! The command line: argument parsing and the subcommands.
 
+mod daemon;
+mod peers;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Pods: a privacy-first, peer-to-peer data service.
 ///
@@ -19,14 +23,86 @@ struct Cli {
     command: Command,
 }
 
+/// Where a node keeps its data.
+#[derive(Args, Clone)]
+struct DataDir {
+    /// The node's data directory (identity, pods.toml, database, admin.json).
+    #[arg(long, value_name = "DIR", env = "PODS_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Create a node: its data dir, an ed25519 identity (identity.key, mode 0600) and
+    /// pods.toml; prints the new PeerId. Refuses a directory that has a node already.
+    Init {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The organization's name (letters, digits, '-' or '_').
+        #[arg(long, value_name = "ORG")]
+        name: String,
+    },
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Manage the peers of a running node (changes are written to its pods.toml).
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Show a running node: identity, listen addresses, peers and whether they are connected,
+    /// apps with their workflows, atoms committed and the last commit time.
+    Status {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the demo: an in-process shop whose cart workflow asks an inventory portal to reserve
     /// each ordered item; prints what the cart produced, one line per order line.
     Demo {
         /// Seed of the deterministic scheduler (same seed, same interleaving).
         #[arg(long, default_value_t = 7)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Start the node's daemon: listens for peers (libp2p: TCP, noise, yamux), serves the
+    /// admin API on 127.0.0.1 (address and token written to DIR/admin.json, mode 0600), runs
+    /// the apps pods.toml lists. On SIGINT or SIGTERM it finishes the atoms in flight,
+    /// commits, and exits 0.
+    Start {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeerCommand {
+    /// Add a peer: its name here, its PeerId and its address; the node connects at once.
+    Add {
+        /// The peer's local name (used in paths: /peers/NAME/...).
+        name: String,
+        /// Its PeerId (printed by its `pods init`, shown by its `pods status`).
+        peer_id: String,
+        /// Its address, such as /ip4/127.0.0.1/tcp/4001.
+        multiaddr: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Remove a peer: its connections are closed and its requests refused from now on; it
+    /// leaves every export's allow-list.
+    Remove {
+        /// The peer's local name.
+        name: String,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// List the peers, and whether each is connected.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
     },
 }
 
@@ -49,6 +125,17 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Init { dir, name } => daemon::init(&dir.data_dir, &name),
+        Command::Node(NodeCommand::Start { dir }) => daemon::start(dir.data_dir),
+        Command::Peer(PeerCommand::Add {
+            name,
+            peer_id,
+            multiaddr,
+            dir,
+        }) => peers::add(&dir.data_dir, name, peer_id, multiaddr),
+        Command::Peer(PeerCommand::Remove { name, dir }) => peers::remove(&dir.data_dir, &name),
+        Command::Peer(PeerCommand::List { dir }) => peers::list(&dir.data_dir),
+        Command::Status { dir, json } => peers::status(&dir.data_dir, json),
         Command::Demo { seed } => {
             eprintln!("running the shop demo (seed {seed}): cart -> inventory portal");
             for line in pods::demo::run(seed)? {

@@ -3,8 +3,23 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod nodes;
 #[path = "../../examples/word_count.rs"]
 mod word_count;
+
+/// Aborts the test process if the test holding the returned sender runs longer than `secs`.
+fn watchdog(name: &'static str, secs: u64) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            rx.recv_timeout(Duration::from_secs(secs))
+        {
+            eprintln!("test {name} hung for {secs} s");
+            std::process::abort();
+        }
+    });
+    tx
+}
 
 /// Runs `pods` with `args`, killing it after `limit`; returns (status ok, stdout, stderr).
 fn pods(args: &[&str], limit: Duration) -> (bool, String, String) {

@@ -1,0 +1,71 @@
+//! The apps the stock `pods` binary hosts, selected by name in `pods.toml`
+//! (`apps = ["inventory", "orders:bob"]`). An organization with apps of its own builds its own
+//! node binary around [`pods_node::run`] with a [`Catalog`] of them.
+
+use pods_node::{Catalog, NodeError};
+use pods_sdk::{App, AppBuilder, AskError, Ctx, PerKeyState};
+
+use crate::demo::{Order, Reservation, Reserve, orders, reserve};
+
+/// Stock of each item at a new inventory node.
+pub const INVENTORY_STOCK: u32 = 1_000_000;
+
+/// Every app the stock binary hosts.
+pub fn catalog() -> Catalog {
+    Catalog::new()
+        .with("shop", |_| Ok(crate::demo::shop()?))
+        .with("inventory", |_| inventory())
+        .with("orders", orders_at)
+}
+
+/// `inventory`: the portal `/inventory/portals/reserve` (export it to let peers reserve), with
+/// per-item stock starting at [`INVENTORY_STOCK`].
+pub fn inventory() -> Result<App, NodeError> {
+    let app = AppBuilder::new("inventory");
+    let portal = app.portal_keyed::<Reserve, Reservation, _>("reserve", |r| r.item.clone());
+    let stock = PerKeyState::<u32>::with_initial("stock", INVENTORY_STOCK);
+    let none = app.generator_from_atoms::<Reserve>("restock", vec![]);
+    app.workflow("stock")
+        .source(&none)
+        .replier(&portal, move |ctx, req: Reserve, to| {
+            let (left, answer) = reserve(stock.get(ctx), &req);
+            stock.set(ctx, left);
+            ctx.reply(to, answer);
+        });
+    Ok(app.build()?)
+}
+
+/// `orders:PEER`: the demo's orders, each reserved at the inventory of the peer called `PEER`
+/// (`/peers/PEER/inventory/portals/reserve`); the checkout workflow emits one line per order.
+pub fn orders_at(peer: &str) -> Result<App, NodeError> {
+    if peer.is_empty() {
+        return Err(NodeError::Config(
+            "the orders app needs the inventory's peer: list it as \"orders:PEER\"".to_owned(),
+        ));
+    }
+    let app = AppBuilder::new("orders");
+    let path = format!("/peers/{peer}/inventory/portals/reserve");
+    let portal = app.portal_ref::<Reserve, Reservation>(&path);
+    let orders = app.generator_from_atoms("orders", orders());
+    let asked = portal.clone();
+    app.workflow("checkout")
+        .source(&orders)
+        .asker(&portal, move |ctx: &mut Ctx<'_, String>, o: Order| {
+            let h = ctx.ask(
+                &asked,
+                Reserve {
+                    item: o.item.clone(),
+                    quantity: o.quantity,
+                },
+            );
+            ctx.on_reply(
+                h,
+                move |ctx, r: Result<Reservation, AskError>| -> Result<(), AskError> {
+                    ctx.emit(crate::demo::line(&o, &r?));
+                    Ok(())
+                },
+            );
+        })
+        .sink();
+    Ok(app.build()?)
+}
