@@ -3,6 +3,7 @@
 //! its own thread and tokio runtime, with its own data dir; every test runs under a watchdog.
 
 mod bad_peers;
+mod crashes;
 mod remote_asks;
 
 use std::net::TcpListener;
