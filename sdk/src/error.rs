@@ -130,6 +130,28 @@ pub enum Error {
         /// The queue bound.
         capacity: usize,
     },
+    /// Bytes fed as an atom of a stream do not decode as that stream's events.
+    #[error(
+        "an atom fed to {path} does not decode as its events ({reason}); the sender and this app disagree on the stream's type"
+    )]
+    UndecodableAtom {
+        /// The external generator's path.
+        path: String,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// An atom fed at an offset past the feeder's next one: atoms in between are missing.
+    #[error(
+        "atom {offset} fed to {path}, whose next atom is {next}: feed the atoms in between first"
+    )]
+    FeederGap {
+        /// The external generator's path.
+        path: String,
+        /// The offset given.
+        offset: u64,
+        /// The offset the feeder takes next.
+        next: u64,
+    },
     /// A feeder that was sealed and takes no more atoms.
     #[error("feeder {path} is sealed and takes no more atoms")]
     FeederSealed {

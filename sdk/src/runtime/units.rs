@@ -101,6 +101,64 @@ impl FeederQueue {
     }
 }
 
+/// Appends `atom` (non-empty) to a feeder's queue: logged first when the store logs fed
+/// atoms (`encoded` spares encoding it again), at offset `at` if given. An atom below the
+/// queue's next offset was taken before and is skipped (`Ok(false)`); one above it would
+/// leave a gap and is refused.
+pub(crate) fn push_batch(
+    path: &Path,
+    queue: &Mutex<FeederQueue>,
+    at: Option<u64>,
+    atom: Arc<dyn Batch>,
+    encoded: Option<&[u8]>,
+) -> Result<bool, Error> {
+    let mut q = queue.lock().map_err(|_| Error::FeederSealed {
+        path: path.to_string(),
+    })?;
+    if q.sealed {
+        return Err(Error::FeederSealed {
+            path: path.to_string(),
+        });
+    }
+    match at {
+        Some(offset) if offset < q.next => return Ok(false),
+        Some(offset) if offset > q.next => {
+            return Err(Error::FeederGap {
+                path: path.to_string(),
+                offset,
+                next: q.next,
+            });
+        }
+        _ => {}
+    }
+    if q.atoms.len() >= q.capacity {
+        return Err(Error::FeederFull {
+            path: path.to_string(),
+            capacity: q.capacity,
+        });
+    }
+    if let Some(log) = &q.log {
+        let mut own = Vec::new();
+        let bytes = match encoded {
+            Some(b) => Ok(b),
+            None => atom.encode(&mut own).map(|()| own.as_slice()),
+        };
+        if let Err(reason) = bytes.and_then(|b| log(q.next, b)) {
+            return Err(Error::Storage(crate::error::StorageError::Backend(
+                format!("atom fed to {path} not logged, so not taken: {reason}"),
+            )));
+        }
+    }
+    q.next += 1;
+    q.atoms.push_back(atom);
+    let waker = q.waker.clone();
+    drop(q);
+    if let Some(wake) = waker {
+        wake();
+    }
+    Ok(true)
+}
+
 /// The host's end of an external generator: push atoms into the app, then seal it.
 pub struct Feeder<T> {
     pub(crate) path: Path,
@@ -116,42 +174,21 @@ impl<T: Data> Feeder<T> {
 
     /// Pushes one atom of events, which may carry envelopes.
     pub fn push_events(&self, atom: Vec<Event<T>>) -> Result<(), Error> {
-        let mut q = self.queue.lock().map_err(|_| Error::FeederSealed {
+        if atom.is_empty() {
+            return self.queue_open().map(|_| ());
+        }
+        let atom: Arc<dyn Batch> = Arc::new(Columns::from_events(atom));
+        push_batch(&self.path, &self.queue, None, atom, None).map(|_| ())
+    }
+
+    fn queue_open(&self) -> Result<(), Error> {
+        let q = self.queue.lock().map_err(|_| Error::FeederSealed {
             path: self.path.to_string(),
         })?;
         if q.sealed {
             return Err(Error::FeederSealed {
                 path: self.path.to_string(),
             });
-        }
-        if q.atoms.len() >= q.capacity {
-            return Err(Error::FeederFull {
-                path: self.path.to_string(),
-                capacity: q.capacity,
-            });
-        }
-        if atom.is_empty() {
-            return Ok(());
-        }
-        let atom: Arc<dyn Batch> = Arc::new(Columns::from_events(atom));
-        if let Some(log) = &q.log {
-            let mut bytes = Vec::new();
-            let logged = atom.encode(&mut bytes).and_then(|()| log(q.next, &bytes));
-            if let Err(reason) = logged {
-                return Err(Error::Storage(crate::error::StorageError::Backend(
-                    format!(
-                        "atom fed to {} not logged, so not taken: {reason}",
-                        self.path
-                    ),
-                )));
-            }
-        }
-        q.next += 1;
-        q.atoms.push_back(atom);
-        let waker = q.waker.clone();
-        drop(q);
-        if let Some(wake) = waker {
-            wake();
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 
 pub(crate) mod deadline;
 mod launch;
+mod outside;
 pub(crate) mod remote;
 pub(crate) mod resume;
 mod route;
@@ -130,6 +131,8 @@ pub(crate) struct Core {
     pub deadlines: deadline::Deadlines,
     /// Asks across processes in flight, and what to carry out for them outside the lock.
     pub remote: remote::Remote,
+    /// Streams read from outside the system (exported to peers): logged like consumed ones.
+    pub exported: std::collections::HashSet<usize>,
 }
 
 impl Core {
@@ -148,6 +151,7 @@ impl Core {
             woken: Vec::new(),
             deadlines: deadline::Deadlines::real(None),
             remote: remote::Remote::default(),
+            exported: std::collections::HashSet::new(),
         }
     }
 
@@ -202,7 +206,8 @@ impl Core {
         // A workflow's output with a consumer is logged by a store that logs.
         for unit in &self.units {
             if let Unit::Workflow(w) = unit {
-                let consumed = consumers.get(w.out).is_some_and(|c| !c.is_empty());
+                let consumed = consumers.get(w.out).is_some_and(|c| !c.is_empty())
+                    || self.exported.contains(&w.out);
                 w.log_output
                     .store(consumed, std::sync::atomic::Ordering::Release);
             }

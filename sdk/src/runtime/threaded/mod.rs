@@ -359,6 +359,27 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         self.shared.lock().core.feeder(path)
     }
 
+    /// Logs the stream at `path` (produced by a workflow) for readers outside the system, as
+    /// a store that logs atoms logs a stream with a local consumer; call it before the
+    /// system runs.
+    pub fn export_stream(&self, path: &str) -> Result<(), Error> {
+        self.shared.lock().core.export_stream(path)
+    }
+
+    /// The offset the external generator at `path` gives its next atom.
+    pub fn feeder_next(&self, path: &str) -> Result<u64, Error> {
+        self.shared.lock().core.feeder_next(path)
+    }
+
+    /// Feeds atom `offset` of the external generator at `path` as its encoding (a stream
+    /// mirrored from another process): logged like any fed atom; an offset already taken is
+    /// skipped (`Ok(false)`), one past the next is refused.
+    pub fn feed_encoded(&self, path: &str, offset: u64, atom: &[u8]) -> Result<bool, Error> {
+        // Fed without the system's lock: the push wakes the workers, which takes it.
+        let target = self.shared.lock().core.feed_target(path)?;
+        target.feed(offset, atom)
+    }
+
     /// Runs continuously, until [`stop`](ThreadedSystem::stop): atoms fed and apps launched
     /// later are taken at once.
     pub fn start(&self) {
