@@ -120,6 +120,7 @@ pub async fn run(
         node.launch(app)?;
         hosted.push((name, workflows));
     }
+    export_streams(&node, &settings, dir)?;
     let admin_addr = settings.admin.clone();
     let settings = Arc::new(RwLock::new(settings));
     let mut shell = Shell::new(key, Arc::clone(&settings), Arc::clone(&node), tx.clone())?;
@@ -210,6 +211,53 @@ pub fn run_until_signal(
         };
         run(&dir, catalog, config, on_started, shutdown).await
     })
+}
+
+/// Checks every export names a portal or a stream this node runs; each exported stream is
+/// logged for its peers, and each allowed peer is registered as a reader of it (so its log
+/// keeps what that peer has not pulled).
+fn export_streams(node: &Node, settings: &Settings, dir: &Path) -> Result<(), NodeError> {
+    let kinds: std::collections::HashMap<String, &str> =
+        node.system().registry().into_iter().collect();
+    for e in &settings.exports {
+        let problem = |what: String| {
+            NodeError::Config(format!(
+                "{}: export {:?} {what}",
+                dir.join(CONFIG_FILE).display(),
+                e.path
+            ))
+        };
+        match kinds.get(&e.path).copied() {
+            Some("portal") => {}
+            Some("stream") => {
+                node.system()
+                    .export_stream(&e.path)
+                    .map_err(|err| problem(err.to_string()))?;
+                for who in &e.allow {
+                    let id = settings
+                        .peer(who)
+                        .map_or(who.as_str(), |p| p.peer_id.as_str());
+                    let Ok(id) = id.parse::<PeerId>() else {
+                        continue;
+                    };
+                    let reader = crate::net::reader_id(&id, &e.path);
+                    node.system()
+                        .storage()
+                        .register_reader(reader, who, &e.path)?;
+                }
+            }
+            Some(other) => {
+                return Err(problem(format!("is a {other}: export portals and streams")));
+            }
+            None => {
+                return Err(problem(
+                    "names nothing this node runs: check the path against the apps in pods.toml"
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn random_token() -> Result<String, NodeError> {

@@ -49,12 +49,12 @@ pub mod net;
 mod node;
 mod store;
 
-pub use config::{CONFIG_FILE, Export, Limits, Peer, SettingError, Settings};
+pub use config::{CONFIG_FILE, Export, Import, Limits, Peer, SettingError, Settings};
 pub use daemon::{AppFactory, Catalog, Started, init, run, run_until_signal};
 pub use error::NodeError;
 pub use identity::{IDENTITY_FILE, create_identity, load_identity, peer_id_of};
 pub use node::{Node, NodeConfig};
 pub use store::{
-    Activity, DATABASE, KeptReplies, Quarantined, SqliteStore, StoreOptions, Synchronous,
-    WorkflowActivity, failpoint,
+    Activity, DATABASE, KeptReplies, Pulled, Quarantined, SqliteStore, StoreOptions, StreamReader,
+    Synchronous, WorkflowActivity, failpoint,
 };

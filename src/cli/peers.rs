@@ -78,6 +78,15 @@ pub fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    for i in &s.imports {
+        match &i.stopped {
+            None => println!("import {} -> {}: {} atoms taken", i.from, i.into, i.next),
+            Some(why) => println!(
+                "import {} -> {}: stopped after {} atoms: {why}",
+                i.from, i.into, i.next
+            ),
+        }
+    }
     if s.asks_out > 0 {
         println!("asks to peers waiting for replies: {}", s.asks_out);
     }

@@ -79,6 +79,19 @@ pub struct AppInfo {
     pub workflows: BTreeMap<String, WorkflowActivity>,
 }
 
+/// A stream mirrored from a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportInfo {
+    /// The stream at the peer (`/peers/<name>/...`).
+    pub from: String,
+    /// The local external generator it feeds.
+    pub into: String,
+    /// Atoms taken so far (the offset pulled next).
+    pub next: u64,
+    /// Why it stopped, if it did (the peer dropped atoms it had not taken).
+    pub stopped: Option<String>,
+}
+
 /// The body of `GET /status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
@@ -94,6 +107,8 @@ pub struct Status {
     pub apps: Vec<AppInfo>,
     /// Asks to peers' portals waiting for replies.
     pub asks_out: usize,
+    /// Streams mirrored from peers.
+    pub imports: Vec<ImportInfo>,
 }
 
 /// An error body: what went wrong, for a person.

@@ -122,6 +122,7 @@ async fn status(State(state): State<AdminState>) -> Response {
         peers: peer_infos(&settings, Some(&net)),
         apps,
         asks_out: net.asks_out,
+        imports: net.imports.clone(),
     })
     .into_response()
 }

@@ -36,6 +36,9 @@ pub struct Settings {
     /// Portals and streams this node offers to peers.
     #[serde(default, rename = "export")]
     pub exports: Vec<Export>,
+    /// Peers' streams this node mirrors into its own external generators.
+    #[serde(default, rename = "import")]
+    pub imports: Vec<Import>,
 }
 
 /// Bounds on a peer's traffic.
@@ -48,6 +51,9 @@ pub struct Limits {
     pub max_requests_per_peer: usize,
     /// Streams one connection may open at once (libp2p's own bound).
     pub max_streams_per_connection: usize,
+    /// Atoms an exported stream keeps for a peer that has not acknowledged them; past it the
+    /// oldest go, and that peer's next pull of them is refused with `Truncated`.
+    pub log_horizon_atoms: u64,
 }
 
 impl Default for Limits {
@@ -56,6 +62,7 @@ impl Default for Limits {
             max_message_bytes: 1 << 20,
             max_requests_per_peer: 256,
             max_streams_per_connection: 128,
+            log_horizon_atoms: 100_000,
         }
     }
 }
@@ -70,6 +77,16 @@ pub struct Peer {
     pub peer_id: String,
     /// Where it listens.
     pub address: String,
+}
+
+/// A peer's exported stream, pulled atom by atom into an external generator of this node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Import {
+    /// The stream at the peer: `/peers/<name>/<path there>`.
+    pub from: String,
+    /// The external generator here that takes its atoms (`/<app>/generators/<name>`).
+    pub into: String,
 }
 
 /// A portal or stream offered to peers.
@@ -112,6 +129,7 @@ impl Settings {
             apps: Vec::new(),
             peers: Vec::new(),
             exports: Vec::new(),
+            imports: Vec::new(),
         }
     }
 
@@ -201,15 +219,11 @@ impl Settings {
         for e in &self.exports {
             let at = format!("export {:?}", e.path);
             match pods_sdk::Path::parse(&e.path) {
-                Ok(path)
-                    if path.to_string() == "/peers" || path.to_string().starts_with("/peers/") =>
-                {
-                    bad(
-                        format!("{at}.path"),
-                        "a path under /peers names another node's element; export this node's own"
-                            .into(),
-                    )
-                }
+                Ok(path) if path.is_remote() || path.as_str() == "/peers" => bad(
+                    format!("{at}.path"),
+                    "a path under /peers names another node's element; export this node's own"
+                        .into(),
+                ),
                 Ok(_) => {}
                 Err(err) => bad(format!("{at}.path"), err.to_string()),
             }
@@ -223,6 +237,48 @@ impl Settings {
                         format!("{who:?} is neither a known peer's name nor a PeerId"),
                     );
                 }
+            }
+        }
+        if l.log_horizon_atoms == 0 {
+            bad(
+                "limits.log_horizon_atoms".into(),
+                "0 keeps nothing: give at least 1".into(),
+            );
+        }
+        let mut intos = HashSet::new();
+        for i in &self.imports {
+            let at = format!("import {:?}", i.from);
+            match i
+                .from
+                .strip_prefix("/peers/")
+                .and_then(|r| r.split_once('/'))
+            {
+                Some((peer, rest)) if !rest.is_empty() => {
+                    if self.peer(peer).is_none() {
+                        bad(
+                            format!("{at}.from"),
+                            format!("{peer:?} is not a known peer"),
+                        );
+                    }
+                }
+                _ => bad(
+                    format!("{at}.from"),
+                    "give a peer's stream as /peers/<name>/<path there>".into(),
+                ),
+            }
+            match pods_sdk::Path::parse(&i.into) {
+                Ok(p) if p.is_remote() => bad(
+                    format!("{at}.into"),
+                    "an external generator of this node, not a path under /peers".into(),
+                ),
+                Ok(_) => {}
+                Err(e) => bad(format!("{at}.into"), e.to_string()),
+            }
+            if !intos.insert(i.into.as_str()) {
+                bad(
+                    format!("{at}.into"),
+                    "two imports feed this generator".into(),
+                );
             }
         }
         let mut apps = HashSet::new();

@@ -3,5 +3,9 @@
 
 pub mod inbox;
 pub mod outbox;
+pub mod pulls;
 pub mod shell;
+mod streams;
+
+pub(crate) use streams::reader_id;
 pub mod wire;

@@ -112,6 +112,10 @@ impl Outbox {
                 vec![Err(e); ids.len()]
             }
             Response::Refused(e) => vec![Err(e); ids.len()],
+            Response::Atoms(_) => {
+                let e = WireError::new(ErrorCode::Malformed, "atoms in answer to asks");
+                vec![Err(e); ids.len()]
+            }
         };
         let mut out = Vec::new();
         for (id, outcome) in ids.into_iter().zip(outcomes) {

@@ -16,13 +16,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::inbox::{Done, Inbox};
 use super::outbox::{self, Outbox, RemoteAsk};
+use super::pulls::Pulls;
 use super::wire::{
     self, Codec, ErrorCode, Frame, PROTOCOL, Request, RequestBody, Response, VERSION, WireError,
 };
 use crate::config::Settings;
 use crate::error::NodeError;
 use crate::node::Node;
-use crate::store::KeptReplies;
+use crate::store::{KeptReplies, StreamReader};
 
 /// How often peers that are not connected are dialed again.
 const REDIAL_EVERY: Duration = Duration::from_secs(2);
@@ -55,6 +56,8 @@ pub struct NetStatus {
     pub connected: Vec<String>,
     /// Remote asks waiting for their replies.
     pub asks_out: usize,
+    /// Streams mirrored from peers.
+    pub imports: Vec<crate::admin::api::ImportInfo>,
 }
 
 /// Hands the runtime's asks to peers' portals to the network task.
@@ -70,27 +73,41 @@ impl Gateway for NetGateway {
     }
 }
 
+/// What an outbound request carried.
+pub(super) enum Sent {
+    /// A batch of asks.
+    Asks(u64),
+    /// A pull of mirror `0`.
+    Pull(usize),
+}
+
 #[derive(NetworkBehaviour)]
-struct Behaviour {
-    rr: request_response::Behaviour<Codec>,
+pub(super) struct Behaviour {
+    pub(super) rr: request_response::Behaviour<Codec>,
     ping: ping::Behaviour,
     limits: connection_limits::Behaviour,
 }
 
 /// The network task's state.
 pub struct Shell {
-    swarm: Swarm<Behaviour>,
-    settings: Arc<RwLock<Settings>>,
-    node: Arc<Node>,
-    kept: KeptReplies,
-    outbox: Outbox,
-    inbox: Inbox<PeerId>,
-    channels: HashMap<u64, ResponseChannel<Frame>>,
-    batches: HashMap<OutboundRequestId, u64>,
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) settings: Arc<RwLock<Settings>>,
+    pub(super) node: Arc<Node>,
+    pub(super) kept: KeptReplies,
+    pub(super) outbox: Outbox,
+    pub(super) inbox: Inbox<PeerId>,
+    pub(super) channels: HashMap<u64, ResponseChannel<Frame>>,
+    pub(super) batches: HashMap<OutboundRequestId, Sent>,
+    /// Streams mirrored from peers.
+    pub(super) pulls: Pulls,
+    /// Logs of exported streams.
+    pub(super) streams: StreamReader,
+    /// The paths of the exported streams.
+    pub(super) exported: Vec<String>,
     /// Known peers: id → name, and name → id.
-    known: HashMap<PeerId, String>,
-    by_name: HashMap<String, (PeerId, Multiaddr)>,
-    tx: mpsc::UnboundedSender<Command>,
+    pub(super) known: HashMap<PeerId, String>,
+    pub(super) by_name: HashMap<String, (PeerId, Multiaddr)>,
+    pub(super) tx: mpsc::UnboundedSender<Command>,
 }
 
 impl Shell {
@@ -142,6 +159,23 @@ impl Shell {
         }
         let kept = KeptReplies::open(node.dir())?;
         let inbox = Inbox::new(limits.max_requests_per_peer);
+        let streams = StreamReader::open(node.dir())?;
+        let imports = s
+            .imports
+            .iter()
+            .filter_map(|i| {
+                let (peer, path) = split_remote(&Path::parse(&i.from).ok()?)?;
+                Some((peer, path, i.into.clone()))
+            })
+            .collect();
+        let pulls = Pulls::new(imports, Instant::now());
+        let kinds: HashMap<String, &str> = node.system().registry().into_iter().collect();
+        let exported = s
+            .exports
+            .iter()
+            .filter(|e| kinds.get(&e.path) == Some(&"stream"))
+            .map(|e| e.path.clone())
+            .collect();
         drop(s);
         let mut shell = Shell {
             swarm,
@@ -152,6 +186,9 @@ impl Shell {
             inbox,
             channels: HashMap::new(),
             batches: HashMap::new(),
+            pulls,
+            streams,
+            exported,
             known: HashMap::new(),
             by_name: HashMap::new(),
             tx,
@@ -193,9 +230,10 @@ impl Shell {
     ) {
         let mut redial = tokio::time::interval(REDIAL_EVERY);
         loop {
-            let wake = self
-                .outbox
-                .next_wakeup()
+            let wake = [self.outbox.next_wakeup(), self.pulls.next_wakeup()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(tokio::time::Instant::from_std);
             let retry = async {
                 match wake {
@@ -210,8 +248,12 @@ impl Shell {
                 () = retry => {
                     let actions = self.outbox.poll(Instant::now());
                     self.outbox_actions(actions);
+                    self.pull_due();
                 }
-                _ = redial.tick() => self.redial(),
+                _ = redial.tick() => {
+                    self.redial();
+                    self.trim_exports();
+                }
             }
         }
         tracing::info!(asks_out = self.outbox.len(), "network stopped");
@@ -237,6 +279,17 @@ impl Shell {
                         .map(ToString::to_string)
                         .collect(),
                     asks_out: self.outbox.len(),
+                    imports: self
+                        .pulls
+                        .mirrors()
+                        .iter()
+                        .map(|m| crate::admin::api::ImportInfo {
+                            from: format!("/peers/{}{}", m.peer, m.stream),
+                            into: m.into.clone(),
+                            next: self.node.system().feeder_next(&m.into).unwrap_or(0),
+                            stopped: m.stopped.clone(),
+                        })
+                        .collect(),
                 };
                 let _ = reply.send(status);
             }
@@ -265,7 +318,7 @@ impl Shell {
                         },
                     ..
                 } => {
-                    let Some(batch) = self.batches.remove(&request_id) else {
+                    let Some(sent) = self.batches.remove(&request_id) else {
                         return;
                     };
                     let response = match response {
@@ -277,8 +330,13 @@ impl Shell {
                             format!("a response of {n} bytes, above this node's limit"),
                         )),
                     };
-                    let actions = self.outbox.on_response(batch, response, Instant::now());
-                    self.outbox_actions(actions);
+                    match sent {
+                        Sent::Asks(batch) => {
+                            let actions = self.outbox.on_response(batch, response, Instant::now());
+                            self.outbox_actions(actions);
+                        }
+                        Sent::Pull(mirror) => self.pulled(mirror, response),
+                    }
                 }
                 Event::OutboundFailure {
                     peer,
@@ -287,8 +345,13 @@ impl Shell {
                     ..
                 } => {
                     tracing::debug!(%peer, %error, "a request to a peer failed; its asks go again");
-                    if let Some(batch) = self.batches.remove(&request_id) {
-                        self.outbox.on_failure(batch, Instant::now());
+                    match self.batches.remove(&request_id) {
+                        Some(Sent::Asks(batch)) => self.outbox.on_failure(batch, Instant::now()),
+                        Some(Sent::Pull(mirror)) => {
+                            let e = WireError::new(ErrorCode::Unavailable, error.to_string());
+                            self.pulls.failed(mirror, &e, Instant::now());
+                        }
+                        None => {}
                     }
                 }
                 Event::InboundFailure { peer, error, .. } => {
@@ -337,10 +400,17 @@ impl Shell {
                 return self.send_response(channel, &Response::Refused(e));
             }
         };
-        let Request {
-            body: RequestBody::Asks(asks),
-            ..
-        } = request;
+        let asks = match request.body {
+            RequestBody::Asks(asks) => asks,
+            RequestBody::Pull {
+                stream,
+                from,
+                max_atoms,
+            } => {
+                let response = self.pull_in(&peer, &name, &stream, from, max_atoms);
+                return self.send_response(channel, &response);
+            }
+        };
         let id = match self.inbox.begin(&peer, asks.len()) {
             Ok(id) => id,
             Err(e) => return self.send_response(channel, &Response::Refused(e)),
@@ -408,7 +478,7 @@ impl Shell {
     }
 
     /// The portal at `path` if it is exported to the peer called `name` with id `peer`.
-    fn allowed(&self, name: &str, peer: &PeerId, path: &str) -> Result<Path, WireError> {
+    pub(super) fn allowed(&self, name: &str, peer: &PeerId, path: &str) -> Result<Path, WireError> {
         let settings = read(&self.settings);
         if settings.export(path).is_none() {
             return Err(WireError::new(
@@ -431,7 +501,7 @@ impl Shell {
         }
     }
 
-    fn send_response(&mut self, channel: ResponseChannel<Frame>, response: &Response) {
+    pub(super) fn send_response(&mut self, channel: ResponseChannel<Frame>, response: &Response) {
         let frame = Frame::Bytes(wire::encode(response));
         if self
             .swarm
@@ -490,7 +560,7 @@ impl Shell {
                     };
                     let frame = Frame::Bytes(wire::encode(&request));
                     let rid = self.swarm.behaviour_mut().rr.send_request(peer_id, frame);
-                    self.batches.insert(rid, batch);
+                    self.batches.insert(rid, Sent::Asks(batch));
                 }
                 outbox::Action::Answer { id, portal, result } => {
                     answers.push((id, result.map_err(|e| from_wire(&portal, e))));
@@ -543,14 +613,14 @@ impl Shell {
     }
 }
 
-fn read(settings: &RwLock<Settings>) -> std::sync::RwLockReadGuard<'_, Settings> {
+pub(super) fn read(settings: &RwLock<Settings>) -> std::sync::RwLockReadGuard<'_, Settings> {
     settings
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `/peers/<name>/<rest>` → (`name`, `/<rest>`).
-fn split_remote(path: &Path) -> Option<(String, String)> {
+pub(super) fn split_remote(path: &Path) -> Option<(String, String)> {
     let rest = path.as_str().strip_prefix("/peers/")?;
     let (name, inner) = rest.split_once('/')?;
     Some((name.to_owned(), format!("/{inner}")))
@@ -558,7 +628,7 @@ fn split_remote(path: &Path) -> Option<(String, String)> {
 
 /// The id under which this node's repliers see an ask from `peer`: the asker's origin mixed
 /// with the peer's identity, so that two peers' workflows of the same path never collide.
-fn local_origin(peer: &PeerId, origin: u64) -> u64 {
+pub(super) fn local_origin(peer: &PeerId, origin: u64) -> u64 {
     let mut bytes = peer.to_bytes();
     bytes.extend_from_slice(&origin.to_be_bytes());
     let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);

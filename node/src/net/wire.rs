@@ -29,6 +29,16 @@ pub struct Request {
 pub enum RequestBody {
     /// Asks to portals of the receiving node (an atom's asks to one peer travel together).
     Asks(Vec<WireAsk>),
+    /// Atoms of an exported stream from offset `from` on; it also acknowledges every atom
+    /// below `from` (the puller has them durably), so the receiver may drop them.
+    Pull {
+        /// The stream's path at the receiving node.
+        stream: String,
+        /// The first offset wanted.
+        from: u64,
+        /// Most atoms to send back.
+        max_atoms: u32,
+    },
 }
 
 /// One ask to a portal of the receiving node.
@@ -49,6 +59,8 @@ pub struct WireAsk {
 pub enum Response {
     /// One outcome per ask, in the request's order.
     Replies(Vec<Result<Vec<u8>, WireError>>),
+    /// The atoms of a pulled stream, in order from the offset asked (none: nothing new yet).
+    Atoms(Vec<(u64, Vec<u8>)>),
     /// The whole request is refused.
     Refused(WireError),
 }
@@ -84,6 +96,9 @@ pub enum ErrorCode {
     WrongRequestType,
     /// The receiver could not handle the request (it is stopping, for one); retry later.
     Unavailable,
+    /// The atoms asked for were dropped (the puller stayed behind longer than the log
+    /// horizon): the stream cannot be read on without a gap.
+    Truncated,
 }
 
 impl ErrorCode {

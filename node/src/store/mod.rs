@@ -5,6 +5,7 @@
 
 mod activity;
 mod commit;
+mod exports;
 pub mod failpoint;
 mod kept;
 mod moves;
@@ -22,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::NodeError;
 pub use activity::{Activity, WorkflowActivity};
 use commit::Fold;
+pub use exports::{Pulled, StreamReader};
 pub use kept::KeptReplies;
 pub use quarantine::Quarantined;
 use recover::open_payload;

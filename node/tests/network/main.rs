@@ -5,6 +5,7 @@
 mod bad_peers;
 mod crashes;
 mod remote_asks;
+mod streams;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
