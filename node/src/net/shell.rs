@@ -127,14 +127,18 @@ impl Shell {
         let rr_config = request_response::Config::default()
             .with_request_timeout(Duration::from_secs(10))
             .with_max_concurrent_streams(limits.max_streams_per_connection);
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        let builder = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_tcp(
                 libp2p::tcp::Config::default().nodelay(true),
                 libp2p::noise::Config::new,
                 libp2p::yamux::Config::default,
             )
-            .map_err(|e| net(e.to_string()))?
+            .map_err(|e| net(e.to_string()))?;
+        // QUIC beside TCP (listen on `/ip4/127.0.0.1/udp/0/quic-v1` to use it).
+        #[cfg(feature = "quic")]
+        let builder = builder.with_quic();
+        let mut swarm = builder
             .with_behaviour(|_| Behaviour {
                 rr: request_response::Behaviour::with_codec(
                     codec,
