@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 /// streams, keeps its personal data under GDPR policy, and composes with other organizations'
 /// nodes.
 #[derive(Parser)]
-#[command(name = "pods", version, about, long_about = None)]
+#[command(name = "pods", version)]
 struct Cli {
     /// Log level for messages on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]

@@ -82,6 +82,24 @@ fn help_lists_the_commands_and_bad_arguments_fail() {
     assert!(ok && stdout.contains("--seed"), "{stdout}");
     let (ok, _, stderr) = pods(&["demo", "--seed", "nope"], Duration::from_secs(30));
     assert!(!ok && stderr.contains("invalid value"), "{stderr}");
+    for (args, says) in [
+        (&["init", "--help"][..], "--name <ORG>"),
+        (&["node", "start", "--help"], "SIGTERM"),
+        (&["peer", "add", "--help"], "<MULTIADDR>"),
+        (&["peer", "remove", "--help"], "connections are closed"),
+        (&["peer", "list", "--help"], "connected"),
+        (&["status", "--help"], "--json"),
+    ] {
+        let (ok, stdout, _) = pods(&[args, &["--help"]].concat()[..args.len()], Duration::from_secs(30));
+        assert!(ok && stdout.contains(says) && stdout.contains("--data-dir"), "{args:?}: {stdout}");
+    }
+    // A command on a node that is not running says how to start it.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (ok, _, stderr) = pods(&["status", "--data-dir", d], Duration::from_secs(30));
+    assert!(!ok && stderr.contains("is the node running?"), "{stderr}");
+    let (ok, _, stderr) = pods(&["node", "start", "--data-dir", d], Duration::from_secs(30));
+    assert!(!ok && stderr.contains("pods init"), "{stderr}");
 }
 
 #[test]
