@@ -146,6 +146,9 @@ impl Core {
         let portal = self.inbound_portal(portal)?;
         if self.remote.take(id, respond) {
             self.route_asks(vec![inbound_ask(portal, id, request, envelope)]);
+            // No deadline here: the asker's governs. Answering `Timeout` while the ask is still
+            // queued would let the asker send it again and the replier apply it twice.
+            self.deadlines.answered(&id);
         }
         Ok(())
     }

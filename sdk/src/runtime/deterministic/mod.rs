@@ -111,9 +111,9 @@ impl<S: Storage> DeterministicSystem<S> {
     /// Takes an ask from another process to local portal `portal` (its request CBOR-encoded,
     /// decoded by the portal's replier: bytes of another type get
     /// [`AskError::WrongRequestType`]). The ask enters at the next step and is answered like a
-    /// local one, with this system's ask deadline; `reply` is called once, after the
+    /// local one, without a deadline here (the asker's governs); `reply` is called once, after the
     /// replier's step committed, with the reply's encoding or the error (`ReplierFailed`,
-    /// `Denied`, `Timeout`, …). The same `id` asked again while it is being answered is not
+    /// `Denied`, …). The same `id` asked again while it is being answered is not
     /// answered twice: each `reply` gets the one reply.
     ///
     /// A path that names no portal of this system is refused with [`Error::UnknownPath`] (or

@@ -270,10 +270,10 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
     /// Takes an ask from another process to local portal `portal` (its request CBOR-encoded,
     /// decoded by the portal's replier: bytes of another type get
     /// [`AskError::WrongRequestType`]). The ask enters the replier's queue like a local one,
-    /// with this system's ask deadline, and the workers are woken (a system neither started
+    /// without a deadline here (the asker's governs), and the workers are woken (a system neither started
     /// nor running takes it at its next run). `reply` is called once, without the system's
     /// lock held, after the replier's step committed, with the reply's encoding or the error
-    /// (`ReplierFailed`, `Denied`, `Timeout`, …). The same `id` asked again while it is being
+    /// (`ReplierFailed`, `Denied`, …). The same `id` asked again while it is being
     /// answered is not answered twice: each `reply` gets the one reply.
     ///
     /// A path that names no portal of this system is refused with [`Error::UnknownPath`] (or
