@@ -55,10 +55,18 @@ pub fn init(dir: &Path, name: &str) -> Result<PeerId, NodeError> {
     if let Some(p) = settings.problems().first() {
         return Err(NodeError::Config(p.to_string()));
     }
-    std::fs::create_dir_all(dir).map_err(|e| NodeError::DataDir {
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Only the node's user reads its data (state, kept replies, its key).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| NodeError::DataDir {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+    }
     let config = dir.join(CONFIG_FILE);
     if config.exists() {
         return Err(NodeError::Config(format!(
@@ -229,6 +237,9 @@ fn export_streams(node: &Node, settings: &Settings, dir: &Path) -> Result<(), No
         };
         match kinds.get(&e.path).copied() {
             Some("portal") => {}
+            Some("stream") if e.allow.is_empty() => {
+                tracing::warn!(stream = %e.path, "exported to nobody: not logged for peers");
+            }
             Some("stream") => {
                 node.system()
                     .export_stream(&e.path)

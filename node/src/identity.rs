@@ -25,22 +25,36 @@ pub fn create_identity(dir: &Path) -> Result<Keypair, NodeError> {
     let bytes = key
         .to_protobuf_encoding()
         .map_err(|e| err(format!("cannot encode the new key: {e}")))?;
-    // `create_new` refuses an existing file: an identity is never replaced.
+    if file.exists() {
+        return Err(err(
+            "exists already: this data dir has a node; use it, or choose another directory"
+                .to_owned(),
+        ));
+    }
+    // Written whole beside it, then linked into place: a crash never leaves half a key, and
+    // linking refuses an existing file, so an identity is never replaced.
+    let tmp = dir.join(format!(".{IDENTITY_FILE}.new"));
+    let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&file)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => err(
-                "exists already: this data dir has a node; use it, or choose another directory"
-                    .to_owned(),
-            ),
-            _ => err(format!("cannot create: {e}")),
-        })?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| err(format!("cannot write: {e}")))?;
+        .open(&tmp)
+        .map_err(|e| err(format!("cannot create: {e}")))?;
+    let written = f.write_all(&bytes).and_then(|()| f.sync_all());
+    drop(f);
+    let linked = written.and_then(|()| fs::hard_link(&tmp, &file));
+    let _ = fs::remove_file(&tmp);
+    linked.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => err(
+            "exists already: this data dir has a node; use it, or choose another directory"
+                .to_owned(),
+        ),
+        _ => err(format!("cannot write: {e}")),
+    })?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(key)
 }
 

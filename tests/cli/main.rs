@@ -90,8 +90,14 @@ fn help_lists_the_commands_and_bad_arguments_fail() {
         (&["peer", "list", "--help"], "connected"),
         (&["status", "--help"], "--json"),
     ] {
-        let (ok, stdout, _) = pods(&[args, &["--help"]].concat()[..args.len()], Duration::from_secs(30));
-        assert!(ok && stdout.contains(says) && stdout.contains("--data-dir"), "{args:?}: {stdout}");
+        let (ok, stdout, _) = pods(
+            &[args, &["--help"]].concat()[..args.len()],
+            Duration::from_secs(30),
+        );
+        assert!(
+            ok && stdout.contains(says) && stdout.contains("--data-dir"),
+            "{args:?}: {stdout}"
+        );
     }
     // A command on a node that is not running says how to start it.
     let dir = tempfile::tempdir().unwrap();

@@ -193,6 +193,11 @@ impl Settings {
             let at = format!("peer {:?}", p.name);
             if !is_name(&p.name) {
                 bad(format!("{at}.name"), name_rule(&p.name));
+            } else if PeerId::from_str(&p.name).is_ok() {
+                bad(
+                    format!("{at}.name"),
+                    "a PeerId: allow-lists would confuse it with that peer; choose a name".into(),
+                );
             }
             if !names.insert(p.name.as_str()) {
                 bad(format!("{at}.name"), "two peers have this name".into());
@@ -254,7 +259,9 @@ impl Settings {
                 .and_then(|r| r.split_once('/'))
             {
                 Some((peer, rest)) if !rest.is_empty() => {
-                    if self.peer(peer).is_none() {
+                    if let Err(e) = pods_sdk::Path::parse(&i.from) {
+                        bad(format!("{at}.from"), e.to_string());
+                    } else if self.peer(peer).is_none() {
                         bad(
                             format!("{at}.from"),
                             format!("{peer:?} is not a known peer"),
@@ -300,8 +307,9 @@ impl Settings {
         self.exports.iter().find(|e| e.path == path)
     }
 
-    /// Removes the peer called `name`, and its place in every allow-list (by name and by
-    /// PeerId), so that adding it again grants nothing by itself; whether it was known.
+    /// Removes the peer called `name`, its place in every allow-list (by name and by PeerId,
+    /// so that adding it again grants nothing by itself) and the imports from it; whether it
+    /// was known.
     pub fn remove_peer(&mut self, name: &str) -> bool {
         let Some(at) = self.peers.iter().position(|p| p.name == name) else {
             return false;
@@ -310,6 +318,8 @@ impl Settings {
         for e in &mut self.exports {
             e.allow.retain(|a| *a != gone.name && *a != gone.peer_id);
         }
+        let from = format!("/peers/{}/", gone.name);
+        self.imports.retain(|i| !i.from.starts_with(&from));
         true
     }
 

@@ -89,3 +89,39 @@ fn removing_a_peer_removes_it_from_every_allow_list() {
     assert_eq!(s.exports[0].allow, Vec::<String>::new());
     assert_eq!(s.problems(), vec![]);
 }
+
+#[test]
+fn a_peer_named_after_a_peer_id_and_a_bad_import_are_refused() {
+    let mut s = Settings::new("acme");
+    let alice = peer("alice");
+    let mut mallory = peer("m");
+    mallory.name = alice.peer_id.clone();
+    s.peers.push(mallory);
+    s.imports.push(Import {
+        from: "/peers/nobody/x/workflows/w/stream".into(),
+        into: "/peers/x".into(),
+    });
+    let places: Vec<String> = s.problems().into_iter().map(|p| p.place).collect();
+    assert_eq!(
+        places,
+        vec![
+            format!("peer {:?}.name", alice.peer_id),
+            "import \"/peers/nobody/x/workflows/w/stream\".from".to_owned(),
+            "import \"/peers/nobody/x/workflows/w/stream\".into".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn removing_a_peer_removes_the_imports_from_it() {
+    let mut s = Settings::new("acme");
+    s.peers.push(peer("bob"));
+    s.imports.push(Import {
+        from: "/peers/bob/x/workflows/w/stream".into(),
+        into: "/m/generators/g".into(),
+    });
+    assert_eq!(s.problems(), vec![]);
+    assert!(s.remove_peer("bob"));
+    assert_eq!(s.imports, vec![]);
+    assert_eq!(s.problems(), vec![], "what is left is valid");
+}

@@ -1,19 +1,26 @@
 //! Asks this node sends to peers' portals, as a pure state machine: asks in, wire batches and
-//! answers out. An ask is sent again, with exponential backoff, after a lost connection or a
-//! transient refusal, until it is answered or its deadline passes (then the runtime gives its
-//! continuation `Timeout`); the same id every time, so the peer applies it once.
+//! answers out. Per peer, asks leave in the order they were asked, one batch in flight at a
+//! time (what queues meanwhile goes as the next batch), so a replier applies them in order. A
+//! batch lost (no connection, a reset stream) or refused for a while (`Busy`, `Unavailable`)
+//! goes again, with exponential backoff, ahead of newer asks, until each ask's deadline
+//! (then the runtime gives its continuation `Timeout`); the same ids every time, so the peer
+//! applies each ask once.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use pods_sdk::{AskId, Envelope};
 
 use super::wire::{ErrorCode, Response, WireAsk, WireError};
 
-/// First wait before an ask is sent again; it doubles with each attempt.
+/// First wait before a peer's asks are sent again; it doubles with each failure in a row.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Most asks in one request.
+pub const MAX_BATCH: usize = 256;
+/// About the most request bytes in one request (an ask larger than that goes alone).
+pub const MAX_BATCH_BYTES: usize = 256 << 10;
 
 /// An ask to a peer's portal, as the runtime hands it over.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,49 +64,54 @@ pub enum Action {
 
 struct Pending {
     ask: RemoteAsk,
-    attempt: u32,
-    /// The batch it was last sent in, while that is in flight.
-    batch: Option<u64>,
+    /// Sent alone (its batch's response was too large).
+    solo: bool,
+}
+
+/// One peer's asks: waiting in order, and the batch in flight.
+#[derive(Default)]
+struct Lane {
+    waiting: VecDeque<AskId>,
+    in_flight: Option<(u64, Vec<AskId>)>,
+    /// No batch before this (after failures).
+    blocked_until: Option<Instant>,
+    failures: u32,
 }
 
 /// The asks in flight to peers.
 #[derive(Default)]
 pub struct Outbox {
     pending: HashMap<AskId, Pending>,
-    batches: HashMap<u64, Vec<AskId>>,
-    /// Asks waiting to be sent again, by when.
-    retries: BTreeSet<(Instant, AskId)>,
+    lanes: HashMap<String, Lane>,
     next_batch: u64,
 }
 
 impl Outbox {
-    /// Takes new asks and sends them, one batch per peer.
-    pub fn submit(&mut self, asks: Vec<RemoteAsk>) -> Vec<Action> {
-        let mut ids = Vec::with_capacity(asks.len());
+    /// Takes new asks; sends them at once to peers with nothing in flight.
+    pub fn submit(&mut self, asks: Vec<RemoteAsk>, now: Instant) -> Vec<Action> {
+        let mut peers = Vec::new();
         for ask in asks {
-            let id = ask.id;
-            // The same id again (a replayed atom): one ask, sent once more.
-            if let Some(p) = self.pending.get(&id)
-                && p.batch.is_some()
-            {
+            // The same id again (a replayed atom): one ask, already on its way.
+            if self.pending.contains_key(&ask.id) {
                 continue;
             }
-            self.pending.insert(
-                id,
-                Pending {
-                    ask,
-                    attempt: 0,
-                    batch: None,
-                },
-            );
-            ids.push(id);
+            let lane = self.lanes.entry(ask.peer.clone()).or_default();
+            lane.waiting.push_back(ask.id);
+            if !peers.contains(&ask.peer) {
+                peers.push(ask.peer.clone());
+            }
+            self.pending.insert(ask.id, Pending { ask, solo: false });
         }
-        self.send(ids)
+        let mut out = Vec::new();
+        for peer in peers {
+            out.extend(self.send(&peer, now));
+        }
+        out
     }
 
-    /// Handles the response to `batch`: answers, and transient refusals to send again.
+    /// Handles the response to `batch`: answers; transient refusals wait to go again first.
     pub fn on_response(&mut self, batch: u64, response: Response, now: Instant) -> Vec<Action> {
-        let Some(ids) = self.batches.remove(&batch) else {
+        let Some((peer, ids)) = self.take_batch(batch) else {
             return Vec::new();
         };
         let outcomes: Vec<Result<Vec<u8>, WireError>> = match response {
@@ -118,9 +130,21 @@ impl Outbox {
             }
         };
         let mut out = Vec::new();
+        let mut again = Vec::new();
         for (id, outcome) in ids.into_iter().zip(outcomes) {
             match outcome {
-                Err(e) if e.code.is_transient() => self.later(id, now),
+                Err(e) if e.code.is_transient() => again.push(id),
+                // Too large together (the request, or the replies): each goes alone; alone
+                // and still too large, it fails.
+                Err(e)
+                    if e.code == ErrorCode::TooLarge
+                        && self.pending.get(&id).is_some_and(|p| !p.solo) =>
+                {
+                    if let Some(p) = self.pending.get_mut(&id) {
+                        p.solo = true;
+                    }
+                    again.push(id);
+                }
                 result => {
                     if let Some(p) = self.pending.remove(&id) {
                         let portal = format!("/peers/{}{}", p.ask.peer, p.ask.portal);
@@ -129,38 +153,61 @@ impl Outbox {
                 }
             }
         }
+        if again.is_empty() {
+            if let Some(lane) = self.lanes.get_mut(&peer) {
+                lane.failures = 0;
+            }
+            out.extend(self.send(&peer, now));
+        } else {
+            self.back_off(&peer, again, now);
+        }
         out
     }
 
-    /// Handles a lost request (no connection, a timeout, a reset stream): its asks go again later.
+    /// Handles a lost request (no connection, a timeout, a reset stream): its asks go again
+    /// later, before newer ones.
     pub fn on_failure(&mut self, batch: u64, now: Instant) {
-        for id in self.batches.remove(&batch).unwrap_or_default() {
-            self.later(id, now);
+        if let Some((peer, ids)) = self.take_batch(batch) {
+            self.back_off(&peer, ids, now);
         }
     }
 
-    /// Sends the asks whose wait is over; forgets those past their deadline.
+    /// Forgets the asks past their deadline; sends what waited for a backoff to end.
     pub fn poll(&mut self, now: Instant) -> Vec<Action> {
-        let mut due = Vec::new();
-        while let Some(&(at, id)) = self.retries.first() {
-            if at > now {
-                break;
-            }
-            self.retries.pop_first();
-            match self.pending.get(&id) {
-                Some(p) if p.ask.deadline <= now => {
-                    self.pending.remove(&id);
-                }
-                Some(_) => due.push(id),
-                None => {}
-            }
+        let expired: Vec<AskId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.ask.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            self.pending.remove(id);
         }
-        self.send(due)
+        let peers: Vec<String> = self.lanes.keys().cloned().collect();
+        let mut out = Vec::new();
+        for peer in peers {
+            if let Some(lane) = self.lanes.get_mut(&peer) {
+                lane.waiting.retain(|id| !expired.contains(id));
+                if lane.blocked_until.is_some_and(|t| t <= now) {
+                    lane.blocked_until = None;
+                }
+            }
+            out.extend(self.send(&peer, now));
+        }
+        self.lanes
+            .retain(|_, l| !l.waiting.is_empty() || l.in_flight.is_some());
+        out
     }
 
-    /// When [`Outbox::poll`] has something to do next.
+    /// When [`Outbox::poll`] has something to do next: a backoff's end or a deadline.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.retries.first().map(|(at, _)| *at)
+        let backoffs = self.lanes.values().filter_map(|l| l.blocked_until);
+        let deadlines = self
+            .lanes
+            .values()
+            .flat_map(|l| l.waiting.iter())
+            .filter_map(|id| self.pending.get(id).map(|p| p.ask.deadline));
+        backoffs.chain(deadlines).min()
     }
 
     /// Asks not yet answered.
@@ -173,50 +220,75 @@ impl Outbox {
         self.pending.is_empty()
     }
 
-    fn later(&mut self, id: AskId, now: Instant) {
-        let Some(p) = self.pending.get_mut(&id) else {
-            return;
-        };
-        p.batch = None;
-        let wait = FIRST_BACKOFF
-            .saturating_mul(1u32 << p.attempt.min(16))
-            .min(MAX_BACKOFF);
-        p.attempt += 1;
-        let at = (now + wait).min(p.ask.deadline);
-        self.retries.insert((at, id));
+    fn take_batch(&mut self, batch: u64) -> Option<(String, Vec<AskId>)> {
+        let (peer, lane) = self
+            .lanes
+            .iter_mut()
+            .find(|(_, l)| l.in_flight.as_ref().is_some_and(|(b, _)| *b == batch))?;
+        let (_, ids) = lane.in_flight.take()?;
+        Some((peer.clone(), ids))
     }
 
-    fn send(&mut self, ids: Vec<AskId>) -> Vec<Action> {
-        let mut by_peer: Vec<(String, Vec<AskId>)> = Vec::new();
-        for id in ids {
+    /// Puts `ids` (still pending) back at the front of `peer`'s lane, in order, and blocks
+    /// the lane for a growing wait.
+    fn back_off(&mut self, peer: &str, ids: Vec<AskId>, now: Instant) {
+        let lane = self.lanes.entry(peer.to_owned()).or_default();
+        for id in ids.into_iter().rev() {
+            if self.pending.contains_key(&id) {
+                lane.waiting.push_front(id);
+            }
+        }
+        let wait = FIRST_BACKOFF
+            .saturating_mul(1u32 << lane.failures.min(16))
+            .min(MAX_BACKOFF);
+        lane.failures += 1;
+        lane.blocked_until = Some(now + wait);
+    }
+
+    /// Sends `peer`'s next batch if nothing of it is in flight and it is not backing off.
+    fn send(&mut self, peer: &str, now: Instant) -> Option<Action> {
+        let lane = self.lanes.get_mut(peer)?;
+        if lane.in_flight.is_some() || lane.blocked_until.is_some_and(|t| t > now) {
+            return None;
+        }
+        let mut asks = Vec::new();
+        let mut ids = Vec::new();
+        let mut bytes = 0;
+        while let Some(&id) = lane.waiting.front() {
             let Some(p) = self.pending.get(&id) else {
+                lane.waiting.pop_front(); // answered or expired meanwhile
                 continue;
             };
-            match by_peer.iter_mut().find(|(peer, _)| *peer == p.ask.peer) {
-                Some((_, v)) => v.push(id),
-                None => by_peer.push((p.ask.peer.clone(), vec![id])),
+            let size = p.ask.request.len() + p.ask.portal.len() + 64;
+            let full = !ids.is_empty()
+                && (p.solo || ids.len() >= MAX_BATCH || bytes + size > MAX_BATCH_BYTES);
+            if full {
+                break;
+            }
+            lane.waiting.pop_front();
+            bytes += size;
+            ids.push(id);
+            asks.push(WireAsk {
+                id,
+                portal: p.ask.portal.clone(),
+                request: p.ask.request.clone(),
+                envelope: p.ask.envelope.clone(),
+            });
+            if p.solo {
+                break;
             }
         }
-        let mut out = Vec::new();
-        for (peer, ids) in by_peer {
-            let batch = self.next_batch;
-            self.next_batch += 1;
-            let mut asks = Vec::with_capacity(ids.len());
-            for id in &ids {
-                if let Some(p) = self.pending.get_mut(id) {
-                    p.batch = Some(batch);
-                    asks.push(WireAsk {
-                        id: *id,
-                        portal: p.ask.portal.clone(),
-                        request: p.ask.request.clone(),
-                        envelope: p.ask.envelope.clone(),
-                    });
-                }
-            }
-            self.batches.insert(batch, ids);
-            out.push(Action::Send { batch, peer, asks });
+        if ids.is_empty() {
+            return None;
         }
-        out
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        lane.in_flight = Some((batch, ids));
+        Some(Action::Send {
+            batch,
+            peer: peer.to_owned(),
+            asks,
+        })
     }
 }
 

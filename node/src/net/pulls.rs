@@ -109,6 +109,14 @@ impl Pulls {
         m.due = now + wait;
     }
 
+    /// Stops a mirror for good, for `why`.
+    pub fn stop(&mut self, mirror: usize, why: String) {
+        if let Some(m) = self.mirrors.get_mut(mirror) {
+            m.in_flight = false;
+            m.stopped = Some(why);
+        }
+    }
+
     /// When the next pull is due, if any can be.
     pub fn next_wakeup(&self) -> Option<Instant> {
         self.mirrors

@@ -104,6 +104,8 @@ pub struct Shell {
     pub(super) streams: StreamReader,
     /// The paths of the exported streams.
     pub(super) exported: Vec<String>,
+    /// Where each reader of an exported stream acknowledged last, in this run.
+    pub(super) acked: HashMap<u64, u64>,
     /// Known peers: id → name, and name → id.
     pub(super) known: HashMap<PeerId, String>,
     pub(super) by_name: HashMap<String, (PeerId, Multiaddr)>,
@@ -193,6 +195,7 @@ impl Shell {
             pulls,
             streams,
             exported,
+            acked: HashMap::new(),
             known: HashMap::new(),
             by_name: HashMap::new(),
             tx,
@@ -545,7 +548,7 @@ impl Shell {
                 }
             }
         }
-        let actions = self.outbox.submit(remote);
+        let actions = self.outbox.submit(remote, now);
         self.outbox_actions(actions);
     }
 

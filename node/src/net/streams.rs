@@ -37,11 +37,19 @@ impl Shell {
             (s.limits.log_horizon_atoms, s.limits.max_message_bytes / 2)
         };
         let reader = reader_id(peer, stream);
-        let acked = self
-            .node
-            .system()
-            .storage()
-            .acknowledge(Some((reader, from)), stream, horizon);
+        // An idle puller asks again from the same offset: nothing new to write.
+        let moved = self.acked.get(&reader).is_none_or(|&at| from > at);
+        let acked = if moved {
+            self.node
+                .system()
+                .storage()
+                .acknowledge(Some((reader, from)), stream, horizon)
+        } else {
+            Ok(())
+        };
+        if acked.is_ok() {
+            self.acked.insert(reader, from);
+        }
         if let Err(e) = acked {
             tracing::error!(%stream, error = %e, "cannot record a peer's position");
             return Response::Refused(WireError::new(ErrorCode::Unavailable, e.to_string()));
@@ -88,9 +96,11 @@ impl Shell {
             let from = match self.node.system().feeder_next(&into) {
                 Ok(n) => n,
                 Err(e) => {
-                    let e = WireError::new(ErrorCode::Truncated, format!("{into}: {e}"));
-                    tracing::error!(error = %e, "an import has no generator to feed");
-                    self.pulls.failed(pull.mirror, &e, now);
+                    let why = format!(
+                        "{into} cannot take the stream: {e}; fix the import's `into` in pods.toml and restart"
+                    );
+                    tracing::error!(error = %why, "an import has no generator to feed");
+                    self.pulls.stop(pull.mirror, why);
                     continue;
                 }
             };
@@ -136,6 +146,12 @@ impl Shell {
                     }
                 }
                 self.pulls.fed(mirror, fed, now);
+            }
+            Response::Refused(e) if e.code == ErrorCode::TooLarge => {
+                let why =
+                    format!("{e}; raise limits.max_message_bytes here to at least the peer's");
+                tracing::error!(%into, error = %why, "an imported stream's atoms do not fit");
+                self.pulls.stop(mirror, why);
             }
             Response::Refused(e) => {
                 if e.code == ErrorCode::Truncated {

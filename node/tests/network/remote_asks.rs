@@ -75,7 +75,8 @@ fn two_nodes_ask_a_third_and_share_its_counts() {
         (1..=20).collect::<Vec<u64>>(),
         "20 asks, each counted once"
     );
-    let ascending = |v: &[String]| v.windows(2).all(|w| w[0] < w[1] || w[0].len() < w[1].len());
+    let count = |l: &String| l.trim_start_matches("fig=").parse::<u64>().unwrap();
+    let ascending = |v: &[String]| v.windows(2).all(|w| count(&w[0]) < count(&w[1]));
     assert!(
         ascending(&a_got) && ascending(&c_got),
         "each node sees its counts grow: {a_got:?} {c_got:?}"

@@ -36,59 +36,60 @@ fn sends(actions: &[Action]) -> Vec<(u64, String, Vec<u32>)> {
         .collect()
 }
 
+fn answer(seq: u32, result: Result<Vec<u8>, WireError>) -> Action {
+    Action::Answer {
+        id: ask("bob", seq, Instant::now()).id,
+        portal: STOCK.into(),
+        result,
+    }
+}
+
 #[test]
-fn asks_go_out_as_one_batch_per_peer_and_replies_answer_them_once() {
+fn a_peer_gets_one_batch_at_a_time_in_order_and_what_queued_goes_next() {
     let now = Instant::now();
     let mut o = Outbox::default();
-    let deadline = now + Duration::from_secs(30);
-    let out = o.submit(vec![
-        ask("bob", 0, deadline),
-        ask("carol", 1, deadline),
-        ask("bob", 2, deadline),
-    ]);
+    let d = now + Duration::from_secs(30);
+    let out = o.submit(
+        vec![ask("bob", 0, d), ask("carol", 1, d), ask("bob", 2, d)],
+        now,
+    );
     assert_eq!(
         sends(&out),
         vec![(0, "bob".into(), vec![0, 2]), (1, "carol".into(), vec![1])]
     );
-    let answers = o.on_response(0, Response::Replies(vec![Ok(vec![10]), Ok(vec![12])]), now);
-    assert_eq!(
-        answers,
-        vec![
-            Action::Answer {
-                id: ask("bob", 0, deadline).id,
-                portal: STOCK.into(),
-                result: Ok(vec![10])
-            },
-            Action::Answer {
-                id: ask("bob", 2, deadline).id,
-                portal: STOCK.into(),
-                result: Ok(vec![12])
-            },
-        ]
+    assert!(
+        sends(&o.submit(vec![ask("bob", 3, d), ask("bob", 4, d)], now)).is_empty(),
+        "bob has a batch in flight"
     );
+    let out = o.on_response(0, Response::Replies(vec![Ok(vec![10]), Ok(vec![12])]), now);
+    assert_eq!(out[..2], [answer(0, Ok(vec![10])), answer(2, Ok(vec![12]))]);
     assert_eq!(
-        o.on_response(0, Response::Replies(vec![]), now),
-        vec![],
+        sends(&out[2..]),
+        vec![(2, "bob".into(), vec![3, 4])],
+        "then what queued"
+    );
+    assert!(
+        o.on_response(0, Response::Replies(vec![]), now).is_empty(),
         "a batch answers once"
     );
-    assert_eq!(o.len(), 1);
+    assert_eq!(o.len(), 3);
 }
 
 #[test]
-fn a_lost_batch_is_sent_again_with_growing_waits_until_the_deadline() {
+fn a_lost_batch_goes_again_first_with_growing_waits_until_the_deadline() {
     let t0 = Instant::now();
     let mut o = Outbox::default();
     let deadline = t0 + Duration::from_millis(400);
-    let out = o.submit(vec![ask("bob", 0, deadline)]);
-    assert_eq!(sends(&out).len(), 1);
+    o.submit(vec![ask("bob", 0, deadline)], t0);
+    o.submit(vec![ask("bob", 1, deadline + Duration::from_secs(9))], t0);
     o.on_failure(0, t0);
     assert_eq!(o.next_wakeup(), Some(t0 + Duration::from_millis(50)));
     assert!(o.poll(t0 + Duration::from_millis(49)).is_empty());
     let again = o.poll(t0 + Duration::from_millis(50));
     assert_eq!(
         sends(&again),
-        vec![(1, "bob".into(), vec![0])],
-        "the same ask, a new batch"
+        vec![(1, "bob".into(), vec![0, 1])],
+        "the lost ask first, then the newer"
     );
     o.on_failure(1, t0 + Duration::from_millis(50));
     assert_eq!(
@@ -101,35 +102,62 @@ fn a_lost_batch_is_sent_again_with_growing_waits_until_the_deadline() {
     assert_eq!(o.next_wakeup(), Some(t0 + Duration::from_millis(350)));
     o.poll(t0 + Duration::from_millis(350));
     o.on_failure(3, t0 + Duration::from_millis(350));
-    assert_eq!(o.next_wakeup(), Some(deadline), "never past the deadline");
-    assert!(o.poll(deadline).is_empty(), "given up at the deadline");
-    assert!(o.is_empty());
+    let resent = o.poll(deadline + Duration::from_millis(400));
+    assert_eq!(
+        sends(&resent),
+        vec![(4, "bob".into(), vec![1])],
+        "the first is given up at its deadline"
+    );
+    assert_eq!(o.len(), 1);
 }
 
 #[test]
-fn busy_is_retried_and_a_final_refusal_answers() {
+fn busy_waits_a_final_refusal_answers_and_too_large_goes_alone() {
     let now = Instant::now();
     let mut o = Outbox::default();
-    let deadline = now + Duration::from_secs(30);
-    o.submit(vec![ask("bob", 0, deadline), ask("bob", 1, deadline)]);
-    let busy = WireError::new(ErrorCode::Busy, "later");
-    let denied = WireError::new(ErrorCode::NotAllowed, "no");
-    let out = o.on_response(
-        0,
-        Response::Replies(vec![Err(busy), Err(denied.clone())]),
+    let d = now + Duration::from_secs(30);
+    o.submit(
+        vec![
+            ask("bob", 0, d),
+            ask("bob", 1, d),
+            ask("bob", 2, d),
+            ask("bob", 3, d),
+        ],
         now,
     );
-    assert_eq!(
-        out,
-        vec![Action::Answer {
-            id: ask("bob", 1, deadline).id,
-            portal: STOCK.into(),
-            result: Err(denied)
-        }]
-    );
-    assert_eq!(o.len(), 1, "the busy one waits to go again");
+    let busy = WireError::new(ErrorCode::Busy, "later");
+    let denied = WireError::new(ErrorCode::NotAllowed, "no");
+    let big = WireError::new(ErrorCode::TooLarge, "big");
+    let r = Response::Replies(vec![
+        Err(busy),
+        Err(denied.clone()),
+        Err(big.clone()),
+        Err(big.clone()),
+    ]);
+    assert_eq!(o.on_response(0, r, now), vec![answer(1, Err(denied))]);
     let again = o.poll(now + MAX_BACKOFF);
-    assert_eq!(sends(&again), vec![(1, "bob".into(), vec![0])]);
+    assert_eq!(
+        sends(&again),
+        vec![(1, "bob".into(), vec![0])],
+        "the busy one; the large ones go alone after it"
+    );
+    o.on_response(1, Response::Replies(vec![Ok(vec![0])]), now + MAX_BACKOFF);
+    let out = o.on_response(2, Response::Refused(big.clone()), now + MAX_BACKOFF);
+    assert_eq!(
+        out[0],
+        answer(2, Err(big)),
+        "alone and still too large: it fails"
+    );
+    assert_eq!(sends(&out[1..]), vec![(3, "bob".into(), vec![3])]);
+}
+
+#[test]
+fn a_batch_holds_at_most_max_batch_asks() {
+    let now = Instant::now();
+    let mut o = Outbox::default();
+    let d = now + Duration::from_secs(30);
+    let out = o.submit((0..600).map(|s| ask("bob", s, d)).collect(), now);
+    assert_eq!(sends(&out)[0].2.len(), MAX_BATCH);
 }
 
 #[derive(Clone, Debug)]
@@ -140,33 +168,50 @@ enum Fate {
 }
 
 proptest! {
-    /// Whatever happens to each batch, every ask is answered at most once, and each ask is
-    /// either answered or given up once its deadline passed; nothing is left behind.
+    /// Whatever happens to each batch: each peer has at most one batch in flight; the asks
+    /// a peer is first sent come in the order they were asked; every ask is answered at most
+    /// once, and ends answered or given up after its deadline.
     #[test]
-    fn every_ask_ends_answered_once_or_given_up(
-        n in 1usize..20,
+    fn asks_go_in_order_once_each_and_end(
+        n in 1usize..40,
         fates in proptest::collection::vec(prop_oneof![Just(Fate::Lost), Just(Fate::Busy), Just(Fate::Answered)], 1..60),
     ) {
         let t0 = Instant::now();
         let deadline = t0 + Duration::from_secs(5);
         let mut o = Outbox::default();
-        let mut in_flight: Vec<(u64, usize)> = Vec::new();
+        let mut in_flight: Vec<(u64, String, usize)> = Vec::new();
         let mut answered: HashMap<u32, usize> = HashMap::new();
-        let mut take = |actions: Vec<Action>, in_flight: &mut Vec<(u64, usize)>| {
+        let mut first_sent: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut broken = None;
+        let mut take = |actions: Vec<Action>, in_flight: &mut Vec<(u64, String, usize)>| {
             for a in actions {
                 match a {
-                    Action::Send { batch, asks, .. } => in_flight.push((batch, asks.len())),
+                    Action::Send { batch, peer, asks } => {
+                        if in_flight.iter().any(|(_, p, _)| *p == peer) {
+                            broken = Some(format!("two batches in flight to {peer}"));
+                        }
+                        let seen = first_sent.entry(peer.clone()).or_default();
+                        for a in &asks {
+                            if !seen.contains(&a.id.seq) {
+                                seen.push(a.id.seq);
+                            }
+                        }
+                        in_flight.push((batch, peer, asks.len()));
+                    }
                     Action::Answer { id, .. } => *answered.entry(id.seq).or_default() += 1,
                 }
             }
         };
-        let asks = (0..n as u32).map(|s| ask(if s % 2 == 0 { "bob" } else { "carol" }, s, deadline)).collect();
-        take(o.submit(asks), &mut in_flight);
+        let peer = |s: u32| if s.is_multiple_of(3) { "carol" } else { "bob" };
         let mut now = t0;
-        for fate in fates.iter().cycle().take(400) {
+        for chunk in (0..n as u32).collect::<Vec<_>>().chunks(7) {
+            take(o.submit(chunk.iter().map(|&s| ask(peer(s), s, deadline)).collect(), now), &mut in_flight);
+        }
+        for fate in fates.iter().cycle().take(300) {
             now += Duration::from_millis(40);
             take(o.poll(now), &mut in_flight);
-            let Some((batch, len)) = in_flight.pop() else { continue };
+            if in_flight.is_empty() { continue }
+            let (batch, _, len) = in_flight.remove(0);
             match fate {
                 Fate::Lost => o.on_failure(batch, now),
                 Fate::Busy => {
@@ -181,11 +226,17 @@ proptest! {
         }
         now = deadline + MAX_BACKOFF;
         take(o.poll(now), &mut in_flight);
-        for (batch, _) in in_flight.drain(..) {
+        for (batch, _, _) in in_flight.drain(..) {
             o.on_failure(batch, now);
         }
         take(o.poll(now + MAX_BACKOFF), &mut in_flight);
-        prop_assert!(answered.values().all(|&c| c == 1), "{answered:?}");
+        prop_assert_eq!(broken, None);
+        for (p, seen) in &first_sent {
+            let mut sorted = seen.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(seen, &sorted, "{} got asks out of order", p);
+        }
+        prop_assert!(answered.values().all(|&c| c == 1), "{:?}", answered);
         prop_assert!(o.is_empty(), "{} asks left", o.len());
     }
 }

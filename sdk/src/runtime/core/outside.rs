@@ -122,15 +122,11 @@ impl FeedTarget {
             reason,
         })?;
         if batch.len() == 0 {
-            // An empty atom is not passed on, but it holds its offset.
-            let mut q = self.queue.lock().map_err(|_| Error::FeederSealed {
+            // Producers never log empty atoms: bytes that decode to one are not a stream atom.
+            return Err(Error::UndecodableAtom {
                 path: path.to_string(),
-            })?;
-            if offset != q.next {
-                return Ok(false);
-            }
-            q.next += 1;
-            return Ok(true);
+                reason: format!("atom {offset} is empty"),
+            });
         }
         push_batch(path, &self.queue, Some(offset), batch, Some(atom))
     }
