@@ -611,10 +611,14 @@ impl Shell {
     fn redial(&mut self) {
         for (id, addr) in self.by_name.values() {
             if !self.swarm.is_connected(id) {
+                use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
                 self.swarm.add_peer_address(*id, addr.clone());
-                let _ = self
-                    .swarm
-                    .dial(addr.clone().with(libp2p::multiaddr::Protocol::P2p(*id)));
+                // One dial at a time per peer, none while connected.
+                let opts = DialOpts::peer_id(*id)
+                    .addresses(vec![addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = self.swarm.dial(opts);
             }
         }
     }
