@@ -97,6 +97,8 @@ fn child() {
     };
     let catalog = match std::env::var(CHILD_APP).as_deref() {
         Ok("tally") => tally_catalog(),
+        Ok("ranged") => crate::streams::ranged_catalog(),
+        Ok("mirror") => crate::streams::mirror_catalog(),
         _ => counting_catalog(),
     };
     pods_node::run_until_signal(
@@ -108,12 +110,12 @@ fn child() {
     .expect("child node");
 }
 
-struct ChildNode {
+pub(crate) struct ChildNode {
     process: Child,
 }
 
 impl ChildNode {
-    fn start(dir: &Path, app: &str) -> ChildNode {
+    pub(crate) fn start(dir: &Path, app: &str) -> ChildNode {
         let _ = std::fs::remove_file(dir.join("admin.json"));
         let process = Command::new(std::env::current_exe().expect("test binary"))
             .args(["--exact", "crashes::child", "--ignored", "--nocapture"])
@@ -131,7 +133,7 @@ impl ChildNode {
         ChildNode { process }
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.process.kill(); // SIGKILL
         let _ = self.process.wait();
     }
@@ -168,7 +170,7 @@ fn done(dir: &Path) -> bool {
 }
 
 /// Small seeded generator for the kill moments.
-fn moments(seed: u64, n: usize) -> Vec<Duration> {
+pub(crate) fn moments(seed: u64, n: usize) -> Vec<Duration> {
     let mut x = seed;
     (0..n)
         .map(|_| {

@@ -26,7 +26,7 @@ fn producer_catalog() -> Catalog {
 
 /// `mirror`: a generator fed from a peer's stream, summed by workflow `sum` (state: events
 /// and their sum), which passes the values on.
-fn mirror_catalog() -> Catalog {
+pub(crate) fn mirror_catalog() -> Catalog {
     Catalog::new().with("mirror", |_| {
         let app = AppBuilder::new("mirror");
         let from_b = app.generator_external::<i64>("from_b");
@@ -38,6 +38,24 @@ fn mirror_catalog() -> Catalog {
                 total.set(ctx, (n + 1, sum + x));
                 ctx.emit(x);
             })
+            .sink();
+        Ok(app.build()?)
+    })
+}
+
+/// Events of `ranged`, in atoms of `RANGE_ATOM`.
+const RANGE: i64 = 40_000;
+const RANGE_ATOM: usize = 40;
+
+/// `ranged`: the numbers 0..`RANGE` (a replayable generator), doubled by workflow `double`
+/// under the app name `producer` (so the same import path serves both producers).
+pub(crate) fn ranged_catalog() -> Catalog {
+    Catalog::new().with("producer", |_| {
+        let app = AppBuilder::new("producer");
+        let numbers = app.generator_from_range("numbers", 0..RANGE, RANGE_ATOM);
+        app.workflow("double")
+            .source(&numbers)
+            .map(|x: i64| x * 2)
             .sink();
         Ok(app.build()?)
     })
@@ -205,4 +223,63 @@ fn past_the_log_horizon_the_puller_is_told_atoms_were_dropped() {
         "no atom after the gap was taken"
     );
     drop((node_a, node_b));
+}
+
+/// Kills `which` side ("producer" or "mirror") five times while the mirror pulls the ranged
+/// stream; the mirror's committed (events, sum) must be exact.
+fn killed_side_keeps_the_stream_exact(which: &str, seed: u64) {
+    use crate::crashes::{ChildNode, moments};
+    let (a, b) = plan(None);
+    let want = (RANGE as u64, (0..RANGE).map(|x| x * 2).sum::<i64>());
+    let (mut child, _other) = if which == "producer" {
+        let child = ChildNode::start(b.dir.path(), "ranged");
+        (child, Running::start(a.dir.path(), mirror_catalog))
+    } else {
+        let other = Running::start(b.dir.path(), ranged_catalog);
+        (ChildNode::start(a.dir.path(), "mirror"), other)
+    };
+    let (dir, app) = if which == "producer" {
+        (b.dir.path(), "ranged")
+    } else {
+        (a.dir.path(), "mirror")
+    };
+    let mut landed = 0;
+    for wait in moments(seed, 5) {
+        std::thread::sleep(wait / 2);
+        if total(a.dir.path()) == want {
+            break;
+        }
+        child.kill();
+        landed += 1;
+        child = ChildNode::start(dir, app);
+    }
+    let end = Instant::now() + Duration::from_secs(90);
+    while total(a.dir.path()) != want {
+        let (n, _) = total(a.dir.path());
+        assert!(n <= RANGE as u64, "the mirror took {n} events of {RANGE}");
+        assert!(
+            Instant::now() < end,
+            "the mirror did not finish: {:?}",
+            total(a.dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("{which} killed {landed} times before the mirror finished");
+    assert!(
+        landed >= 3,
+        "at least three kills landed mid-run ({landed})"
+    );
+    child.kill();
+}
+
+#[test]
+fn the_producer_node_killed_and_restarted_keeps_the_stream_exact() {
+    let _dog = watchdog("the_producer_node_killed", 180);
+    killed_side_keeps_the_stream_exact("producer", 0x5eed_0003);
+}
+
+#[test]
+fn the_consumer_node_killed_and_restarted_keeps_the_stream_exact() {
+    let _dog = watchdog("the_consumer_node_killed", 180);
+    killed_side_keeps_the_stream_exact("mirror", 0x5eed_0004);
 }
