@@ -38,6 +38,25 @@
 //! assert_eq!(recovered.input.map(|p| p.next), Some(1));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The daemon around it ([`run`], [`run_until_signal`]) is what `pods node start` runs: it
+//! reads `pods.toml` ([`Settings`]) and the node's ed25519 identity, launches the apps a
+//! [`Catalog`] builds, and talks to peers over libp2p ([`net`]): asks to portals of other
+//! nodes (`/peers/<name>/...`), exactly once across crashes of either side, and streams
+//! mirrored from other nodes by offset; its [`admin`] API (HTTP + JSON on 127.0.0.1, behind a
+//! bearer token) serves the CLI.
+//!
+//! ```
+//! let dir = tempfile::tempdir()?;
+//! let peer_id = pods_node::init(dir.path(), "acme")?;
+//! let mut settings = pods_node::Settings::load(dir.path())?;
+//! assert_eq!(settings.name, "acme");
+//! settings.apps.push("inventory".into());
+//! settings.save(dir.path())?;
+//! assert_eq!(pods_node::peer_id_of(&pods_node::load_identity(dir.path())?), peer_id);
+//! assert!(pods_node::init(dir.path(), "acme").is_err(), "an identity is never replaced");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod admin;
