@@ -99,20 +99,21 @@ impl SqliteStore {
             .flatten();
         match first {
             Some(f) => Ok(unsigned(f)),
-            None => {
-                let produced: Option<i64> = self
-                    .conn
-                    .query_row(
-                        "SELECT produced FROM positions WHERE path || '/stream' = ?1",
-                        params![stream],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql)?;
-                Ok(produced.map_or(0, unsigned))
-            }
+            None => produced(&self.conn, stream).map_err(sql),
         }
     }
+}
+
+/// Atoms the workflow producing `stream` has committed (0 if none).
+fn produced(conn: &Connection, stream: &str) -> rusqlite::Result<u64> {
+    let n: Option<i64> = conn
+        .query_row(
+            "SELECT produced FROM positions WHERE path || '/stream' = ?1",
+            params![stream],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(n.map_or(0, unsigned))
 }
 
 /// Reads the logs of exported streams on its own connection (WAL lets it read while the
@@ -187,15 +188,7 @@ impl StreamReader {
         }
         if atoms.is_empty() {
             // Nothing at or after `from`: new atoms may not exist yet, or all were dropped.
-            let produced: Option<i64> = tx
-                .query_row(
-                    "SELECT produced FROM positions WHERE path || '/stream' = ?1",
-                    params![stream],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql)?;
-            let produced = produced.map_or(0, unsigned);
+            let produced = produced(&tx, stream).map_err(sql)?;
             if from < produced {
                 return Ok(Pulled::Truncated { first: produced });
             }

@@ -263,6 +263,19 @@ impl Core {
     }
 
     fn stream_entry<T: Data>(&self, path: &str, kind: Kind) -> Result<(Path, &Entry), Error> {
+        let (path, entry) = self.entry_of(path, kind)?;
+        if entry.ty != TypeInfo::of::<T>() {
+            return Err(Error::TypeMismatch {
+                path: path.to_string(),
+                expected: std::any::type_name::<T>().to_owned(),
+                found: entry.ty.name.to_owned(),
+            });
+        }
+        Ok((path, entry))
+    }
+
+    /// The registry entry at `path`, which must be of `kind`.
+    pub(crate) fn entry_of(&self, path: &str, kind: Kind) -> Result<(Path, &Entry), Error> {
         let path = Path::parse(path)?;
         let entry = self
             .registry
@@ -277,13 +290,6 @@ impl Core {
                 path: path.to_string(),
                 expected: kind.name(),
                 found: entry.kind.name(),
-            });
-        }
-        if entry.ty != TypeInfo::of::<T>() {
-            return Err(Error::TypeMismatch {
-                path: path.to_string(),
-                expected: std::any::type_name::<T>().to_owned(),
-                found: entry.ty.name.to_owned(),
             });
         }
         Ok((path, entry))

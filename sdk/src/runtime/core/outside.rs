@@ -16,22 +16,7 @@ impl Core {
     /// Marks the stream at `path`, which a workflow produces, as read from outside: a store
     /// that logs atoms logs it from now on, as it does a stream with a local consumer.
     pub(crate) fn export_stream(&mut self, path: &str) -> Result<(), Error> {
-        let path = Path::parse(path)?;
-        let entry = self
-            .registry
-            .entries
-            .get(&path)
-            .ok_or_else(|| Error::UnknownPath {
-                path: path.to_string(),
-                referrer: "the host".to_owned(),
-            })?;
-        if entry.kind != Kind::Stream {
-            return Err(Error::WrongKind {
-                path: path.to_string(),
-                expected: Kind::Stream.name(),
-                found: entry.kind.name(),
-            });
-        }
+        let (path, entry) = self.entry_of(path, Kind::Stream)?;
         let stream = entry.target;
         let producer = self.units.iter().find_map(|u| match u {
             Unit::Workflow(w) if w.out == stream => Some(w),
