@@ -44,7 +44,7 @@ pub(crate) fn mirror_catalog() -> Catalog {
 }
 
 /// Events of `ranged`, in atoms of `RANGE_ATOM`.
-const RANGE: i64 = 40_000;
+const RANGE: i64 = 120_000;
 const RANGE_ATOM: usize = 40;
 
 /// `ranged`: the numbers 0..`RANGE` (a replayable generator), doubled by workflow `double`
@@ -245,7 +245,7 @@ fn killed_side_keeps_the_stream_exact(which: &str, seed: u64) {
     };
     let mut landed = 0;
     for wait in moments(seed, 5) {
-        std::thread::sleep(wait / 2);
+        std::thread::sleep(wait / 3);
         if total(a.dir.path()) == want {
             break;
         }
