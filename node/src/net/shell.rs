@@ -424,12 +424,30 @@ impl Shell {
         };
         self.channels.insert(id, channel);
         let mut kept: HashMap<(u64, u64, u64), HashMap<AskId, Vec<u8>>> = HashMap::new();
+        // Worked out once per request: the peer as text, each origin's local id, each
+        // portal's check and its replier.
+        let peer_text = peer.to_string();
+        let mut origins: HashMap<u64, u64> = HashMap::new();
+        let mut portals: HashMap<String, (Result<Path, WireError>, Option<u64>)> = HashMap::new();
         for (i, ask) in asks.into_iter().enumerate() {
-            let local = AskId {
-                origin: local_origin(&peer, ask.id.origin),
-                ..ask.id
+            let origin = *origins
+                .entry(ask.id.origin)
+                .or_insert_with(|| local_origin(&peer, ask.id.origin));
+            let local = AskId { origin, ..ask.id };
+            let (checked, replier) = match portals.get(&ask.portal) {
+                Some(c) => c.clone(),
+                None => {
+                    let checked = self.allowed(&name, &peer_text, &ask.portal);
+                    let replier = checked
+                        .as_ref()
+                        .ok()
+                        .and_then(|p| self.node.system().replier_of(p))
+                        .map(|r| r.stable_id());
+                    portals.insert(ask.portal.clone(), (checked.clone(), replier));
+                    (checked, replier)
+                }
             };
-            let portal = match self.allowed(&name, &peer, &ask.portal) {
+            let portal = match checked {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(%peer, portal = %ask.portal, error = %e, "refused an ask");
@@ -443,8 +461,8 @@ impl Shell {
                 continue; // the same ask is open already: this one waits for its reply
             }
             // A reply the replier committed before (the asker lost it, or either node restarted).
-            if let Some(replier) = self.node.system().replier_of(&portal) {
-                let key = (replier.stable_id(), local.origin, local.scope);
+            if let Some(replier) = replier {
+                let key = (replier, local.origin, local.scope);
                 let store = &self.kept;
                 let found = kept.entry(key).or_insert_with(|| {
                     let rows = store.replies(key.0, key.1, key.2).unwrap_or_else(|e| {
@@ -485,7 +503,7 @@ impl Shell {
     }
 
     /// The portal at `path` if it is exported to the peer called `name` with id `peer`.
-    pub(super) fn allowed(&self, name: &str, peer: &PeerId, path: &str) -> Result<Path, WireError> {
+    pub(super) fn allowed(&self, name: &str, peer: &str, path: &str) -> Result<Path, WireError> {
         let settings = read(&self.settings);
         if settings.export(path).is_none() {
             return Err(WireError::new(
@@ -493,7 +511,7 @@ impl Shell {
                 format!("{path} is not exported by this node"),
             ));
         }
-        if !settings.allows(path, name, &peer.to_string()) {
+        if !settings.allows(path, name, peer) {
             return Err(WireError::new(
                 ErrorCode::NotAllowed,
                 format!("{path} is not exported to you"),

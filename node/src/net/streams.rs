@@ -28,7 +28,7 @@ impl Shell {
         from: u64,
         max_atoms: u32,
     ) -> Response {
-        if let Err(e) = self.allowed(name, peer, stream) {
+        if let Err(e) = self.allowed(name, &peer.to_string(), stream) {
             tracing::warn!(%peer, %stream, error = %e, "refused a pull");
             return Response::Refused(e);
         }

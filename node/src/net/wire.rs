@@ -135,24 +135,30 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
     struct Versioned {
         version: u32,
     }
-    // The version first, so a newer peer gets `UnsupportedVersion`, not `Malformed`.
-    match ciborium::from_reader::<Versioned, _>(bytes) {
-        Ok(v) if v.version != VERSION => {
-            return Err(WireError::new(
-                ErrorCode::UnsupportedVersion,
-                format!("message version {} (this node speaks {VERSION})", v.version),
-            ));
-        }
-        Ok(_) => {}
-        Err(e) => {
-            return Err(WireError::new(
-                ErrorCode::Malformed,
-                format!("not a Pods request: {e}"),
-            ));
+    // One parse in the common case; only a message that is not a request of this version
+    // is read again for its version, so a newer peer gets `UnsupportedVersion`.
+    match ciborium::from_reader::<Request, _>(bytes) {
+        Ok(r) if r.version == VERSION => Ok(r),
+        result => {
+            let version = match &result {
+                Ok(r) => Some(r.version),
+                Err(_) => ciborium::from_reader::<Versioned, _>(bytes)
+                    .ok()
+                    .map(|v| v.version),
+            };
+            match (version, result) {
+                (Some(v), _) if v != VERSION => Err(WireError::new(
+                    ErrorCode::UnsupportedVersion,
+                    format!("message version {v} (this node speaks {VERSION})"),
+                )),
+                (_, Err(e)) => Err(WireError::new(
+                    ErrorCode::Malformed,
+                    format!("not a Pods request: {e}"),
+                )),
+                (_, Ok(r)) => Ok(r),
+            }
         }
     }
-    ciborium::from_reader(bytes)
-        .map_err(|e| WireError::new(ErrorCode::Malformed, format!("not a Pods request: {e}")))
 }
 
 /// Decodes a response.
