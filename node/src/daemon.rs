@@ -128,10 +128,16 @@ pub async fn run(
         node.launch(app)?;
         hosted.push((name, workflows));
     }
-    export_streams(&node, &settings, dir)?;
+    let exported = export_streams(&node, &settings, dir)?;
     let admin_addr = settings.admin.clone();
     let settings = Arc::new(RwLock::new(settings));
-    let mut shell = Shell::new(key, Arc::clone(&settings), Arc::clone(&node), tx.clone())?;
+    let mut shell = Shell::new(
+        key,
+        Arc::clone(&settings),
+        Arc::clone(&node),
+        exported,
+        tx.clone(),
+    )?;
     let listen = shell.listening().await?;
     node.start();
 
@@ -223,8 +229,9 @@ pub fn run_until_signal(
 
 /// Checks every export names a portal or a stream this node runs; each exported stream is
 /// logged for its peers, and each allowed peer is registered as a reader of it (so its log
-/// keeps what that peer has not pulled).
-fn export_streams(node: &Node, settings: &Settings, dir: &Path) -> Result<(), NodeError> {
+/// keeps what that peer has not pulled). Returns the streams logged for peers.
+fn export_streams(node: &Node, settings: &Settings, dir: &Path) -> Result<Vec<String>, NodeError> {
+    let mut exported = Vec::new();
     let kinds: std::collections::HashMap<String, &str> =
         node.system().registry().into_iter().collect();
     for e in &settings.exports {
@@ -256,6 +263,7 @@ fn export_streams(node: &Node, settings: &Settings, dir: &Path) -> Result<(), No
                         .storage()
                         .register_reader(reader, who, &e.path)?;
                 }
+                exported.push(e.path.clone());
             }
             Some(other) => {
                 return Err(problem(format!("is a {other}: export portals and streams")));
@@ -268,7 +276,7 @@ fn export_streams(node: &Node, settings: &Settings, dir: &Path) -> Result<(), No
             }
         }
     }
-    Ok(())
+    Ok(exported)
 }
 
 fn random_token() -> Result<String, NodeError> {

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{ApiError, AppInfo, NewPeer, PeerInfo, Status};
-use crate::config::{Peer, Settings};
+use crate::config::{Peer, Settings, read};
 use crate::net::shell::{Command, NetStatus};
 use crate::node::Node;
 
@@ -203,10 +203,4 @@ fn change(
     drop(guard);
     let _ = state.net.send(Command::PeersChanged);
     Ok(())
-}
-
-fn read(settings: &RwLock<Settings>) -> std::sync::RwLockReadGuard<'_, Settings> {
-    settings
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

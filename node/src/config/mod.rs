@@ -330,6 +330,16 @@ impl Settings {
     }
 }
 
+/// Reads settings shared behind a lock (a writer that panicked left them whole: changes are
+/// applied only after they validated and were saved).
+pub(crate) fn read(
+    settings: &std::sync::RwLock<Settings>,
+) -> std::sync::RwLockReadGuard<'_, Settings> {
+    settings
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Names of nodes and peers: what a path segment may be.
 fn is_name(s: &str) -> bool {
     !s.is_empty()

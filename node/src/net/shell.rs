@@ -20,7 +20,7 @@ use super::pulls::Pulls;
 use super::wire::{
     self, Codec, ErrorCode, Frame, PROTOCOL, Request, RequestBody, Response, VERSION, WireError,
 };
-use crate::config::Settings;
+use crate::config::{Settings, read};
 use crate::error::NodeError;
 use crate::node::Node;
 use crate::store::{KeptReplies, StreamReader};
@@ -113,11 +113,13 @@ pub struct Shell {
 }
 
 impl Shell {
-    /// Builds the swarm and starts listening on the configured addresses.
+    /// Builds the swarm and starts listening on the configured addresses; `exported` are the
+    /// streams logged for peers (their log horizon is kept here).
     pub fn new(
         key: Keypair,
         settings: Arc<RwLock<Settings>>,
         node: Arc<Node>,
+        exported: Vec<String>,
         tx: mpsc::UnboundedSender<Command>,
     ) -> Result<Shell, NodeError> {
         let s = read(&settings);
@@ -175,13 +177,6 @@ impl Shell {
             })
             .collect();
         let pulls = Pulls::new(imports, Instant::now());
-        let kinds: HashMap<String, &str> = node.system().registry().into_iter().collect();
-        let exported = s
-            .exports
-            .iter()
-            .filter(|e| kinds.get(&e.path) == Some(&"stream"))
-            .map(|e| e.path.clone())
-            .collect();
         drop(s);
         let mut shell = Shell {
             swarm,
@@ -640,12 +635,6 @@ impl Shell {
             }
         }
     }
-}
-
-pub(super) fn read(settings: &RwLock<Settings>) -> std::sync::RwLockReadGuard<'_, Settings> {
-    settings
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `/peers/<name>/<rest>` → (`name`, `/<rest>`).

@@ -7,8 +7,9 @@ use std::time::Instant;
 use libp2p::PeerId;
 
 use super::pulls::PULL_ATOMS;
-use super::shell::{Sent, Shell, local_origin, read};
+use super::shell::{Sent, Shell, local_origin};
 use super::wire::{self, ErrorCode, Frame, Request, RequestBody, Response, VERSION, WireError};
+use crate::config::read;
 use crate::store::Pulled;
 
 /// The id under which `peer` reads `stream`: its row among the stream's readers.

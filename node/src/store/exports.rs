@@ -22,22 +22,20 @@ impl SqliteStore {
         label: &str,
         stream: &str,
     ) -> Result<(), NodeError> {
-        let file = self.file().to_path_buf();
-        let sql = |e| NodeError::sqlite(&file, e);
         let first = self.first_offset(stream)?;
-        self.conn
-            .execute(
-                "INSERT INTO positions (workflow, path, step, compacted, stream, next, produced)
-                 VALUES (?1, ?2, 0, 0, ?3, ?4, 0) ON CONFLICT (workflow) DO NOTHING",
-                params![
-                    signed(reader),
-                    format!("{REMOTE}{label}"),
-                    stream,
-                    signed(first)
-                ],
-            )
-            .map(|_| ())
-            .map_err(sql)
+        let bad_path = |e: pods_sdk::Error| NodeError::Config(e.to_string());
+        let label = pods_sdk::Path::parse(&format!("{REMOTE}{label}")).map_err(bad_path)?;
+        let input = pods_sdk::InputPosition {
+            stream: pods_sdk::Path::parse(stream).map_err(bad_path)?,
+            next: first,
+        };
+        // A reader's row is a consumer's row: the same insert, kept if it exists.
+        pods_sdk::Storage::begin_consumer(self, &label, reader, &input).map_err(|e| {
+            NodeError::Sqlite {
+                file: self.file().to_path_buf(),
+                detail: e.to_string(),
+            }
+        })
     }
 
     /// Records that `reader` has every atom of `stream` below `next` (if a reader is given:
