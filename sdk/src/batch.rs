@@ -9,6 +9,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::data::{Data, Envelope, Event, Key};
+use crate::gate::{Decision, Redaction, redact_value};
 
 /// One atom's events of type `T`, by column.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -152,6 +153,15 @@ fn retain_by<X>(column: &mut Vec<X>, mask: &[bool]) {
     });
 }
 
+/// What the policy gate did to an atom's events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Filtered {
+    /// Events dropped (denied, or not redactable).
+    pub denied: u64,
+    /// Events admitted with fields removed.
+    pub redacted: u64,
+}
+
 /// An atom's events of some event type, behind a trait object.
 pub(crate) trait Batch: Any + Send + Sync {
     /// Number of events.
@@ -164,8 +174,12 @@ pub(crate) trait Batch: Any + Send + Sync {
     fn append(&mut self, other: Box<dyn Batch>);
     /// Removes the envelope from every event (output of a non-personal task).
     fn strip_envelopes(&mut self);
-    /// Keeps the events whose envelope `admit` accepts; returns how many were removed.
-    fn retain_envelopes(&mut self, admit: &mut dyn FnMut(Option<&Envelope>) -> bool) -> usize;
+    /// Applies the gate's verdict on each event's envelope: keeps the admitted, drops the
+    /// denied, redacts the rest (dropping those that cannot be redacted).
+    fn filter_envelopes(
+        &mut self,
+        check: &mut dyn FnMut(Option<&Envelope>) -> Decision,
+    ) -> Filtered;
     /// Splits the events by key among `parts` partitions ([`partition_of`]), keeping their
     /// order within each part; `None` where no event went.
     fn split_by_key(self: Box<Self>, parts: usize) -> Vec<Option<Box<dyn Batch>>>;
@@ -200,22 +214,58 @@ impl<T: Data> Batch for Columns<T> {
     fn strip_envelopes(&mut self) {
         self.envelopes = None;
     }
-    fn retain_envelopes(&mut self, admit: &mut dyn FnMut(Option<&Envelope>) -> bool) -> usize {
-        let before = self.values.len();
+    fn filter_envelopes(
+        &mut self,
+        check: &mut dyn FnMut(Option<&Envelope>) -> Decision,
+    ) -> Filtered {
+        let n = self.values.len();
+        let mut keep = vec![true; n];
+        let mut redactions: Vec<(usize, Arc<Redaction>)> = Vec::new();
         match &self.envelopes {
             // One verdict serves every event without an envelope.
-            None => {
-                if !admit(None) {
-                    self.values.clear();
-                    self.keys = None;
+            None => match check(None) {
+                Decision::Admit => return Filtered::default(),
+                Decision::Deny => keep.fill(false),
+                Decision::Redact(r) => redactions.extend((0..n).map(|i| (i, r.clone()))),
+            },
+            Some(envelopes) => {
+                for (i, e) in envelopes.iter().enumerate() {
+                    match check(e.as_deref()) {
+                        Decision::Admit => {}
+                        Decision::Deny => keep[i] = false,
+                        Decision::Redact(r) => redactions.push((i, r)),
+                    }
                 }
             }
-            Some(envelopes) => {
-                let verdicts: Vec<bool> = envelopes.iter().map(|e| admit(e.as_deref())).collect();
-                self.retain(|i, _| verdicts.get(i).copied().unwrap_or(false));
+        }
+        let mut redacted = 0;
+        for (i, r) in redactions {
+            if !self
+                .values
+                .get_mut(i)
+                .is_some_and(|v| redact_value(v, &r.fields))
+            {
+                keep[i] = false;
+                continue;
+            }
+            redacted += 1;
+            if let Some(Some(e)) = self.envelopes.as_mut().and_then(|envs| envs.get_mut(i)) {
+                let mut narrowed = (**e).clone();
+                narrowed.categories.retain(|c| !r.categories.contains(c));
+                *e = Arc::new(narrowed);
             }
         }
-        before - self.values.len()
+        if keep.iter().all(|k| *k) {
+            return Filtered {
+                denied: 0,
+                redacted,
+            };
+        }
+        self.retain(|i, _| keep[i]);
+        Filtered {
+            denied: (n - self.values.len()) as u64,
+            redacted,
+        }
     }
     fn split_by_key(self: Box<Self>, parts: usize) -> Vec<Option<Box<dyn Batch>>> {
         let parts = parts.max(1);
@@ -356,6 +406,68 @@ pub(crate) fn downcast_shared<T: Data>(batch: &Arc<dyn Batch>) -> Option<Arc<Col
 mod tests {
     use super::*;
 
+    fn verdict(admit: bool) -> Decision {
+        if admit {
+            Decision::Admit
+        } else {
+            Decision::Deny
+        }
+    }
+
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Visit {
+        name: String,
+        pulse: Option<u32>,
+    }
+
+    #[test]
+    fn redaction_removes_fields_and_their_categories() {
+        let visit = |pulse| Visit {
+            name: "ann".into(),
+            pulse,
+        };
+        let env = Envelope::new("ann", &["contact.name", "health.pulse"]);
+        let mut a = Columns::from_events(vec![
+            Event::personal(visit(Some(70)), env.clone()),
+            Event::new(visit(Some(80))),
+        ]);
+        let r = Arc::new(Redaction {
+            fields: vec!["pulse".into()],
+            categories: vec!["health.pulse".into()],
+        });
+        let f = a.filter_envelopes(&mut |e| match e {
+            Some(_) => Decision::Redact(r.clone()),
+            None => Decision::Admit,
+        });
+        assert_eq!(
+            f,
+            Filtered {
+                denied: 0,
+                redacted: 1
+            }
+        );
+        assert_eq!(
+            a.into_events(),
+            vec![
+                Event::personal(visit(None), Envelope::new("ann", &["contact.name"])),
+                Event::new(visit(Some(80))),
+            ]
+        );
+        // A value that is not a record cannot be redacted: it is dropped.
+        let mut n = Columns::from_events(vec![Event::personal(1i64, env)]);
+        let f = n.filter_envelopes(&mut |_| Decision::Redact(r.clone()));
+        assert_eq!(
+            (f, n.len()),
+            (
+                Filtered {
+                    denied: 1,
+                    redacted: 0
+                },
+                0
+            )
+        );
+    }
+
     fn personal(v: i64, who: &str) -> Event<i64> {
         Event {
             key: Key(v as u64),
@@ -395,17 +507,17 @@ mod tests {
     #[test]
     fn the_gate_sees_each_envelope_and_one_verdict_for_plain_atoms() {
         let mut a = Columns::from_events(vec![Event::new(1), personal(2, "a"), personal(3, "b")]);
-        let denied = a.retain_envelopes(&mut |e| e.is_none_or(|e| e.subject.0 != "a"));
+        let f = a.filter_envelopes(&mut |e| verdict(e.is_none_or(|e| e.subject.0 != "a")));
         assert_eq!(
-            (denied, a.into_events()),
+            (f.denied, a.into_events()),
             (1, vec![Event::new(1), personal(3, "b")])
         );
         let mut calls = 0;
         let mut plain = Columns::of_values(vec![1i64, 2, 3]);
-        let denied = plain.retain_envelopes(&mut |_| {
+        let f = plain.filter_envelopes(&mut |_| {
             calls += 1;
-            false
+            Decision::Deny
         });
-        assert_eq!((denied, calls, plain.len()), (3, 1, 0));
+        assert_eq!((f.denied, calls, plain.len()), (3, 1, 0));
     }
 }

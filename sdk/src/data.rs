@@ -197,6 +197,10 @@ pub struct Envelope {
     pub subject: SubjectId,
     /// The data categories the event holds.
     pub categories: Vec<String>,
+    /// When the data was collected (seconds since the Unix epoch), if known: retention counts
+    /// from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collected: Option<u64>,
 }
 
 impl Envelope {
@@ -205,7 +209,14 @@ impl Envelope {
         Envelope {
             subject: SubjectId(subject.into()),
             categories: categories.iter().map(|c| (*c).to_owned()).collect(),
+            collected: None,
         }
+    }
+
+    /// The same envelope, stating when the data was collected (seconds since the Unix epoch).
+    pub fn collected_at(mut self, seconds: u64) -> Envelope {
+        self.collected = Some(seconds);
+        self
     }
 }
 

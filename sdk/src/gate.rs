@@ -1,15 +1,38 @@
 //! The policy gate: the check every event of every atom passes when a workflow admits it.
 
-use crate::data::Envelope;
+use std::sync::Arc;
+
+use crate::data::{Data, Envelope};
 use crate::path::Path;
 
 /// The gate's verdict on one event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// The event enters the workflow.
     Admit,
     /// The event is dropped before any task sees it.
     Deny,
+    /// The event enters with some fields removed (see [`Redaction`]).
+    Redact(Arc<Redaction>),
+}
+
+/// What a redacting gate removes from an event: top-level fields of its value, and the
+/// categories those fields held from its envelope. An event whose value is not a record (a
+/// struct or map), or whose type cannot do without one of the fields (make such fields
+/// `Option`), is dropped instead: redaction never lets a removed field through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redaction {
+    /// Names of the fields removed from the value.
+    pub fields: Vec<String>,
+    /// Categories removed from the envelope.
+    pub categories: Vec<String>,
+}
+
+/// The gate's check for the events of one atom: it may read the clock and resolve the
+/// workflow's purpose once per atom rather than once per event.
+pub trait AtomGate {
+    /// The verdict for one event of the atom.
+    fn check(&mut self, envelope: Option<&Envelope>) -> Decision;
 }
 
 /// Decides, for each event of an atom a workflow consumes, whether it may enter. `pods-policy`
@@ -24,6 +47,27 @@ pub trait PolicyGate: Send + Sync {
     fn admits_everything(&self) -> bool {
         false
     }
+
+    /// The check for one atom consumed by `workflow`. The default asks [`PolicyGate::admit`]
+    /// for each event; a gate overrides it to do per-atom work (time, purpose lookup) once.
+    fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
+        Box::new(EachEvent {
+            gate: self,
+            workflow,
+        })
+    }
+}
+
+/// The default per-atom check: one call of `admit` per event.
+struct EachEvent<'a, G: ?Sized> {
+    gate: &'a G,
+    workflow: &'a Path,
+}
+
+impl<G: PolicyGate + ?Sized> AtomGate for EachEvent<'_, G> {
+    fn check(&mut self, envelope: Option<&Envelope>) -> Decision {
+        self.gate.admit(self.workflow, envelope)
+    }
 }
 
 /// The default gate: admits everything.
@@ -36,5 +80,62 @@ impl PolicyGate for AllowAll {
     }
     fn admits_everything(&self) -> bool {
         true
+    }
+}
+
+/// Removes `fields` from `value` (through its serde form); `false` if it cannot: the value is
+/// not a record, or its type needs one of the fields.
+pub(crate) fn redact_value<T: Data>(value: &mut T, fields: &[String]) -> bool {
+    use ciborium::Value;
+    let Ok(Value::Map(entries)) = Value::serialized(&*value) else {
+        return false;
+    };
+    let kept: Vec<(Value, Value)> = entries
+        .into_iter()
+        .filter(|(k, _)| !matches!(k, Value::Text(name) if fields.contains(name)))
+        .collect();
+    match Value::Map(kept).deserialized::<T>() {
+        Ok(redacted) => {
+            *value = redacted;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Visit {
+        name: String,
+        heart_rate: Option<u32>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Strict {
+        name: String,
+        heart_rate: u32,
+    }
+
+    #[test]
+    fn optional_fields_are_removed_and_required_ones_refuse() {
+        let mut v = Visit {
+            name: "ann".into(),
+            heart_rate: Some(71),
+        };
+        assert!(redact_value(&mut v, &["heart_rate".to_owned()]));
+        assert_eq!(v.heart_rate, None);
+        let mut s = Strict {
+            name: "ann".into(),
+            heart_rate: 71,
+        };
+        assert!(!redact_value(&mut s, &["heart_rate".to_owned()]));
+        assert_eq!(s.heart_rate, 71);
+        let mut n = 5i64;
+        assert!(!redact_value(&mut n, &["x".to_owned()]));
     }
 }

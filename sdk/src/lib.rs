@@ -64,7 +64,7 @@ mod task;
 pub use builder::{App, AppBuilder, Flow, Sequencer, Splitter, StreamRef, WorkflowBuilder};
 pub use data::{Data, Envelope, Event, Key, StreamItem, SubjectId};
 pub use error::{AskError, Error, Outcome, StorageError, TaskError};
-pub use gate::{AllowAll, Decision, PolicyGate};
+pub use gate::{AllowAll, AtomGate, Decision, PolicyGate, Redaction};
 pub use path::Path;
 pub use portal::{AskId, Portal, ReplyHandle, ReplyTo};
 pub use remote::{Gateway, OutboundAsk};

@@ -194,10 +194,8 @@ impl Work {
                     let mut admit = |atom: Arc<dyn Batch>| {
                         let mut batch = atom.unshare();
                         if !gate.admits_everything() {
-                            let path = &engine.path;
-                            denied += batch.retain_envelopes(&mut |env| {
-                                gate.admit(path, env) == Decision::Admit
-                            }) as u64;
+                            let mut check = gate.for_atom(&engine.path);
+                            denied += batch.filter_envelopes(&mut |env| check.check(env)).denied;
                         }
                         batch
                     };
