@@ -48,6 +48,15 @@ pub trait PolicyGate: Send + Sync {
         false
     }
 
+    /// The verdict for a request asked of `portal`, whose replier runs in `workflow`. The
+    /// default treats it as an event consumed by the workflow; a gate overrides it to apply
+    /// the portal's own purpose. A request is admitted whole or not at all: a redaction
+    /// verdict refuses it.
+    fn admit_ask(&self, workflow: &Path, portal: &Path, envelope: Option<&Envelope>) -> Decision {
+        let _ = portal;
+        self.admit(workflow, envelope)
+    }
+
     /// The check for one atom consumed by `workflow`. The default asks [`PolicyGate::admit`]
     /// for each event; a gate overrides it to do per-atom work (time, purpose lookup) once.
     fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {

@@ -136,12 +136,9 @@ fn guarded<R>(what: &str, f: impl FnOnce() -> Result<R, TaskError>) -> Result<R,
     })
 }
 
-fn admits(
-    gate: &dyn PolicyGate,
-    workflow: &Path,
-    envelope: Option<&crate::data::Envelope>,
-) -> bool {
-    gate.admits_everything() || gate.admit(workflow, envelope) == Decision::Admit
+fn admits(gate: &dyn PolicyGate, workflow: &Path, ask: &AskMsg) -> bool {
+    gate.admits_everything()
+        || gate.admit_ask(workflow, &ask.portal, ask.envelope.as_deref()) == Decision::Admit
 }
 
 fn open(ask: &AskMsg) -> (AskId, OpenRequest) {
@@ -228,7 +225,7 @@ impl Work {
                 let verdicts = guarded("policy gate", || {
                     Ok(asks
                         .iter()
-                        .map(|a| admits(&*gate, &path, a.envelope.as_deref()))
+                        .map(|a| admits(&*gate, &path, a))
                         .collect::<Vec<bool>>())
                 });
                 let verdicts = match verdicts {

@@ -1,0 +1,233 @@
+//! The policy gate: [`Gate`] implements the sdk's [`PolicyGate`] with the node's policy and
+//! consent registry. It is asked once per atom for a check that holds the registry's read lock
+//! and the time for the whole atom, so a consent change takes effect from the next atom.
+
+mod counts;
+mod decide;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use pods_sdk::{AtomGate, Decision, Envelope, Path, PolicyGate};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::file::{Policy, Rule};
+use crate::registry::Registry;
+use counts::{Counters, Sampler, Tally};
+pub use counts::{Counts, Denial, Denials};
+pub use decide::{Reason, Verdict, decide};
+
+/// What the gate decides with: the policy and the registry, swapped or changed under one lock.
+#[derive(Debug, Default)]
+pub struct Rules {
+    policy: Arc<Policy>,
+    registry: Registry,
+}
+
+impl Rules {
+    /// The policy in force.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// The consent registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The consent registry, to change it; the change applies from the next atom admitted.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Replaces the policy; counters of paths it still declares are kept.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = Arc::new(policy);
+    }
+
+    /// The rule for `path` (a workflow's or a portal's).
+    fn rule(&self, path: &str) -> Option<&Rule> {
+        self.policy
+            .workflow(path)
+            .or_else(|| self.policy.portal(path))
+    }
+}
+
+/// The node's policy gate.
+pub struct Gate {
+    rules: RwLock<Rules>,
+    clock: Arc<dyn Clock>,
+    /// Counters of paths seen, found without the rules' lock once created.
+    counters: RwLock<HashMap<String, Arc<Counters>, foldhash::fast::RandomState>>,
+    denials: Sampler,
+}
+
+impl Gate {
+    /// A gate deciding with `policy` and `registry`, reading the time from `clock`.
+    pub fn new(policy: Policy, registry: Registry, clock: Arc<dyn Clock>) -> Gate {
+        Gate {
+            rules: RwLock::new(Rules {
+                policy: Arc::new(policy),
+                registry,
+            }),
+            clock,
+            counters: RwLock::new(HashMap::default()),
+            denials: Sampler::default(),
+        }
+    }
+
+    /// The rules, to read.
+    pub fn read(&self) -> RwLockReadGuard<'_, Rules> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The rules, to change: atoms being admitted finish first; later atoms see the change.
+    pub fn write(&self) -> RwLockWriteGuard<'_, Rules> {
+        self.rules.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current time on the gate's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Decision counts for every path the policy declares or the gate has seen.
+    pub fn counts(&self) -> Vec<Counts> {
+        let rules = self.read();
+        let counters = self.counters.read().unwrap_or_else(|p| p.into_inner());
+        let mut paths: Vec<&String> = counters.keys().collect();
+        let declared: Vec<&Rule> = rules.policy.rules().collect();
+        for r in &declared {
+            if !counters.contains_key(&r.path) {
+                paths.push(&r.path);
+            }
+        }
+        paths.sort();
+        let idle = Counters::default();
+        paths
+            .into_iter()
+            .map(|p| {
+                let purpose = rules.rule(p).map(|r| r.purpose.as_str());
+                counters.get(p).map_or(&idle, |c| c).read(p, purpose)
+            })
+            .collect()
+    }
+
+    /// The denials sampled since the last call, for the audit log.
+    pub fn take_denials(&self) -> Denials {
+        self.denials.take()
+    }
+
+    fn counters_of(&self, path: &str) -> Arc<Counters> {
+        if let Some(c) = self
+            .counters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+        {
+            return c.clone();
+        }
+        let mut all = self.counters.write().unwrap_or_else(|p| p.into_inner());
+        all.entry(path.to_owned()).or_default().clone()
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").finish_non_exhaustive()
+    }
+}
+
+/// The short digest denials name a subject by.
+fn short_digest(subject: &str) -> String {
+    Sha256::digest(subject.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The check for one atom: the rules' read lock, the time and the rule, taken once.
+struct Check<'a> {
+    rules: RwLockReadGuard<'a, Rules>,
+    path: String,
+    now: u64,
+    tally: Tally,
+    sampled: Vec<Denial>,
+    unsampled: u64,
+    gate: &'a Gate,
+}
+
+impl AtomGate for Check<'_> {
+    fn check(&mut self, envelope: Option<&Envelope>) -> Decision {
+        let rules = &*self.rules;
+        let verdict = decide(
+            &rules.policy,
+            &rules.registry,
+            rules.rule(&self.path),
+            envelope,
+            self.now,
+        );
+        match verdict {
+            Verdict::Admit => {
+                self.tally.admitted += 1;
+                Decision::Admit
+            }
+            Verdict::Redact(r) => {
+                self.tally.redacted += 1;
+                Decision::Redact(r)
+            }
+            Verdict::Deny(reason) => {
+                self.tally.deny(reason);
+                if self.sampled.len() < counts::SAMPLES {
+                    self.sampled.push(Denial {
+                        path: self.path.clone(),
+                        reason,
+                        at: self.now,
+                        subject: envelope.map_or_else(String::new, |e| short_digest(&e.subject.0)),
+                    });
+                } else {
+                    self.unsampled += 1;
+                }
+                Decision::Deny
+            }
+        }
+    }
+}
+
+impl Drop for Check<'_> {
+    fn drop(&mut self) {
+        self.gate.counters_of(&self.path).add(&self.tally);
+        if !self.sampled.is_empty() || self.unsampled > 0 {
+            let sampled = std::mem::take(&mut self.sampled);
+            self.gate.denials.add(sampled, self.unsampled);
+        }
+    }
+}
+
+impl PolicyGate for Gate {
+    fn admit(&self, workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+        self.for_atom(workflow).check(envelope)
+    }
+
+    fn admit_ask(&self, workflow: &Path, portal: &Path, envelope: Option<&Envelope>) -> Decision {
+        let declared = self.read().policy.portal(portal.as_str()).is_some();
+        let path = if declared { portal } else { workflow };
+        self.for_atom(path).check(envelope)
+    }
+
+    fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
+        Box::new(Check {
+            rules: self.read(),
+            path: workflow.to_string(),
+            now: self.clock.now(),
+            tally: Tally::default(),
+            sampled: Vec::new(),
+            unsampled: 0,
+            gate: self,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

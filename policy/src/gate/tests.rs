@@ -1,0 +1,328 @@
+use std::sync::{Arc, Mutex};
+
+use pods_sdk::{AppBuilder, DeterministicSystem, Envelope, Event, Redaction};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::consent::Consent;
+use crate::names::{Category, Purpose};
+use crate::registry::Grant;
+
+const POLICY: &str = r#"
+[[purpose]]
+name = "research.cardiology"
+[[purpose]]
+name = "care"
+[[purpose]]
+name = "stats"
+personal = false
+
+[retention]
+health = "30d"
+
+[[dataset]]
+name = "visits"
+subject = "id"
+columns = { id = "identity.id", name = "contact.name", pulse = "health.pulse" }
+
+[[workflow]]
+path = "/clinic/workflows/study"
+purpose = "research.cardiology"
+basis = "consent"
+redact = "visits"
+
+[[workflow]]
+path = "/clinic/workflows/strict"
+purpose = "research.cardiology"
+basis = "consent"
+
+[[workflow]]
+path = "/clinic/workflows/treat"
+purpose = "care"
+basis = "contract"
+
+[[workflow]]
+path = "/clinic/workflows/count"
+purpose = "stats"
+basis = "legitimate_interests"
+"#;
+
+fn policy() -> Policy {
+    Policy::parse("policy.toml", POLICY).unwrap()
+}
+
+fn grant(subject: &str, purpose: &str, categories: &[&str]) -> Grant {
+    Grant {
+        subject: subject.into(),
+        purposes: vec![Purpose::new(purpose).unwrap()],
+        categories: categories
+            .iter()
+            .map(|c| Category::new(*c).unwrap())
+            .collect(),
+        expires_at: None,
+        source: "test".into(),
+    }
+}
+
+fn env(subject: &str) -> Envelope {
+    Envelope::new(subject, &["contact.name", "health.pulse"])
+}
+
+#[test]
+fn each_reason_is_decided() {
+    let p = policy();
+    let mut r = Registry::new();
+    r.grant(grant("ann", "research", &["contact", "health"]), 100)
+        .unwrap();
+    r.grant(grant("bob", "research.cardiology", &["contact"]), 100)
+        .unwrap();
+    r.grant(grant("eve", "research", &["health"]), 100).unwrap();
+    let rule = |path: &str| p.workflow(path);
+    let study = rule("/clinic/workflows/study");
+    let strict = rule("/clinic/workflows/strict");
+    let d = |r: &Registry, rule, e: Option<&Envelope>, now| decide(&p, r, rule, e, now);
+    assert_eq!(d(&r, study, Some(&env("ann")), 200), Verdict::Admit);
+    assert_eq!(
+        d(&r, study, Some(&env("bob")), 200),
+        Verdict::Redact(Arc::new(Redaction {
+            fields: vec!["pulse".into()],
+            categories: vec!["health.pulse".into()],
+        }))
+    );
+    assert_eq!(
+        d(&r, strict, Some(&env("bob")), 200),
+        Verdict::Deny(Reason::NoConsent)
+    );
+    assert_eq!(
+        d(&r, study, Some(&env("zed")), 200),
+        Verdict::Deny(Reason::NoConsent)
+    );
+    assert_eq!(d(&r, study, None, 200), Verdict::Deny(Reason::NoSubject));
+    assert_eq!(
+        d(&r, rule("/clinic/workflows/count"), None, 200),
+        Verdict::Admit
+    );
+    assert_eq!(
+        d(&r, None, Some(&env("ann")), 200),
+        Verdict::Deny(Reason::Undeclared)
+    );
+    assert_eq!(d(&r, None, None, 200), Verdict::Admit);
+    // Another basis needs no consent, but still no erasure, restriction or expiry.
+    let treat = rule("/clinic/workflows/treat");
+    assert_eq!(d(&r, treat, Some(&env("zed")), 200), Verdict::Admit);
+    let old = env("zed").collected_at(200);
+    assert_eq!(
+        d(&r, treat, Some(&old), 200 + 30 * 86_400 - 1),
+        Verdict::Admit
+    );
+    assert_eq!(
+        d(&r, treat, Some(&old), 200 + 30 * 86_400),
+        Verdict::Deny(Reason::Expired)
+    );
+    r.restrict("zed", true);
+    assert_eq!(
+        d(&r, treat, Some(&env("zed")), 200),
+        Verdict::Deny(Reason::Restricted)
+    );
+    r.erase("zed");
+    assert_eq!(
+        d(&r, treat, Some(&env("zed")), 200),
+        Verdict::Deny(Reason::Erased)
+    );
+    // Consent before its grant does not count.
+    assert_eq!(
+        d(&r, study, Some(&env("ann")), 99),
+        Verdict::Deny(Reason::NoConsent)
+    );
+}
+
+/// A visit record: the subject's id, and fields of two categories.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Visit {
+    id: String,
+    name: Option<String>,
+    pulse: Option<u32>,
+}
+
+/// What the workflow received: each value with its envelope's categories.
+type Received = Vec<(Visit, Vec<String>)>;
+
+const SUBJECTS: [&str; 4] = ["s0", "s1", "s2", "s3"];
+const PURPOSES: [&str; 4] = [
+    "research",
+    "research.cardiology",
+    "care",
+    "research.oncology",
+];
+const CATEGORIES: [&str; 5] = [
+    "contact",
+    "contact.name",
+    "health",
+    "health.pulse",
+    "identity",
+];
+
+#[derive(Clone, Debug)]
+enum Change {
+    Grant {
+        subject: usize,
+        purpose: usize,
+        categories: Vec<usize>,
+        lasts: Option<u64>,
+    },
+    Withdraw {
+        subject: usize,
+    },
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        3 => (0..4usize, 0..4usize, prop::collection::vec(0..5usize, 1..3), prop::option::of(1..4u64))
+            .prop_map(|(subject, purpose, categories, lasts)| Change::Grant { subject, purpose, categories, lasts }),
+        1 => (0..4usize).prop_map(|subject| Change::Withdraw { subject }),
+    ]
+}
+
+/// The oracle, written from the rules' statement rather than from the gate: may the
+/// research.cardiology workflow see `category` of `subject` at `now`?
+fn lawful(consents: &[Consent], subject: &str, category: &str, now: u64) -> bool {
+    let within =
+        |outer: &str, inner: &str| inner == outer || inner.starts_with(&format!("{outer}."));
+    consents.iter().any(|c| {
+        c.subject == subject
+            && c.granted_at <= now
+            && c.expires_at.is_none_or(|t| now < t)
+            && c.withdrawn_at.is_none_or(|t| now < t)
+            && c.purposes
+                .iter()
+                .any(|p| within(p.as_str(), "research.cardiology"))
+            && c.categories.iter().any(|k| within(k.as_str(), category))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// For random consents, withdrawals and atoms, the workflow receives exactly the events
+    /// with a lawful basis at their atom's admission, and a redacted event never holds a field
+    /// of a category without consent.
+    #[test]
+    fn a_workflow_never_receives_an_event_without_a_basis(
+        rounds in prop::collection::vec(
+            (prop::collection::vec(change(), 0..3),
+             prop::collection::vec((0..4usize, any::<bool>(), any::<bool>()), 1..5)),
+            1..6),
+    ) {
+        let clock = ManualClock::at(10);
+        let gate = Arc::new(Gate::new(policy(), Registry::new(), Arc::new(clock.clone())));
+        let app = AppBuilder::new("clinic");
+        let visits = app.generator_external::<Visit>("visits");
+        let seen: Arc<Mutex<Received>> = Arc::default();
+        let log = seen.clone();
+        app.workflow("study").source(&visits).processor(move |ctx, v: Visit| {
+            let categories = ctx.envelope().map(|e| e.categories.clone()).unwrap_or_default();
+            if let Ok(mut l) = log.lock() { l.push((v.clone(), categories)); }
+            ctx.emit(v);
+        }).sink();
+        let mut system = DeterministicSystem::new(3);
+        system.set_gate(Shared(gate.clone()));
+        system.launch(app.build().unwrap()).unwrap();
+        let feeder = system.feeder::<Visit>("/clinic/generators/visits").unwrap();
+        let mut expected = Vec::new();
+        for (changes, events) in rounds {
+            clock.advance(1);
+            let now = clock.now();
+            {
+                let mut rules = gate.write();
+                for c in changes {
+                    match c {
+                        Change::Grant { subject, purpose, categories, lasts } => {
+                            let cats = categories.iter().map(|i| CATEGORIES[*i]).collect::<Vec<_>>();
+                            let mut g = grant(SUBJECTS[subject], PURPOSES[purpose], &cats);
+                            g.expires_at = lasts.map(|l| now + l);
+                            rules.registry_mut().grant(g, now).unwrap();
+                        }
+                        Change::Withdraw { subject } => {
+                            rules.registry_mut().withdraw(SUBJECTS[subject], None, now);
+                        }
+                    }
+                }
+            }
+            let consents = gate.read().registry().all();
+            let mut atom = Vec::new();
+            for (s, has_name, has_pulse) in events {
+                let subject = SUBJECTS[s];
+                let v = Visit {
+                    id: subject.into(),
+                    name: has_name.then(|| format!("name of {subject}")),
+                    pulse: has_pulse.then_some(60),
+                };
+                let name_ok = lawful(&consents, subject, "contact.name", now);
+                let pulse_ok = lawful(&consents, subject, "health.pulse", now);
+                if name_ok || pulse_ok {
+                    let mut kept = v.clone();
+                    let mut cats = Vec::new();
+                    if name_ok { cats.push("contact.name".to_string()) } else { kept.name = None }
+                    if pulse_ok { cats.push("health.pulse".to_string()) } else { kept.pulse = None }
+                    expected.push((kept, cats));
+                }
+                atom.push(Event::personal(v, env(subject)));
+            }
+            feeder.push_events(atom).unwrap();
+            system.run_until_quiescent();
+        }
+        let seen = seen.lock().unwrap().clone();
+        prop_assert_eq!(&seen, &expected);
+        for (v, cats) in &seen {
+            prop_assert!(v.name.is_none() || cats.iter().any(|c| c == "contact.name"));
+            prop_assert!(v.pulse.is_none() || cats.iter().any(|c| c == "health.pulse"));
+        }
+        let counts = gate.counts();
+        let study = counts.iter().find(|c| c.path == "/clinic/workflows/study").unwrap();
+        prop_assert_eq!((study.admitted + study.redacted) as usize, seen.len());
+    }
+}
+
+/// Lets the test keep a handle on the gate the system owns.
+struct Shared(Arc<Gate>);
+
+impl PolicyGate for Shared {
+    fn admit(&self, workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+        self.0.admit(workflow, envelope)
+    }
+    fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
+        self.0.for_atom(workflow)
+    }
+}
+
+#[test]
+fn withdrawal_applies_from_the_next_atom_and_denials_are_sampled() {
+    let clock = ManualClock::at(100);
+    let mut registry = Registry::new();
+    registry
+        .grant(grant("ann", "research", &["contact", "health"]), 100)
+        .unwrap();
+    let gate = Gate::new(policy(), registry, Arc::new(clock.clone()));
+    let path = Path::parse("/clinic/workflows/strict").unwrap();
+    let mut check = gate.for_atom(&path);
+    assert_eq!(check.check(Some(&env("ann"))), Decision::Admit);
+    drop(check);
+    clock.advance(5);
+    gate.write().registry_mut().withdraw("ann", None, 105);
+    let mut check = gate.for_atom(&path);
+    assert_eq!(check.check(Some(&env("ann"))), Decision::Deny);
+    assert_eq!(check.check(Some(&env("bob"))), Decision::Deny);
+    drop(check);
+    let counts = gate.counts();
+    let strict = counts.iter().find(|c| c.path == path.as_str()).unwrap();
+    assert_eq!(strict.admitted, 1);
+    assert_eq!(strict.denied.get(&Reason::NoConsent), Some(&2));
+    assert_eq!(strict.purpose.as_deref(), Some("research.cardiology"));
+    let denials = gate.take_denials();
+    assert_eq!(denials.sampled.len(), 2);
+    assert_eq!(denials.sampled[0].reason, Reason::NoConsent);
+    assert_eq!(denials.sampled[0].subject.len(), 16);
+    assert!(gate.take_denials().sampled.is_empty());
+}

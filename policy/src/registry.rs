@@ -1,0 +1,233 @@
+//! The consent registry: every consent record (with its history), which subjects are restricted,
+//! and which were erased (kept only as digests of their ids). The gate reads it on every atom.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::consent::{Consent, ConsentId};
+use crate::error::PolicyError;
+use crate::names::{Category, Purpose};
+
+/// The digest an erased subject is remembered by (SHA-256 of the id): enough to refuse their
+/// events, without keeping the id itself.
+pub fn subject_digest(subject: &str) -> [u8; 32] {
+    Sha256::digest(subject.as_bytes()).into()
+}
+
+/// What the registry knows about one subject, as the gate needs it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SubjectState {
+    /// The subject's consents, in force or not (few per subject).
+    pub consents: Vec<Consent>,
+    /// Processing is restricted: no workflow may process the subject's data.
+    pub restricted: bool,
+}
+
+/// A consent to record: what `pods consent grant` asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Grant {
+    /// The data subject.
+    pub subject: String,
+    /// The purposes consented to.
+    pub purposes: Vec<Purpose>,
+    /// The categories consented to.
+    pub categories: Vec<Category>,
+    /// When it lapses, if it does (seconds since the Unix epoch).
+    pub expires_at: Option<u64>,
+    /// Where it was collected.
+    pub source: String,
+}
+
+/// Consents, restrictions and erasures.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    subjects: HashMap<String, SubjectState, foldhash::fast::RandomState>,
+    /// Every consent by id, so that ids stay unique and history can be listed.
+    ids: BTreeMap<ConsentId, String>,
+    erased: HashSet<[u8; 32]>,
+    /// The id of the next grant: ids are never reused, even after an erasure.
+    next: u64,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// The id the next grant gets.
+    pub fn next_id(&self) -> ConsentId {
+        ConsentId(self.next.max(1))
+    }
+
+    /// Records a new consent given at `now`; returns the record.
+    pub fn grant(&mut self, grant: Grant, now: u64) -> Result<Consent, PolicyError> {
+        if grant.subject.is_empty() {
+            return Err(PolicyError::BadConsent("the subject is empty".into()));
+        }
+        if grant.purposes.is_empty() || grant.categories.is_empty() {
+            return Err(PolicyError::BadConsent(
+                "name at least one purpose and one category".into(),
+            ));
+        }
+        if grant.expires_at.is_some_and(|t| t <= now) {
+            return Err(PolicyError::BadConsent(
+                "it expires before it is granted".into(),
+            ));
+        }
+        let consent = Consent {
+            id: self.next_id(),
+            subject: grant.subject,
+            purposes: grant.purposes,
+            categories: grant.categories,
+            granted_at: now,
+            expires_at: grant.expires_at,
+            withdrawn_at: None,
+            source: grant.source,
+        };
+        self.insert(consent.clone());
+        Ok(consent)
+    }
+
+    /// Adds a consent record as it is (loading from storage).
+    pub fn insert(&mut self, consent: Consent) {
+        self.next = self.next.max(consent.id.0 + 1);
+        self.ids.insert(consent.id, consent.subject.clone());
+        let state = self.subjects.entry(consent.subject.clone()).or_default();
+        state.consents.retain(|c| c.id != consent.id);
+        state.consents.push(consent);
+    }
+
+    /// Withdraws, at `now`, the subject's consents in force that cover `purpose` (all of them
+    /// if `None`); returns the records changed. Withdrawn records stay, as history.
+    pub fn withdraw(&mut self, subject: &str, purpose: Option<&Purpose>, now: u64) -> Vec<Consent> {
+        let Some(state) = self.subjects.get_mut(subject) else {
+            return Vec::new();
+        };
+        let mut changed = Vec::new();
+        for c in &mut state.consents {
+            let matches = purpose.is_none_or(|p| c.purposes.iter().any(|q| q.covers(p)));
+            if matches && c.in_force(now) {
+                c.withdrawn_at = Some(now);
+                changed.push(c.clone());
+            }
+        }
+        changed
+    }
+
+    /// The subject's consent records, oldest first.
+    pub fn consents_of(&self, subject: &str) -> Vec<Consent> {
+        let mut out = self
+            .subjects
+            .get(subject)
+            .map(|s| s.consents.clone())
+            .unwrap_or_default();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    /// Every consent record, by id.
+    pub fn all(&self) -> Vec<Consent> {
+        let mut out: Vec<Consent> = self
+            .subjects
+            .values()
+            .flat_map(|s| s.consents.iter().cloned())
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    /// Restricts (or lifts the restriction of) processing of the subject's data.
+    pub fn restrict(&mut self, subject: &str, restricted: bool) {
+        self.subjects
+            .entry(subject.to_owned())
+            .or_default()
+            .restricted = restricted;
+    }
+
+    /// `true` if the subject's data may not be processed now.
+    pub fn is_restricted(&self, subject: &str) -> bool {
+        self.subjects.get(subject).is_some_and(|s| s.restricted)
+    }
+
+    /// Forgets the subject (consents included) and remembers only the digest of their id, so
+    /// that their events are refused from now on.
+    pub fn erase(&mut self, subject: &str) {
+        if let Some(state) = self.subjects.remove(subject) {
+            for c in state.consents {
+                self.ids.remove(&c.id);
+            }
+        }
+        self.erased.insert(subject_digest(subject));
+    }
+
+    /// Remembers an erasure by digest (loading from storage).
+    pub fn insert_erased(&mut self, digest: [u8; 32]) {
+        self.erased.insert(digest);
+    }
+
+    /// `true` if the subject was erased.
+    pub fn is_erased(&self, subject: &str) -> bool {
+        !self.erased.is_empty() && self.erased.contains(&subject_digest(subject))
+    }
+
+    /// The gate's view of one subject.
+    pub(crate) fn subject(&self, subject: &str) -> Option<&SubjectState> {
+        self.subjects.get(subject)
+    }
+
+    /// Number of subjects with consents or restrictions.
+    pub fn subjects(&self) -> usize {
+        self.subjects.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(subject: &str, purpose: &str) -> Grant {
+        Grant {
+            subject: subject.into(),
+            purposes: vec![Purpose::new(purpose).unwrap()],
+            categories: vec![Category::new("health").unwrap()],
+            expires_at: None,
+            source: "form".into(),
+        }
+    }
+
+    #[test]
+    fn withdrawal_keeps_history_and_erasure_forgets() {
+        let mut r = Registry::new();
+        let a = r.grant(grant("ann", "research"), 10).unwrap();
+        let b = r.grant(grant("ann", "care"), 11).unwrap();
+        assert_eq!((a.id, b.id), (ConsentId(1), ConsentId(2)));
+        let changed = r.withdraw("ann", Some(&Purpose::new("research.x").unwrap()), 20);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].id, a.id);
+        let history = r.consents_of("ann");
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].withdrawn_at, Some(20));
+        assert_eq!(history[1].withdrawn_at, None);
+        assert!(r.withdraw("ann", None, 21).len() == 1);
+        r.erase("ann");
+        assert!(r.consents_of("ann").is_empty());
+        assert!(r.is_erased("ann") && !r.is_erased("bob"));
+        assert_eq!(r.next_id(), ConsentId(3));
+    }
+
+    #[test]
+    fn bad_grants_are_refused() {
+        let mut r = Registry::new();
+        let mut g = grant("", "care");
+        assert!(r.grant(g.clone(), 5).is_err());
+        g.subject = "ann".into();
+        g.expires_at = Some(5);
+        assert!(r.grant(g.clone(), 5).is_err());
+        g.expires_at = None;
+        g.categories.clear();
+        assert!(r.grant(g, 5).is_err());
+    }
+}
