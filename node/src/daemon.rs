@@ -17,6 +17,8 @@ use crate::error::NodeError;
 use crate::identity::{create_identity, load_identity, peer_id_of};
 use crate::net::shell::{NetGateway, Shell};
 use crate::node::{Node, NodeConfig};
+use crate::privacy::Privacy;
+use pods_policy::SystemClock;
 
 /// Builds an app the daemon can host, from the argument `pods.toml` gives it (the text after
 /// `:` in `apps = ["name:argument"]`; empty when there is none).
@@ -120,6 +122,9 @@ pub async fn run(
         apps.push((entry.clone(), factory(argument)?));
     }
     let node = Arc::new(Node::open(dir, config)?);
+    // Every atom of every app passes the policy gate, from the first.
+    let privacy = Privacy::open(dir, Arc::new(SystemClock))?;
+    node.system().set_gate(privacy.gate());
     let (tx, rx) = mpsc::unbounded_channel();
     node.system().set_gateway(Arc::new(NetGateway(tx.clone())));
     let mut hosted = Vec::new();
@@ -162,6 +167,7 @@ pub async fn run(
         net: tx,
         node: Arc::clone(&node),
         apps: Arc::new(hosted.clone()),
+        privacy: privacy.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut admin_stop = stop_rx.clone();

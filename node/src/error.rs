@@ -93,6 +93,22 @@ pub enum NodeError {
     /// The app or the runtime refused an operation (see the sdk's error).
     #[error(transparent)]
     App(#[from] pods_sdk::Error),
+    /// A policy, consent or policy-file problem (see the policy crate's error).
+    #[error(transparent)]
+    Policy(#[from] pods_policy::PolicyError),
+    /// A request about personal data that cannot be done as asked.
+    #[error("{0}")]
+    Privacy(String),
+    /// An import file has bad rows and skipping them was not asked for: nothing was imported.
+    #[error(
+        "{} bad row(s) in the file; nothing was imported (fix them, or pass --skip-bad to import the good rows):\n{}",
+        bad.len(),
+        bad.iter().take(20).map(|b| format!("  line {}: {}", b.line, b.problem)).collect::<Vec<_>>().join("\n")
+    )]
+    ImportRefused {
+        /// Every bad row.
+        bad: Vec<crate::privacy::BadRow>,
+    },
     /// Any other SQLite failure.
     #[error("{file}: {detail}")]
     Sqlite {

@@ -66,6 +66,7 @@ mod error;
 mod identity;
 pub mod net;
 mod node;
+pub mod privacy;
 mod store;
 
 pub use config::{CONFIG_FILE, Export, Import, Limits, Peer, SettingError, Settings};

@@ -61,6 +61,12 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::{Consent, ConsentId};
 pub use error::{PolicyError, Problem};
 pub use file::{Dataset, Policy, PurposeDecl, Rule};
+
+/// Seconds in a duration written as in the policy file (`90s`, `15m`, `12h`, `30d`, `8w`,
+/// `2y`), or why it is not one.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    file::duration::parse(text)
+}
 pub use gate::{Counts, Denial, Denials, Gate, Reason, Rules, Verdict, decide};
 pub use names::{Category, LegalBasis, Purpose};
 pub use registry::{Grant, Registry, subject_digest};

@@ -64,6 +64,14 @@ impl Registry {
 
     /// Records a new consent given at `now`; returns the record.
     pub fn grant(&mut self, grant: Grant, now: u64) -> Result<Consent, PolicyError> {
+        let consent = self.prepare(grant, now)?;
+        self.insert(consent.clone());
+        Ok(consent)
+    }
+
+    /// The record a grant at `now` would add, checked, without adding it (so that it can be
+    /// stored first, then [`inserted`](Registry::insert)).
+    pub fn prepare(&self, grant: Grant, now: u64) -> Result<Consent, PolicyError> {
         if grant.subject.is_empty() {
             return Err(PolicyError::BadConsent("the subject is empty".into()));
         }
@@ -87,7 +95,6 @@ impl Registry {
             withdrawn_at: None,
             source: grant.source,
         };
-        self.insert(consent.clone());
         Ok(consent)
     }
 
@@ -103,18 +110,29 @@ impl Registry {
     /// Withdraws, at `now`, the subject's consents in force that cover `purpose` (all of them
     /// if `None`); returns the records changed. Withdrawn records stay, as history.
     pub fn withdraw(&mut self, subject: &str, purpose: Option<&Purpose>, now: u64) -> Vec<Consent> {
-        let Some(state) = self.subjects.get_mut(subject) else {
-            return Vec::new();
-        };
-        let mut changed = Vec::new();
-        for c in &mut state.consents {
-            let matches = purpose.is_none_or(|p| c.purposes.iter().any(|q| q.covers(p)));
-            if matches && c.in_force(now) {
-                c.withdrawn_at = Some(now);
-                changed.push(c.clone());
-            }
+        let changed = self.withdrawals(subject, purpose, now);
+        for c in &changed {
+            self.insert(c.clone());
         }
         changed
+    }
+
+    /// The records a withdrawal at `now` would change, as they would become, without changing
+    /// them (so that they can be stored first, then [`inserted`](Registry::insert)).
+    pub fn withdrawals(&self, subject: &str, purpose: Option<&Purpose>, now: u64) -> Vec<Consent> {
+        let Some(state) = self.subjects.get(subject) else {
+            return Vec::new();
+        };
+        state
+            .consents
+            .iter()
+            .filter(|c| purpose.is_none_or(|p| c.purposes.iter().any(|q| q.covers(p))))
+            .filter(|c| c.in_force(now))
+            .map(|c| Consent {
+                withdrawn_at: Some(now),
+                ..c.clone()
+            })
+            .collect()
     }
 
     /// The subject's consent records, oldest first.

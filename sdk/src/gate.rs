@@ -67,6 +67,23 @@ pub trait PolicyGate: Send + Sync {
     }
 }
 
+/// A shared gate is a gate, so that its owner can keep a handle on it (to change its rules or
+/// read its counts) while the runtime uses it.
+impl<G: PolicyGate + ?Sized> PolicyGate for Arc<G> {
+    fn admit(&self, workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+        (**self).admit(workflow, envelope)
+    }
+    fn admits_everything(&self) -> bool {
+        (**self).admits_everything()
+    }
+    fn admit_ask(&self, workflow: &Path, portal: &Path, envelope: Option<&Envelope>) -> Decision {
+        (**self).admit_ask(workflow, portal, envelope)
+    }
+    fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
+        (**self).for_atom(workflow)
+    }
+}
+
 /// The default per-atom check: one call of `admit` per event.
 struct EachEvent<'a, G: ?Sized> {
     gate: &'a G,

@@ -2,6 +2,7 @@
 
 mod daemon;
 mod peers;
+mod privacy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,10 +26,10 @@ struct Cli {
 
 /// Where a node keeps its data.
 #[derive(Args, Clone)]
-struct DataDir {
+pub struct DataDir {
     /// The node's data directory (identity, pods.toml, database, admin.json).
     #[arg(long, value_name = "DIR", env = "PODS_DATA_DIR")]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +58,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load or show the node's policy: purposes, retention, datasets, and the purpose and
+    /// legal basis of every workflow, portal and export.
+    #[command(subcommand)]
+    Policy(privacy::PolicyCommand),
+    /// Grant, withdraw or list the consents of data subjects.
+    #[command(subcommand)]
+    Consent(privacy::ConsentCommand),
+    /// Import personal records into a dataset of the policy.
+    #[command(subcommand)]
+    Data(privacy::DataCommand),
+    /// A data subject's rights: access (export), rectification, restriction.
+    #[command(subcommand)]
+    Subject(privacy::SubjectCommand),
     /// Run the demo: an in-process shop whose cart workflow asks an inventory portal to reserve
     /// each ordered item; prints what the cart produced, one line per order line.
     Demo {
@@ -136,6 +150,10 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Peer(PeerCommand::Remove { name, dir }) => peers::remove(&dir.data_dir, &name),
         Command::Peer(PeerCommand::List { dir }) => peers::list(&dir.data_dir),
         Command::Status { dir, json } => peers::status(&dir.data_dir, json),
+        Command::Policy(c) => privacy::policy(c),
+        Command::Consent(c) => privacy::consent(c),
+        Command::Data(c) => privacy::data(c),
+        Command::Subject(c) => privacy::subject(c),
         Command::Demo { seed } => {
             eprintln!("running the shop demo (seed {seed}): cart -> inventory portal");
             for line in pods::demo::run(seed)? {

@@ -109,6 +109,9 @@ pub struct Status {
     pub asks_out: usize,
     /// Streams mirrored from peers.
     pub imports: Vec<ImportInfo>,
+    /// The policy gate's decisions per workflow and portal since the node started.
+    #[serde(default)]
+    pub gate: Vec<pods_policy::Counts>,
 }
 
 /// An error body: what went wrong, for a person.
@@ -116,4 +119,56 @@ pub struct Status {
 pub struct ApiError {
     /// The message.
     pub error: String,
+}
+
+/// `POST /policy`: a policy file to load.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyLoad {
+    /// The file's name, for error messages.
+    pub name: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// `POST /consents/withdraw`: whose consents, for which purpose (all if none).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Withdraw {
+    /// The data subject.
+    pub subject: String,
+    /// The purpose withdrawn; every purpose if absent.
+    pub purpose: Option<String>,
+}
+
+/// `POST /data/{dataset}`: records to import.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportRequest {
+    /// How the text is written.
+    pub format: crate::privacy::Format,
+    /// The file's text.
+    pub text: String,
+    /// Import the good rows of a file with bad ones.
+    pub skip_bad: bool,
+}
+
+/// `POST /subjects/{subject}/rectify`: corrected values.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Rectify {
+    /// The dataset whose records are corrected.
+    pub dataset: String,
+    /// Column → new value (null removes the value).
+    pub changes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /subjects/{subject}/restrict`: restrict processing, or lift the restriction.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Restrict {
+    /// `true` to restrict, `false` to lift.
+    pub restricted: bool,
+}
+
+/// How many records a rectification changed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Rectified {
+    /// Records changed.
+    pub records: u64,
 }

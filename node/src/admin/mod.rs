@@ -2,4 +2,5 @@
 
 pub mod api;
 pub mod client;
+mod privacy;
 pub mod server;

@@ -32,6 +32,8 @@ pub struct AdminState {
     pub node: Arc<Node>,
     /// The apps it runs, with their workflows' paths.
     pub apps: Arc<Vec<(String, Vec<String>)>>,
+    /// Its policy, consents and personal records.
+    pub privacy: crate::privacy::Privacy,
 }
 
 /// The admin API's routes.
@@ -40,12 +42,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/status", get(status))
         .route("/peers", get(peers).post(add_peer))
         .route("/peers/{name}", delete(remove_peer))
+        .merge(super::privacy::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
 
-fn error(code: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (
         code,
         Json(ApiError {
@@ -123,6 +126,7 @@ async fn status(State(state): State<AdminState>) -> Response {
         apps,
         asks_out: net.asks_out,
         imports: net.imports.clone(),
+        gate: state.privacy.counts(),
     })
     .into_response()
 }

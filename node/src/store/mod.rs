@@ -13,7 +13,7 @@ mod payload;
 mod quarantine;
 mod record;
 mod recover;
-mod schema;
+pub(crate) mod schema;
 
 use std::path::{Path, PathBuf};
 

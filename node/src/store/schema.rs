@@ -87,9 +87,33 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
-/// Opens (or creates) the database at `file`: checks that it is a Pods database of a version
-/// this build reads, migrates an older one, and sets WAL journaling.
+/// What marks a kind of Pods database: its application id, the version this build writes, and
+/// the migrations up to it (`migrations[i]` brings version `i` to `i + 1`).
+pub(crate) struct Schema {
+    pub application_id: i64,
+    pub version: i64,
+    pub migrations: &'static [&'static str],
+}
+
+/// The store's schema (`pods.db`).
+const STORE: Schema = Schema {
+    application_id: APPLICATION_ID,
+    version: VERSION,
+    migrations: MIGRATIONS,
+};
+
+/// Opens (or creates) the store's database at `file`: checks that it is a Pods database of a
+/// version this build reads, migrates an older one, and sets WAL journaling.
 pub(crate) fn open(file: &Path, read_only: bool) -> Result<Connection, NodeError> {
+    open_with(file, read_only, &STORE)
+}
+
+/// Opens (or creates) a database of `schema` at `file`, as [`open`] does for the store.
+pub(crate) fn open_with(
+    file: &Path,
+    read_only: bool,
+    schema: &Schema,
+) -> Result<Connection, NodeError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -110,26 +134,26 @@ pub(crate) fn open(file: &Path, read_only: bool) -> Result<Connection, NodeError
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
         .map_err(sql)?;
     let fresh = application_id == 0 && version == 0 && objects == 0;
-    if !fresh && application_id != APPLICATION_ID {
+    if !fresh && application_id != schema.application_id {
         return Err(NodeError::Foreign {
             file: file.to_path_buf(),
         });
     }
-    if version > VERSION {
+    if version > schema.version {
         return Err(NodeError::NewerSchema {
             file: file.to_path_buf(),
             found: version,
-            supported: VERSION,
+            supported: schema.version,
         });
     }
-    if version < VERSION {
+    if version < schema.version {
         if read_only {
             return Err(NodeError::ReadOnly {
                 file: file.to_path_buf(),
             });
         }
-        migrate(&conn, version, VERSION).map_err(sql)?;
-        tracing::info!(file = %file.display(), from = version, to = VERSION, "schema migrated");
+        migrate_with(&conn, schema, version, schema.version).map_err(sql)?;
+        tracing::info!(file = %file.display(), from = version, to = schema.version, "schema migrated");
     }
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -138,18 +162,24 @@ pub(crate) fn open(file: &Path, read_only: bool) -> Result<Connection, NodeError
     Ok(conn)
 }
 
-/// Applies the migrations from version `from` to `to` in one transaction.
+/// Applies the store's migrations from version `from` to `to` in one transaction.
+#[cfg(test)]
 pub(crate) fn migrate(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<()> {
+    migrate_with(conn, &STORE, from, to)
+}
+
+/// Applies `schema`'s migrations from version `from` to `to` in one transaction.
+fn migrate_with(conn: &Connection, schema: &Schema, from: i64, to: i64) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
         let (from, to) = (
             usize::try_from(from).unwrap_or(0),
             usize::try_from(to).unwrap_or(0),
         );
-        for step in MIGRATIONS.iter().take(to).skip(from) {
+        for step in schema.migrations.iter().take(to).skip(from) {
             conn.execute_batch(step)?;
         }
-        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        conn.pragma_update(None, "application_id", schema.application_id)?;
         conn.pragma_update(None, "user_version", to as i64)?;
         Ok(())
     })();

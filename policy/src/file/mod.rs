@@ -2,7 +2,7 @@
 //! and legal basis of every workflow, portal and export. Loading validates the whole file and
 //! reports every problem with its line and column; a file with any problem loads nothing.
 
-mod duration;
+pub(crate) mod duration;
 mod raw;
 
 use std::collections::BTreeMap;
