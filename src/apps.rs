@@ -2,6 +2,7 @@
 //! (`apps = ["inventory", "orders:bob"]`). An organization with apps of its own builds its own
 //! node binary around [`pods_node::run`] with a [`Catalog`] of them.
 
+use pods_node::privacy::Row;
 use pods_node::{Catalog, NodeError};
 use pods_sdk::{App, AppBuilder, AskError, Ctx, PerKeyState};
 
@@ -16,6 +17,19 @@ pub fn catalog() -> Catalog {
         .with("shop", |_| Ok(crate::demo::shop()?))
         .with("inventory", |_| inventory())
         .with("orders", orders_at)
+        .with("clinic", |_| clinic())
+}
+
+/// `clinic`: patients' visits, fed by `pods data import` into the external generator
+/// `/clinic/generators/visits` (a dataset of the policy with `feed` naming it). Two workflows
+/// read them: `study` (declare it in the policy as research under consent) and `care`
+/// (declare it as care under contract); the policy gate decides, per event, what enters each.
+pub fn clinic() -> Result<App, NodeError> {
+    let app = AppBuilder::new("clinic");
+    let visits = app.generator_external::<Row>("visits");
+    app.workflow("study").source(&visits).identity().sink();
+    app.workflow("care").source(&visits).identity().sink();
+    Ok(app.build()?)
 }
 
 /// `inventory`: the portal `/inventory/portals/reserve` (export it to let peers reserve), with

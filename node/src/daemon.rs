@@ -125,6 +125,12 @@ pub async fn run(
     // Every atom of every app passes the policy gate, from the first.
     let privacy = Privacy::open(dir, Arc::new(SystemClock))?;
     node.system().set_gate(privacy.gate());
+    let fed = Arc::clone(&node);
+    privacy.set_feed(Arc::new(move |path: &str, events| {
+        fed.feeder::<crate::privacy::Row>(path)?
+            .push_events(events)
+            .map_err(NodeError::from)
+    }));
     let (tx, rx) = mpsc::unbounded_channel();
     node.system().set_gateway(Arc::new(NetGateway(tx.clone())));
     let mut hosted = Vec::new();

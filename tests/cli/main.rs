@@ -4,6 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod nodes;
+mod privacy;
 #[path = "../../examples/word_count.rs"]
 mod word_count;
 
@@ -89,6 +90,15 @@ fn help_lists_the_commands_and_bad_arguments_fail() {
         (&["peer", "remove", "--help"], "connections are closed"),
         (&["peer", "list", "--help"], "connected"),
         (&["status", "--help"], "--json"),
+        (&["policy", "load", "--help"], "line and column"),
+        (&["policy", "show", "--help"], "policy in force"),
+        (&["consent", "grant", "--help"], "--purpose <PURPOSE>"),
+        (&["consent", "withdraw", "--help"], "next atom"),
+        (&["consent", "list", "--help"], "history"),
+        (&["data", "import", "--help"], "--skip-bad"),
+        (&["subject", "export", "--help"], "--output <FILE>"),
+        (&["subject", "rectify", "--help"], "COLUMN=VALUE"),
+        (&["subject", "restrict", "--help"], "--lift"),
     ] {
         let (ok, stdout, _) = pods(
             &[args, &["--help"]].concat()[..args.len()],

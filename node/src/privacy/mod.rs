@@ -32,7 +32,14 @@ struct Inner {
     file: PathBuf,
     db: Mutex<Connection>,
     gate: Arc<Gate>,
+    feed: Mutex<Option<Feed>>,
 }
+
+/// A personal record as a workflow receives it: column → value.
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+/// Pushes one atom of records into the external generator at a path.
+pub type Feed = Arc<dyn Fn(&str, Vec<pods_sdk::Event<Row>>) -> Result<(), NodeError> + Send + Sync>;
 
 /// What `pods policy show` prints: the policy in force and when it was loaded.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,8 +111,16 @@ impl Privacy {
                 file,
                 db: Mutex::new(conn),
                 gate: Arc::new(Gate::new(policy, registry, clock)),
+                feed: Mutex::new(None),
             }),
         })
+    }
+
+    /// Sets how imported records reach the generator their dataset names as `feed`.
+    pub fn set_feed(&self, feed: Feed) {
+        if let Ok(mut f) = self.inner.feed.lock() {
+            *f = Some(feed);
+        }
     }
 
     /// The gate to install in the runtime (before launching apps).

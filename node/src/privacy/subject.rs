@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use pods_policy::Consent;
+use pods_sdk::{Envelope, Event};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -90,6 +91,7 @@ impl Privacy {
         let mut db = self.db()?;
         let tx = db.transaction().map_err(|e| self.sql(e))?;
         let mut subjects = BTreeSet::new();
+        let mut first = None;
         {
             let mut insert = tx
                 .prepare(
@@ -102,16 +104,62 @@ impl Privacy {
                 insert
                     .execute(params![dataset, subject, body, now as i64])
                     .map_err(|e| self.sql(e))?;
+                first.get_or_insert(tx.last_insert_rowid());
                 subjects.insert(subject.clone());
             }
         }
         tx.commit().map_err(|e| self.sql(e))?;
+        drop(db);
+        if let (Some(path), Some(first)) = (&schema.feed, first)
+            && let Err(e) = self.feed(path, schema, &good, now)
+        {
+            // Stored but not fed: take the rows back, so that the import is all or nothing.
+            self.db()?
+                .execute(
+                    "DELETE FROM records WHERE dataset = ?1 AND id >= ?2",
+                    params![dataset, first],
+                )
+                .map_err(|e| self.sql(e))?;
+            return Err(e);
+        }
         Ok(ImportReport {
             dataset: dataset.to_owned(),
             imported: good.len() as u64,
             subjects: subjects.len() as u64,
             skipped: bad,
         })
+    }
+
+    /// Pushes the imported rows, as one atom of personal events, into the generator `path`.
+    fn feed(
+        &self,
+        path: &str,
+        schema: &pods_policy::Dataset,
+        rows: &[records::GoodRow],
+        now: u64,
+    ) -> Result<(), NodeError> {
+        let feed = self.inner.feed.lock().ok().and_then(|f| f.clone());
+        let Some(feed) = feed else {
+            return Err(NodeError::Privacy(format!(
+                "dataset `{}` feeds {path}, but this node runs no apps to feed",
+                schema.name
+            )));
+        };
+        let events = rows
+            .iter()
+            .map(|(_, subject, fields)| {
+                // The subject's own column is the envelope's subject, not a category.
+                let categories: Vec<&str> = fields
+                    .keys()
+                    .filter(|k| **k != schema.subject)
+                    .filter_map(|k| schema.columns.get(k))
+                    .map(|c| c.as_str())
+                    .collect();
+                let envelope = Envelope::new(subject.clone(), &categories).collected_at(now);
+                Event::personal(fields.clone(), envelope)
+            })
+            .collect();
+        feed(path, events)
     }
 
     /// The subject's records, oldest first.

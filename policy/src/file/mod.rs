@@ -35,6 +35,9 @@ pub struct Dataset {
     pub subject: String,
     /// Column → category.
     pub columns: BTreeMap<String, Category>,
+    /// The external generator (a registry path) imported records are fed into as personal
+    /// events, if any.
+    pub feed: Option<String>,
 }
 
 /// The purpose and legal basis a workflow, portal or export runs under.
@@ -260,12 +263,18 @@ impl Check {
                     ),
                 );
             }
+            if let Some(feed) = &d.feed
+                && let Err(e) = pods_sdk::Path::parse(feed.get_ref())
+            {
+                self.at(feed, format!("feed `{}`: {e}", feed.get_ref()));
+            }
             policy.datasets.insert(
                 name.clone(),
                 Dataset {
                     name,
                     subject: d.subject.into_inner(),
                     columns,
+                    feed: d.feed.map(Spanned::into_inner),
                 },
             );
         }

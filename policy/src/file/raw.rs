@@ -51,6 +51,9 @@ pub(crate) struct RawDataset {
     pub subject: Spanned<String>,
     /// Column → category.
     pub columns: Spanned<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// The external generator that imported records are fed into, if any.
+    #[serde(default)]
+    pub feed: Option<Spanned<String>>,
 }
 
 /// A `[[workflow]]`, `[[portal]]` or `[[export]]`: a path, its purpose and legal basis.

@@ -1,0 +1,209 @@
+//! The privacy commands against a running daemon hosting the stock `clinic` app: a policy
+//! loaded (a bad one refused with its locations), consents granted and withdrawn, records
+//! imported (a file with a bad row refused whole) and fed to the workflows through the policy
+//! gate, whose decisions `pods status` shows; a subject restricted, exported, rectified.
+
+use std::time::Duration;
+
+use pods_node::privacy::SubjectExport;
+use pods_policy::Reason;
+
+use crate::nodes::{Daemon, free_port, ok, status, wait_for};
+use crate::pods;
+
+const POLICY: &str = r#"[[purpose]]
+name = "research.cardiology"
+
+[[purpose]]
+name = "care"
+
+[[dataset]]
+name = "patients"
+subject = "pid"
+columns = { pid = "identity.id", name = "contact.name", pulse = "health.pulse" }
+feed = "/clinic/generators/visits"
+
+[[workflow]]
+path = "/clinic/workflows/study"
+purpose = "research.cardiology"
+basis = "consent"
+redact = "patients"
+
+[[workflow]]
+path = "/clinic/workflows/care"
+purpose = "care"
+basis = "contract"
+"#;
+
+fn fails(args: &[&str]) -> String {
+    let (ok, _, stderr) = pods(args, Duration::from_secs(30));
+    assert!(!ok, "pods {args:?} should have failed");
+    stderr
+}
+
+#[test]
+fn policy_consents_and_imports_decide_what_each_workflow_receives() {
+    let _dog = crate::watchdog("privacy_cli", 120);
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("clinic");
+    let d = dir.to_str().unwrap();
+    ok(&["init", "--data-dir", d, "--name", "clinic"]);
+    let mut s = pods_node::Settings::load(&dir).unwrap();
+    s.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", free_port())];
+    s.apps = vec!["clinic".into()];
+    s.save(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let f = root.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        f.to_str().unwrap().to_owned()
+    };
+    let node = Daemon::start(&dir);
+
+    let bad = file(
+        "bad.toml",
+        "[[purpose]]\nname = \"care\"\n\n[[workflow]]\npath = \"/clinic/workflows/care\"\npurpose = \"cure\"\nbasis = \"whim\"\n",
+    );
+    let err = fails(&["policy", "load", &bad, "--data-dir", d]);
+    assert!(
+        err.contains("bad.toml") && err.contains("nothing was loaded"),
+        "{err}"
+    );
+    assert!(
+        err.contains("6:11: purpose `cure` is not declared"),
+        "{err}"
+    );
+    assert!(err.contains("7:9: unknown legal basis `whim`"), "{err}");
+    let err = fails(&[
+        "consent",
+        "grant",
+        "ann",
+        "--purpose",
+        "research",
+        "--category",
+        "health",
+        "--data-dir",
+        d,
+    ]);
+    assert!(
+        err.contains("not in the policy"),
+        "no policy, no consent: {err}"
+    );
+
+    let policy = file("policy.toml", POLICY);
+    ok(&["policy", "load", &policy, "--data-dir", d]);
+    assert_eq!(ok(&["policy", "show", "--data-dir", d]), POLICY);
+    let id = ok(&[
+        "consent",
+        "grant",
+        "ann",
+        "--purpose",
+        "research",
+        "--category",
+        "contact",
+        "--category",
+        "health",
+        "--data-dir",
+        d,
+    ]);
+    assert_eq!(id.trim(), "1");
+    ok(&[
+        "consent",
+        "grant",
+        "bob",
+        "--purpose",
+        "research.cardiology",
+        "--category",
+        "contact",
+        "--expires-in",
+        "365d",
+        "--data-dir",
+        d,
+    ]);
+
+    let broken = file(
+        "broken.csv",
+        "pid,name,pulse\nann,Ann,61\n,Nobody,70\nann,Ann,62,extra\n",
+    );
+    let err = fails(&["data", "import", "patients", &broken, "--data-dir", d]);
+    assert!(
+        err.contains("line 3") && err.contains("line 4") && err.contains("nothing was imported"),
+        "{err}"
+    );
+    let visits = file(
+        "visits.csv",
+        "pid,name,pulse\nann,Ann MARKER-ANN,61\nbob,Bob MARKER-BOB,72\ncy,Cy MARKER-CY,80\n",
+    );
+    ok(&["data", "import", "patients", &visits, "--data-dir", d]);
+
+    // Ann whole, Bob without his pulse (no consent to health), Cy not at all; care, under
+    // contract, receives all three.
+    let counts = |st: &pods_node::admin::api::Status, path: &str| {
+        st.gate.iter().find(|c| c.path == path).cloned()
+    };
+    wait_for(Duration::from_secs(30), || {
+        let st = status(d);
+        counts(&st, "/clinic/workflows/care").is_some_and(|c| c.admitted == 3)
+            && counts(&st, "/clinic/workflows/study")
+                .is_some_and(|c| c.admitted + c.redacted + c.denied.values().sum::<u64>() == 3)
+    });
+    let st = status(d);
+    let study = counts(&st, "/clinic/workflows/study").unwrap();
+    assert_eq!((study.admitted, study.redacted), (1, 1));
+    assert_eq!(study.denied.get(&Reason::NoConsent), Some(&1));
+    assert_eq!(study.purpose.as_deref(), Some("research.cardiology"));
+
+    // Withdrawn and restricted: from the next atom on.
+    ok(&["consent", "withdraw", "ann", "--data-dir", d]);
+    ok(&["subject", "restrict", "cy", "--data-dir", d]);
+    let again = file(
+        "again.jsonl",
+        "{\"pid\":\"ann\",\"pulse\":\"64\"}\n{\"pid\":\"cy\",\"pulse\":\"81\"}\n",
+    );
+    ok(&["data", "import", "patients", &again, "--data-dir", d]);
+    wait_for(Duration::from_secs(30), || {
+        counts(&status(d), "/clinic/workflows/care")
+            .is_some_and(|c| c.admitted + c.denied.values().sum::<u64>() == 5)
+    });
+    let st = status(d);
+    let care = counts(&st, "/clinic/workflows/care").unwrap();
+    assert_eq!(
+        (care.admitted, care.denied.get(&Reason::Restricted)),
+        (4, Some(&1))
+    );
+    let study = counts(&st, "/clinic/workflows/study").unwrap();
+    assert_eq!(
+        (study.admitted, study.denied.get(&Reason::NoConsent)),
+        (1, Some(&2))
+    );
+    assert_eq!(study.denied.get(&Reason::Restricted), Some(&1));
+
+    let listed = ok(&["consent", "list", "--subject", "ann", "--data-dir", d]);
+    assert!(listed.contains("withdrawn at"), "{listed}");
+    assert_eq!(
+        ok(&[
+            "subject",
+            "rectify",
+            "ann",
+            "--dataset",
+            "patients",
+            "--set",
+            "name=Ann Fixed",
+            "--data-dir",
+            d
+        ]),
+        ""
+    );
+    let export: SubjectExport =
+        serde_json::from_str(&ok(&["subject", "export", "ann", "--data-dir", d])).unwrap();
+    assert_eq!(export.records.len(), 2);
+    assert!(
+        export
+            .records
+            .iter()
+            .all(|r| r.fields.get("name").is_some_and(|n| n == "Ann Fixed"))
+    );
+    assert_eq!(export.consents.len(), 1);
+    assert!(export.consents[0].withdrawn_at.is_some());
+    assert!(!export.restricted);
+    assert!(node.terminate().success());
+}
