@@ -3,6 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod audit;
 mod nodes;
 #[path = "../../examples/word_count.rs"]
 mod word_count;
@@ -89,6 +90,11 @@ fn help_lists_the_commands_and_bad_arguments_fail() {
         (&["peer", "remove", "--help"], "connections are closed"),
         (&["peer", "list", "--help"], "connected"),
         (&["status", "--help"], "--json"),
+        (&["audit", "tail", "--help"], "-n <N>"),
+        (
+            &["audit", "verify", "--help"],
+            "whether the node runs or not",
+        ),
     ] {
         let (ok, stdout, _) = pods(
             &[args, &["--help"]].concat()[..args.len()],

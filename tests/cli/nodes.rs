@@ -11,10 +11,10 @@ use pods_node::admin::api::Status;
 use crate::pods;
 
 /// A daemon child, killed if the test fails before it stops it.
-struct Daemon(Child);
+pub(crate) struct Daemon(Child);
 
 impl Daemon {
-    fn start(dir: &Path) -> Daemon {
+    pub(crate) fn start(dir: &Path) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_pods"))
             .args(["node", "start", "--data-dir"])
             .arg(dir)
@@ -28,7 +28,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.0.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let end = Instant::now() + Duration::from_secs(30);
@@ -52,7 +52,7 @@ impl Drop for Daemon {
     }
 }
 
-fn wait_for(limit: Duration, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_for(limit: Duration, mut ok: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
     while !ok() {
         assert!(Instant::now() < end, "condition not met within {limit:?}");
@@ -60,7 +60,7 @@ fn wait_for(limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let (ok, stdout, stderr) = pods(args, Duration::from_secs(30));
     assert!(ok, "pods {args:?} failed: {stderr}");
     stdout
