@@ -206,7 +206,7 @@ fn resume(conn: &Connection, file: &Path, public: &[u8; 32]) -> Result<Chain, No
         (None, None) => return Ok(Chain::new()),
         (Some(h), None) => h.count == 0 && h.is_signed_by(public),
         (Some(h), Some((seq, hash))) => {
-            h.is_signed_by(public) && seq + 1 == h.count && hash[..] == h.hash[..]
+            h.is_signed_by(public) && seq.checked_add(1) == Some(h.count) && hash[..] == h.hash[..]
         }
         (None, Some(_)) => false,
     };

@@ -59,12 +59,18 @@ pub(crate) fn head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
     .optional()
 }
 
-/// The seq and hash of the last entry row, if any (as stored, unchecked).
+/// The seq and hash of the last entry row, if any (as stored, unchecked; a value of the wrong
+/// type reads as one that matches no head).
 pub(crate) fn last(conn: &Connection) -> rusqlite::Result<Option<(u64, Vec<u8>)>> {
     conn.query_row(
         "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1",
         [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
+        |r| {
+            Ok((
+                integer(r.get_ref(0)?).unwrap_or(u64::MAX),
+                blob(r.get_ref(1)?).unwrap_or_default(),
+            ))
+        },
     )
     .optional()
 }

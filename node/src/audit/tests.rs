@@ -212,6 +212,19 @@ fn swapped_rows_are_reordered() {
 }
 
 #[test]
+fn a_last_row_of_the_wrong_type_is_named_on_opening() {
+    let dir = node_with_log(3);
+    sql(dir.path(), "UPDATE entries SET hash = 'text' WHERE seq = 2");
+    let key = load_identity(dir.path()).unwrap();
+    match AuditLog::open(dir.path(), &key) {
+        Err(NodeError::AuditTampered { tamper, .. }) => {
+            assert_eq!((tamper.seq, tamper.kind), (2, TamperKind::Edited))
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_changed_head_is_named() {
     let dir = node_with_log(3);
     sql(dir.path(), "UPDATE head SET count = 2");
