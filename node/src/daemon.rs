@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::api::{ADMIN_FILE, AdminFile};
 use crate::admin::server::{AdminState, router};
+use crate::audit::AuditLog;
 use crate::config::{CONFIG_FILE, Settings};
 use crate::error::NodeError;
 use crate::identity::{create_identity, load_identity, peer_id_of};
@@ -50,8 +51,8 @@ impl Catalog {
     }
 }
 
-/// Creates a node in `dir`: its identity (mode 0600) and `pods.toml`. Refuses a directory
-/// that has either already. Returns the new PeerId.
+/// Creates a node in `dir`: its identity (mode 0600), `pods.toml` and its audit log (with a
+/// `node.init` entry). Refuses a directory that has either already. Returns the new PeerId.
 pub fn init(dir: &Path, name: &str) -> Result<PeerId, NodeError> {
     let settings = Settings::new(name);
     if let Some(p) = settings.problems().first() {
@@ -78,7 +79,13 @@ pub fn init(dir: &Path, name: &str) -> Result<PeerId, NodeError> {
     }
     let key = create_identity(dir)?;
     settings.save(dir)?;
-    Ok(peer_id_of(&key))
+    let peer_id = peer_id_of(&key);
+    AuditLog::open(dir, &key)?.record(
+        "admin",
+        "node.init",
+        serde_json::json!({"name": name, "peer_id": peer_id.to_string()}),
+    )?;
+    Ok(peer_id)
 }
 
 /// What a started node reports, once it listens.
@@ -109,6 +116,7 @@ pub async fn run(
     let settings = Settings::load(dir)?;
     let key = load_identity(dir)?;
     let peer_id = peer_id_of(&key);
+    let audit = AuditLog::open(dir, &key)?;
     let mut apps = Vec::new();
     for entry in &settings.apps {
         let (name, argument) = entry.split_once(':').unwrap_or((entry, ""));
@@ -150,6 +158,15 @@ pub async fn run(
         tx.clone(),
     )?;
     let listen = shell.listening().await?;
+    audit.record(
+        "node",
+        "node.start",
+        serde_json::json!({
+            "peer_id": peer_id.to_string(),
+            "listen": listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "apps": hosted.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        }),
+    )?;
     node.start();
 
     let listener = tokio::net::TcpListener::bind(&admin_addr)
@@ -174,6 +191,7 @@ pub async fn run(
         node: Arc::clone(&node),
         apps: Arc::new(hosted.clone()),
         privacy: privacy.clone(),
+        audit: audit.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut admin_stop = stop_rx.clone();
@@ -206,6 +224,9 @@ pub async fn run(
     let _ = server.await;
     let _ = network.await;
     let _ = std::fs::remove_file(dir.join(ADMIN_FILE));
+    if let Err(e) = audit.record("node", "node.stop", serde_json::json!({})) {
+        tracing::error!(error = %e, "the stop could not be audited");
+    }
     tracing::info!("node stopped");
     Ok(())
 }

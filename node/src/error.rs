@@ -90,6 +90,15 @@ pub enum NodeError {
         /// The decoder's message.
         detail: String,
     },
+    /// The audit log departs from what the node signed: `tamper` names the first bad entry
+    /// (edited, removed, inserted, reordered) or a changed head.
+    #[error("{file}: the audit log was tampered with: {tamper}")]
+    AuditTampered {
+        /// The audit database.
+        file: PathBuf,
+        /// The first place where it departs, and how.
+        tamper: pods_policy::audit::Tamper,
+    },
     /// The app or the runtime refused an operation (see the sdk's error).
     #[error(transparent)]
     App(#[from] pods_sdk::Error),

@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod audit;
 mod config;
 mod daemon;
 mod error;
@@ -69,6 +70,7 @@ mod node;
 pub mod privacy;
 mod store;
 
+pub use audit::AuditLog;
 pub use config::{CONFIG_FILE, Export, Import, Limits, Peer, SettingError, Settings};
 pub use daemon::{AppFactory, Catalog, Started, init, run, run_until_signal};
 pub use error::NodeError;

@@ -9,7 +9,8 @@
 //! admits needs a lawful basis for the workflow's purpose and the event's categories at
 //! admission time; the others are dropped, or redacted where the policy says so, before any
 //! task sees them, and every decision is counted. Time comes from a [`Clock`], so expiry and
-//! retention are tested without sleeping.
+//! retention are tested without sleeping. The [`audit`] module is the node's hash-chained,
+//! signed audit log.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -49,6 +50,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod audit;
 mod clock;
 mod consent;
 mod error;

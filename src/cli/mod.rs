@@ -1,5 +1,6 @@
 //! The command line: argument parsing and the subcommands.
 
+mod audit;
 mod daemon;
 mod peers;
 mod privacy;
@@ -49,6 +50,11 @@ enum Command {
     /// Manage the peers of a running node (changes are written to its pods.toml).
     #[command(subcommand)]
     Peer(PeerCommand),
+    /// Inspect the node's audit log: every administrative act (init, start and stop, peer
+    /// changes, policy, consent, imports, exports, erasure), hash-chained and signed with the
+    /// node's key, in DIR/audit.db.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Show a running node: identity, listen addresses, peers and whether they are connected,
     /// apps with their workflows, atoms committed and the last commit time.
     Status {
@@ -120,6 +126,32 @@ enum PeerCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Show the latest entries of a running node's audit log (through its admin API), oldest
+    /// first, one line per entry: seq, time (UTC), actor, action, detail (JSON).
+    Tail {
+        /// How many entries (the node returns at most 1000).
+        #[arg(short = 'n', value_name = "N", default_value_t = 20)]
+        n: usize,
+        /// Print the entries as JSON, with their hashes and signatures in hex.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Verify the audit log offline, from DIR/audit.db and the public key of
+    /// DIR/identity.key, whether the node runs or not: every entry's hash and signature, the
+    /// hash chain, the sequence and the signed head. Prints "audit log verified: N entries,
+    /// last hash HASH" and exits 0; otherwise exits 1, naming on stderr the first bad entry
+    /// and how the log was changed (edited, removed, inserted, reordered), or what could not
+    /// be read.
+    Verify {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
@@ -149,6 +181,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         }) => peers::add(&dir.data_dir, name, peer_id, multiaddr),
         Command::Peer(PeerCommand::Remove { name, dir }) => peers::remove(&dir.data_dir, &name),
         Command::Peer(PeerCommand::List { dir }) => peers::list(&dir.data_dir),
+        Command::Audit(AuditCommand::Tail { n, json, dir }) => audit::tail(&dir.data_dir, n, json),
+        Command::Audit(AuditCommand::Verify { dir }) => audit::verify(&dir.data_dir),
         Command::Status { dir, json } => peers::status(&dir.data_dir, json),
         Command::Policy(c) => privacy::policy(c),
         Command::Consent(c) => privacy::consent(c),

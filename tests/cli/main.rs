@@ -3,6 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod audit;
 mod nodes;
 mod privacy;
 #[path = "../../examples/word_count.rs"]
@@ -99,6 +100,11 @@ fn help_lists_the_commands_and_bad_arguments_fail() {
         (&["subject", "export", "--help"], "--output <FILE>"),
         (&["subject", "rectify", "--help"], "COLUMN=VALUE"),
         (&["subject", "restrict", "--help"], "--lift"),
+        (&["audit", "tail", "--help"], "-n <N>"),
+        (
+            &["audit", "verify", "--help"],
+            "whether the node runs or not",
+        ),
     ] {
         let (ok, stdout, _) = pods(
             &[args, &["--help"]].concat()[..args.len()],

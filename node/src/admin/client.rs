@@ -70,6 +70,12 @@ impl AdminClient {
         }
     }
 
+    /// The node's last `n` audit entries, oldest first (`GET /audit?n=N`; the node returns at
+    /// most 1,000).
+    pub fn audit_tail(&self, n: usize) -> Result<Vec<pods_policy::audit::Entry>, NodeError> {
+        self.get(&format!("/audit?n={n}"))
+    }
+
     /// Sends one request; returns the status code and the body.
     pub fn send(
         &self,

@@ -1,11 +1,11 @@
 //! The admin API's server: HTTP + JSON on 127.0.0.1, every route behind the bearer token
 //! (401 without one, 403 with a wrong one). Peer changes are validated, written to
-//! `pods.toml` atomically, then applied to the network.
+//! `pods.toml` atomically, applied to the network, then recorded in the audit log.
 
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{ApiError, AppInfo, NewPeer, PeerInfo, Status};
+use crate::audit::{AuditLog, MAX_TAIL};
 use crate::config::{Peer, Settings, read};
 use crate::net::shell::{Command, NetStatus};
 use crate::node::Node;
@@ -34,7 +35,15 @@ pub struct AdminState {
     pub apps: Arc<Vec<(String, Vec<String>)>>,
     /// Its policy, consents and personal records.
     pub privacy: crate::privacy::Privacy,
+    /// The node's audit log: every administrative act is recorded there.
+    pub audit: AuditLog,
 }
+
+/// The actor of acts done through the admin API, in audit entries.
+pub const ADMIN_ACTOR: &str = "admin";
+
+/// Entries `GET /audit` returns when `n` is not given.
+pub const DEFAULT_TAIL: usize = 20;
 
 /// The admin API's routes.
 pub fn router(state: AdminState) -> Router {
@@ -43,6 +52,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/peers", get(peers).post(add_peer))
         .route("/peers/{name}", delete(remove_peer))
         .merge(super::privacy::routes())
+        .route("/audit", get(audit_tail))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
@@ -167,6 +177,14 @@ async fn add_peer(
     match changed {
         Ok(()) => {
             tracing::info!(peer = %new.name, id = %new.peer_id, "peer added");
+            let detail = serde_json::json!({
+                "name": new.name,
+                "peer_id": new.peer_id,
+                "address": new.address,
+            });
+            if let Err(e) = state.audit.record(ADMIN_ACTOR, "peer.add", detail) {
+                return unaudited("peer added", &e);
+            }
             (StatusCode::CREATED, Json(new)).into_response()
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e),
@@ -174,7 +192,11 @@ async fn add_peer(
 }
 
 async fn remove_peer(State(state): State<AdminState>, UrlPath(name): UrlPath<String>) -> Response {
+    let mut peer_id = String::new();
     let changed = change(&state, |s| {
+        if let Some(p) = s.peer(&name) {
+            peer_id = p.peer_id.clone();
+        }
         if s.remove_peer(&name) {
             Ok(())
         } else {
@@ -184,9 +206,53 @@ async fn remove_peer(State(state): State<AdminState>, UrlPath(name): UrlPath<Str
     match changed {
         Ok(()) => {
             tracing::info!(peer = %name, "peer removed");
+            let detail = serde_json::json!({"name": name, "peer_id": peer_id});
+            if let Err(e) = state.audit.record(ADMIN_ACTOR, "peer.remove", detail) {
+                return unaudited("peer removed", &e);
+            }
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => error(StatusCode::NOT_FOUND, e),
+    }
+}
+
+/// The answer to an act that was done but could not be audited: a server error saying both.
+fn unaudited(done: &str, e: &crate::error::NodeError) -> Response {
+    tracing::error!(error = %e, act = done, "an administrative act could not be audited");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{done}, but the audit log could not be written: {e}"),
+    )
+}
+
+/// `GET /audit?n=N`: the last `N` audit entries (default [`DEFAULT_TAIL`], at most
+/// [`MAX_TAIL`]), oldest first, hashes and signatures in hex.
+async fn audit_tail(State(state): State<AdminState>, uri: Uri) -> Response {
+    let n = match tail_length(uri.query()) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let audit = state.audit.clone();
+    match tokio::task::spawn_blocking(move || audit.tail(n)).await {
+        Ok(Ok(entries)) => Json(entries).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The `n` of a query string (default [`DEFAULT_TAIL`], capped at [`MAX_TAIL`]).
+fn tail_length(query: Option<&str>) -> Result<usize, String> {
+    let given = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "n");
+    match given {
+        None => Ok(DEFAULT_TAIL),
+        Some((_, v)) => v
+            .parse::<usize>()
+            .map(|n| n.min(MAX_TAIL))
+            .map_err(|_| format!("n must be a count of entries, not {v:?}")),
     }
 }
 
@@ -207,4 +273,18 @@ fn change(
     drop(guard);
     let _ = state.net.send(Command::PeersChanged);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_length_has_a_default_and_a_cap() {
+        assert_eq!(tail_length(None), Ok(DEFAULT_TAIL));
+        assert_eq!(tail_length(Some("x=1")), Ok(DEFAULT_TAIL));
+        assert_eq!(tail_length(Some("x=1&n=5")), Ok(5));
+        assert_eq!(tail_length(Some("n=1000000")), Ok(MAX_TAIL));
+        assert!(tail_length(Some("n=-1")).is_err());
+    }
 }
