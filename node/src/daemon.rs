@@ -205,6 +205,11 @@ pub async fn run(
             tracing::error!(error = %e, "admin API stopped");
         }
     });
+    let housekeeping = tokio::spawn(crate::privacy::housekeeping::run(
+        privacy.clone(),
+        audit.clone(),
+        stop_rx.clone(),
+    ));
     let network = tokio::spawn(shell.run(rx, stop_rx));
     let started = Started {
         peer_id,
@@ -223,6 +228,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = server.await;
     let _ = network.await;
+    let _ = housekeeping.await;
     let _ = std::fs::remove_file(dir.join(ADMIN_FILE));
     if let Err(e) = audit.record("node", "node.stop", serde_json::json!({})) {
         tracing::error!(error = %e, "the stop could not be audited");

@@ -206,4 +206,40 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
     assert!(export.consents[0].withdrawn_at.is_some());
     assert!(!export.restricted);
     assert!(node.terminate().success());
+
+    // Every act is in the audit log, which verifies; denials went there at the latest at stop.
+    let verified = ok(&["audit", "verify", "--data-dir", d]);
+    assert!(verified.contains("audit log verified"), "{verified}");
+    let db = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+    let actions: Vec<String> = db
+        .prepare("SELECT action FROM entries ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for act in [
+        "policy.load",
+        "consent.grant",
+        "consent.withdraw",
+        "data.import",
+        "subject.restrict",
+        "subject.rectify",
+        "subject.export",
+        "gate.denied",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == act),
+            "{act} not audited: {actions:?}"
+        );
+    }
+    let details: String = db
+        .query_row("SELECT group_concat(detail, ' ') FROM entries", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(
+        !details.contains("MARKER"),
+        "no personal payload in the audit log"
+    );
 }

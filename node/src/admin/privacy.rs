@@ -9,9 +9,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pods_policy::{Grant, Purpose};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::api::{ImportRequest, PolicyLoad, Rectified, Rectify, Restrict, Withdraw};
-use super::server::{AdminState, error};
+use super::server::{ADMIN_ACTOR, AdminState, error, unaudited};
 use crate::error::NodeError;
 
 /// The largest import the API takes, in bytes.
@@ -49,6 +50,27 @@ fn failed(e: NodeError) -> Response {
     error(code, e.to_string())
 }
 
+/// How audit entries name a data subject: the SHA-256 of their id, in hex, never the id.
+fn subject_ref(subject: &str) -> String {
+    pods_policy::audit::to_hex(&pods_policy::subject_digest(subject))
+}
+
+/// The outcome as a response, the act recorded in the audit log first if it succeeded.
+fn audited<T: serde::Serialize>(
+    state: &AdminState,
+    action: &str,
+    detail: impl FnOnce(&T) -> serde_json::Value,
+    r: Result<T, NodeError>,
+) -> Response {
+    match r {
+        Ok(t) => match state.audit.record(ADMIN_ACTOR, action, detail(&t)) {
+            Ok(_) => Json(t).into_response(),
+            Err(e) => unaudited(action, &e),
+        },
+        Err(e) => failed(e),
+    }
+}
+
 fn reply<T: serde::Serialize>(r: Result<T, NodeError>) -> Response {
     match r {
         Ok(t) => Json(t).into_response(),
@@ -72,7 +94,13 @@ async fn load_policy(
     if let Ok(info) = &done {
         tracing::info!(file = %load.name, purposes = info.purposes, "policy loaded");
     }
-    reply(done)
+    let digest = pods_policy::audit::to_hex(&pods_policy::subject_digest(&load.text));
+    audited(
+        &state,
+        "policy.load",
+        |i: &crate::privacy::PolicyInfo| json!({"file": load.name, "sha256": digest, "purposes": i.purposes, "datasets": i.datasets, "rules": i.rules}),
+        done,
+    )
 }
 
 #[derive(Deserialize)]
@@ -86,7 +114,18 @@ async fn list_consents(State(state): State<AdminState>, Query(q): Query<SubjectQ
 
 async fn grant(State(state): State<AdminState>, b: Result<Json<Grant>, JsonRejection>) -> Response {
     match body("a consent", b) {
-        Ok(g) => reply(state.privacy.grant(g)),
+        Ok(g) => {
+            let done = state.privacy.grant(g);
+            audited(
+                &state,
+                "consent.grant",
+                |c: &pods_policy::Consent| {
+                    json!({"consent": c.id.0, "subject": subject_ref(&c.subject),
+                        "purposes": c.purposes, "categories": c.categories, "expires_at": c.expires_at})
+                },
+                done,
+            )
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
@@ -103,7 +142,16 @@ async fn withdraw(
         Ok(p) => p,
         Err(e) => return failed(e.into()),
     };
-    reply(state.privacy.withdraw(&w.subject, purpose.as_ref()))
+    let done = state.privacy.withdraw(&w.subject, purpose.as_ref());
+    audited(
+        &state,
+        "consent.withdraw",
+        |changed: &Vec<pods_policy::Consent>| {
+            json!({"subject": subject_ref(&w.subject), "purpose": purpose,
+                "consents": changed.iter().map(|c| c.id.0).collect::<Vec<_>>()})
+        },
+        done,
+    )
 }
 
 async fn import(
@@ -121,7 +169,12 @@ async fn import(
     })
     .await;
     match done {
-        Ok(r) => reply(r),
+        Ok(r) => audited(
+            &state,
+            "data.import",
+            |i: &crate::privacy::ImportReport| json!({"dataset": i.dataset, "records": i.imported, "subjects": i.subjects, "skipped": i.skipped.len()}),
+            r,
+        ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -130,7 +183,13 @@ async fn export_subject(
     State(state): State<AdminState>,
     UrlPath(subject): UrlPath<String>,
 ) -> Response {
-    reply(state.privacy.export_subject(&subject))
+    let done = state.privacy.export_subject(&subject);
+    audited(
+        &state,
+        "subject.export",
+        |e: &crate::privacy::SubjectExport| json!({"subject": subject_ref(&subject), "records": e.records.len(), "consents": e.consents.len()}),
+        done,
+    )
 }
 
 async fn rectify(
@@ -139,12 +198,19 @@ async fn rectify(
     b: Result<Json<Rectify>, JsonRejection>,
 ) -> Response {
     match body("a rectification", b) {
-        Ok(r) => reply(
-            state
+        Ok(r) => {
+            let done = state
                 .privacy
                 .rectify(&subject, &r.dataset, &r.changes)
-                .map(|records| Rectified { records }),
-        ),
+                .map(|records| Rectified { records });
+            let columns: Vec<&String> = r.changes.keys().collect();
+            audited(
+                &state,
+                "subject.rectify",
+                |d: &Rectified| json!({"subject": subject_ref(&subject), "dataset": r.dataset, "columns": columns, "records": d.records}),
+                done,
+            )
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
@@ -155,7 +221,15 @@ async fn restrict(
     b: Result<Json<Restrict>, JsonRejection>,
 ) -> Response {
     match body("a restriction", b) {
-        Ok(r) => reply(state.privacy.restrict(&subject, r.restricted).map(|()| r)),
+        Ok(r) => {
+            let done = state.privacy.restrict(&subject, r.restricted).map(|()| r);
+            audited(
+                &state,
+                "subject.restrict",
+                |r: &Restrict| json!({"subject": subject_ref(&subject), "restricted": r.restricted}),
+                done,
+            )
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }

@@ -217,7 +217,7 @@ async fn remove_peer(State(state): State<AdminState>, UrlPath(name): UrlPath<Str
 }
 
 /// The answer to an act that was done but could not be audited: a server error saying both.
-fn unaudited(done: &str, e: &crate::error::NodeError) -> Response {
+pub(super) fn unaudited(done: &str, e: &crate::error::NodeError) -> Response {
     tracing::error!(error = %e, act = done, "an administrative act could not be audited");
     error(
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,6 +7,7 @@
 //! two leaves the file, which the gate is rebuilt from at start, holding the change.
 
 mod db;
+pub mod housekeeping;
 mod records;
 mod subject;
 
