@@ -139,6 +139,7 @@ pub async fn run(
             .push_events(events)
             .map_err(NodeError::from)
     }));
+    resume_erasures(&privacy, &peer_id.to_string(), &audit)?;
     let (tx, rx) = mpsc::unbounded_channel();
     node.system().set_gateway(Arc::new(NetGateway(tx.clone())));
     let mut hosted = Vec::new();
@@ -191,6 +192,7 @@ pub async fn run(
         node: Arc::clone(&node),
         apps: Arc::new(hosted.clone()),
         privacy: privacy.clone(),
+        peer_id: Arc::new(peer_id.to_string()),
         audit: audit.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -234,6 +236,20 @@ pub async fn run(
         tracing::error!(error = %e, "the stop could not be audited");
     }
     tracing::info!("node stopped");
+    Ok(())
+}
+
+/// Finishes the erasures a crash interrupted, before any app runs.
+fn resume_erasures(privacy: &Privacy, node: &str, audit: &AuditLog) -> Result<(), NodeError> {
+    for subject in privacy.unfinished_erasures()? {
+        let receipt = privacy.erase(&subject, node, audit)?;
+        tracing::info!(subject = %receipt.subject, "an interrupted erasure was resumed");
+        audit.record(
+            "node",
+            "subject.erase",
+            serde_json::json!({"subject": receipt.subject, "erased": receipt.erased, "resumed": true}),
+        )?;
+    }
     Ok(())
 }
 

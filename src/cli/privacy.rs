@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use pods_node::admin::api::{ImportRequest, PolicyLoad, Rectified, Rectify, Restrict, Withdraw};
 use pods_node::admin::client::AdminClient;
-use pods_node::privacy::{Format, ImportReport, PolicyInfo, SubjectExport};
+use pods_node::privacy::{ErasureReceipt, Format, ImportReport, PolicyInfo, SubjectExport};
 use pods_policy::{Category, Consent, Grant, Purpose};
 
 use super::DataDir;
@@ -122,6 +122,17 @@ pub enum SubjectCommand {
         /// A correction, COLUMN=VALUE (repeat for several).
         #[arg(long = "set", required = true, value_name = "COLUMN=VALUE")]
         changes: Vec<String>,
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Erase a subject: their records, consents and processing log are deleted (overwritten
+    /// on disk), the key of their encrypted stream and state payloads is destroyed, and every
+    /// peer that received their data is asked to erase it too. Prints the receipt, signed with
+    /// the node's key, as JSON; peers that have not confirmed yet are listed as pending.
+    /// Erasing again prints the receipt again.
+    Erase {
+        /// The data subject.
+        subject: String,
         #[command(flatten)]
         dir: DataDir,
     },
@@ -340,6 +351,36 @@ pub fn subject(command: SubjectCommand) -> anyhow::Result<()> {
                 },
             )?;
             eprintln!("{} record(s) of {subject} corrected", done.records);
+        }
+        SubjectCommand::Erase { subject, dir } => {
+            eprintln!("erasing {subject}…");
+            let receipt: ErasureReceipt = client(&dir.data_dir)?
+                .post(&format!("/subjects/{}/erase", encode(&subject)), &())?;
+            let pending: Vec<&str> = receipt
+                .peers
+                .iter()
+                .filter(|p| p.acknowledged_at.is_none())
+                .map(|p| p.peer.as_str())
+                .collect();
+            eprintln!(
+                "{subject} erased here: {} records, {} consents{}; {}",
+                receipt.erased.records,
+                receipt.erased.consents,
+                if receipt.erased.payload_key {
+                    ", payload key destroyed"
+                } else {
+                    ""
+                },
+                if pending.is_empty() {
+                    "no peer pending".to_owned()
+                } else {
+                    format!(
+                        "pending at {} (retried until they confirm)",
+                        pending.join(", ")
+                    )
+                }
+            );
+            println!("{}", serde_json::to_string_pretty(&receipt)?);
         }
         SubjectCommand::Restrict { subject, lift, dir } => {
             let _: Restrict = client(&dir.data_dir)?.post(

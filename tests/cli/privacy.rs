@@ -35,6 +35,14 @@ purpose = "care"
 basis = "contract"
 "#;
 
+/// `true` if any file in `dir` (database, WAL, logs) holds `marker`.
+pub(crate) fn scan(dir: &std::path::Path, marker: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap_or_default();
+        bytes.windows(marker.len()).any(|w| w == marker.as_bytes())
+    })
+}
+
 fn fails(args: &[&str]) -> String {
     let (ok, _, stderr) = pods(args, Duration::from_secs(30));
     assert!(!ok, "pods {args:?} should have failed");
@@ -205,6 +213,28 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
     assert_eq!(export.consents.len(), 1);
     assert!(export.consents[0].withdrawn_at.is_some());
     assert!(!export.restricted);
+
+    // Erasure: before it, a byte scan of the data dir finds Ann's and Bob's markers; after
+    // it, no file holds Ann's, and Bob's are all still there.
+    assert!(
+        scan(&dir, "MARKER-ANN") && scan(&dir, "MARKER-BOB"),
+        "the scan works"
+    );
+    let receipt: pods_node::privacy::ErasureReceipt =
+        serde_json::from_str(&ok(&["subject", "erase", "ann", "--data-dir", d])).unwrap();
+    assert_eq!((receipt.erased.records, receipt.erased.consents), (2, 1));
+    assert!(receipt.peers.is_empty());
+    assert!(
+        !scan(&dir, "MARKER-ANN"),
+        "a file still holds the erased subject's data"
+    );
+    assert!(scan(&dir, "MARKER-BOB"));
+    let again: pods_node::privacy::ErasureReceipt =
+        serde_json::from_str(&ok(&["subject", "erase", "ann", "--data-dir", d])).unwrap();
+    assert_eq!(again, receipt, "erasing again gives the same receipt");
+    let export: SubjectExport =
+        serde_json::from_str(&ok(&["subject", "export", "ann", "--data-dir", d])).unwrap();
+    assert!(export.records.is_empty() && export.consents.is_empty());
     assert!(node.terminate().success());
 
     // Every act is in the audit log, which verifies; denials went there at the latest at stop.
@@ -227,6 +257,7 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
         "subject.rectify",
         "subject.export",
         "gate.denied",
+        "subject.erase",
     ] {
         assert!(
             actions.iter().any(|a| a == act),

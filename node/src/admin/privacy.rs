@@ -31,6 +31,7 @@ pub(super) fn routes() -> Router<AdminState> {
         .route("/subjects/{subject}", get(export_subject))
         .route("/subjects/{subject}/rectify", post(rectify))
         .route("/subjects/{subject}/restrict", post(restrict))
+        .route("/subjects/{subject}/erase", post(erase))
 }
 
 /// The body, or a 400 naming what was expected.
@@ -231,5 +232,27 @@ async fn restrict(
             )
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn erase(State(state): State<AdminState>, UrlPath(subject): UrlPath<String>) -> Response {
+    let (privacy, audit, node) = (
+        state.privacy.clone(),
+        state.audit.clone(),
+        state.peer_id.clone(),
+    );
+    let who = subject.clone();
+    let done = tokio::task::spawn_blocking(move || privacy.erase(&who, &node, &audit)).await;
+    match done {
+        Ok(r) => audited(
+            &state,
+            "subject.erase",
+            |e: &crate::privacy::ErasureReceipt| {
+                json!({"subject": e.subject, "erased": e.erased,
+                    "pending": e.peers.iter().filter(|p| p.acknowledged_at.is_none()).map(|p| &p.peer).collect::<Vec<_>>()})
+            },
+            r,
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -35,6 +35,8 @@ pub struct AdminState {
     pub apps: Arc<Vec<(String, Vec<String>)>>,
     /// Its policy, consents and personal records.
     pub privacy: crate::privacy::Privacy,
+    /// The node's PeerId, as receipts name it.
+    pub peer_id: Arc<String>,
     /// The node's audit log: every administrative act is recorded there.
     pub audit: AuditLog,
 }

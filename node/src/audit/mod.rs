@@ -84,6 +84,18 @@ impl AuditLog {
         })
     }
 
+    /// Signs `message` with the node's key (what erasure receipts carry).
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.signer.sign(message)
+    }
+
+    /// The node's public key, which its signatures verify against.
+    pub fn public_key(&self) -> [u8; 32] {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.signer.public_key()
+    }
+
     /// The database file.
     pub fn file(&self) -> &Path {
         &self.file

@@ -7,6 +7,7 @@
 //! two leaves the file, which the gate is rebuilt from at start, holding the change.
 
 mod db;
+mod erase;
 pub mod housekeeping;
 mod records;
 mod subject;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::NodeError;
 pub use db::POLICY_DB;
+pub use erase::{Erased, ErasureReceipt, KeyEraser, PeerErasure};
 pub use records::{BadRow, Format, ImportReport, Record};
 pub use subject::{Processing, Recipient, SubjectExport};
 
@@ -34,6 +36,7 @@ struct Inner {
     db: Mutex<Connection>,
     gate: Arc<Gate>,
     feed: Mutex<Option<Feed>>,
+    keys: Mutex<Option<KeyEraser>>,
 }
 
 /// A personal record as a workflow receives it: column → value.
@@ -113,6 +116,7 @@ impl Privacy {
                 db: Mutex::new(conn),
                 gate: Arc::new(Gate::new(policy, registry, clock)),
                 feed: Mutex::new(None),
+                keys: Mutex::new(None),
             }),
         })
     }

@@ -15,6 +15,7 @@ pub const ALL: &[&str] = &[
     "commit.written",
     "commit.done",
     "compact.written",
+    "erase.local",
 ];
 
 static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
