@@ -231,6 +231,12 @@ pub enum AskError {
         /// The portal's path.
         portal: String,
     },
+    /// The policy gate keeps the reply's data out of the asking workflow (its purpose has no
+    /// basis for the data the reply was made from).
+    ReplyDenied {
+        /// The asking workflow's path.
+        workflow: String,
+    },
     /// The request is not of the portal's request type (the asker's handle names the portal
     /// with other types).
     WrongRequestType {
@@ -298,6 +304,10 @@ impl fmt::Display for AskError {
                 )
             }
             AskError::Remote { portal, message } => write!(f, "ask to {portal}: {message}"),
+            AskError::ReplyDenied { workflow } => write!(
+                f,
+                "the reply's data may not enter {workflow}: its purpose has no basis for it"
+            ),
         }
     }
 }
@@ -314,7 +324,9 @@ impl AskError {
             AskError::WrongRequestType { .. } => AskError::WrongRequestType { portal },
             AskError::Timeout { after_ms, .. } => AskError::Timeout { portal, after_ms },
             AskError::Remote { message, .. } => AskError::Remote { portal, message },
-            other @ (AskError::WrongReplyType { .. } | AskError::Undecodable { .. }) => other,
+            other @ (AskError::WrongReplyType { .. }
+            | AskError::Undecodable { .. }
+            | AskError::ReplyDenied { .. }) => other,
         }
     }
 }

@@ -57,6 +57,14 @@ pub trait PolicyGate: Send + Sync {
         self.admit(workflow, envelope)
     }
 
+    /// The verdict for a reply arriving at `workflow` (the asker's): a reply carries the
+    /// envelope of the data it was made from, so an app cannot launder data through another
+    /// app's portal. A reply is admitted whole or not at all; the continuation of a refused
+    /// one gets [`AskError::ReplyDenied`](crate::AskError::ReplyDenied).
+    fn admit_reply(&self, workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+        self.admit(workflow, envelope)
+    }
+
     /// The check for one atom consumed by `workflow`. The default asks [`PolicyGate::admit`]
     /// for each event; a gate overrides it to do per-atom work (time, purpose lookup) once.
     fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
@@ -78,6 +86,9 @@ impl<G: PolicyGate + ?Sized> PolicyGate for Arc<G> {
     }
     fn admit_ask(&self, workflow: &Path, portal: &Path, envelope: Option<&Envelope>) -> Decision {
         (**self).admit_ask(workflow, portal, envelope)
+    }
+    fn admit_reply(&self, workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+        (**self).admit_reply(workflow, envelope)
     }
     fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
         (**self).for_atom(workflow)

@@ -216,6 +216,66 @@ fn the_policy_gate_also_guards_asks_a_replier_consumes(rt: Rt) {
     );
 }
 
+/// A reply carries the envelope of the data it was made from; the gate checks it against the
+/// asking workflow, so an app cannot take data through another app's portal that its own
+/// purpose could not receive. A refused reply reaches its continuation as `ReplyDenied`.
+fn the_policy_gate_checks_replies_against_the_asker(rt: Rt) {
+    use pods_sdk::{Decision, Envelope, Event, Path, PolicyGate};
+    struct NoBobRepliesAtClient;
+    impl PolicyGate for NoBobRepliesAtClient {
+        fn admit(&self, _workflow: &Path, _envelope: Option<&Envelope>) -> Decision {
+            Decision::Admit
+        }
+        fn admit_reply(&self, workflow: &Path, envelope: Option<&Envelope>) -> Decision {
+            match envelope {
+                Some(e) if e.subject.0 == "bob" && workflow.as_str() == "/app/workflows/client" => {
+                    Decision::Deny
+                }
+                _ => Decision::Admit,
+            }
+        }
+    }
+    let app = AppBuilder::new("app");
+    let portal = app.portal::<i64, i64>("p");
+    serve(&app, "server", &portal, |ctx, req: i64, to| {
+        ctx.reply(to, req * 10)
+    });
+    let g = app.generator_from_events(
+        "g",
+        vec![vec![
+            Event::personal(1i64, Envelope::new("ann", &["c"])),
+            Event::personal(2i64, Envelope::new("bob", &["c"])),
+        ]],
+    );
+    let p = portal.clone();
+    app.workflow("client")
+        .source(&g)
+        .asker(&portal, move |ctx, x: i64| {
+            let h = ctx.ask(&p, x);
+            ctx.on_reply(
+                h,
+                |ctx: &mut pods_sdk::Ctx<'_, i64>, r: Result<i64, AskError>| {
+                    ctx.emit(match r {
+                        Err(AskError::ReplyDenied { .. }) => -3,
+                        other => code(other),
+                    })
+                },
+            );
+        })
+        .sink();
+    let mut system = Sys::new(rt, 9);
+    system.set_gate(NoBobRepliesAtClient);
+    system.launch(app.build().unwrap()).unwrap();
+    let out = system
+        .subscribe::<i64>("/app/workflows/client/stream")
+        .unwrap();
+    system.run_until_quiescent();
+    let mut got: Vec<i64> = out.values().concat();
+    got.sort();
+    assert_eq!(got, vec![-3, 10]);
+    assert_eq!(system.denied("/app/workflows/client"), 1);
+}
+
 /// Per-key state with a store that keeps values: set, then in later atoms remove followed by
 /// update in one step, then a lone remove; reads, emitted values and stored values are exact.
 fn remove_then_update_in_one_step_and_lone_remove_are_committed_exactly(rt: Rt) {
@@ -593,6 +653,7 @@ fn a_gate_panicking_on_an_ask_fails_the_replier(rt: Rt) {
 }
 
 crate::on_both_runtimes!(
+    the_policy_gate_checks_replies_against_the_asker,
     a_failed_branch_of_a_splitter_does_not_starve_the_other,
     a_splitter_ended_by_a_panic_does_not_starve_its_inputs_other_consumers,
     a_panicking_portal_key_fails_a_partitioned_replier,

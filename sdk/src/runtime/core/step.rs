@@ -231,7 +231,7 @@ impl Core {
             }
             Choice::Replies => match (w.replies.is_empty(), w.engine.take()) {
                 (false, Some(e)) => match w.replies.pop_front() {
-                    Some(replies) => Begun::Work(Work::Replies(e, replies)),
+                    Some(replies) => Begun::Work(Work::Replies(e, replies, gate)),
                     None => Begun::Idle,
                 },
                 (_, e) => {

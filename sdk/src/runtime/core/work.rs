@@ -48,7 +48,7 @@ pub(crate) enum Work {
         Arc<dyn PolicyGate>,
     ),
     /// Run a workflow step over replies.
-    Replies(Box<WorkflowInstance>, Vec<ReplyMsg>),
+    Replies(Box<WorkflowInstance>, Vec<ReplyMsg>, Arc<dyn PolicyGate>),
 }
 
 /// What the work produced.
@@ -139,6 +139,22 @@ fn guarded<R>(what: &str, f: impl FnOnce() -> Result<R, TaskError>) -> Result<R,
 fn admits(gate: &dyn PolicyGate, workflow: &Path, ask: &AskMsg) -> bool {
     gate.admits_everything()
         || gate.admit_ask(workflow, &ask.portal, ask.envelope.as_deref()) == Decision::Admit
+}
+
+/// Turns each reply whose data the gate keeps out of `workflow` into an error for its
+/// continuation; returns how many.
+fn refuse_replies(gate: &dyn PolicyGate, workflow: &Path, replies: &mut [ReplyMsg]) -> u64 {
+    let mut refused = 0;
+    for r in replies.iter_mut() {
+        if r.reply.is_ok() && gate.admit_reply(workflow, r.envelope.as_deref()) != Decision::Admit {
+            r.reply = Err(crate::error::AskError::ReplyDenied {
+                workflow: workflow.to_string(),
+            });
+            r.envelope = None;
+            refused += 1;
+        }
+    }
+    refused
 }
 
 fn open(ask: &AskMsg) -> (AskId, OpenRequest) {
@@ -268,11 +284,32 @@ impl Work {
                     result,
                 }
             }
-            Work::Replies(mut engine, replies) => {
+            Work::Replies(mut engine, mut replies, gate) => {
+                let mut denied = 0;
                 let done = guarded("step", || {
+                    if !gate.admits_everything() {
+                        denied = refuse_replies(&*gate, &engine.path, &mut replies);
+                    }
                     engine.step(StepInput::Replies(replies), storage, par)
                 });
-                Done::stepped(engine, done)
+                match Done::stepped(engine, done) {
+                    Done::Stepped {
+                        engine,
+                        opened,
+                        refused,
+                        released,
+                        result,
+                        ..
+                    } => Done::Stepped {
+                        engine,
+                        denied,
+                        opened,
+                        refused,
+                        released,
+                        result,
+                    },
+                    other => other,
+                }
             }
         }
     }
