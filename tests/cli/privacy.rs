@@ -274,3 +274,75 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
         "no personal payload in the audit log"
     );
 }
+
+#[test]
+fn an_erasure_cut_by_a_crash_completes_at_the_next_start() {
+    let _dog = crate::watchdog("erasure_crash", 120);
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("clinic");
+    let d = dir.to_str().unwrap();
+    ok(&["init", "--data-dir", d, "--name", "clinic"]);
+    let mut s = pods_node::Settings::load(&dir).unwrap();
+    s.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", free_port())];
+    s.apps = vec!["clinic".into()];
+    s.save(&dir).unwrap();
+    let policy = root.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let visits = root.path().join("v.jsonl");
+    std::fs::write(
+        &visits,
+        "{\"pid\":\"ann\",\"name\":\"MARKER-ANN-1\"}\n{\"pid\":\"bob\",\"name\":\"MARKER-BOB-1\"}\n",
+    )
+    .unwrap();
+
+    // The daemon aborts right after the local deletion is committed, before the payload key
+    // is destroyed and the receipt written.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pods"))
+        .args(["node", "start", "--data-dir", d])
+        .env(pods_node::failpoint::VARIABLE, "erase.local:1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), || dir.join("admin.json").exists());
+    ok(&["policy", "load", policy.to_str().unwrap(), "--data-dir", d]);
+    ok(&[
+        "data",
+        "import",
+        "patients",
+        visits.to_str().unwrap(),
+        "--data-dir",
+        d,
+    ]);
+    let (erased, _, _) = pods(
+        &["subject", "erase", "ann", "--data-dir", d],
+        Duration::from_secs(30),
+    );
+    assert!(!erased, "the daemon was to abort during the erasure");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "aborted at the failpoint");
+    let _ = std::fs::remove_file(dir.join("admin.json"));
+
+    // The next start finishes it before any app runs; asking again gives the receipt.
+    let node = Daemon::start(&dir);
+    let receipt: pods_node::privacy::ErasureReceipt =
+        serde_json::from_str(&ok(&["subject", "erase", "ann", "--data-dir", d])).unwrap();
+    assert_eq!(receipt.erased.records, 0, "the rows went before the crash");
+    assert!(!receipt.signature.is_empty());
+    let export: SubjectExport =
+        serde_json::from_str(&ok(&["subject", "export", "bob", "--data-dir", d])).unwrap();
+    assert_eq!(export.records.len(), 1);
+    assert!(node.terminate().success());
+    let policy_db = std::fs::read(dir.join("policy.db")).unwrap();
+    let holds = |m: &str| policy_db.windows(m.len()).any(|w| w == m.as_bytes());
+    assert!(!holds("MARKER-ANN-1") && holds("MARKER-BOB-1"));
+    let db = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+    let resumed: i64 = db
+        .query_row(
+            "SELECT count(*) FROM entries WHERE actor = 'node' AND action = 'subject.erase'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(resumed, 1, "the start resumed the erasure");
+}
