@@ -1,14 +1,20 @@
 //! The consent registry: every consent record (with its history), which subjects are restricted,
-//! and which were erased (kept only as digests of their ids). The gate reads it on every atom.
+//! and which were erased (kept only as digests of their ids). The gate reads it on every event,
+//! so each subject's entry also holds its consents as the gate tests them ([`Term`]: times, and
+//! bitmasks of numbered purposes and categories) next to the subject's id, where one read of
+//! one slot of the table finds them: no string comparison of purposes, no other memory.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod table;
+
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::consent::{Consent, ConsentId};
 use crate::error::PolicyError;
-use crate::names::{Category, Purpose};
+use crate::names::{Category, Purpose, dotted_covers};
+use table::Table;
 
 /// The digest an erased subject is remembered by (SHA-256 of the id): enough to refuse their
 /// events, without keeping the id itself.
@@ -16,13 +22,115 @@ pub fn subject_digest(subject: &str) -> [u8; 32] {
     Sha256::digest(subject.as_bytes()).into()
 }
 
-/// What the registry knows about one subject, as the gate needs it.
+/// What the registry knows about one subject. The fields the gate reads come first, next to
+/// the subject's id in the table, and the records (read on changes and listings) last.
 #[derive(Clone, Debug, Default)]
+#[repr(C)]
 pub(crate) struct SubjectState {
-    /// The subject's consents, in force or not (few per subject).
-    pub consents: Vec<Consent>,
+    /// The subject's consents as the gate tests them, one per record, in the records' order.
+    pub terms: Terms,
     /// Processing is restricted: no workflow may process the subject's data.
     pub restricted: bool,
+    /// The subject's consents, in force or not (few per subject).
+    pub consents: Vec<Consent>,
+}
+
+/// The bit a purpose or category shares with every other one numbered past the first 31: a
+/// test that meets only this bit cannot tell, and the gate reads the records instead.
+pub(crate) const OTHER: u32 = 1 << 31;
+
+/// One consent as the gate tests it: in force from `from` until `until` (excluded; `u64::MAX`
+/// when it has no end), for the purposes and categories whose bits are set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Term {
+    pub from: u64,
+    pub until: u64,
+    pub purposes: u32,
+    pub categories: u32,
+}
+
+impl Term {
+    /// `true` if the consent is in force at `now` (for `now < u64::MAX`).
+    pub fn in_force(&self, now: u64) -> bool {
+        self.from <= now && now < self.until
+    }
+}
+
+/// A subject's terms: up to two (most subjects) in the entry itself, more on the heap.
+#[derive(Clone, Debug)]
+pub(crate) enum Terms {
+    Inline(u8, [Term; 2]),
+    Spilled(Box<[Term]>),
+}
+
+impl Default for Terms {
+    fn default() -> Terms {
+        let none = Term {
+            from: u64::MAX,
+            until: 0,
+            purposes: 0,
+            categories: 0,
+        };
+        Terms::Inline(0, [none; 2])
+    }
+}
+
+impl Terms {
+    fn of(terms: &[Term]) -> Terms {
+        match terms {
+            [] => Terms::default(),
+            [a] => Terms::Inline(1, [*a, *a]),
+            [a, b] => Terms::Inline(2, [*a, *b]),
+            more => Terms::Spilled(more.into()),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Term] {
+        match self {
+            Terms::Inline(n, terms) => &terms[..usize::from(*n).min(2)],
+            Terms::Spilled(terms) => terms,
+        }
+    }
+}
+
+/// Names (of purposes, or of categories) that consents named, numbered in order of first use:
+/// the first 31 get a bit each, any later one shares [`OTHER`]. Numbers are never reused.
+#[derive(Clone, Debug, Default)]
+struct Numbering {
+    names: Vec<String>,
+    /// Some name got [`OTHER`].
+    other: bool,
+}
+
+impl Numbering {
+    /// The bit of `name`, numbering it if it is new.
+    fn bit(&mut self, name: &str) -> u32 {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            return 1 << i;
+        }
+        if self.names.len() < 31 {
+            self.names.push(name.to_owned());
+            return 1 << (self.names.len() - 1);
+        }
+        self.other = true;
+        OTHER
+    }
+
+    /// The bits of `names`, numbering the new ones.
+    fn bits<'a>(&mut self, names: impl Iterator<Item = &'a str>) -> u32 {
+        names.fold(0, |bits, n| bits | self.bit(n))
+    }
+
+    /// The bits of the names that cover `name`, and [`OTHER`] if any name shares it.
+    fn covering(&self, name: &str) -> u32 {
+        let mut bits = if self.other { OTHER } else { 0 };
+        for (i, n) in self.names.iter().enumerate() {
+            if dotted_covers(n, name) {
+                bits |= 1 << i;
+            }
+        }
+        bits
+    }
 }
 
 /// A consent to record: what `pods consent grant` asks for.
@@ -43,12 +151,16 @@ pub struct Grant {
 /// Consents, restrictions and erasures.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
-    subjects: HashMap<String, SubjectState, foldhash::fast::RandomState>,
+    subjects: Table,
     /// Every consent by id, so that ids stay unique and history can be listed.
     ids: BTreeMap<ConsentId, String>,
     erased: HashSet<[u8; 32]>,
     /// The id of the next grant: ids are never reused, even after an erasure.
     next: u64,
+    /// The purposes consents named, numbered for [`Term`]s.
+    purposes: Numbering,
+    /// The categories consents named, numbered for [`Term`]s.
+    categories: Numbering,
 }
 
 impl Registry {
@@ -102,9 +214,10 @@ impl Registry {
     pub fn insert(&mut self, consent: Consent) {
         self.next = self.next.max(consent.id.0 + 1);
         self.ids.insert(consent.id, consent.subject.clone());
-        let state = self.subjects.entry(consent.subject.clone()).or_default();
+        let state = self.subjects.entry(&consent.subject);
         state.consents.retain(|c| c.id != consent.id);
         state.consents.push(consent);
+        state.terms = terms(&state.consents, &mut self.purposes, &mut self.categories);
     }
 
     /// Withdraws, at `now`, the subject's consents in force that cover `purpose` (all of them
@@ -113,6 +226,9 @@ impl Registry {
         let changed = self.withdrawals(subject, purpose, now);
         for c in &changed {
             self.insert(c.clone());
+        }
+        if !changed.is_empty() {
+            state.terms = terms(&state.consents, &mut self.purposes, &mut self.categories);
         }
         changed
     }
@@ -159,10 +275,7 @@ impl Registry {
 
     /// Restricts (or lifts the restriction of) processing of the subject's data.
     pub fn restrict(&mut self, subject: &str, restricted: bool) {
-        self.subjects
-            .entry(subject.to_owned())
-            .or_default()
-            .restricted = restricted;
+        self.subjects.entry(subject).restricted = restricted;
     }
 
     /// `true` if the subject's data may not be processed now.
@@ -196,10 +309,38 @@ impl Registry {
         self.subjects.get(subject)
     }
 
+    /// The bits, in [`Term::purposes`], of the purposes consents named that cover `purpose`.
+    pub(crate) fn purposes_covering(&self, purpose: &str) -> u32 {
+        self.purposes.covering(purpose)
+    }
+
+    /// The bits, in [`Term::categories`], of the categories consents named that cover
+    /// `category`.
+    pub(crate) fn categories_covering(&self, category: &str) -> u32 {
+        self.categories.covering(category)
+    }
+
     /// Number of subjects with consents or restrictions.
     pub fn subjects(&self) -> usize {
         self.subjects.len()
     }
+}
+
+/// The terms of `consents`, numbering the names they use.
+fn terms(consents: &[Consent], purposes: &mut Numbering, categories: &mut Numbering) -> Terms {
+    let terms: Vec<Term> = consents
+        .iter()
+        .map(|c| Term {
+            from: c.granted_at,
+            until: c
+                .expires_at
+                .unwrap_or(u64::MAX)
+                .min(c.withdrawn_at.unwrap_or(u64::MAX)),
+            purposes: purposes.bits(c.purposes.iter().map(Purpose::as_str)),
+            categories: categories.bits(c.categories.iter().map(Category::as_str)),
+        })
+        .collect();
+    Terms::of(&terms)
 }
 
 #[cfg(test)]

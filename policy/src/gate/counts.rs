@@ -140,6 +140,13 @@ impl Sampler {
         d.unsampled += unsampled + over;
     }
 
+    /// How many more denials the sample takes before the next report.
+    pub(crate) fn room(&self) -> usize {
+        self.0
+            .lock()
+            .map_or(0, |d| SAMPLES.saturating_sub(d.sampled.len()))
+    }
+
     pub(crate) fn take(&self) -> Denials {
         self.0
             .lock()

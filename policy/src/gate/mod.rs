@@ -1,9 +1,13 @@
 //! The policy gate: [`Gate`] implements the sdk's [`PolicyGate`] with the node's policy and
 //! consent registry. It is asked once per atom for a check that holds the registry's read lock
-//! and the time for the whole atom, so a consent change takes effect from the next atom.
+//! and the time for the whole atom, so a consent change takes effect from the next atom. The
+//! check works out what the atom's events share once ([`plan`]): an event then costs one
+//! registry lookup and allocates nothing (but for redactions, and the rare cases the plan
+//! leaves to [`decide()`]).
 
 mod counts;
 mod decide;
+mod plan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -17,6 +21,7 @@ use crate::registry::Registry;
 use counts::{Counters, Sampler, Tally};
 pub use counts::{Counts, Denial, Denials};
 pub use decide::{Reason, Verdict, decide};
+use plan::Plan;
 
 /// What the gate decides with: the policy and the registry, swapped or changed under one lock.
 #[derive(Debug, Default)]
@@ -147,28 +152,73 @@ fn short_digest(subject: &str) -> String {
         .collect()
 }
 
-/// The check for one atom: the rules' read lock, the time and the rule, taken once.
+/// The check for one atom: the rules' read lock, the time and the rule's plan, taken once.
 struct Check<'a> {
     rules: RwLockReadGuard<'a, Rules>,
-    path: String,
-    now: u64,
+    path: &'a Path,
+    plan: Plan,
     tally: Tally,
+    /// Denials the sample has room for, as the atom began.
+    room: usize,
     sampled: Vec<Denial>,
     unsampled: u64,
     gate: &'a Gate,
 }
 
-impl AtomGate for Check<'_> {
-    fn check(&mut self, envelope: Option<&Envelope>) -> Decision {
+impl Check<'_> {
+    fn verdict(&mut self, envelope: Option<&Envelope>) -> Verdict {
+        let Some(env) = envelope else {
+            return self.plan.plain();
+        };
         let rules = &*self.rules;
-        let verdict = decide(
+        let subject = env.subject.0.as_str();
+        match self.plan.verdict(
             &rules.policy,
             &rules.registry,
-            rules.rule(&self.path),
-            envelope,
-            self.now,
-        );
-        match verdict {
+            subject,
+            &env.categories,
+            env.collected,
+        ) {
+            Some(verdict) => verdict,
+            None => self.decide(env),
+        }
+    }
+
+    /// The verdict where the plan cannot tell (rare: kept out of the per-event path).
+    #[cold]
+    #[inline(never)]
+    fn decide(&self, envelope: &Envelope) -> Verdict {
+        let rules = &*self.rules;
+        let rule = rules.rule(self.path.as_str());
+        decide(
+            &rules.policy,
+            &rules.registry,
+            rule,
+            Some(envelope),
+            self.plan.now(),
+        )
+    }
+
+    /// Keeps the denial in the sample if it has room, else counts it.
+    #[cold]
+    #[inline(never)]
+    fn sample(&mut self, reason: Reason, envelope: Option<&Envelope>) {
+        if self.sampled.len() < self.room {
+            self.sampled.push(Denial {
+                path: self.path.to_string(),
+                reason,
+                at: self.plan.now(),
+                subject: envelope.map_or_else(String::new, |e| short_digest(&e.subject.0)),
+            });
+        } else {
+            self.unsampled += 1;
+        }
+    }
+}
+
+impl AtomGate for Check<'_> {
+    fn check(&mut self, envelope: Option<&Envelope>) -> Decision {
+        match self.verdict(envelope) {
             Verdict::Admit => {
                 self.tally.admitted += 1;
                 Decision::Admit
@@ -179,13 +229,8 @@ impl AtomGate for Check<'_> {
             }
             Verdict::Deny(reason) => {
                 self.tally.deny(reason);
-                if self.sampled.len() < counts::SAMPLES {
-                    self.sampled.push(Denial {
-                        path: self.path.clone(),
-                        reason,
-                        at: self.now,
-                        subject: envelope.map_or_else(String::new, |e| short_digest(&e.subject.0)),
-                    });
+                if self.room > 0 {
+                    self.sample(reason, envelope);
                 } else {
                     self.unsampled += 1;
                 }
@@ -197,7 +242,7 @@ impl AtomGate for Check<'_> {
 
 impl Drop for Check<'_> {
     fn drop(&mut self) {
-        self.gate.counters_of(&self.path).add(&self.tally);
+        self.gate.counters_of(self.path.as_str()).add(&self.tally);
         if !self.sampled.is_empty() || self.unsampled > 0 {
             let sampled = std::mem::take(&mut self.sampled);
             self.gate.denials.add(sampled, self.unsampled);
@@ -217,11 +262,16 @@ impl PolicyGate for Gate {
     }
 
     fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
+        let rules = self.read();
+        let now = self.clock.now();
+        let rule = rules.rule(workflow.as_str());
+        let plan = Plan::new(&rules.policy, &rules.registry, rule, now);
         Box::new(Check {
-            rules: self.read(),
-            path: workflow.to_string(),
-            now: self.clock.now(),
+            rules,
+            path: workflow,
+            plan,
             tally: Tally::default(),
+            room: self.denials.room(),
             sampled: Vec::new(),
             unsampled: 0,
             gate: self,

@@ -326,3 +326,210 @@ fn withdrawal_applies_from_the_next_atom_and_denials_are_sampled() {
     assert_eq!(denials.sampled[0].subject.len(), 16);
     assert!(gate.take_denials().sampled.is_empty());
 }
+
+/// `n` dotted names from `prefix`: `q0`, `q0.x`, `q0.x.y`, `q1`, … (so that some cover others).
+fn dotted_names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let stem = format!("{prefix}{}", i / 3);
+            match i % 3 {
+                0 => stem,
+                1 => format!("{stem}.x"),
+                _ => format!("{stem}.x.y"),
+            }
+        })
+        .collect()
+}
+
+/// A change to the registry, with names as indexes into the pools.
+#[derive(Clone, Debug)]
+enum Op {
+    Grant {
+        subject: usize,
+        purposes: Vec<usize>,
+        categories: Vec<usize>,
+        at: u64,
+        lasts: Option<u64>,
+    },
+    Withdraw {
+        subject: usize,
+        purpose: Option<usize>,
+        at: u64,
+    },
+    Restrict(usize, bool),
+    Erase(usize),
+}
+
+fn op(names: usize) -> impl Strategy<Value = Op> {
+    let some = move || prop::collection::vec(0..names, 1..3);
+    prop_oneof![
+        8 => (0..4usize, some(), some(), 0..40u64, prop::option::of(1..40u64)).prop_map(
+            |(subject, purposes, categories, at, lasts)| Op::Grant { subject, purposes, categories, at, lasts }
+        ),
+        2 => (0..4usize, prop::option::of(0..names), 0..40u64)
+            .prop_map(|(subject, purpose, at)| Op::Withdraw { subject, purpose, at }),
+        1 => (0..4usize, any::<bool>()).prop_map(|(s, r)| Op::Restrict(s, r)),
+        1 => (0..4usize).prop_map(Op::Erase),
+    ]
+}
+
+/// A policy declaring every purpose of `purposes` (some not personal), retention for some of
+/// `categories`, a dataset holding some of them, and workflows with the given purposes, bases
+/// and redaction.
+fn random_policy(
+    purposes: &[String],
+    categories: &[String],
+    rules: &[(usize, bool, bool)],
+) -> Policy {
+    let mut text = String::new();
+    for (i, p) in purposes.iter().enumerate() {
+        text += &format!("[[purpose]]\nname = \"{p}\"\npersonal = {}\n", i % 5 != 4);
+    }
+    text += "[retention]\n";
+    for (i, c) in categories.iter().enumerate().filter(|(i, _)| i % 4 == 1) {
+        text += &format!("\"{c}\" = \"{}s\"\n", 5 + 3 * i);
+    }
+    let columns: Vec<String> = categories
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 2)
+        .map(|(i, c)| format!("f{i} = \"{c}\""))
+        .collect();
+    text += &format!(
+        "[[dataset]]\nname = \"rec\"\nsubject = \"id\"\ncolumns = {{ id = \"ident\", {} }}\n",
+        columns.join(", ")
+    );
+    for (j, (purpose, consent, redact)) in rules.iter().enumerate() {
+        text += &format!(
+            "[[workflow]]\npath = \"/app/workflows/w{j}\"\npurpose = \"{}\"\nbasis = \"{}\"\n",
+            purposes[*purpose % purposes.len()],
+            if *consent { "consent" } else { "contract" }
+        );
+        if *redact {
+            text += "redact = \"rec\"\n";
+        }
+    }
+    Policy::parse("policy.toml", &text).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// The per-atom check decides every event as `decide` does: with few names and with more
+    /// than the 31 that have a bit of their own, at any time (the end of time included).
+    #[test]
+    fn the_atom_check_decides_as_decide_does(
+        names in prop_oneof![2..12usize, 32..48usize],
+        numbered in 0..32usize,
+        rules in prop::collection::vec((0..48usize, any::<bool>(), any::<bool>()), 1..4),
+        ops in prop::collection::vec(op(48), 0..80),
+        events in prop::collection::vec(
+            (0..5usize, prop::collection::vec(0..48usize, 0..3), prop::option::of(0..40u64)),
+            1..24),
+        now in prop_oneof![0..60u64, Just(u64::MAX)],
+    ) {
+        let purposes = dotted_names("q", names);
+        let categories = dotted_names("k", names);
+        let policy = random_policy(&purposes, &categories, &rules);
+        let subject = |i: usize| format!("s{i}");
+        let mut registry = Registry::new();
+        // A subject without events names the first `numbered` names first, so that later
+        // ones may be past the 31 with a bit of their own.
+        if numbered > 0 {
+            let first = |pool: &[String]| pool.iter().take(numbered).cloned().collect::<Vec<_>>();
+            let grant = Grant {
+                subject: "filler".into(),
+                purposes: first(&purposes).into_iter().map(|p| Purpose::new(p).unwrap()).collect(),
+                categories: first(&categories).into_iter().map(|c| Category::new(c).unwrap()).collect(),
+                expires_at: None,
+                source: "test".into(),
+            };
+            registry.grant(grant, 0).unwrap();
+        }
+        for op in ops {
+            match op {
+                Op::Grant { subject: s, purposes: p, categories: c, at, lasts } => {
+                    let grant = Grant {
+                        subject: subject(s),
+                        purposes: p.iter().map(|i| Purpose::new(&purposes[i % names]).unwrap()).collect(),
+                        categories: c.iter().map(|i| Category::new(&categories[i % names]).unwrap()).collect(),
+                        expires_at: lasts.map(|l| at + l),
+                        source: "test".into(),
+                    };
+                    registry.grant(grant, at).unwrap();
+                }
+                Op::Withdraw { subject: s, purpose, at } => {
+                    let purpose = purpose.map(|i| Purpose::new(&purposes[i % names]).unwrap());
+                    registry.withdraw(&subject(s), purpose.as_ref(), at);
+                }
+                Op::Restrict(s, r) => registry.restrict(&subject(s), r),
+                Op::Erase(s) => registry.erase(&subject(s)),
+            }
+        }
+        let envelopes: Vec<Option<Envelope>> = events
+            .iter()
+            .map(|(s, cats, collected)| {
+                // Subject 4 never appears in the registry; some events have no envelope.
+                (cats.len() != 2 || *s != 4).then(|| {
+                    let cats: Vec<&str> = cats.iter().map(|i| categories[i % names].as_str()).collect();
+                    let e = Envelope::new(subject(*s), &cats);
+                    match collected { Some(at) => e.collected_at(*at), None => e }
+                })
+            })
+            .collect();
+        let expected = |path: &str, e: Option<&Envelope>| {
+            match decide(&policy, &registry, policy.workflow(path), e, now) {
+                Verdict::Admit => Decision::Admit,
+                Verdict::Deny(_) => Decision::Deny,
+                Verdict::Redact(r) => Decision::Redact(r),
+            }
+        };
+        let paths: Vec<String> = (0..=rules.len()).map(|j| format!("/app/workflows/w{j}")).collect();
+        let wanted: Vec<Vec<Decision>> = paths
+            .iter()
+            .map(|p| envelopes.iter().map(|e| expected(p, e.as_ref())).collect())
+            .collect();
+        let gate = Gate::new(policy.clone(), registry, Arc::new(ManualClock::at(now)));
+        for (path, wanted) in paths.iter().zip(wanted) {
+            let path = Path::parse(path).unwrap();
+            let mut check = gate.for_atom(&path);
+            let got: Vec<Decision> = envelopes.iter().map(|e| check.check(e.as_ref())).collect();
+            prop_assert_eq!(got, wanted, "{}", path);
+        }
+    }
+}
+
+#[test]
+fn names_past_the_31st_share_a_bit_and_are_still_told_apart() {
+    let mut r = Registry::new();
+    // Number 31 purposes and 31 categories first (`research` and `health` among them): later
+    // ones share the last bit.
+    let mut purposes = vec![Purpose::new("research").unwrap()];
+    purposes.extend((1..31).map(|i| Purpose::new(format!("p{i}")).unwrap()));
+    let mut categories = vec![Category::new("health").unwrap()];
+    categories.extend((1..31).map(|i| Category::new(format!("k{i}")).unwrap()));
+    r.grant(
+        Grant {
+            subject: "filler".into(),
+            purposes,
+            categories,
+            expires_at: None,
+            source: "test".into(),
+        },
+        100,
+    )
+    .unwrap();
+    r.grant(grant("ann", "research", &["zzz"]), 100).unwrap();
+    r.grant(grant("bob", "other", &["health"]), 100).unwrap();
+    let gate = Gate::new(policy(), r, Arc::new(ManualClock::at(200)));
+    let path = Path::parse("/clinic/workflows/strict").unwrap();
+    let mut check = gate.for_atom(&path);
+    let ask = |check: &mut Box<dyn AtomGate + '_>, who: &str, cats: &[&str]| {
+        check.check(Some(&Envelope::new(who, cats)))
+    };
+    // Ann's category and Bob's purpose share the last bit with other names; neither covers
+    // what the bit's other names do.
+    assert_eq!(ask(&mut check, "ann", &["zzz.a"]), Decision::Admit);
+    assert_eq!(ask(&mut check, "ann", &["health.pulse"]), Decision::Deny);
+    assert_eq!(ask(&mut check, "bob", &["health.pulse"]), Decision::Deny);
+}
