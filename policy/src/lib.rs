@@ -69,6 +69,8 @@ pub use file::{Dataset, Policy, PurposeDecl, Rule};
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     file::duration::parse(text)
 }
-pub use gate::{Counts, Denial, Denials, Gate, Reason, Rules, Verdict, decide};
+pub use gate::{
+    Counts, Denial, Denials, Drained, Gate, Processed, Reason, Rules, Verdict, decide, subject_tag,
+};
 pub use names::{Category, LegalBasis, Purpose};
 pub use registry::{Grant, Registry, subject_digest};

@@ -227,9 +227,6 @@ impl Registry {
         for c in &changed {
             self.insert(c.clone());
         }
-        if !changed.is_empty() {
-            state.terms = terms(&state.consents, &mut self.purposes, &mut self.categories);
-        }
         changed
     }
 

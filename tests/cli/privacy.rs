@@ -213,6 +213,19 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
     assert_eq!(export.consents.len(), 1);
     assert!(export.consents[0].withdrawn_at.is_some());
     assert!(!export.restricted);
+    let processed: Vec<(&str, &str, u64)> = export
+        .processing
+        .iter()
+        .map(|p| (p.path.as_str(), p.purpose.as_str(), p.events))
+        .collect();
+    assert_eq!(
+        processed,
+        vec![
+            ("/clinic/workflows/care", "care", 2),
+            ("/clinic/workflows/study", "research.cardiology", 1)
+        ],
+        "care took both of Ann's visits; the study only the one before the withdrawal"
+    );
 
     // Erasure: before it, a byte scan of the data dir finds Ann's and Bob's markers; after
     // it, no file holds Ann's, and Bob's are all still there.

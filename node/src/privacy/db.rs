@@ -52,13 +52,13 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE policy (
          PRIMARY KEY (subject, peer, export)
      ) WITHOUT ROWID;
      CREATE TABLE processing (
-         subject TEXT NOT NULL,
+         tag INTEGER NOT NULL,
          path TEXT NOT NULL,
          purpose TEXT NOT NULL,
          first_at INTEGER NOT NULL,
          last_at INTEGER NOT NULL,
          events INTEGER NOT NULL,
-         PRIMARY KEY (subject, path)
+         PRIMARY KEY (tag, path)
      ) WITHOUT ROWID;
      CREATE TABLE erasures (
          digest BLOB PRIMARY KEY,

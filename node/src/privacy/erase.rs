@@ -146,6 +146,7 @@ impl Privacy {
         .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;
         rules.registry_mut().erase(subject);
+        self.inner.gate.forget_processing(subject);
         drop(rules);
         crate::store::failpoint::reach("erase.local");
         let keys = self.inner.keys.lock().ok().and_then(|k| k.clone());
@@ -255,7 +256,10 @@ fn delete_rows(tx: &Transaction<'_>, subject: &str) -> rusqlite::Result<Erased> 
     Ok(Erased {
         records: tx.execute("DELETE FROM records WHERE subject = ?1", [subject])? as u64,
         consents: tx.execute("DELETE FROM consents WHERE subject = ?1", [subject])? as u64,
-        processing: tx.execute("DELETE FROM processing WHERE subject = ?1", [subject])? as u64,
+        processing: tx.execute(
+            "DELETE FROM processing WHERE tag = ?1",
+            [pods_policy::subject_tag(subject) as i64],
+        )? as u64,
         restriction: tx.execute("DELETE FROM restricted WHERE subject = ?1", [subject])? > 0,
         payload_key: false,
     })

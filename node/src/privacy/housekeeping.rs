@@ -1,5 +1,6 @@
-//! The privacy side's schedule: records past retention purged, and the gate's denials written
-//! to the audit log (a bounded sample with counts), every few seconds and once more at stop.
+//! The privacy side's schedule: the processing log written to `policy.db`, records past
+//! retention purged, and the gate's denials written to the audit log (a bounded sample with
+//! counts), every few seconds and once more at stop.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,8 +28,11 @@ pub async fn run(privacy: Privacy, audit: AuditLog, mut stop: watch::Receiver<bo
     once(&privacy, &audit);
 }
 
-/// One round: purge, then report denials.
+/// One round: the processing log written, records purged, denials reported.
 pub fn once(privacy: &Privacy, audit: &AuditLog) {
+    if let Err(e) = privacy.flush_processing() {
+        tracing::error!(error = %e, "the processing log could not be written");
+    }
     match privacy.purge_expired() {
         Ok(0) => {}
         Ok(n) => {

@@ -288,8 +288,55 @@ impl Privacy {
         Ok(purged)
     }
 
+    /// Writes what the gate admitted since the last call into the processing log.
+    pub fn flush_processing(&self) -> Result<u64, NodeError> {
+        let drained = self.inner.gate.take_processing();
+        if drained.is_empty() {
+            return Ok(0);
+        }
+        let policy = self.policy();
+        let mut db = self.db()?;
+        let tx = db.transaction().map_err(|e| self.sql(e))?;
+        let mut rows = 0;
+        {
+            let mut upsert = tx
+                .prepare(
+                    "INSERT INTO processing (tag, path, purpose, first_at, last_at, events)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (tag, path) DO UPDATE SET
+                         last_at = max(last_at, excluded.last_at),
+                         events = events + excluded.events,
+                         purpose = excluded.purpose",
+                )
+                .map_err(|e| self.sql(e))?;
+            for (path, subjects) in &drained {
+                let purpose = policy
+                    .workflow(path)
+                    .or_else(|| policy.portal(path))
+                    .map_or_else(String::new, |r| r.purpose.to_string());
+                for (tag, p) in subjects {
+                    upsert
+                        .execute(params![
+                            *tag as i64,
+                            path,
+                            purpose,
+                            p.first_at as i64,
+                            p.last_at as i64,
+                            p.events as i64
+                        ])
+                        .map_err(|e| self.sql(e))?;
+                    rows += 1;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.sql(e))?;
+        Ok(rows)
+    }
+
     /// Everything kept about `subject`.
     pub fn export_subject(&self, subject: &str) -> Result<SubjectExport, NodeError> {
+        // What the gate admitted up to now is in the log the export reads.
+        self.flush_processing()?;
         let records = self.records_of(subject)?;
         let consents = self.consents(Some(subject));
         let restricted = self.inner.gate.read().registry().is_restricted(subject);
@@ -297,11 +344,12 @@ impl Privacy {
         let mut stmt = db
             .prepare(
                 "SELECT path, purpose, first_at, last_at, events FROM processing
-                 WHERE subject = ?1 ORDER BY first_at, path",
+                 WHERE tag = ?1 ORDER BY first_at, path",
             )
             .map_err(|e| self.sql(e))?;
+        let tag = pods_policy::subject_tag(subject) as i64;
         let processing = stmt
-            .query_map([subject], |r| {
+            .query_map([tag], |r| {
                 Ok(Processing {
                     path: r.get(0)?,
                     purpose: r.get(1)?,

@@ -8,6 +8,7 @@
 mod counts;
 mod decide;
 mod plan;
+mod processing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -22,6 +23,8 @@ use counts::{Counters, Sampler, Tally};
 pub use counts::{Counts, Denial, Denials};
 pub use decide::{Reason, Verdict, decide};
 use plan::Plan;
+use processing::ProcessingLog;
+pub use processing::{Drained, Processed, subject_tag};
 
 /// What the gate decides with: the policy and the registry, swapped or changed under one lock.
 #[derive(Debug, Default)]
@@ -66,6 +69,7 @@ pub struct Gate {
     /// Counters of paths seen, found without the rules' lock once created.
     counters: RwLock<HashMap<String, Arc<Counters>, foldhash::fast::RandomState>>,
     denials: Sampler,
+    processing: ProcessingLog,
 }
 
 impl Gate {
@@ -79,7 +83,19 @@ impl Gate {
             clock,
             counters: RwLock::new(HashMap::default()),
             denials: Sampler::default(),
+            processing: ProcessingLog::default(),
         }
+    }
+
+    /// Forgets what the processing log holds, not drained yet, about `subject` (at erasure;
+    /// call it holding the rules' write lock, so that no atom adds to it meanwhile).
+    pub fn forget_processing(&self, subject: &str) {
+        self.processing.forget(subject_tag(subject));
+    }
+
+    /// Which paths admitted whose data since the last call (subjects by [`subject_tag`]).
+    pub fn take_processing(&self) -> Drained {
+        self.processing.drain()
     }
 
     /// The rules, to read.
@@ -162,6 +178,8 @@ struct Check<'a> {
     room: usize,
     sampled: Vec<Denial>,
     unsampled: u64,
+    /// Tags of the subjects whose events were admitted (the processing log).
+    admitted: Vec<u64>,
     gate: &'a Gate,
 }
 
@@ -221,10 +239,16 @@ impl AtomGate for Check<'_> {
         match self.verdict(envelope) {
             Verdict::Admit => {
                 self.tally.admitted += 1;
+                if let Some(e) = envelope {
+                    self.admitted.push(subject_tag(&e.subject.0));
+                }
                 Decision::Admit
             }
             Verdict::Redact(r) => {
                 self.tally.redacted += 1;
+                if let Some(e) = envelope {
+                    self.admitted.push(subject_tag(&e.subject.0));
+                }
                 Decision::Redact(r)
             }
             Verdict::Deny(reason) => {
@@ -243,6 +267,11 @@ impl AtomGate for Check<'_> {
 impl Drop for Check<'_> {
     fn drop(&mut self) {
         self.gate.counters_of(self.path.as_str()).add(&self.tally);
+        if !self.admitted.is_empty() {
+            self.gate
+                .processing
+                .add(self.path.as_str(), self.plan.now(), &self.admitted);
+        }
         if !self.sampled.is_empty() || self.unsampled > 0 {
             let sampled = std::mem::take(&mut self.sampled);
             self.gate.denials.add(sampled, self.unsampled);
@@ -274,6 +303,7 @@ impl PolicyGate for Gate {
             room: self.denials.room(),
             sampled: Vec::new(),
             unsampled: 0,
+            admitted: Vec::new(),
             gate: self,
         })
     }

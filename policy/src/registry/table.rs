@@ -93,6 +93,7 @@ impl Table {
         (slot.hash != 0).then_some(&slot.state)
     }
 
+    #[cfg(test)]
     pub(super) fn get_mut(&mut self, id: &str) -> Option<&mut SubjectState> {
         let hash = self.hash(id.as_bytes());
         let i = self.find(id.as_bytes(), hash)?;
