@@ -374,7 +374,7 @@ fn a_version_4_database_gets_its_clock_and_keeps_its_replies() {
     conn.execute(
         "INSERT INTO answered (workflow, origin, scope, partition, seq, reply, at)
          VALUES (?1, 9, 4, 1, 2, ?2, 0)",
-        rusqlite::params![WF as i64, payload::seal(&cbor(41))],
+        rusqlite::params![WF as i64, payload::plain(&cbor(41))],
     )
     .unwrap();
     conn.execute(
