@@ -2,7 +2,8 @@
 //! (an atom, or steps taken together) is one changelog record (the input position after it and
 //! every state value it wrote) in one transaction; compaction folds a workflow's records into a
 //! snapshot of its values. Recovery reads the snapshot and the records after it. The personal
-//! events of every atom it keeps are sealed under their data subjects' keys (`seal/`).
+//! events of every atom it keeps are sealed under their data subjects' keys (`seal/`), and an
+//! [`Eraser`] destroys a subject's key.
 
 mod activity;
 mod commit;
@@ -30,6 +31,7 @@ pub use exports::{Pulled, StreamReader};
 pub use kept::KeptReplies;
 pub use quarantine::Quarantined;
 use seal::{DbKeys, KeyCache};
+pub use seal::{ErasedKey, Eraser};
 
 /// The database file's name in the data dir.
 pub const DATABASE: &str = "pods.db";
@@ -140,6 +142,7 @@ impl SqliteStore {
         let alive = if options.read_only {
             0
         } else {
+            seal::complete_pending(&conn, &file)?;
             age_by_uptime(&conn).map_err(sql)?
         };
         Ok(SqliteStore {
@@ -157,6 +160,12 @@ impl SqliteStore {
             keys: KeyCache::default(),
             rng: SystemRandom::new(),
         })
+    }
+
+    /// An eraser of data subjects' keys in this store, usable from other threads while the
+    /// store runs (the running store sees each erasure at once).
+    pub fn eraser(&self) -> Eraser {
+        Eraser::new(self.file.clone(), self.keys.clone())
     }
 
     /// The database file.
@@ -380,5 +389,7 @@ impl Storage for SqliteStore {
     }
 }
 
+#[cfg(test)]
+mod erasure_tests;
 #[cfg(test)]
 mod tests;

@@ -63,6 +63,13 @@ impl KeyCache {
         }
     }
 
+    /// Drops the key of `digest` and counts an erasure.
+    pub(crate) fn forget(&self, digest: &Digest) {
+        let mut cached = self.lock();
+        cached.erasures += 1;
+        cached.keys.remove(digest);
+    }
+
     /// Number of keys held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

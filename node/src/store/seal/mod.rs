@@ -1,14 +1,17 @@
 //! Crypto-shredding of personal payloads: the personal events of every atom the store keeps
 //! (logged stream atoms, moves of sequencers and splitters, quarantined atoms) are sealed
 //! under a key of their data subject (`atom`, `cipher`); the keys live in the database
-//! (`keys`), so that destroying a subject's key makes every payload sealed for it unreadable
-//! wherever it lies, without finding and rewriting each one.
+//! (`keys`), and erasing a subject destroys its key (`erase`), which makes every payload sealed
+//! for it unreadable wherever it lies, without finding and rewriting each one.
 
 mod atom;
 mod cipher;
+mod erase;
 mod keys;
 
 pub(crate) use atom::{KeySource, open_atom, seal_atom};
+pub(crate) use erase::complete_pending;
+pub use erase::{ErasedKey, Eraser};
 pub(crate) use keys::{DbKeys, KeyCache};
 
 /// The SHA-256 digest of a data subject's id: what the store keeps in place of the id.

@@ -320,6 +320,29 @@ fn keys_are_made_once_per_subject_and_kept_in_the_cache_after_the_commit() {
     // Another reader without the cache finds the key in the table.
     let mut fresh = DbKeys::new(&conn, None, &rng);
     assert_eq!(decode(&open_atom(&sealed, &mut fresh).unwrap()), a);
+    // Erased: gone from the table and the cache, the events are left out.
+    cache.forget(&digest("ann"));
+    conn.execute("DELETE FROM subject_keys", []).unwrap();
+    let mut keys = DbKeys::new(&conn, Some(&cache), &rng);
+    assert!(
+        open_atom(&sealed, &mut keys)
+            .map(|o| decode(&o).values.is_empty())
+            .unwrap()
+    );
+}
+
+#[test]
+fn keys_read_before_an_erasure_are_not_cached_after_it() {
+    let conn = db();
+    let cache = KeyCache::default();
+    let rng = SystemRandom::new();
+    let mut keys = DbKeys::new(&conn, Some(&cache), &rng);
+    keys.sealing_key(&digest("ann")).unwrap();
+    let found = keys.found();
+    // An erasure commits and forgets the key before the sealing transaction's keys are kept.
+    cache.forget(&digest("ann"));
+    found.keep_in(&cache);
+    assert_eq!(cache.len(), 0);
 }
 
 #[test]
