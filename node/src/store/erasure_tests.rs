@@ -65,6 +65,12 @@ fn stored_tags(store: &SqliteStore, table: &str) -> Vec<u8> {
 }
 
 #[test]
+fn an_eraser_is_shared_across_threads() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Eraser>();
+}
+
+#[test]
 fn logged_atoms_are_sealed_and_an_erasure_takes_effect_in_the_running_store() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());

@@ -1,16 +1,22 @@
 //! Sealing the personal events of an atom. An atom is the sdk's CBOR of its columns: a map
 //! with the text keys `values`, `keys` and `envelopes` (null while no event has a key or an
 //! envelope). Sealed, each personal event's value becomes the CBOR tag [`SEALED_VALUE`] over a
-//! byte string (nonce, then the ciphertext of the CBOR array `[subject, value]`, then the tag),
-//! and its envelope's `subject` becomes the subject's SHA-256 digest (bytes), which names the
-//! key; categories and collection time stay as they are. Non-personal events and every other
-//! part of the atom are untouched. Opening reverses this; an event whose subject's key is gone
-//! (erased, or replaced by a new key after an erasure) is removed from the atom, its key and
-//! envelope with it, the rest kept in order.
+//! byte string (the sealed CBOR array `[subject, value]`, see `cipher`), and its envelope's
+//! `subject` becomes the subject's SHA-256 digest (a byte string), which names the key;
+//! categories and collection time stay as they are. Non-personal events and every other byte
+//! of the atom are untouched. Opening reverses this, giving back the atom's bytes exactly; an
+//! event whose subject's key is gone (erased, or replaced by a new key after an erasure) is
+//! removed from the atom, its key and envelope with it, the rest kept in order.
+//!
+//! Both work on byte spans (`cbor`): the items they change are replaced, everything else is
+//! copied, so an atom is never decoded into a tree.
 
-use ciborium::Value;
+use std::ops::Range;
+
+use ring::aead::NONCE_LEN;
 use ring::rand::SecureRandom;
 
+use super::cbor::{self, ARRAY, BYTES, Edits, MAP, NULL, TAG};
 use super::cipher::SubjectKey;
 use super::{Digest, SealError, digest};
 
@@ -34,7 +40,7 @@ pub(crate) trait KeySource {
 }
 
 /// Whether `atom` may hold a personal event. `false` is certain; `true` may be wrong (a value
-/// holding the text `subject`), which only costs a parse.
+/// holding the text `subject`), which only costs a look at the atom's items.
 pub(crate) fn may_be_personal(atom: &[u8]) -> bool {
     !atom.ends_with(NO_ENVELOPES) && contains(atom, SUBJECT)
 }
@@ -56,128 +62,176 @@ pub(crate) fn seal_atom(
     if !may_be_personal(atom) {
         return Ok(None);
     }
-    let mut root = parse(atom)?;
-    let columns = Columns::of(&mut root)?;
-    let Some(envelopes) = columns.envelopes else {
+    let columns = Columns::find(atom)?;
+    let Some(envelopes) = &columns.envelopes else {
         return Ok(None);
     };
-    let mut sealed = 0;
-    for (value, envelope) in columns.values.iter_mut().zip(envelopes.iter_mut()) {
-        let Some(subject) = subject_of(envelope)? else {
-            continue;
-        };
-        let Value::Text(text) = std::mem::replace(subject, Value::Null) else {
-            return Err(malformed("an envelope's subject is not text"));
-        };
-        let d = digest(&text);
-        let key = keys.sealing_key(&d)?;
-        let plain = encode(&Value::Array(vec![
-            Value::Text(text),
-            std::mem::replace(value, Value::Null),
-        ]))?;
-        *value = Value::Tag(
-            SEALED_VALUE,
-            Box::new(Value::Bytes(key.seal(keys.random(), &d, &plain)?)),
-        );
-        *subject = Value::Bytes(d.to_vec());
-        sealed += 1;
+    let mut personal = Vec::new();
+    for (i, envelope) in envelopes.items.iter().enumerate() {
+        if let Some(subject) = subject_of(atom, envelope)? {
+            personal.push((i, subject));
+        }
     }
-    if sealed == 0 {
+    if personal.is_empty() {
         return Ok(None);
     }
-    encode(&root).map(Some)
+    // One draw from the system's random source for the whole atom.
+    let mut nonces = vec![0u8; NONCE_LEN * personal.len()];
+    keys.random()
+        .fill(&mut nonces)
+        .map_err(|_| SealError::Random)?;
+    let mut edits = Edits::new(atom);
+    for ((i, subject), nonce) in personal.into_iter().zip(nonces.chunks_exact(NONCE_LEN)) {
+        let text = cbor::text(atom, &subject)
+            .ok_or_else(|| malformed("an envelope's subject is not text"))?;
+        let d = digest(text);
+        let key = keys.sealing_key(&d)?;
+        let value = columns.values.items[i].clone();
+        let mut plain = Vec::with_capacity(1 + subject.len() + value.len());
+        cbor::write_head(&mut plain, ARRAY, 2);
+        plain.extend_from_slice(&atom[subject.clone()]);
+        plain.extend_from_slice(&atom[value.clone()]);
+        let mut nonce_bytes = [0u8; NONCE_LEN];
+        nonce_bytes.copy_from_slice(nonce);
+        let sealed = key.seal(nonce_bytes, &d, &plain)?;
+        let mut with = Vec::with_capacity(sealed.len() + 14);
+        cbor::write_head(&mut with, TAG, SEALED_VALUE);
+        cbor::write_head(&mut with, BYTES, sealed.len() as u64);
+        with.extend_from_slice(&sealed);
+        edits.replace(value, with);
+        let mut named = Vec::with_capacity(2 + d.len());
+        cbor::write_head(&mut named, BYTES, d.len() as u64);
+        named.extend_from_slice(&d);
+        edits.replace(subject, named);
+    }
+    Ok(Some(edits.apply()))
 }
 
 /// The sdk's CBOR of a sealed atom, without the events whose subjects' keys are gone.
 pub(crate) fn open_atom(sealed: &[u8], keys: &mut dyn KeySource) -> Result<Vec<u8>, SealError> {
-    let mut root = parse(sealed)?;
-    let columns = Columns::of(&mut root)?;
-    let Some(envelopes) = columns.envelopes else {
+    let columns = Columns::find(sealed)?;
+    let Some(envelopes) = &columns.envelopes else {
         return Err(malformed("a sealed atom without envelopes"));
     };
-    let mut keep = vec![true; columns.values.len()];
-    for ((value, envelope), keep) in columns
-        .values
-        .iter_mut()
-        .zip(envelopes.iter_mut())
-        .zip(&mut keep)
-    {
-        let Some(subject) = subject_of(envelope)? else {
+    let mut edits = Edits::new(sealed);
+    let mut gone = vec![false; columns.values.items.len()];
+    for (i, envelope) in envelopes.items.iter().enumerate() {
+        let Some(subject) = subject_of(sealed, envelope)? else {
             continue;
         };
-        let d: Digest = match subject {
-            Value::Bytes(b) => b
-                .as_slice()
-                .try_into()
-                .map_err(|_| malformed("a subject digest is not 32 bytes"))?,
-            _ => return Err(malformed("a personal event is not sealed")),
-        };
-        let Value::Tag(SEALED_VALUE, inner) = value else {
+        let d: Digest = cbor::byte_string(sealed, &subject)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| malformed("a personal event is not sealed"))?;
+        let value = columns.values.items[i].clone();
+        let tag = cbor::head(sealed, value.start)?;
+        if tag.major != TAG || tag.arg != Some(SEALED_VALUE) {
             return Err(malformed("a personal event's value is not sealed"));
-        };
-        let Value::Bytes(ciphertext) = inner.as_ref() else {
-            return Err(malformed("a sealed value is not a byte string"));
-        };
+        }
+        let ciphertext = cbor::byte_string(sealed, &(value.start + tag.len..value.end))
+            .ok_or_else(|| malformed("a sealed value is not a byte string"))?;
         let key = match keys.opening_key(&d)? {
             Some(key) if key.sealed_it(ciphertext) => key,
             _ => {
-                *keep = false;
+                gone[i] = true;
                 continue;
             }
         };
         let plain = key.open(&d, ciphertext)?;
-        let Value::Array(mut pair) = parse(&plain)? else {
+        let pair = cbor::head(&plain, 0)?;
+        let (_, parts) = cbor::items(&plain, 0)?;
+        let (Some(text), Some(inner)) = (parts.first(), parts.get(1)) else {
             return Err(malformed("a sealed value is not a pair"));
         };
-        let (Some(inner_value), Some(Value::Text(text)), None) =
-            (pair.pop(), pair.pop(), pair.pop())
-        else {
+        if pair.major != ARRAY || parts.len() != 2 || inner.end != plain.len() {
             return Err(malformed("a sealed value is not a pair"));
-        };
-        if digest(&text) != d {
+        }
+        let id = cbor::text(&plain, text).ok_or_else(|| malformed("a sealed subject"))?;
+        if digest(id) != d {
             return Err(SealError::Tampered);
         }
-        *value = inner_value;
-        *subject = Value::Text(text);
+        edits.replace(value, plain[inner.clone()].to_vec());
+        edits.replace(subject, plain[text.clone()].to_vec());
     }
-    if keep.contains(&false) {
-        retain(columns.values, &keep);
-        if let Some(k) = columns.keys {
-            retain(k, &keep);
+    if gone.contains(&true) {
+        for column in [
+            Some(&columns.values),
+            columns.keys.as_ref(),
+            Some(envelopes),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            column.remove(sealed, &gone, &mut edits)?;
         }
-        retain(envelopes, &keep);
     }
-    encode(&root)
+    Ok(edits.apply())
 }
 
-/// The columns of an atom, borrowed from its parsed map.
-struct Columns<'a> {
-    values: &'a mut Vec<Value>,
-    keys: Option<&'a mut Vec<Value>>,
-    envelopes: Option<&'a mut Vec<Value>>,
+/// One column of an atom: the span of its array's head and of each item.
+struct Column {
+    head: Range<usize>,
+    items: Vec<Range<usize>>,
 }
 
-impl<'a> Columns<'a> {
-    /// The columns of `root`, checked to be of one length.
-    fn of(root: &'a mut Value) -> Result<Columns<'a>, SealError> {
-        let Value::Map(entries) = root else {
-            return Err(malformed("an atom is not a map"));
-        };
-        let (mut values, mut keys, mut envelopes) = (None, None, None);
-        for (name, column) in entries.iter_mut() {
-            let Value::Text(name) = name else { continue };
-            match (name.as_str(), column) {
-                ("values", Value::Array(a)) => values = Some(a),
-                ("keys", Value::Array(a)) => keys = Some(a),
-                ("envelopes", Value::Array(a)) => envelopes = Some(a),
-                ("values", _) => return Err(malformed("the values are not an array")),
-                _ => {}
+impl Column {
+    /// Removes the items `gone` marks, and counts the rest in the array's head.
+    fn remove(&self, bytes: &[u8], gone: &[bool], edits: &mut Edits<'_>) -> Result<(), SealError> {
+        let mut kept = 0u64;
+        for (item, gone) in self.items.iter().zip(gone) {
+            if *gone {
+                edits.replace(item.clone(), Vec::new());
+            } else {
+                kept += 1;
             }
         }
+        // An array of indefinite length does not count its items.
+        if cbor::head(bytes, self.head.start)?.arg.is_some() {
+            let mut head = Vec::with_capacity(9);
+            cbor::write_head(&mut head, ARRAY, kept);
+            edits.replace(self.head.clone(), head);
+        }
+        Ok(())
+    }
+}
+
+/// The columns of an atom (`keys` and `envelopes` absent while null), checked to be of one
+/// length.
+struct Columns {
+    values: Column,
+    keys: Option<Column>,
+    envelopes: Option<Column>,
+}
+
+impl Columns {
+    fn find(atom: &[u8]) -> Result<Columns, SealError> {
+        if cbor::head(atom, 0)?.major != MAP {
+            return Err(malformed("an atom is not a map"));
+        }
+        let (_, entries) = cbor::items(atom, 0)?;
+        let (mut values, mut keys, mut envelopes) = (None, None, None);
+        for entry in entries.chunks_exact(2) {
+            let (name, column) = (&entry[0], &entry[1]);
+            let slot = match cbor::text(atom, name) {
+                Some("values") => &mut values,
+                Some("keys") => &mut keys,
+                Some("envelopes") => &mut envelopes,
+                _ => continue,
+            };
+            *slot = match cbor::head(atom, column.start)?.major {
+                ARRAY => {
+                    let (head, items) = cbor::items(atom, column.start)?;
+                    Some(Column { head, items })
+                }
+                _ if atom.get(column.start) == Some(&NULL) => None,
+                _ => return Err(malformed("a column is not an array")),
+            };
+        }
         let values = values.ok_or_else(|| malformed("an atom without values"))?;
-        let n = values.len();
-        if keys.as_ref().is_some_and(|k| k.len() != n)
-            || envelopes.as_ref().is_some_and(|e| e.len() != n)
+        let n = values.items.len();
+        if [&keys, &envelopes]
+            .into_iter()
+            .flatten()
+            .any(|c| c.items.len() != n)
         {
             return Err(malformed("columns of different lengths"));
         }
@@ -189,36 +243,21 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// The `subject` field of an envelope; `None` for a non-personal event (null).
-fn subject_of(envelope: &mut Value) -> Result<Option<&mut Value>, SealError> {
-    match envelope {
-        Value::Null => Ok(None),
-        Value::Map(fields) => fields
-            .iter_mut()
-            .find(|(name, _)| matches!(name, Value::Text(t) if t == "subject"))
-            .map(|(_, subject)| Some(subject))
-            .ok_or_else(|| malformed("an envelope without a subject")),
-        _ => Err(malformed("an envelope is not a map")),
+/// The span of the `subject` of the envelope at `envelope`; `None` for a non-personal event
+/// (null).
+fn subject_of(atom: &[u8], envelope: &Range<usize>) -> Result<Option<Range<usize>>, SealError> {
+    if atom.get(envelope.start) == Some(&NULL) {
+        return Ok(None);
     }
-}
-
-fn retain(column: &mut Vec<Value>, keep: &[bool]) {
-    let mut i = 0;
-    column.retain(|_| {
-        let k = keep.get(i).copied().unwrap_or(true);
-        i += 1;
-        k
-    });
-}
-
-fn parse(bytes: &[u8]) -> Result<Value, SealError> {
-    ciborium::from_reader(bytes).map_err(|e| SealError::Malformed(e.to_string()))
-}
-
-fn encode(value: &Value) -> Result<Vec<u8>, SealError> {
-    let mut out = Vec::new();
-    ciborium::into_writer(value, &mut out).map_err(|e| SealError::Malformed(e.to_string()))?;
-    Ok(out)
+    if cbor::head(atom, envelope.start)?.major != MAP {
+        return Err(malformed("an envelope is not a map"));
+    }
+    let (_, fields) = cbor::items(atom, envelope.start)?;
+    fields
+        .chunks_exact(2)
+        .find(|f| cbor::text(atom, &f[0]) == Some("subject"))
+        .map(|f| Some(f[1].clone()))
+        .ok_or_else(|| malformed("an envelope without a subject"))
 }
 
 fn malformed(what: &str) -> SealError {

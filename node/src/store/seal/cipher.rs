@@ -70,15 +70,14 @@ impl SubjectKey {
         Ok((SubjectKey::from_bytes(&bytes)?, bytes))
     }
 
-    /// `plain` sealed for the subject of `digest`: the key's id, nonce, ciphertext, tag.
+    /// `plain` sealed for the subject of `digest` with `nonce` (random: never used twice with
+    /// this key): the key's id, nonce, ciphertext, tag.
     pub(crate) fn seal(
         &self,
-        rng: &dyn SecureRandom,
+        nonce: [u8; NONCE_LEN],
         digest: &Digest,
         plain: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rng.fill(&mut nonce).map_err(|_| SealError::Random)?;
         let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
         out.extend_from_slice(&self.id);
         out.extend_from_slice(&nonce);
@@ -117,7 +116,13 @@ impl SubjectKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ring::rand::SystemRandom;
+    use ring::rand::{SecureRandom, SystemRandom};
+
+    fn nonce(rng: &SystemRandom) -> [u8; NONCE_LEN] {
+        let mut n = [0u8; NONCE_LEN];
+        rng.fill(&mut n).unwrap();
+        n
+    }
 
     #[test]
     fn sealed_values_open_only_with_their_key_and_subject() {
@@ -125,7 +130,7 @@ mod tests {
         let (key, bytes) = SubjectKey::generate(&rng).unwrap();
         let (other, _) = SubjectKey::generate(&rng).unwrap();
         let (a, b) = ([1u8; 32], [2u8; 32]);
-        let sealed = key.seal(&rng, &a, b"pulse 72").unwrap();
+        let sealed = key.seal(nonce(&rng), &a, b"pulse 72").unwrap();
         assert_eq!(sealed.len(), 8 + OVERHEAD);
         assert!(!sealed.windows(8).any(|w| w == b"pulse 72"));
         assert_eq!(key.open(&a, &sealed).unwrap(), b"pulse 72");
@@ -136,7 +141,7 @@ mod tests {
         assert!(matches!(key.open(&b, &sealed), Err(SealError::Tampered)));
         assert!(matches!(other.open(&a, &sealed), Err(SealError::Tampered)));
         assert_ne!(
-            key.seal(&rng, &a, b"pulse 72").unwrap(),
+            key.seal(nonce(&rng), &a, b"pulse 72").unwrap(),
             sealed,
             "a fresh nonce each time"
         );
@@ -147,7 +152,7 @@ mod tests {
         let rng = SystemRandom::new();
         let (key, _) = SubjectKey::generate(&rng).unwrap();
         let d = [9u8; 32];
-        let sealed = key.seal(&rng, &d, b"value").unwrap();
+        let sealed = key.seal(nonce(&rng), &d, b"value").unwrap();
         for i in 0..sealed.len() {
             let mut altered = sealed.clone();
             altered[i] ^= 0x40;

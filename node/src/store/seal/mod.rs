@@ -5,6 +5,7 @@
 //! for it unreadable wherever it lies, without finding and rewriting each one.
 
 mod atom;
+mod cbor;
 mod cipher;
 mod erase;
 mod keys;
