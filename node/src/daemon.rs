@@ -139,6 +139,10 @@ pub async fn run(
             .push_events(events)
             .map_err(NodeError::from)
     }));
+    let eraser = node.system().storage().eraser();
+    privacy.set_key_eraser(Arc::new(move |subject: &str| {
+        eraser.erase_subject(subject).map(|k| k.existed)
+    }));
     resume_erasures(&privacy, &peer_id.to_string(), &audit)?;
     let (tx, rx) = mpsc::unbounded_channel();
     node.system().set_gateway(Arc::new(NetGateway(tx.clone())));

@@ -187,29 +187,35 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
 
     let listed = ok(&["consent", "list", "--subject", "ann", "--data-dir", d]);
     assert!(listed.contains("withdrawn at"), "{listed}");
+    // The scan works: every subject's marker is in the data dir (the imported records).
+    for m in ["MARKER-ANN", "MARKER-BOB", "MARKER-CY"] {
+        assert!(scan(&dir, m), "{m} not found before any change");
+    }
+    let fixed = ok(&[
+        "subject",
+        "rectify",
+        "bob",
+        "--dataset",
+        "patients",
+        "--set",
+        "name=Bob Fixed",
+        "--data-dir",
+        d,
+    ]);
+    assert_eq!(fixed, "");
+    assert!(
+        !scan(&dir, "MARKER-BOB"),
+        "the old value is gone from every file"
+    );
+    let bob: SubjectExport =
+        serde_json::from_str(&ok(&["subject", "export", "bob", "--data-dir", d])).unwrap();
     assert_eq!(
-        ok(&[
-            "subject",
-            "rectify",
-            "ann",
-            "--dataset",
-            "patients",
-            "--set",
-            "name=Ann Fixed",
-            "--data-dir",
-            d
-        ]),
-        ""
+        bob.records[0].fields.get("name"),
+        Some(&serde_json::json!("Bob Fixed"))
     );
     let export: SubjectExport =
         serde_json::from_str(&ok(&["subject", "export", "ann", "--data-dir", d])).unwrap();
     assert_eq!(export.records.len(), 2);
-    assert!(
-        export
-            .records
-            .iter()
-            .all(|r| r.fields.get("name").is_some_and(|n| n == "Ann Fixed"))
-    );
     assert_eq!(export.consents.len(), 1);
     assert!(export.consents[0].withdrawn_at.is_some());
     assert!(!export.restricted);
@@ -227,21 +233,17 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
         "care took both of Ann's visits; the study only the one before the withdrawal"
     );
 
-    // Erasure: before it, a byte scan of the data dir finds Ann's and Bob's markers; after
-    // it, no file holds Ann's, and Bob's are all still there.
-    assert!(
-        scan(&dir, "MARKER-ANN") && scan(&dir, "MARKER-BOB"),
-        "the scan works"
-    );
+    // Erasure: after it, no file holds Ann's marker, and Cy's is still there.
     let receipt: pods_node::privacy::ErasureReceipt =
         serde_json::from_str(&ok(&["subject", "erase", "ann", "--data-dir", d])).unwrap();
     assert_eq!((receipt.erased.records, receipt.erased.consents), (2, 1));
+    assert!(receipt.erased.payload_key, "her sealed stream payloads had a key");
     assert!(receipt.peers.is_empty());
     assert!(
         !scan(&dir, "MARKER-ANN"),
         "a file still holds the erased subject's data"
     );
-    assert!(scan(&dir, "MARKER-BOB"));
+    assert!(scan(&dir, "MARKER-CY"));
     let again: pods_node::privacy::ErasureReceipt =
         serde_json::from_str(&ok(&["subject", "erase", "ann", "--data-dir", d])).unwrap();
     assert_eq!(again, receipt, "erasing again gives the same receipt");

@@ -1,10 +1,12 @@
 //! Writing a commit: its changelog record (encoded once, owning its bytes), the atoms it
-//! produced and the replies it gave, in one transaction; then folding its values for compaction.
+//! produced (their personal events sealed) and the replies it gave, in one transaction; then
+//! folding its values for compaction.
 
 use pods_sdk::Commit;
-use rusqlite::params;
+use rusqlite::{TransactionBehavior, params};
 
 use super::record::RecordWriter;
+use super::seal::DbKeys;
 use super::{SqliteStore, failpoint, now_seconds, payload, signed, unsigned};
 use crate::error::NodeError;
 
@@ -101,23 +103,31 @@ impl SqliteStore {
     /// Writes `commit` in one transaction (its record, the atoms it produced, the replies it
     /// gave, its position), then folds its values for compaction.
     pub(super) fn write(&mut self, commit: &Commit<'_>) -> Result<(), NodeError> {
-        let encoded = self.encode(commit)?;
+        let mut encoded = self.encode(commit)?;
         failpoint::reach("commit.encoded");
         let file = self.file.clone();
         let sql = |e| NodeError::sqlite(&file, e);
         let workflow_id = signed(commit.workflow_id);
         let now = now_seconds();
-        let tx = self.conn.transaction().map_err(sql)?;
+        // The write lock first: the subject keys read for sealing are then current.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
         tx.prepare_cached("INSERT INTO changelog (workflow, step, record) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| s.execute(params![workflow_id, signed(commit.step), encoded.record]))
             .map_err(sql)?;
-        for (atom, bytes) in commit.outputs.iter().zip(&encoded.atoms) {
+        let mut keys = DbKeys::new(&tx, Some(&self.keys), &self.rng);
+        for (atom, bytes) in commit.outputs.iter().zip(&mut encoded.atoms) {
+            payload::seal_stored(bytes, &mut keys)
+                .map_err(|e| e.at(&file, &format!("atom {} of {}", atom.offset, atom.stream)))?;
             tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
                 .and_then(|mut s| {
-                    s.execute(params![atom.stream.as_str(), signed(atom.offset), bytes])
+                    s.execute(params![atom.stream.as_str(), signed(atom.offset), &*bytes])
                 })
                 .map_err(sql)?;
         }
+        let found = keys.found();
         for answer in commit.answered {
             let ask = answer.ask;
             tx.prepare_cached(
@@ -132,7 +142,7 @@ impl SqliteStore {
                     signed(ask.scope),
                     i64::from(ask.partition),
                     i64::from(ask.seq),
-                    payload::seal(answer.reply),
+                    payload::plain(answer.reply),
                     signed(now)
                 ])
             })
@@ -169,6 +179,7 @@ impl SqliteStore {
         }
         failpoint::reach("commit.written");
         tx.commit().map_err(sql)?;
+        found.keep_in(&self.keys);
         failpoint::reach("commit.done");
         if alive {
             self.alive = now;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::recover::open_payload;
-use super::{SqliteStore, schema, signed, unsigned};
+use super::seal::DbKeys;
+use super::{SqliteStore, payload, schema, signed, unsigned};
 use crate::error::NodeError;
 
 /// Label of remote readers' rows in `positions`: their path starts with it.
@@ -115,10 +115,12 @@ fn produced(conn: &Connection, stream: &str) -> rusqlite::Result<u64> {
 }
 
 /// Reads the logs of exported streams on its own connection (WAL lets it read while the
-/// store writes).
+/// store writes). Sealed atoms are opened with the subject keys as each pull finds them in
+/// the database, so an erasure applies from the next pull on.
 pub struct StreamReader {
     conn: Connection,
     file: PathBuf,
+    rng: ring::rand::SystemRandom,
 }
 
 /// What a pull finds in a stream's log.
@@ -138,7 +140,11 @@ impl StreamReader {
     pub fn open(dir: &Path) -> Result<StreamReader, NodeError> {
         let file = dir.join(super::DATABASE);
         let conn = schema::open(&file, true)?;
-        Ok(StreamReader { conn, file })
+        Ok(StreamReader {
+            conn,
+            file,
+            rng: ring::rand::SystemRandom::new(),
+        })
     }
 
     /// Up to `max_atoms` atoms (and about `max_bytes`) of `stream` from offset `from` on,
@@ -155,6 +161,7 @@ impl StreamReader {
         let tx = self.conn.transaction().map_err(sql)?;
         let mut atoms = Vec::new();
         {
+            let mut keys = DbKeys::new(&tx, None, &self.rng);
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT offset, atom FROM atoms WHERE stream = ?1 AND offset >= ?2 ORDER BY offset LIMIT ?3",
@@ -176,7 +183,9 @@ impl StreamReader {
                     }
                     break;
                 }
-                let atom = open_payload(&file, "stream atom", &stored)?;
+                let atom = payload::open_atom(&stored, &mut keys)
+                    .map_err(|e| e.at(&file, "stream atom"))?
+                    .into_owned();
                 bytes += atom.len();
                 atoms.push((offset, atom));
                 if bytes >= max_bytes {

@@ -1,7 +1,8 @@
 //! Failpoints: named places in the commit path where a crash test makes the process abort, to
-//! check that a crash at exactly that place loses nothing and applies nothing twice. Set
-//! `PODS_FAILPOINT=<name>:<n>` to abort the n-th time `<name>` is reached; unset, a failpoint
-//! costs one load of a cached value.
+//! check that a crash at exactly that place loses nothing and applies nothing twice; and
+//! `erase.deleted`, where an erasure has deleted a subject's key but not yet checkpointed the
+//! WAL. Set `PODS_FAILPOINT=<name>:<n>` to abort the n-th time `<name>` is reached; unset, a
+//! failpoint costs one load of a cached value.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The environment variable that arms a failpoint.
 pub const VARIABLE: &str = "PODS_FAILPOINT";
 
-/// Every failpoint, in the order a commit reaches them.
+/// Every failpoint of the commit path, in the order a commit reaches them.
 pub const ALL: &[&str] = &[
     "commit.encoded",
     "commit.written",

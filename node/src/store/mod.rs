@@ -1,7 +1,9 @@
 //! The node's durable store: one SQLite database (WAL) in the data dir. A workflow's commit
 //! (an atom, or steps taken together) is one changelog record (the input position after it and
 //! every state value it wrote) in one transaction; compaction folds a workflow's records into a
-//! snapshot of its values. Recovery reads the snapshot and the records after it.
+//! snapshot of its values. Recovery reads the snapshot and the records after it. The personal
+//! events of every atom it keeps are sealed under their data subjects' keys (`seal/`), and an
+//! [`Eraser`] destroys a subject's key.
 
 mod activity;
 mod commit;
@@ -14,10 +16,12 @@ mod quarantine;
 mod record;
 mod recover;
 pub(crate) mod schema;
+mod seal;
 
 use std::path::{Path, PathBuf};
 
 use pods_sdk::{Attempt, Commit, InputPosition, Moved, Recovery, Storage, StorageError};
+use ring::rand::SystemRandom;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::NodeError;
@@ -26,7 +30,8 @@ use commit::Fold;
 pub use exports::{Pulled, StreamReader};
 pub use kept::KeptReplies;
 pub use quarantine::Quarantined;
-use recover::open_payload;
+use seal::{DbKeys, KeyCache};
+pub use seal::{ErasedKey, Eraser};
 
 /// The database file's name in the data dir.
 pub const DATABASE: &str = "pods.db";
@@ -93,6 +98,10 @@ pub struct SqliteStore {
     alive: u64,
     /// Per workflow: this run's commits since its last compaction, folded (last write per slot).
     folds: std::collections::HashMap<u64, Fold>,
+    /// The data subjects' keys in use, shared with the store's erasers.
+    keys: KeyCache,
+    /// Nonces and new keys.
+    rng: SystemRandom,
 }
 
 /// SQLite keeps integers signed; keys and ids are unsigned 64-bit hashes, stored bit for bit.
@@ -133,6 +142,7 @@ impl SqliteStore {
         let alive = if options.read_only {
             0
         } else {
+            seal::complete_pending(&conn, &file)?;
             age_by_uptime(&conn).map_err(sql)?
         };
         Ok(SqliteStore {
@@ -147,7 +157,15 @@ impl SqliteStore {
             quarantine_after: options.quarantine_after,
             answers_kept: options.answers_kept,
             folds: std::collections::HashMap::new(),
+            keys: KeyCache::default(),
+            rng: SystemRandom::new(),
         })
+    }
+
+    /// An eraser of data subjects' keys in this store, usable from other threads while the
+    /// store runs (the running store sees each erasure at once).
+    pub fn eraser(&self) -> Eraser {
+        Eraser::new(self.file.clone(), self.keys.clone())
     }
 
     /// The database file.
@@ -262,27 +280,9 @@ impl Storage for SqliteStore {
         atom: &[u8],
         reason: &str,
     ) -> Result<(), StorageError> {
-        let written = self.conn.execute(
-            "INSERT INTO quarantine (workflow, path, stream, offset, atom, reason, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (workflow, stream, offset) DO UPDATE SET atom = excluded.atom,
-                 reason = excluded.reason, at = excluded.at",
-            params![
-                signed(workflow_id),
-                workflow.as_str(),
-                stream.as_str(),
-                signed(offset),
-                payload::seal(atom),
-                reason,
-                signed(now_seconds())
-            ],
-        );
-        match written {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = NodeError::sqlite(&self.file, e);
-                Err(self.failed(e, workflow.as_str(), 0))
-            }
+        match self.try_set_aside(workflow, workflow_id, stream, offset, atom, reason) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed(e, workflow.as_str(), 0)),
         }
     }
 
@@ -312,11 +312,8 @@ impl Storage for SqliteStore {
         offset: u64,
         atom: &[u8],
     ) -> Result<(), StorageError> {
-        let file = self.file.clone();
-        let fail = |e| StorageError::Backend(NodeError::sqlite(&file, e).to_string());
-        let tx = self.conn.transaction().map_err(fail)?;
-        moves::log_atom(&tx, stream.as_str(), offset, atom).map_err(fail)?;
-        tx.commit().map_err(fail)
+        self.try_log_atom(stream.as_str(), offset, atom)
+            .map_err(|e| StorageError::Backend(e.to_string()))
     }
 
     fn log_moved(&mut self, moved: &Moved<'_>) -> Result<(), StorageError> {
@@ -379,14 +376,20 @@ impl Storage for SqliteStore {
                 r.get::<_, Vec<u8>>(0)
             })
             .map_err(sql)?;
+        let mut keys = DbKeys::new(&self.conn, Some(&self.keys), &self.rng);
         let mut atoms = Vec::new();
         for row in rows {
             let stored = row.map_err(sql)?;
-            atoms.push(open_payload(&file, "logged atom", &stored).map_err(fail)?);
+            let atom = payload::open_atom(&stored, &mut keys)
+                .map_err(|e| fail(e.at(&file, "logged atom")))?;
+            atoms.push(atom.into_owned());
         }
+        keys.found().keep_in(&self.keys);
         Ok(atoms)
     }
 }
 
+#[cfg(test)]
+mod erasure_tests;
 #[cfg(test)]
 mod tests;

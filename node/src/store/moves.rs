@@ -1,23 +1,52 @@
-//! The moves of sequencers and splitters: their output atoms and input position, logged
-//! together.
+//! The moves of sequencers and splitters, and the atoms fed by the host: their atoms (their
+//! personal events sealed) logged with the heads of their streams, and a move's input
+//! position with them.
 
 use pods_sdk::Moved;
-use rusqlite::params;
+use rusqlite::{TransactionBehavior, params};
 
+use super::seal::DbKeys;
 use super::{SqliteStore, payload, signed};
 use crate::error::NodeError;
 
 impl SqliteStore {
+    /// Logs atom `offset` of `stream` (fed by the host) in one transaction.
+    pub(super) fn try_log_atom(
+        &mut self,
+        stream: &str,
+        offset: u64,
+        atom: &[u8],
+    ) -> Result<(), NodeError> {
+        let file = self.file.clone();
+        let sql = |e| NodeError::sqlite(&file, e);
+        // The write lock first: the subject keys read for sealing are then current.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let mut keys = DbKeys::new(&tx, Some(&self.keys), &self.rng);
+        log_atom(&tx, &mut keys, &file, stream, offset, atom)?;
+        let found = keys.found();
+        tx.commit().map_err(sql)?;
+        found.keep_in(&self.keys);
+        Ok(())
+    }
+
     /// Logs a sequencer's or splitter's move in one transaction: its output atoms, the heads
     /// of their streams, and its input position; every 256 moves on an input, the atoms of
     /// that input every reader has passed are dropped.
     pub(super) fn try_log_moved(&mut self, moved: &Moved<'_>) -> Result<(), NodeError> {
         let file = self.file.clone();
         let sql = |e| NodeError::sqlite(&file, e);
-        let tx = self.conn.transaction().map_err(sql)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let mut keys = DbKeys::new(&tx, Some(&self.keys), &self.rng);
         for (stream, offset, atom) in moved.outputs {
-            log_atom(&tx, stream.as_str(), *offset, atom).map_err(sql)?;
+            log_atom(&tx, &mut keys, &file, stream.as_str(), *offset, atom)?;
         }
+        let found = keys.found();
         tx.prepare_cached(
             "INSERT INTO positions (workflow, path, step, compacted, stream, next, produced)
              VALUES (?1, ?2, 0, 0, ?3, ?4, 0)
@@ -40,23 +69,32 @@ impl SqliteStore {
             )
             .map_err(sql)?;
         }
-        tx.commit().map_err(sql)
+        tx.commit().map_err(sql)?;
+        found.keep_in(&self.keys);
+        Ok(())
     }
 }
 
-/// Logs atom `offset` of `stream` in `tx`, with the head of that stream's log.
-pub(super) fn log_atom(
+/// Logs atom `offset` of `stream` in `tx` (its personal events sealed with `keys`, made on
+/// `tx`), with the head of that stream's log.
+fn log_atom(
     tx: &rusqlite::Transaction<'_>,
+    keys: &mut DbKeys<'_>,
+    file: &std::path::Path,
     stream: &str,
     offset: u64,
     atom: &[u8],
-) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")?
-        .execute(params![stream, signed(offset), payload::seal(atom)])?;
+) -> Result<(), NodeError> {
+    let stored = payload::stored_atom(atom, keys).map_err(|e| e.at(file, "atom to log"))?;
+    let sql = |e| NodeError::sqlite(file, e);
+    tx.prepare_cached("INSERT INTO atoms (stream, offset, atom) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![stream, signed(offset), stored]))
+        .map_err(sql)?;
     tx.prepare_cached(
         "INSERT INTO heads (stream, next) VALUES (?1, ?2)
          ON CONFLICT (stream) DO UPDATE SET next = excluded.next",
-    )?
-    .execute(params![stream, signed(offset + 1)])?;
+    )
+    .and_then(|mut s| s.execute(params![stream, signed(offset + 1)]))
+    .map_err(sql)?;
     Ok(())
 }

@@ -1,14 +1,26 @@
 //! The payload layer: every event payload and state value that the store writes passes through
-//! here, so that a personal payload can be sealed under its data subject's key (and erased by
-//! destroying the key). Each payload starts with a tag byte naming how it is stored; this build
-//! writes plain payloads (tag 0) and refuses tags it does not know, so a file written by a later
-//! build with sealed payloads is reported, not misread.
+//! here. Each payload starts with a tag byte naming how it is stored: 0, as it is; 1, an atom
+//! whose personal events are sealed under their data subjects' keys (`seal/`), so that erasing
+//! a subject (destroying its key) makes them unreadable. Tags this build does not know are
+//! refused, so a file written by a later build is reported, not misread.
+//!
+//! Only atoms are sealed: state values and kept replies carry no envelope to say whose data
+//! they are, and stay plain.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use super::seal::{self, KeySource, SealError};
+use crate::error::NodeError;
 
 /// Tag of a payload stored as it is.
 const PLAIN: u8 = 0;
 
-/// Why a stored payload cannot be opened.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Tag of an atom whose personal events are sealed.
+const SEALED: u8 = 1;
+
+/// Why a stored payload cannot be written or opened.
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum PayloadError {
     /// The payload is empty (it has no tag).
     #[error("empty payload")]
@@ -16,26 +28,93 @@ pub(crate) enum PayloadError {
     /// The payload is stored in a way this build does not know.
     #[error("payload stored with unknown tag {0}")]
     UnknownTag(u8),
+    /// A sealed payload where only plain ones are stored.
+    #[error("a sealed payload where plain ones are stored")]
+    UnexpectedSeal,
+    /// Sealing or opening failed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
 }
 
-/// Wraps `plain` for storage.
-pub(crate) fn seal(plain: &[u8]) -> Vec<u8> {
+impl PayloadError {
+    /// The store's error for payload `what` of `file`.
+    pub(crate) fn at(self, file: &Path, what: &str) -> NodeError {
+        match self {
+            PayloadError::Seal(SealError::Sqlite(e)) => NodeError::sqlite(file, e),
+            e => NodeError::BadRecord {
+                file: file.to_path_buf(),
+                what: what.to_owned(),
+                detail: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Wraps `plain` for storage, as it is.
+pub(crate) fn plain(plain: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(plain.len() + 1);
     out.push(PLAIN);
     out.extend_from_slice(plain);
     out
 }
 
-/// Starts a payload in `out` (its tag); the plain bytes follow.
+/// Starts a plain payload in `out` (its tag); the bytes follow.
 pub(crate) fn begin(out: &mut Vec<u8>) {
     out.push(PLAIN);
 }
 
-/// The plain bytes of a stored payload.
+/// The stored form of `atom` (the sdk's CBOR): sealed if it holds personal events.
+pub(crate) fn stored_atom(atom: &[u8], keys: &mut dyn KeySource) -> Result<Vec<u8>, PayloadError> {
+    Ok(match seal::seal_atom(atom, keys)? {
+        Some(sealed) => tagged(SEALED, &sealed),
+        None => plain(atom),
+    })
+}
+
+/// Seals the personal events of `stored`, a plain payload holding an atom (started with
+/// [`begin`]), in place; an atom without personal events is left as it is.
+pub(crate) fn seal_stored(
+    stored: &mut Vec<u8>,
+    keys: &mut dyn KeySource,
+) -> Result<(), PayloadError> {
+    let atom = match stored.split_first() {
+        None => return Err(PayloadError::Empty),
+        Some((&PLAIN, atom)) => atom,
+        Some((&tag, _)) => return Err(PayloadError::UnknownTag(tag)),
+    };
+    if let Some(sealed) = seal::seal_atom(atom, keys)? {
+        *stored = tagged(SEALED, &sealed);
+    }
+    Ok(())
+}
+
+fn tagged(tag: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 1);
+    out.push(tag);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The bytes of a stored plain payload (a state value or a reply).
 pub(crate) fn open(stored: &[u8]) -> Result<&[u8], PayloadError> {
     match stored.split_first() {
         None => Err(PayloadError::Empty),
         Some((&PLAIN, rest)) => Ok(rest),
+        Some((&SEALED, _)) => Err(PayloadError::UnexpectedSeal),
+        Some((&tag, _)) => Err(PayloadError::UnknownTag(tag)),
+    }
+}
+
+/// The atom (the sdk's CBOR) of a stored atom: opened if sealed, without the events of
+/// subjects whose keys are gone.
+pub(crate) fn open_atom<'a>(
+    stored: &'a [u8],
+    keys: &mut dyn KeySource,
+) -> Result<Cow<'a, [u8]>, PayloadError> {
+    match stored.split_first() {
+        None => Err(PayloadError::Empty),
+        Some((&PLAIN, rest)) => Ok(Cow::Borrowed(rest)),
+        Some((&SEALED, rest)) => Ok(Cow::Owned(seal::open_atom(rest, keys)?)),
         Some((&tag, _)) => Err(PayloadError::UnknownTag(tag)),
     }
 }
@@ -46,9 +125,13 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_and_unknown_tags_are_refused() {
-        let stored = seal(b"value");
-        assert_eq!(open(&stored), Ok(&b"value"[..]));
-        assert_eq!(open(&[]), Err(PayloadError::Empty));
-        assert_eq!(open(&[7, 1, 2]), Err(PayloadError::UnknownTag(7)));
+        let stored = plain(b"value");
+        assert_eq!(open(&stored).ok(), Some(&b"value"[..]));
+        assert!(matches!(open(&[]), Err(PayloadError::Empty)));
+        assert!(matches!(open(&[7, 1, 2]), Err(PayloadError::UnknownTag(7))));
+        assert!(matches!(
+            open(&[SEALED, 1]),
+            Err(PayloadError::UnexpectedSeal)
+        ));
     }
 }

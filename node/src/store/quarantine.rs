@@ -1,10 +1,10 @@
 //! Quarantine: the atoms each workflow tried at its last launches, and the atoms set aside
 //! because the process stopped while processing them on several launches in a row.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::recover::open_payload;
-use super::{SqliteStore, signed, unsigned};
+use super::seal::DbKeys;
+use super::{SqliteStore, now_seconds, payload, signed, unsigned};
 use crate::error::NodeError;
 
 impl SqliteStore {
@@ -31,19 +31,65 @@ impl SqliteStore {
                 ))
             })
             .map_err(sql)?;
+        let mut keys = DbKeys::new(&self.conn, Some(&self.keys), &self.rng);
         let mut out = Vec::new();
         for row in rows {
             let (workflow, stream, offset, atom, reason, at) = row.map_err(sql)?;
+            let atom = payload::open_atom(&atom, &mut keys)
+                .map_err(|e| e.at(file, "quarantined atom"))?
+                .into_owned();
             out.push(Quarantined {
                 workflow,
                 stream,
                 offset: unsigned(offset),
-                atom: open_payload(file, "quarantined atom", &atom)?,
+                atom,
                 reason,
                 at_unix_seconds: unsigned(at),
             });
         }
+        keys.found().keep_in(&self.keys);
         Ok(out)
+    }
+
+    /// Sets atom `offset` of `stream` aside for `workflow` (its personal events sealed).
+    pub(super) fn try_set_aside(
+        &mut self,
+        workflow: &pods_sdk::Path,
+        workflow_id: u64,
+        stream: &pods_sdk::Path,
+        offset: u64,
+        atom: &[u8],
+        reason: &str,
+    ) -> Result<(), NodeError> {
+        let file = self.file.clone();
+        let sql = |e| NodeError::sqlite(&file, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let mut keys = DbKeys::new(&tx, Some(&self.keys), &self.rng);
+        let stored =
+            payload::stored_atom(atom, &mut keys).map_err(|e| e.at(&file, "quarantined atom"))?;
+        let found = keys.found();
+        tx.execute(
+            "INSERT INTO quarantine (workflow, path, stream, offset, atom, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (workflow, stream, offset) DO UPDATE SET atom = excluded.atom,
+                 reason = excluded.reason, at = excluded.at",
+            params![
+                signed(workflow_id),
+                workflow.as_str(),
+                stream.as_str(),
+                signed(offset),
+                stored,
+                reason,
+                signed(now_seconds())
+            ],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        found.keep_in(&self.keys);
+        Ok(())
     }
 
     pub(super) fn try_attempt(

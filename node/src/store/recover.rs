@@ -230,14 +230,11 @@ fn input_position(file: &Path, stream: &str, next: u64) -> Result<InputPosition,
     Ok(InputPosition { stream, next })
 }
 
+/// The bytes of a stored plain payload (a state value or a kept reply).
 pub(super) fn open_payload(file: &Path, what: &str, stored: &[u8]) -> Result<Vec<u8>, NodeError> {
     payload::open(stored)
         .map(<[u8]>::to_vec)
-        .map_err(|e| NodeError::BadRecord {
-            file: file.to_path_buf(),
-            what: what.to_owned(),
-            detail: e.to_string(),
-        })
+        .map_err(|e| e.at(file, what))
 }
 
 /// Applies one record's writes to `values`.

@@ -12,7 +12,7 @@ use crate::error::NodeError;
 pub(crate) const APPLICATION_ID: i64 = 0x506f_6473;
 
 /// The schema version this build writes; files of older versions are migrated.
-pub(crate) const VERSION: i64 = 5;
+pub(crate) const VERSION: i64 = 6;
 
 /// Migrations: the statements that bring version `i` to `i + 1` are `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
@@ -85,6 +85,15 @@ const MIGRATIONS: &[&str] = &[
          id INTEGER PRIMARY KEY CHECK (id = 0),
          alive INTEGER NOT NULL
      );",
+    // 5 → 6: a key per data subject (under the SHA-256 digest of its id), which seals its
+    // personal payloads, and the erasures whose checkpoint has not completed yet.
+    "CREATE TABLE subject_keys (
+         subject BLOB PRIMARY KEY,
+         key BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE erasures (
+         id INTEGER PRIMARY KEY
+     );",
 ];
 
 /// What marks a kind of Pods database: its application id, the version this build writes, and
@@ -103,7 +112,9 @@ const STORE: Schema = Schema {
 };
 
 /// Opens (or creates) the store's database at `file`: checks that it is a Pods database of a
-/// version this build reads, migrates an older one, and sets WAL journaling.
+/// version this build reads, migrates an older one, and sets WAL journaling. Every connection
+/// overwrites deleted content with zeros (`secure_delete`), so an erased key or a deleted
+/// payload does not linger in free pages.
 pub(crate) fn open(file: &Path, read_only: bool) -> Result<Connection, NodeError> {
     open_with(file, read_only, &STORE)
 }
@@ -123,6 +134,8 @@ pub(crate) fn open_with(
     };
     let conn = Connection::open_with_flags(file, flags).map_err(|e| NodeError::sqlite(file, e))?;
     let sql = |e| NodeError::sqlite(file, e);
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(sql)?;
     // The first read: a file that is not a database fails here.
     let application_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))

@@ -2,7 +2,8 @@
 //! runs a counting app with asks and a sink against a SQLite store and is killed with SIGKILL
 //! at random moments (and aborted at each failpoint of the commit path), then restarted; the
 //! final state must be what a run never killed gives. Beside it: replies kept across a replay
-//! (here), quarantine, resuming after stops, and sequencers and splitters (modules).
+//! (here), quarantine, resuming after stops, sequencers and splitters, and erasure of data
+//! subjects (modules).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -14,6 +15,7 @@ use pods_node::{Node, NodeConfig, SqliteStore, StoreOptions, Synchronous};
 use pods_sdk::{App, AppBuilder, AskError, Ctx, PerKeyState, ThreadedConfig};
 
 mod asks;
+mod erasure;
 mod moves;
 mod quarantine;
 mod resume;
