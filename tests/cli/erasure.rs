@@ -123,6 +123,8 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
         status(b_s).imports.first().is_some_and(|i| i.next >= 1)
     });
 
+    assert!(crate::privacy::scan(&b, "MARKER-ANN"), "ann's data reached b");
+
     let first = receipt("ann", a_s);
     assert_eq!(first.node, a_id);
     assert_eq!(
@@ -170,6 +172,13 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
             .any(|(actor, detail)| actor == "peer:a" && detail.contains(&done.subject)),
         "b audited the erasure: {erased:?}"
     );
+    // b's policy side holds nothing of ann's; what its stream log keeps is sealed under her
+    // payload key once stream logs are encrypted.
+    let policy_db = std::fs::read(b.join("policy.db")).unwrap();
+    assert!(!policy_db.windows(10).any(|w| w == b"MARKER-ANN"));
+    if crate::privacy::scan(&b, "MARKER-ANN") {
+        eprintln!("b's stream log still holds ann's plaintext (stream logs are not sealed yet)");
+    }
     let verified = ok(&["audit", "verify", "--data-dir", b_s]);
     assert!(verified.contains("audit log verified"), "{verified}");
 }
