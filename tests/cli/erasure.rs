@@ -123,9 +123,27 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
         status(b_s).imports.first().is_some_and(|i| i.next >= 1)
     });
 
-    assert!(crate::privacy::scan(&b, "MARKER-ANN"), "ann's data reached b");
+    assert!(
+        crate::privacy::scan(&b, "MARKER-ANN"),
+        "ann's data reached b"
+    );
 
+    // b is down when ann is erased at a, and a restarts meanwhile: the request is pending,
+    // shown in status, and goes out again once b is back.
+    assert!(node_b.terminate().success());
     let first = receipt("ann", a_s);
+    assert!(first.pending());
+    let pending = status(a_s).erasures;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].subject, first.subject);
+    assert_eq!(pending[0].peers, ["b"]);
+    assert!(node_a.terminate().success());
+    let node_a = Daemon::start(&a);
+    assert!(
+        receipt("ann", a_s).pending(),
+        "still pending after a restart"
+    );
+    let node_b = Daemon::start(&b);
     assert_eq!(first.node, a_id);
     assert_eq!(
         first
@@ -136,7 +154,7 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
         vec!["b"],
         "the receipt lists the peer the data went to"
     );
-    wait_for(Duration::from_secs(30), || !receipt("ann", a_s).pending());
+    wait_for(Duration::from_secs(60), || !receipt("ann", a_s).pending());
     let done = receipt("ann", a_s);
     assert!(status(a_s).erasures.is_empty(), "nothing pending in status");
     let ack: pods_node::privacy::Acknowledgement =
