@@ -89,7 +89,7 @@ pub struct PendingErasure {
 
 impl Privacy {
     /// Records that the data of `subjects` went to the peer `peer` under the export `export`,
-    /// now (one transaction for them all).
+    /// now (one transaction for them all). An erased subject's id is not written down again.
     pub fn record_lineage<'a>(
         &self,
         peer: &str,
@@ -97,6 +97,22 @@ impl Privacy {
         subjects: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), NodeError> {
         let now = self.inner.gate.now() as i64;
+        let subjects: Vec<&str> = {
+            let rules = self.inner.gate.read();
+            subjects
+                .into_iter()
+                .filter(|s| {
+                    let erased = rules.registry().is_erased(s);
+                    if erased {
+                        tracing::warn!(%peer, %export, "data of an erased subject went to a peer");
+                    }
+                    !erased
+                })
+                .collect()
+        };
+        if subjects.is_empty() {
+            return Ok(());
+        }
         let mut db = self.db()?;
         let tx = db.transaction().map_err(|e| self.sql(e))?;
         {

@@ -121,6 +121,13 @@ fn an_erasure_waits_for_each_peer_once_and_finishes_with_the_last() {
             .unwrap(),
         done
     );
+    // Data of ann sent after her erasure does not bring her id back into policy.db.
+    a.privacy.record_lineage("b", stream, ["ann"]).unwrap();
+    a.privacy
+        .erase("bob", &a.peer.to_string(), &a.audit)
+        .unwrap();
+    let pairs = a.privacy.pending_peer_erasures().unwrap();
+    assert_eq!(pairs, [("bob".into(), "b".into())]);
     let key = libp2p::identity::PublicKey::try_decode_protobuf(a.peer.as_ref().digest()).unwrap();
     let sig = pods_policy::audit::from_hex(&done.signature).unwrap();
     assert!(
