@@ -18,6 +18,7 @@ pub fn catalog() -> Catalog {
         .with("inventory", |_| inventory())
         .with("orders", orders_at)
         .with("clinic", |_| clinic())
+        .with("research", |_| research())
 }
 
 /// `clinic`: patients' visits, fed by `pods data import` into the external generator
@@ -29,6 +30,16 @@ pub fn clinic() -> Result<App, NodeError> {
     let visits = app.generator_external::<Row>("visits");
     app.workflow("study").source(&visits).identity().sink();
     app.workflow("care").source(&visits).identity().sink();
+    Ok(app.build()?)
+}
+
+/// `research`: visits mirrored from a peer's exported stream (`[[import]] into =
+/// "/research/generators/visits"`), read by the workflow `cohort` (declare it in this node's
+/// policy to let it receive the personal events).
+pub fn research() -> Result<App, NodeError> {
+    let app = AppBuilder::new("research");
+    let visits = app.generator_external::<Row>("visits");
+    app.workflow("cohort").source(&visits).identity().sink();
     Ok(app.build()?)
 }
 

@@ -161,6 +161,8 @@ pub async fn run(
         Arc::clone(&node),
         exported,
         tx.clone(),
+        privacy.clone(),
+        audit.clone(),
     )?;
     let listen = shell.listening().await?;
     audit.record(

@@ -87,6 +87,13 @@ pub fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
             ),
         }
     }
+    for e in &s.erasures {
+        println!(
+            "erasure {} pending at {} (retried until they acknowledge)",
+            e.subject,
+            e.peers.join(", ")
+        );
+    }
     if s.asks_out > 0 {
         println!("asks to peers waiting for replies: {}", s.asks_out);
     }

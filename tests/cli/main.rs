@@ -4,6 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod audit;
+mod erasure;
 mod nodes;
 mod privacy;
 #[path = "../../examples/word_count.rs"]

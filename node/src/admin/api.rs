@@ -112,6 +112,9 @@ pub struct Status {
     /// The policy gate's decisions per workflow and portal since the node started.
     #[serde(default)]
     pub gate: Vec<pods_policy::Counts>,
+    /// Erasures some peer has not acknowledged yet (their requests are retried).
+    #[serde(default)]
+    pub erasures: Vec<crate::privacy::PendingErasure>,
 }
 
 /// An error body: what went wrong, for a person.

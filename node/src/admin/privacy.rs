@@ -243,6 +243,8 @@ async fn erase(State(state): State<AdminState>, UrlPath(subject): UrlPath<String
     );
     let who = subject.clone();
     let done = tokio::task::spawn_blocking(move || privacy.erase(&who, &node, &audit)).await;
+    // The peers that received the subject's data are asked at once.
+    let _ = state.net.send(crate::net::shell::Command::ErasuresChanged);
     match done {
         Ok(r) => audited(
             &state,

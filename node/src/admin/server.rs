@@ -139,6 +139,10 @@ async fn status(State(state): State<AdminState>) -> Response {
         asks_out: net.asks_out,
         imports: net.imports.clone(),
         gate: state.privacy.counts(),
+        erasures: state.privacy.pending_erasures().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the pending erasures");
+            Vec::new()
+        }),
     })
     .into_response()
 }

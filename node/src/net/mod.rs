@@ -1,6 +1,9 @@
 //! Between nodes: the wire protocol, the state machines of asks sent and received, and the
 //! libp2p shell that drives them.
 
+mod egress;
+mod erase;
+pub mod erasures;
 pub mod inbox;
 pub mod outbox;
 pub mod pulls;

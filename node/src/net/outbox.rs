@@ -124,8 +124,8 @@ impl Outbox {
                 vec![Err(e); ids.len()]
             }
             Response::Refused(e) => vec![Err(e); ids.len()],
-            Response::Atoms(_) => {
-                let e = WireError::new(ErrorCode::Malformed, "atoms in answer to asks");
+            Response::Atoms(_) | Response::Erased(_) => {
+                let e = WireError::new(ErrorCode::Malformed, "not replies, in answer to asks");
                 vec![Err(e); ids.len()]
             }
         };

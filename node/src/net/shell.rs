@@ -14,15 +14,19 @@ use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identity::Keypair, pin
 use pods_sdk::{AskError, AskId, Gateway, OutboundAsk, Path};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::egress::Egress;
+use super::erasures::Erasures;
 use super::inbox::{Done, Inbox};
 use super::outbox::{self, Outbox, RemoteAsk};
 use super::pulls::Pulls;
 use super::wire::{
     self, Codec, ErrorCode, Frame, PROTOCOL, Request, RequestBody, Response, VERSION, WireError,
 };
+use crate::audit::AuditLog;
 use crate::config::{Settings, read};
 use crate::error::NodeError;
 use crate::node::Node;
+use crate::privacy::Privacy;
 use crate::store::{KeptReplies, StreamReader};
 
 /// How often peers that are not connected are dialed again.
@@ -41,6 +45,15 @@ pub enum Command {
     },
     /// `pods.toml`'s peers changed: connect to new ones, cut removed ones off.
     PeersChanged,
+    /// An erasure started or finished here: take the pending erasure requests again.
+    ErasuresChanged,
+    /// A peer's erasure request `key` was carried out here: its answer.
+    Erased {
+        /// The request (its key in the shell).
+        key: u64,
+        /// The acknowledgement, or why there is none.
+        response: Response,
+    },
     /// Report the network's state.
     Status(oneshot::Sender<NetStatus>),
 }
@@ -79,6 +92,8 @@ pub(super) enum Sent {
     Asks(u64),
     /// A pull of mirror `0`.
     Pull(usize),
+    /// An erasure request (its id in the erasures state machine).
+    Erase(u64),
 }
 
 #[derive(NetworkBehaviour)]
@@ -110,6 +125,18 @@ pub struct Shell {
     pub(super) known: HashMap<PeerId, String>,
     pub(super) by_name: HashMap<String, (PeerId, Multiaddr)>,
     pub(super) tx: mpsc::UnboundedSender<Command>,
+    /// The node's privacy side: lineage, erasures, the gate's rules for exports.
+    pub(super) privacy: Privacy,
+    /// The audit log (which also signs acknowledgements).
+    pub(super) audit: AuditLog,
+    /// The erasure requests this node owes its peers.
+    pub(super) erasures: Erasures,
+    /// Peers' erasure requests being carried out, by key.
+    pub(super) erase_channels: HashMap<u64, ResponseChannel<Frame>>,
+    pub(super) next_erase: u64,
+    /// What each inbound ask's reply may carry out: the asking peer's name, the portal and
+    /// the ask's envelope.
+    pub(super) egress: HashMap<AskId, Egress>,
 }
 
 impl Shell {
@@ -121,6 +148,8 @@ impl Shell {
         node: Arc<Node>,
         exported: Vec<String>,
         tx: mpsc::UnboundedSender<Command>,
+        privacy: Privacy,
+        audit: AuditLog,
     ) -> Result<Shell, NodeError> {
         let s = read(&settings);
         let limits = s.limits.clone();
@@ -194,8 +223,15 @@ impl Shell {
             known: HashMap::new(),
             by_name: HashMap::new(),
             tx,
+            privacy,
+            audit,
+            erasures: Erasures::default(),
+            erase_channels: HashMap::new(),
+            next_erase: 0,
+            egress: HashMap::new(),
         };
         shell.peers_changed();
+        shell.erasures_changed();
         Ok(shell)
     }
 
@@ -232,11 +268,15 @@ impl Shell {
     ) {
         let mut redial = tokio::time::interval(REDIAL_EVERY);
         loop {
-            let wake = [self.outbox.next_wakeup(), self.pulls.next_wakeup()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(tokio::time::Instant::from_std);
+            let wake = [
+                self.outbox.next_wakeup(),
+                self.pulls.next_wakeup(),
+                self.erasures.next_wakeup(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(tokio::time::Instant::from_std);
             let retry = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -251,10 +291,12 @@ impl Shell {
                     let actions = self.outbox.poll(Instant::now());
                     self.outbox_actions(actions);
                     self.pull_due();
+                    self.erasures_due();
                 }
                 _ = redial.tick() => {
                     self.redial();
                     self.trim_exports();
+                    self.erasures_changed();
                 }
             }
         }
@@ -265,12 +307,14 @@ impl Shell {
         match c {
             Command::Asks(asks) => self.asks_out(asks),
             Command::Replied { id, outcome } => {
-                let outcome = outcome.map_err(|e| to_wire(&e));
+                let outcome = self.reply_out(id, outcome.map_err(|e| to_wire(&e)));
                 for done in self.inbox.answered(id, outcome) {
                     self.respond(done);
                 }
             }
             Command::PeersChanged => self.peers_changed(),
+            Command::ErasuresChanged => self.erasures_changed(),
+            Command::Erased { key, response } => self.erase_answered(key, response),
             Command::Status(reply) => {
                 let status = NetStatus {
                     peer_id: self.swarm.local_peer_id().to_string(),
@@ -338,6 +382,7 @@ impl Shell {
                             self.outbox_actions(actions);
                         }
                         Sent::Pull(mirror) => self.pulled(mirror, response),
+                        Sent::Erase(id) => self.erasure_response(id, response),
                     }
                 }
                 Event::OutboundFailure {
@@ -353,6 +398,7 @@ impl Shell {
                             let e = WireError::new(ErrorCode::Unavailable, error.to_string());
                             self.pulls.failed(mirror, &e, Instant::now());
                         }
+                        Some(Sent::Erase(id)) => self.erasures.failed(id, Instant::now()),
                         None => {}
                     }
                 }
@@ -412,6 +458,7 @@ impl Shell {
                 let response = self.pull_in(&peer, &name, &stream, from, max_atoms);
                 return self.send_response(channel, &response);
             }
+            RequestBody::Erase { subject } => return self.erase_in(peer, &name, subject, channel),
         };
         let id = match self.inbox.begin(&peer, asks.len()) {
             Ok(id) => id,
@@ -455,6 +502,12 @@ impl Shell {
             if !self.inbox.wait(id, i, local) {
                 continue; // the same ask is open already: this one waits for its reply
             }
+            let egress = Egress {
+                peer: name.clone(),
+                portal: ask.portal.clone(),
+                envelope: ask.envelope.clone(),
+            };
+            self.egress.insert(local, egress);
             // A reply the replier committed before (the asker lost it, or either node restarted).
             if let Some(replier) = replier {
                 let key = (replier, local.origin, local.scope);
@@ -467,7 +520,8 @@ impl Shell {
                     rows.into_iter().collect()
                 });
                 if let Some(reply) = found.get(&local).cloned() {
-                    for d in self.inbox.answered(local, Ok(reply)) {
+                    let reply = self.reply_out(local, Ok(reply));
+                    for d in self.inbox.answered(local, reply) {
                         self.respond(d);
                     }
                     continue;
@@ -486,8 +540,8 @@ impl Shell {
                     pods_sdk::Error::Stopped => ErrorCode::Unavailable,
                     _ => ErrorCode::UnknownPath,
                 };
-                let e = WireError::new(code, e.to_string());
-                for d in self.inbox.answered(local, Err(e)) {
+                let e = self.reply_out(local, Err(WireError::new(code, e.to_string())));
+                for d in self.inbox.answered(local, e) {
                     self.respond(d);
                 }
             }

@@ -59,7 +59,15 @@ impl Shell {
             .streams
             .pull(stream, from, max_atoms.min(1024), max_bytes)
         {
-            Ok(Pulled::Atoms(atoms)) => Response::Atoms(atoms),
+            Ok(Pulled::Atoms(atoms)) => {
+                // Recorded before they leave: an erasure must find every recipient.
+                match self.stream_lineage(name, stream, &atoms) {
+                    Ok(()) => Response::Atoms(atoms),
+                    Err(e) => {
+                        Response::Refused(WireError::new(ErrorCode::Unavailable, e.to_string()))
+                    }
+                }
+            }
             Ok(Pulled::Truncated { first }) => {
                 tracing::warn!(%peer, %stream, from, first, "a peer pulled atoms the log no longer holds");
                 Response::Refused(WireError::new(
@@ -162,8 +170,8 @@ impl Shell {
                 }
                 self.pulls.failed(mirror, &e, now);
             }
-            Response::Replies(_) => {
-                let e = WireError::new(ErrorCode::Malformed, "replies in answer to a pull");
+            Response::Replies(_) | Response::Erased(_) => {
+                let e = WireError::new(ErrorCode::Malformed, "not atoms, in answer to a pull");
                 self.pulls.failed(mirror, &e, now);
             }
         }

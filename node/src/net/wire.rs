@@ -9,6 +9,8 @@ use libp2p::StreamProtocol;
 use pods_sdk::{AskId, Envelope};
 use serde::{Deserialize, Serialize};
 
+use crate::privacy::Acknowledgement;
+
 /// The libp2p protocol name.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pods/1");
 
@@ -39,6 +41,12 @@ pub enum RequestBody {
         /// Most atoms to send back.
         max_atoms: u32,
     },
+    /// Asks the receiver to erase a subject whose data this node sent it; answered with
+    /// [`Response::Erased`]. Sent again until acknowledged, so erasing twice is harmless.
+    Erase {
+        /// The subject's id.
+        subject: String,
+    },
 }
 
 /// One ask to a portal of the receiving node.
@@ -61,6 +69,8 @@ pub enum Response {
     Replies(Vec<Result<Vec<u8>, WireError>>),
     /// The atoms of a pulled stream, in order from the offset asked (none: nothing new yet).
     Atoms(Vec<(u64, Vec<u8>)>),
+    /// The receiver erased the subject: its acknowledgement, signed with its key.
+    Erased(Acknowledgement),
     /// The whole request is refused.
     Refused(WireError),
 }
@@ -295,6 +305,26 @@ mod tests {
             body: RequestBody::Asks(vec![ask(0), ask(1)]),
         };
         assert_eq!(decode_request(&encode(&r)), Ok(r));
+    }
+
+    #[test]
+    fn an_erasure_and_its_acknowledgement_round_trip() {
+        let r = Request {
+            version: VERSION,
+            body: RequestBody::Erase {
+                subject: "alice".into(),
+            },
+        };
+        assert_eq!(decode_request(&encode(&r)), Ok(r));
+        let ack = Response::Erased(Acknowledgement {
+            subject: "ab".into(),
+            node: "12D3".into(),
+            erased_at: 7,
+            erased: crate::privacy::Erased::default(),
+            cascaded: vec!["carol".into()],
+            signature: "00".into(),
+        });
+        assert_eq!(decode_response(&encode(&ack)), Ok(ack));
     }
 
     #[test]

@@ -184,8 +184,17 @@ impl Privacy {
 
     /// The receipt of a finished erasure, if there is one.
     fn receipt(&self, digest: &[u8; 32]) -> Result<Option<ErasureReceipt>, NodeError> {
-        let text: Option<Option<String>> = self
-            .db()?
+        let db = self.db()?;
+        self.stored_receipt(&db, digest)
+    }
+
+    /// The receipt stored for `digest`, read through `db`.
+    pub(super) fn stored_receipt(
+        &self,
+        db: &rusqlite::Connection,
+        digest: &[u8; 32],
+    ) -> Result<Option<ErasureReceipt>, NodeError> {
+        let text: Option<Option<String>> = db
             .query_row(
                 "SELECT receipt FROM erasures WHERE digest = ?1",
                 [digest.as_slice()],
@@ -205,7 +214,7 @@ impl Privacy {
         }
     }
 
-    fn peer_erasures(
+    pub(super) fn peer_erasures(
         &self,
         db: &rusqlite::Connection,
         digest: &[u8; 32],
@@ -228,7 +237,7 @@ impl Privacy {
     }
 
     /// Stores the receipt; once no peer is pending, the subject's id is dropped from the row.
-    fn keep_receipt(
+    pub(super) fn keep_receipt(
         &self,
         db: &rusqlite::Connection,
         digest: &[u8; 32],

@@ -9,6 +9,7 @@
 mod db;
 mod erase;
 pub mod housekeeping;
+mod peers;
 mod records;
 mod subject;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::NodeError;
 pub use db::POLICY_DB;
 pub use erase::{Erased, ErasureReceipt, KeyEraser, PeerErasure};
+pub use peers::{Acknowledgement, PendingErasure};
 pub use records::{BadRow, Format, ImportReport, Record};
 pub use subject::{Processing, Recipient, SubjectExport};
 

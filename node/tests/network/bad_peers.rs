@@ -116,6 +116,7 @@ fn code(r: &Result<Response, String>) -> Vec<Result<Vec<u8>, ErrorCode>> {
         Ok(Response::Refused(WireError { code, .. })) => vec![Err(*code)],
         Ok(Response::Replies(v)) => v.iter().map(|x| x.clone().map_err(|e| e.code)).collect(),
         Ok(Response::Atoms(a)) => panic!("atoms in answer to asks: {a:?}"),
+        Ok(Response::Erased(a)) => panic!("an acknowledgement in answer to asks: {a:?}"),
         Err(e) => panic!("request failed: {e}"),
     }
 }

@@ -1,0 +1,166 @@
+//! Erasure between nodes, in the shell: answering a peer's erasure request (erase here, which
+//! lists this node's own recipients in turn, audit it, answer with a signed acknowledgement),
+//! and driving the [`Erasures`](super::erasures::Erasures) state machine for the requests this
+//! node owes its peers.
+
+use std::time::Instant;
+
+use libp2p::PeerId;
+use libp2p::request_response::ResponseChannel;
+
+use super::erasures::{Action, Pair};
+use super::shell::{Command, Sent, Shell};
+use super::wire::{self, ErrorCode, Frame, Request, RequestBody, Response, VERSION, WireError};
+use crate::privacy::Acknowledgement;
+
+impl Shell {
+    /// A peer asks this node to erase `subject`: erased off the swarm's task, then answered
+    /// (through [`Command::Erased`]).
+    pub(super) fn erase_in(
+        &mut self,
+        peer: PeerId,
+        name: &str,
+        subject: String,
+        channel: ResponseChannel<Frame>,
+    ) {
+        let settings = crate::config::read(&self.settings);
+        let imports_from = settings.imports.iter().any(|i| {
+            i.from
+                .strip_prefix("/peers/")
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(n, _)| n == name)
+        });
+        let known = settings.peer(name).is_some();
+        drop(settings);
+        if !(imports_from || known) {
+            let r = Response::Refused(WireError::new(
+                ErrorCode::NotAllowed,
+                "this node takes erasure requests only from its peers",
+            ));
+            return self.send_response(channel, &r);
+        }
+        let key = self.next_erase;
+        self.next_erase += 1;
+        self.erase_channels.insert(key, channel);
+        let (privacy, audit, tx) = (self.privacy.clone(), self.audit.clone(), self.tx.clone());
+        let node = self.swarm.local_peer_id().to_string();
+        let actor = format!("peer:{name}");
+        tokio::task::spawn_blocking(move || {
+            let response = match privacy.erase(&subject, &node, &audit) {
+                Ok(receipt) => {
+                    let pending: Vec<&str> = receipt
+                        .peers
+                        .iter()
+                        .filter(|p| p.acknowledged_at.is_none())
+                        .map(|p| p.peer.as_str())
+                        .collect();
+                    let detail = serde_json::json!({
+                        "subject": receipt.subject, "erased": receipt.erased, "pending": pending,
+                    });
+                    if let Err(e) = audit.record(&actor, "subject.erase", detail) {
+                        tracing::error!(error = %e, "a peer's erasure request could not be audited");
+                    }
+                    Response::Erased(Acknowledgement::of(&receipt, &audit))
+                }
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "a peer's erasure request failed here");
+                    Response::Refused(WireError::new(ErrorCode::Unavailable, e.to_string()))
+                }
+            };
+            let _ = tx.send(Command::Erased { key, response });
+            let _ = tx.send(Command::ErasuresChanged);
+        });
+    }
+
+    /// Sends the answer to the erasure request `key`.
+    pub(super) fn erase_answered(&mut self, key: u64, response: Response) {
+        if let Some(channel) = self.erase_channels.remove(&key) {
+            self.send_response(channel, &response);
+        }
+    }
+
+    /// Takes the pending pairs from `policy.db` again and sends what is due.
+    pub(super) fn erasures_changed(&mut self) {
+        match self.privacy.pending_peer_erasures() {
+            Ok(pairs) => {
+                let pairs = pairs
+                    .into_iter()
+                    .map(|(subject, peer)| Pair { subject, peer });
+                self.erasures.sync(pairs, Instant::now());
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the pending erasure requests"),
+        }
+        self.erasures_due();
+    }
+
+    /// Sends the erasure requests that are due.
+    pub(super) fn erasures_due(&mut self) {
+        let now = Instant::now();
+        for Action::Send { id, pair } in self.erasures.poll(now) {
+            let Some((peer_id, _)) = self.by_name.get(&pair.peer) else {
+                tracing::debug!(peer = %pair.peer, "an erasure request waits for an unknown peer");
+                self.erasures.failed(id, now);
+                continue;
+            };
+            let request = Request {
+                version: VERSION,
+                body: RequestBody::Erase {
+                    subject: pair.subject,
+                },
+            };
+            let frame = Frame::Bytes(wire::encode(&request));
+            let rid = self.swarm.behaviour_mut().rr.send_request(peer_id, frame);
+            self.batches.insert(rid, Sent::Erase(id));
+        }
+    }
+
+    /// The answer to the erasure request `id`: a verified acknowledgement is recorded (the
+    /// receipt is re-signed); anything else is retried after a backoff.
+    pub(super) fn erasure_response(&mut self, id: u64, response: Response) {
+        let now = Instant::now();
+        let Some(pair) = self.erasures.pair(id).cloned() else {
+            return;
+        };
+        let ack = match response {
+            Response::Erased(ack) => ack,
+            Response::Refused(e) => {
+                tracing::debug!(peer = %pair.peer, error = %e, "an erasure request was refused; it goes again");
+                return self.erasures.failed(id, now);
+            }
+            _ => return self.erasures.failed(id, now),
+        };
+        let digest = pods_policy::audit::to_hex(&pods_policy::subject_digest(&pair.subject));
+        let checked = match self.by_name.get(&pair.peer) {
+            Some((peer_id, _)) => ack.verify(peer_id, &digest),
+            None => Err(crate::error::NodeError::Privacy("the peer is gone".into())),
+        };
+        if let Err(e) = checked {
+            tracing::warn!(peer = %pair.peer, error = %e, "an erasure acknowledgement was rejected");
+            return self.erasures.failed(id, now);
+        }
+        match self
+            .privacy
+            .acknowledge(&pair.subject, &pair.peer, &ack, &self.audit)
+        {
+            Ok(done) => {
+                self.erasures.acknowledged(id);
+                if let Some(receipt) = done {
+                    let detail = serde_json::json!({
+                        "subject": digest, "peer": pair.peer, "pending": receipt.pending(),
+                    });
+                    if let Err(e) = self
+                        .audit
+                        .record("node", "subject.erase.acknowledged", detail)
+                    {
+                        tracing::error!(error = %e, "an acknowledgement could not be audited");
+                    }
+                    tracing::info!(subject = %digest, peer = %pair.peer, "a peer acknowledged an erasure");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "an acknowledgement could not be recorded; it is asked again");
+                self.erasures.failed(id, now);
+            }
+        }
+    }
+}

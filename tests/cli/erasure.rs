@@ -1,0 +1,202 @@
+//! Erasure across peers, end to end: clinic `a` exports its study stream to `b` under an
+//! export rule of its policy; `b` mirrors it into the stock `research` app. `a` records which
+//! subjects' data went to `b`; erasing a subject at `a` asks `b`, which erases, audits it and
+//! answers with a signed acknowledgement that `a`'s receipt then carries.
+
+use std::time::Duration;
+
+use pods_node::privacy::ErasureReceipt;
+
+use crate::nodes::{Daemon, free_port, ok, status, wait_for};
+
+const STREAM: &str = "/clinic/workflows/study/stream";
+
+const POLICY: &str = r#"[[purpose]]
+name = "research"
+
+[[dataset]]
+name = "patients"
+subject = "pid"
+columns = { pid = "identity.id", name = "contact.name", pulse = "health.pulse" }
+feed = "/clinic/generators/visits"
+
+[[workflow]]
+path = "/clinic/workflows/study"
+purpose = "research"
+basis = "consent"
+
+[[workflow]]
+path = "/clinic/workflows/care"
+purpose = "research"
+basis = "consent"
+
+[[export]]
+path = "/clinic/workflows/study/stream"
+purpose = "research"
+basis = "consent"
+"#;
+
+fn receipt(subject: &str, dir: &str) -> ErasureReceipt {
+    serde_json::from_str(&ok(&["subject", "erase", subject, "--data-dir", dir])).unwrap()
+}
+
+#[test]
+fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
+    let _dog = crate::watchdog("erasure_peers", 180);
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("a"), root.path().join("b"));
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let a_id = ok(&["init", "--data-dir", a_s, "--name", "a"])
+        .trim()
+        .to_owned();
+    let b_id = ok(&["init", "--data-dir", b_s, "--name", "b"])
+        .trim()
+        .to_owned();
+    let (a_addr, b_addr) = (
+        format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+        format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+    );
+    let mut s = pods_node::Settings::load(&a).unwrap();
+    s.listen = vec![a_addr.clone()];
+    s.apps = vec!["clinic".into()];
+    s.peers = vec![pods_node::Peer {
+        name: "b".into(),
+        peer_id: b_id.clone(),
+        address: b_addr.clone(),
+    }];
+    s.exports = vec![pods_node::Export {
+        path: STREAM.into(),
+        allow: vec!["b".into()],
+    }];
+    s.save(&a).unwrap();
+    let mut s = pods_node::Settings::load(&b).unwrap();
+    s.listen = vec![b_addr.clone()];
+    s.apps = vec!["research".into()];
+    s.peers = vec![pods_node::Peer {
+        name: "a".into(),
+        peer_id: a_id.clone(),
+        address: a_addr.clone(),
+    }];
+    s.imports = vec![pods_node::Import {
+        from: format!("/peers/a{STREAM}"),
+        into: "/research/generators/visits".into(),
+    }];
+    s.save(&b).unwrap();
+    let file = |name: &str, text: &str| {
+        let f = root.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        f.to_str().unwrap().to_owned()
+    };
+    let node_a = Daemon::start(&a);
+    let node_b = Daemon::start(&b);
+
+    ok(&[
+        "policy",
+        "load",
+        &file("policy.toml", POLICY),
+        "--data-dir",
+        a_s,
+    ]);
+    for who in ["ann", "bob"] {
+        ok(&[
+            "consent",
+            "grant",
+            who,
+            "--purpose",
+            "research",
+            "--category",
+            "identity",
+            "--category",
+            "contact",
+            "--category",
+            "health",
+            "--data-dir",
+            a_s,
+        ]);
+    }
+    let visits = file(
+        "visits.csv",
+        "pid,name,pulse\nann,Ann MARKER-ANN,61\nbob,Bob MARKER-BOB,72\n",
+    );
+    ok(&["data", "import", "patients", &visits, "--data-dir", a_s]);
+    wait_for(Duration::from_secs(60), || {
+        status(b_s).imports.first().is_some_and(|i| i.next >= 1)
+    });
+
+    assert!(
+        crate::privacy::scan(&b, "MARKER-ANN"),
+        "ann's data reached b"
+    );
+
+    // b is down when ann is erased at a, and a restarts meanwhile: the request is pending,
+    // shown in status, and goes out again once b is back.
+    assert!(node_b.terminate().success());
+    let first = receipt("ann", a_s);
+    assert!(first.pending());
+    let pending = status(a_s).erasures;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].subject, first.subject);
+    assert_eq!(pending[0].peers, ["b"]);
+    assert!(node_a.terminate().success());
+    let node_a = Daemon::start(&a);
+    assert!(
+        receipt("ann", a_s).pending(),
+        "still pending after a restart"
+    );
+    let node_b = Daemon::start(&b);
+    assert_eq!(first.node, a_id);
+    assert_eq!(
+        first
+            .peers
+            .iter()
+            .map(|p| p.peer.as_str())
+            .collect::<Vec<_>>(),
+        vec!["b"],
+        "the receipt lists the peer the data went to"
+    );
+    wait_for(Duration::from_secs(60), || !receipt("ann", a_s).pending());
+    let done = receipt("ann", a_s);
+    assert!(status(a_s).erasures.is_empty(), "nothing pending in status");
+    let ack: pods_node::privacy::Acknowledgement =
+        serde_json::from_str(done.peers[0].acknowledgement.as_deref().unwrap()).unwrap();
+    let b_peer: libp2p::PeerId = b_id.parse().unwrap();
+    ack.verify(&b_peer, &done.subject)
+        .expect("b's signature verifies");
+    assert_eq!(ack.node, b_id);
+    // a's receipt is signed with a's key.
+    let a_peer: libp2p::PeerId = a_id.parse().unwrap();
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(a_peer.as_ref().digest()).unwrap();
+    let signature = pods_policy::audit::from_hex(&done.signature).unwrap();
+    assert!(key.verify(&done.signed_bytes(), &signature));
+    assert_eq!(
+        receipt("ann", a_s),
+        done,
+        "erasing again gives the receipt again"
+    );
+
+    assert!(node_b.terminate().success());
+    assert!(node_a.terminate().success());
+    let db = rusqlite::Connection::open(b.join("audit.db")).unwrap();
+    let erased: Vec<(String, String)> = db
+        .prepare("SELECT actor, detail FROM entries WHERE action = 'subject.erase'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        erased
+            .iter()
+            .any(|(actor, detail)| actor == "peer:a" && detail.contains(&done.subject)),
+        "b audited the erasure: {erased:?}"
+    );
+    // b's policy side holds nothing of ann's; what its stream log keeps is sealed under her
+    // payload key once stream logs are encrypted.
+    let policy_db = std::fs::read(b.join("policy.db")).unwrap();
+    assert!(!policy_db.windows(10).any(|w| w == b"MARKER-ANN"));
+    if crate::privacy::scan(&b, "MARKER-ANN") {
+        eprintln!("b's stream log still holds ann's plaintext (stream logs are not sealed yet)");
+    }
+    let verified = ok(&["audit", "verify", "--data-dir", b_s]);
+    assert!(verified.contains("audit log verified"), "{verified}");
+}
