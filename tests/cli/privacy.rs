@@ -237,7 +237,10 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
     let receipt: pods_node::privacy::ErasureReceipt =
         serde_json::from_str(&ok(&["subject", "erase", "ann", "--data-dir", d])).unwrap();
     assert_eq!((receipt.erased.records, receipt.erased.consents), (2, 1));
-    assert!(receipt.erased.payload_key, "her sealed stream payloads had a key");
+    assert!(
+        receipt.erased.payload_key,
+        "her sealed stream payloads had a key"
+    );
     assert!(receipt.peers.is_empty());
     assert!(
         !scan(&dir, "MARKER-ANN"),
