@@ -16,8 +16,11 @@ pub const ALL: &[&str] = &[
     "commit.written",
     "commit.done",
     "compact.written",
-    "erase.local",
 ];
+
+/// Failpoints of erasure: after the local deletion is committed (`erase.local`, in
+/// `policy.db`), and after a subject's payload key is deleted (`erase.deleted`, in the store).
+pub const ERASURE: &[&str] = &["erase.local", "erase.deleted"];
 
 static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static REACHED: AtomicU64 = AtomicU64::new(0);
