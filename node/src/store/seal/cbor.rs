@@ -19,7 +19,7 @@ pub(crate) const TAG: u8 = 6;
 /// The simple value null.
 pub(crate) const NULL: u8 = 0xf6;
 /// The end of an item of indefinite length.
-const BREAK: u8 = 0xff;
+pub(crate) const BREAK: u8 = 0xff;
 
 /// Deepest nesting read (deeper items are refused rather than risking the stack).
 const MAX_DEPTH: u32 = 128;
@@ -116,15 +116,21 @@ fn skip_at(bytes: &[u8], at: usize, depth: u32) -> Result<usize, SealError> {
     }
 }
 
-/// The items of the array (or the entries of the map: key, value, key, ...) at `at`, and the
-/// span of its head.
-pub(crate) fn items(
-    bytes: &[u8],
-    at: usize,
-) -> Result<(Range<usize>, Vec<Range<usize>>), SealError> {
+/// The items of an array, or the entries of a map (key, value, key, ...).
+pub(crate) struct Items {
+    /// The span of the array's (map's) head.
+    pub head: Range<usize>,
+    /// The span of each item.
+    pub items: Vec<Range<usize>>,
+    /// Where the array (map) ends.
+    pub end: usize,
+}
+
+/// The items of the array (or the entries of the map) at `at`.
+pub(crate) fn items(bytes: &[u8], at: usize) -> Result<Items, SealError> {
     let h = head(bytes, at)?;
     let body = at + h.len;
-    let mut out = Vec::new();
+    let mut items = Vec::new();
     let mut end = body;
     match h.arg {
         Some(n) => {
@@ -135,19 +141,24 @@ pub(crate) fn items(
             };
             for _ in 0..n {
                 let next = skip(bytes, end)?;
-                out.push(end..next);
+                items.push(end..next);
                 end = next;
             }
         }
         None => {
             while *bytes.get(end).ok_or_else(|| cut("an indefinite item"))? != BREAK {
                 let next = skip(bytes, end)?;
-                out.push(end..next);
+                items.push(end..next);
                 end = next;
             }
+            end += 1;
         }
     }
-    Ok((at..body, out))
+    Ok(Items {
+        head: at..body,
+        items,
+        end,
+    })
 }
 
 /// The text of the text string at `span` (definite length), if it is one.
@@ -271,8 +282,8 @@ mod tests {
             let bytes = cbor(&v);
             prop_assert_eq!(skip(&bytes, 0).unwrap(), bytes.len());
             let pair = cbor(&ciborium::Value::Array(vec![v.clone(), w.clone()]));
-            let (head_span, spans) = items(&pair, 0).unwrap();
-            prop_assert_eq!(head_span, 0..1);
+            let Items { head: head_span, items: spans, end } = items(&pair, 0).unwrap();
+            prop_assert_eq!((head_span, end), (0..1, pair.len()));
             prop_assert_eq!(&pair[spans[0].clone()], &bytes[..]);
             prop_assert_eq!(&pair[spans[1].clone()], &cbor(&w)[..]);
         }
@@ -308,8 +319,8 @@ mod tests {
         // An indefinite array of an indefinite text of two chunks, then 1.
         let bytes = [0x9f, 0x7f, 0x61, b'a', 0x61, b'b', 0xff, 0x01, 0xff];
         assert_eq!(skip(&bytes, 0).unwrap(), bytes.len());
-        let (_, spans) = items(&bytes, 0).unwrap();
-        assert_eq!(spans, vec![1..7, 7..8]);
+        let all = items(&bytes, 0).unwrap();
+        assert_eq!((all.items, all.end), (vec![1..7, 7..8], bytes.len()));
         let deep = vec![0x81; 10_000];
         assert!(matches!(skip(&deep, 0), Err(SealError::Malformed(_))));
         assert!(skip(&[0x1c], 0).is_err(), "a reserved head");

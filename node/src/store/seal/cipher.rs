@@ -72,6 +72,7 @@ impl SubjectKey {
 
     /// `plain` sealed for the subject of `digest` with `nonce` (random: never used twice with
     /// this key): the key's id, nonce, ciphertext, tag.
+    #[cfg(test)]
     pub(crate) fn seal(
         &self,
         nonce: [u8; NONCE_LEN],
@@ -79,19 +80,35 @@ impl SubjectKey {
         plain: &[u8],
     ) -> Result<Vec<u8>, SealError> {
         let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+        self.seal_into(nonce, digest, &[plain], &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends to `out` the plaintext made of `parts` sealed as [`seal`](SubjectKey::seal)
+    /// seals it, without copying the plaintext elsewhere first.
+    pub(crate) fn seal_into(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        digest: &Digest,
+        parts: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SealError> {
         out.extend_from_slice(&self.id);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
+        let start = out.len();
+        for part in parts {
+            out.extend_from_slice(part);
+        }
         let tag = self
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(digest),
-                &mut out[ID_LEN + NONCE_LEN..],
+                &mut out[start..],
             )
             .map_err(|_| SealError::Random)?;
         out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        Ok(())
     }
 
     /// The plaintext of `sealed` (as [`seal`](SubjectKey::seal) wrote it for `digest`); an
