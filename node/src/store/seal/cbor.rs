@@ -200,39 +200,90 @@ pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
     }
 }
 
-/// Bytes with some spans replaced: the spans must not overlap.
+/// Bytes with some spans replaced (the spans must not overlap). The replacements are written
+/// into one buffer, so editing an atom allocates no memory per item.
 pub(crate) struct Edits<'a> {
     bytes: &'a [u8],
-    edits: Vec<(Range<usize>, Vec<u8>)>,
+    /// The replacements' bytes.
+    buffer: Vec<u8>,
+    /// Each span replaced, and where its replacement lies in `buffer`.
+    edits: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl<'a> Edits<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Edits<'a> {
         Edits {
             bytes,
+            buffer: Vec::new(),
             edits: Vec::new(),
         }
     }
 
-    /// Replaces the bytes of `span` with `with` (removes them if empty).
-    pub(crate) fn replace(&mut self, span: Range<usize>, with: Vec<u8>) {
+    /// The buffer to write replacements into (see [`Edits::replace`]).
+    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buffer
+    }
+
+    /// Replaces the bytes of `span` with `with`, a range of the buffer.
+    pub(crate) fn replace(&mut self, span: Range<usize>, with: Range<usize>) {
         self.edits.push((span, with));
+    }
+
+    /// Replaces the bytes of `span` with the bytes `write` appends to the buffer.
+    pub(crate) fn replace_with<E>(
+        &mut self,
+        span: Range<usize>,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = self.buffer.len();
+        write(&mut self.buffer)?;
+        let with = start..self.buffer.len();
+        self.edits.push((span, with));
+        Ok(())
+    }
+
+    /// Removes the bytes of `span`.
+    pub(crate) fn remove(&mut self, span: Range<usize>) {
+        self.edits.push((span, 0..0));
     }
 
     /// The bytes with every replacement made.
     pub(crate) fn apply(mut self) -> Vec<u8> {
-        self.edits.sort_by_key(|(span, _)| span.start);
-        let grown: usize = self.edits.iter().map(|(_, with)| with.len()).sum();
-        let mut out = Vec::with_capacity(self.bytes.len() + grown);
+        self.edits.sort_unstable_by_key(|(span, _)| span.start);
+        let mut out = Vec::with_capacity(self.bytes.len() + self.buffer.len());
         let mut at = 0;
-        for (span, with) in self.edits {
+        for (span, with) in &self.edits {
             out.extend_from_slice(&self.bytes[at..span.start]);
-            out.extend_from_slice(&with);
+            out.extend_from_slice(&self.buffer[with.clone()]);
             at = span.end;
         }
         out.extend_from_slice(&self.bytes[at..]);
         out
     }
+}
+
+/// The span of the value of the entry of the map at `at` whose key is the text `name`.
+pub(crate) fn entry(
+    bytes: &[u8],
+    at: usize,
+    name: &str,
+) -> Result<Option<Range<usize>>, SealError> {
+    let h = head(bytes, at)?;
+    if h.major != MAP {
+        return Err(malformed("not a map".to_owned()));
+    }
+    let mut end = at + h.len;
+    let mut left = h.arg;
+    while left.map_or(bytes.get(end) != Some(&BREAK), |n| n > 0) {
+        left = left.map(|n| n - 1);
+        let key = end..skip(bytes, end)?;
+        let value = key.end..skip(bytes, key.end)?;
+        if text(bytes, &key) == Some(name) {
+            return Ok(Some(value));
+        }
+        end = value.end;
+    }
+    Ok(None)
 }
 
 fn cut(what: &str) -> SealError {
@@ -312,6 +363,26 @@ mod tests {
                 prop_assert_eq!(out, cbor(&n));
             }
         }
+    }
+
+    #[test]
+    fn entries_are_found_by_name() {
+        use ciborium::Value;
+        let map = cbor(&Value::Map(vec![
+            (Value::Text("a".into()), Value::Array(vec![Value::Null])),
+            (Value::Integer(1.into()), Value::Text("subject".into())),
+            (Value::Text("subject".into()), Value::Text("ann".into())),
+        ]));
+        let span = entry(&map, 0, "subject").unwrap().unwrap();
+        assert_eq!(text(&map, &span), Some("ann"));
+        assert_eq!(entry(&map, 0, "b").unwrap(), None);
+        assert!(entry(&cbor(&Value::Null), 0, "a").is_err());
+        // {_ "subject": "x"} of indefinite length.
+        let indefinite = [
+            0xbf, 0x67, b's', b'u', b'b', b'j', b'e', b'c', b't', 0x61, b'x', 0xff,
+        ];
+        let span = entry(&indefinite, 0, "subject").unwrap().unwrap();
+        assert_eq!(text(&indefinite, &span), Some("x"));
     }
 
     #[test]

@@ -113,20 +113,35 @@ impl SubjectKey {
 
     /// The plaintext of `sealed` (as [`seal`](SubjectKey::seal) wrote it for `digest`); an
     /// error if it was altered, cut, or sealed for another subject or under another key.
+    #[cfg(test)]
     pub(crate) fn open(&self, digest: &Digest, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut out = Vec::new();
+        let plain = self.open_into(digest, sealed, &mut out)?;
+        Ok(out[plain].to_vec())
+    }
+
+    /// Opens `sealed` as [`open`](SubjectKey::open) does, into `out` (appended); returns where
+    /// the plaintext lies in `out`.
+    pub(crate) fn open_into(
+        &self,
+        digest: &Digest,
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<std::ops::Range<usize>, SealError> {
         if sealed.len() < OVERHEAD || !self.sealed_it(sealed) {
             return Err(SealError::Tampered);
         }
         let (nonce, rest) = sealed[ID_LEN..].split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Tampered)?;
-        let mut buffer = rest.to_vec();
+        let start = out.len();
+        out.extend_from_slice(rest);
         let plain_len = self
             .key
-            .open_in_place(nonce, Aad::from(digest), &mut buffer)
+            .open_in_place(nonce, Aad::from(digest), &mut out[start..])
             .map_err(|_| SealError::Tampered)?
             .len();
-        buffer.truncate(plain_len);
-        Ok(buffer)
+        out.truncate(start + plain_len);
+        Ok(start..start + plain_len)
     }
 }
 
