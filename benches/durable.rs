@@ -5,7 +5,10 @@
 //! and FULL, beside the same pipeline on `VolatileStorage` (the in-memory baseline); then the
 //! latency of one commit (p50, p99) at atom size 1,000, with and without group commit, timed
 //! by a `Storage` adapter around the store; then the recovery of about 100 MB of compacted
-//! state (100,000 keys of ~1 KB strings): `SqliteStore::open` + `recover`, best of 3, in MB/s.
+//! state (100,000 keys of ~1 KB strings): `SqliteStore::open` + `recover`, best of 3, in MB/s;
+//! then a logged stream (a workflow passing each event on to a counting workflow, so its output
+//! atoms are logged with its commits) of plain events beside the same of personal events
+//! (each with an envelope naming one of 1,000 subjects), whose values the store seals.
 //!
 //! Every durable run is checked: a step per atom, the input consumed to its end, and the
 //! counts recovered from the reopened file adding up to the events that pass the filter. Recovery reads a file the page
@@ -24,8 +27,9 @@ use std::time::{Duration, Instant};
 use common::{pipeline, rate, staged};
 use pods_node::{SqliteStore, StoreOptions, Synchronous};
 use pods_sdk::{
-    App, Commit, InputPosition, Key, Path, Recovery, StateName, StateValue, StateWrite, Storage,
-    StorageError, ThreadedConfig, ThreadedSystem, VolatileStorage,
+    App, AppBuilder, Commit, Ctx, Envelope, Event, InputPosition, Key, Path, PerKeyState, Recovery,
+    StateName, StateValue, StateWrite, Storage, StorageError, ThreadedConfig, ThreadedSystem,
+    VolatileStorage,
 };
 
 const WORKERS: usize = 2;
@@ -308,6 +312,80 @@ fn check_state(r: &Recovery, keys: u64) {
     }
 }
 
+/// Subjects of the personal events of the logged stream.
+const SUBJECTS: i64 = 1_000;
+
+/// A logged stream: a generator of `events` (plain, or `personal`: each with an envelope
+/// naming one of `SUBJECTS` subjects) in atoms of `atom` → `pass` (emits each event; its output
+/// stream is logged, since `count` reads it) → `count` (per-key count over 1,024 keys).
+fn logged_pipeline(events: i64, atom: i64, personal: bool) -> App {
+    let app = AppBuilder::new("logged");
+    let atoms: Vec<Vec<Event<i64>>> = (0..events)
+        .step_by(atom as usize)
+        .map(|start| {
+            (start..(start + atom).min(events))
+                .map(|x| {
+                    if personal {
+                        let subject = format!("subject-{:04}@example.org", x % SUBJECTS);
+                        Event::personal(x, Envelope::new(subject, &["bench.value"]))
+                    } else {
+                        Event::new(x)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let g = app.generator_from_events("g", atoms);
+    let passed = app
+        .workflow("pass")
+        .source(&g)
+        .processor(|ctx: &mut Ctx<'_, i64>, x: i64| ctx.emit(x))
+        .sink();
+    let count = PerKeyState::<u64>::new("count");
+    app.workflow("count")
+        .source(&passed)
+        .key_by(common::key)
+        .processor(move |ctx: &mut Ctx<'_, ()>, _x: i64| {
+            count.update(ctx, |c| *c += 1);
+        })
+        .sink();
+    app.build().expect("build")
+}
+
+/// Best events/s of the logged stream (`personal` or plain) on a fresh `SqliteStore` (NORMAL)
+/// per repetition, as `durable_rate` times it, each repetition checked (every event counted);
+/// or (`durable` false) on `VolatileStorage`.
+fn logged_rate(events: i64, atom: i64, personal: bool, durable: bool, budget: Duration) -> f64 {
+    let group = ThreadedConfig::default().group_commit;
+    let mut best = f64::MAX;
+    let started = Instant::now();
+    let mut reps = 0;
+    while reps < 3 || started.elapsed() < budget {
+        let app = logged_pipeline(events, atom, personal);
+        if !durable {
+            let t = Instant::now();
+            drop(run_on(VolatileStorage::new(), app, group));
+            best = best.min(t.elapsed().as_secs_f64());
+            reps += 1;
+            continue;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let t = Instant::now();
+        let store = SqliteStore::open(dir.path(), options(Synchronous::Normal)).expect("open");
+        drop(run_on(store, app, group));
+        best = best.min(t.elapsed().as_secs_f64());
+        let store = SqliteStore::open(dir.path(), StoreOptions::default()).expect("reopen");
+        let id = Path::parse("/logged/workflows/count")
+            .expect("path")
+            .stable_id();
+        let r = store.recover(id).expect("recover");
+        let total: u64 = r.values.values().map(|v| cbor_u64(v)).sum();
+        assert_eq!(total, events as u64, "every event counted");
+        reps += 1;
+    }
+    events as f64 / best
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let events: i64 = std::env::args()
@@ -452,4 +530,24 @@ fn main() {
         mb(size) / best.as_secs_f64(),
         mb(values) / best.as_secs_f64()
     );
+
+    println!();
+    println!(
+        "logged stream: generator -> pass (its output atoms logged with its commits) -> per-key \
+         count; {events} events, SqliteStore NORMAL, group commit; personal events carry an \
+         envelope naming one of {SUBJECTS} subjects, and the store seals their values"
+    );
+    println!(
+        "{:>10} {:>24} {:>14} {:>16} {:>16}",
+        "atom size", "in-memory personal ev/s", "plain ev/s", "personal ev/s", "personal/plain"
+    );
+    for atom in [100i64, 1_000] {
+        let memory = logged_rate(events, atom, true, false, budget);
+        let plain = logged_rate(events, atom, false, true, budget);
+        let personal = logged_rate(events, atom, true, true, budget);
+        println!(
+            "{atom:>10} {memory:>24.0} {plain:>14.0} {personal:>16.0} {:>15.1}%",
+            100.0 * personal / plain
+        );
+    }
 }

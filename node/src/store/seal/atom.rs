@@ -16,8 +16,8 @@ use std::ops::Range;
 use ring::aead::NONCE_LEN;
 use ring::rand::SecureRandom;
 
-use super::cbor::{self, ARRAY, BYTES, Edits, MAP, NULL, TAG};
-use super::cipher::SubjectKey;
+use super::cbor::{self, ARRAY, BREAK, BYTES, Edits, MAP, NULL, TAG};
+use super::cipher::{OVERHEAD, SubjectKey};
 use super::{Digest, SealError, digest};
 
 /// The CBOR tag of a sealed value ("pods" in ASCII).
@@ -87,22 +87,22 @@ pub(crate) fn seal_atom(
         let d = digest(text);
         let key = keys.sealing_key(&d)?;
         let value = columns.values.items[i].clone();
-        let mut plain = Vec::with_capacity(1 + subject.len() + value.len());
-        cbor::write_head(&mut plain, ARRAY, 2);
-        plain.extend_from_slice(&atom[subject.clone()]);
-        plain.extend_from_slice(&atom[value.clone()]);
+        let mut pair = Vec::with_capacity(1);
+        cbor::write_head(&mut pair, ARRAY, 2);
+        let sealed_len = pair.len() + subject.len() + value.len() + OVERHEAD;
         let mut nonce_bytes = [0u8; NONCE_LEN];
         nonce_bytes.copy_from_slice(nonce);
-        let sealed = key.seal(nonce_bytes, &d, &plain)?;
-        let mut with = Vec::with_capacity(sealed.len() + 14);
-        cbor::write_head(&mut with, TAG, SEALED_VALUE);
-        cbor::write_head(&mut with, BYTES, sealed.len() as u64);
-        with.extend_from_slice(&sealed);
-        edits.replace(value, with);
-        let mut named = Vec::with_capacity(2 + d.len());
-        cbor::write_head(&mut named, BYTES, d.len() as u64);
-        named.extend_from_slice(&d);
-        edits.replace(subject, named);
+        let parts = [&pair[..], &atom[subject.clone()], &atom[value.clone()]];
+        edits.replace_with(value, |out| {
+            cbor::write_head(out, TAG, SEALED_VALUE);
+            cbor::write_head(out, BYTES, sealed_len as u64);
+            key.seal_into(nonce_bytes, &d, &parts, out)
+        })?;
+        edits.replace_with(subject, |out| {
+            cbor::write_head(out, BYTES, d.len() as u64);
+            out.extend_from_slice(&d);
+            Ok::<(), SealError>(())
+        })?;
     }
     Ok(Some(edits.apply()))
 }
@@ -136,21 +136,22 @@ pub(crate) fn open_atom(sealed: &[u8], keys: &mut dyn KeySource) -> Result<Vec<u
                 continue;
             }
         };
-        let plain = key.open(&d, ciphertext)?;
-        let pair = cbor::head(&plain, 0)?;
-        let (_, parts) = cbor::items(&plain, 0)?;
-        let (Some(text), Some(inner)) = (parts.first(), parts.get(1)) else {
+        // The associated data (the digest) binds the pair to this subject: the subject in it
+        // is the one whose digest names the key.
+        let plain = key.open_into(&d, ciphertext, edits.buffer())?;
+        let buffer = edits.buffer();
+        let pair = cbor::head(buffer, plain.start)?;
+        let parts = cbor::items(buffer, plain.start)?;
+        let (Some(text), Some(inner)) = (parts.items.first(), parts.items.get(1)) else {
             return Err(malformed("a sealed value is not a pair"));
         };
-        if pair.major != ARRAY || parts.len() != 2 || inner.end != plain.len() {
+        if pair.major != ARRAY || parts.items.len() != 2 || parts.end != plain.end {
             return Err(malformed("a sealed value is not a pair"));
         }
-        let id = cbor::text(&plain, text).ok_or_else(|| malformed("a sealed subject"))?;
-        if digest(id) != d {
-            return Err(SealError::Tampered);
-        }
-        edits.replace(value, plain[inner.clone()].to_vec());
-        edits.replace(subject, plain[text.clone()].to_vec());
+        cbor::text(buffer, text).ok_or_else(|| malformed("a sealed subject is not text"))?;
+        let (text, inner) = (text.clone(), inner.clone());
+        edits.replace(value, inner);
+        edits.replace(subject, text);
     }
     if gone.contains(&true) {
         for column in [
@@ -179,16 +180,17 @@ impl Column {
         let mut kept = 0u64;
         for (item, gone) in self.items.iter().zip(gone) {
             if *gone {
-                edits.replace(item.clone(), Vec::new());
+                edits.remove(item.clone());
             } else {
                 kept += 1;
             }
         }
         // An array of indefinite length does not count its items.
         if cbor::head(bytes, self.head.start)?.arg.is_some() {
-            let mut head = Vec::with_capacity(9);
-            cbor::write_head(&mut head, ARRAY, kept);
-            edits.replace(self.head.clone(), head);
+            edits.replace_with(self.head.clone(), |out| {
+                cbor::write_head(out, ARRAY, kept);
+                Ok::<(), SealError>(())
+            })?;
         }
         Ok(())
     }
@@ -204,25 +206,40 @@ struct Columns {
 
 impl Columns {
     fn find(atom: &[u8]) -> Result<Columns, SealError> {
-        if cbor::head(atom, 0)?.major != MAP {
+        let map = cbor::head(atom, 0)?;
+        if map.major != MAP {
             return Err(malformed("an atom is not a map"));
         }
-        let (_, entries) = cbor::items(atom, 0)?;
         let (mut values, mut keys, mut envelopes) = (None, None, None);
-        for entry in entries.chunks_exact(2) {
-            let (name, column) = (&entry[0], &entry[1]);
-            let slot = match cbor::text(atom, name) {
+        // One walk over the atom: each column's items are found as it is skipped.
+        let mut at = map.len;
+        let mut left = map.arg;
+        while left.map_or(atom.get(at) != Some(&BREAK), |n| n > 0) {
+            left = left.map(|n| n - 1);
+            let name = at..cbor::skip(atom, at)?;
+            at = name.end;
+            let slot = match cbor::text(atom, &name) {
                 Some("values") => &mut values,
                 Some("keys") => &mut keys,
                 Some("envelopes") => &mut envelopes,
-                _ => continue,
-            };
-            *slot = match cbor::head(atom, column.start)?.major {
-                ARRAY => {
-                    let (head, items) = cbor::items(atom, column.start)?;
-                    Some(Column { head, items })
+                _ => {
+                    at = cbor::skip(atom, at)?;
+                    continue;
                 }
-                _ if atom.get(column.start) == Some(&NULL) => None,
+            };
+            *slot = match cbor::head(atom, at)?.major {
+                ARRAY => {
+                    let column = cbor::items(atom, at)?;
+                    at = column.end;
+                    Some(Column {
+                        head: column.head,
+                        items: column.items,
+                    })
+                }
+                _ if atom.get(at) == Some(&NULL) => {
+                    at += 1;
+                    None
+                }
                 _ => return Err(malformed("a column is not an array")),
             };
         }
@@ -252,12 +269,10 @@ fn subject_of(atom: &[u8], envelope: &Range<usize>) -> Result<Option<Range<usize
     if cbor::head(atom, envelope.start)?.major != MAP {
         return Err(malformed("an envelope is not a map"));
     }
-    let (_, fields) = cbor::items(atom, envelope.start)?;
-    fields
-        .chunks_exact(2)
-        .find(|f| cbor::text(atom, &f[0]) == Some("subject"))
-        .map(|f| Some(f[1].clone()))
-        .ok_or_else(|| malformed("an envelope without a subject"))
+    match cbor::entry(atom, envelope.start, "subject")? {
+        Some(subject) => Ok(Some(subject)),
+        None => Err(malformed("an envelope without a subject")),
+    }
 }
 
 fn malformed(what: &str) -> SealError {

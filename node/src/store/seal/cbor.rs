@@ -19,7 +19,7 @@ pub(crate) const TAG: u8 = 6;
 /// The simple value null.
 pub(crate) const NULL: u8 = 0xf6;
 /// The end of an item of indefinite length.
-const BREAK: u8 = 0xff;
+pub(crate) const BREAK: u8 = 0xff;
 
 /// Deepest nesting read (deeper items are refused rather than risking the stack).
 const MAX_DEPTH: u32 = 128;
@@ -116,15 +116,21 @@ fn skip_at(bytes: &[u8], at: usize, depth: u32) -> Result<usize, SealError> {
     }
 }
 
-/// The items of the array (or the entries of the map: key, value, key, ...) at `at`, and the
-/// span of its head.
-pub(crate) fn items(
-    bytes: &[u8],
-    at: usize,
-) -> Result<(Range<usize>, Vec<Range<usize>>), SealError> {
+/// The items of an array, or the entries of a map (key, value, key, ...).
+pub(crate) struct Items {
+    /// The span of the array's (map's) head.
+    pub head: Range<usize>,
+    /// The span of each item.
+    pub items: Vec<Range<usize>>,
+    /// Where the array (map) ends.
+    pub end: usize,
+}
+
+/// The items of the array (or the entries of the map) at `at`.
+pub(crate) fn items(bytes: &[u8], at: usize) -> Result<Items, SealError> {
     let h = head(bytes, at)?;
     let body = at + h.len;
-    let mut out = Vec::new();
+    let mut items = Vec::new();
     let mut end = body;
     match h.arg {
         Some(n) => {
@@ -135,19 +141,24 @@ pub(crate) fn items(
             };
             for _ in 0..n {
                 let next = skip(bytes, end)?;
-                out.push(end..next);
+                items.push(end..next);
                 end = next;
             }
         }
         None => {
             while *bytes.get(end).ok_or_else(|| cut("an indefinite item"))? != BREAK {
                 let next = skip(bytes, end)?;
-                out.push(end..next);
+                items.push(end..next);
                 end = next;
             }
+            end += 1;
         }
     }
-    Ok((at..body, out))
+    Ok(Items {
+        head: at..body,
+        items,
+        end,
+    })
 }
 
 /// The text of the text string at `span` (definite length), if it is one.
@@ -189,39 +200,90 @@ pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, arg: u64) {
     }
 }
 
-/// Bytes with some spans replaced: the spans must not overlap.
+/// Bytes with some spans replaced (the spans must not overlap). The replacements are written
+/// into one buffer, so editing an atom allocates no memory per item.
 pub(crate) struct Edits<'a> {
     bytes: &'a [u8],
-    edits: Vec<(Range<usize>, Vec<u8>)>,
+    /// The replacements' bytes.
+    buffer: Vec<u8>,
+    /// Each span replaced, and where its replacement lies in `buffer`.
+    edits: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl<'a> Edits<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Edits<'a> {
         Edits {
             bytes,
+            buffer: Vec::new(),
             edits: Vec::new(),
         }
     }
 
-    /// Replaces the bytes of `span` with `with` (removes them if empty).
-    pub(crate) fn replace(&mut self, span: Range<usize>, with: Vec<u8>) {
+    /// The buffer to write replacements into (see [`Edits::replace`]).
+    pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buffer
+    }
+
+    /// Replaces the bytes of `span` with `with`, a range of the buffer.
+    pub(crate) fn replace(&mut self, span: Range<usize>, with: Range<usize>) {
         self.edits.push((span, with));
+    }
+
+    /// Replaces the bytes of `span` with the bytes `write` appends to the buffer.
+    pub(crate) fn replace_with<E>(
+        &mut self,
+        span: Range<usize>,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = self.buffer.len();
+        write(&mut self.buffer)?;
+        let with = start..self.buffer.len();
+        self.edits.push((span, with));
+        Ok(())
+    }
+
+    /// Removes the bytes of `span`.
+    pub(crate) fn remove(&mut self, span: Range<usize>) {
+        self.edits.push((span, 0..0));
     }
 
     /// The bytes with every replacement made.
     pub(crate) fn apply(mut self) -> Vec<u8> {
-        self.edits.sort_by_key(|(span, _)| span.start);
-        let grown: usize = self.edits.iter().map(|(_, with)| with.len()).sum();
-        let mut out = Vec::with_capacity(self.bytes.len() + grown);
+        self.edits.sort_unstable_by_key(|(span, _)| span.start);
+        let mut out = Vec::with_capacity(self.bytes.len() + self.buffer.len());
         let mut at = 0;
-        for (span, with) in self.edits {
+        for (span, with) in &self.edits {
             out.extend_from_slice(&self.bytes[at..span.start]);
-            out.extend_from_slice(&with);
+            out.extend_from_slice(&self.buffer[with.clone()]);
             at = span.end;
         }
         out.extend_from_slice(&self.bytes[at..]);
         out
     }
+}
+
+/// The span of the value of the entry of the map at `at` whose key is the text `name`.
+pub(crate) fn entry(
+    bytes: &[u8],
+    at: usize,
+    name: &str,
+) -> Result<Option<Range<usize>>, SealError> {
+    let h = head(bytes, at)?;
+    if h.major != MAP {
+        return Err(malformed("not a map".to_owned()));
+    }
+    let mut end = at + h.len;
+    let mut left = h.arg;
+    while left.map_or(bytes.get(end) != Some(&BREAK), |n| n > 0) {
+        left = left.map(|n| n - 1);
+        let key = end..skip(bytes, end)?;
+        let value = key.end..skip(bytes, key.end)?;
+        if text(bytes, &key) == Some(name) {
+            return Ok(Some(value));
+        }
+        end = value.end;
+    }
+    Ok(None)
 }
 
 fn cut(what: &str) -> SealError {
@@ -271,8 +333,8 @@ mod tests {
             let bytes = cbor(&v);
             prop_assert_eq!(skip(&bytes, 0).unwrap(), bytes.len());
             let pair = cbor(&ciborium::Value::Array(vec![v.clone(), w.clone()]));
-            let (head_span, spans) = items(&pair, 0).unwrap();
-            prop_assert_eq!(head_span, 0..1);
+            let Items { head: head_span, items: spans, end } = items(&pair, 0).unwrap();
+            prop_assert_eq!((head_span, end), (0..1, pair.len()));
             prop_assert_eq!(&pair[spans[0].clone()], &bytes[..]);
             prop_assert_eq!(&pair[spans[1].clone()], &cbor(&w)[..]);
         }
@@ -304,12 +366,32 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_found_by_name() {
+        use ciborium::Value;
+        let map = cbor(&Value::Map(vec![
+            (Value::Text("a".into()), Value::Array(vec![Value::Null])),
+            (Value::Integer(1.into()), Value::Text("subject".into())),
+            (Value::Text("subject".into()), Value::Text("ann".into())),
+        ]));
+        let span = entry(&map, 0, "subject").unwrap().unwrap();
+        assert_eq!(text(&map, &span), Some("ann"));
+        assert_eq!(entry(&map, 0, "b").unwrap(), None);
+        assert!(entry(&cbor(&Value::Null), 0, "a").is_err());
+        // {_ "subject": "x"} of indefinite length.
+        let indefinite = [
+            0xbf, 0x67, b's', b'u', b'b', b'j', b'e', b'c', b't', 0x61, b'x', 0xff,
+        ];
+        let span = entry(&indefinite, 0, "subject").unwrap().unwrap();
+        assert_eq!(text(&indefinite, &span), Some("x"));
+    }
+
+    #[test]
     fn indefinite_items_and_deep_nesting() {
         // An indefinite array of an indefinite text of two chunks, then 1.
         let bytes = [0x9f, 0x7f, 0x61, b'a', 0x61, b'b', 0xff, 0x01, 0xff];
         assert_eq!(skip(&bytes, 0).unwrap(), bytes.len());
-        let (_, spans) = items(&bytes, 0).unwrap();
-        assert_eq!(spans, vec![1..7, 7..8]);
+        let all = items(&bytes, 0).unwrap();
+        assert_eq!((all.items, all.end), (vec![1..7, 7..8], bytes.len()));
         let deep = vec![0x81; 10_000];
         assert!(matches!(skip(&deep, 0), Err(SealError::Malformed(_))));
         assert!(skip(&[0x1c], 0).is_err(), "a reserved head");

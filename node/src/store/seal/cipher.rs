@@ -72,6 +72,7 @@ impl SubjectKey {
 
     /// `plain` sealed for the subject of `digest` with `nonce` (random: never used twice with
     /// this key): the key's id, nonce, ciphertext, tag.
+    #[cfg(test)]
     pub(crate) fn seal(
         &self,
         nonce: [u8; NONCE_LEN],
@@ -79,37 +80,68 @@ impl SubjectKey {
         plain: &[u8],
     ) -> Result<Vec<u8>, SealError> {
         let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+        self.seal_into(nonce, digest, &[plain], &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends to `out` the plaintext made of `parts` sealed as [`seal`](SubjectKey::seal)
+    /// seals it, without copying the plaintext elsewhere first.
+    pub(crate) fn seal_into(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        digest: &Digest,
+        parts: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SealError> {
         out.extend_from_slice(&self.id);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
+        let start = out.len();
+        for part in parts {
+            out.extend_from_slice(part);
+        }
         let tag = self
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(digest),
-                &mut out[ID_LEN + NONCE_LEN..],
+                &mut out[start..],
             )
             .map_err(|_| SealError::Random)?;
         out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        Ok(())
     }
 
     /// The plaintext of `sealed` (as [`seal`](SubjectKey::seal) wrote it for `digest`); an
     /// error if it was altered, cut, or sealed for another subject or under another key.
+    #[cfg(test)]
     pub(crate) fn open(&self, digest: &Digest, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut out = Vec::new();
+        let plain = self.open_into(digest, sealed, &mut out)?;
+        Ok(out[plain].to_vec())
+    }
+
+    /// Opens `sealed` as [`open`](SubjectKey::open) does, into `out` (appended); returns where
+    /// the plaintext lies in `out`.
+    pub(crate) fn open_into(
+        &self,
+        digest: &Digest,
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<std::ops::Range<usize>, SealError> {
         if sealed.len() < OVERHEAD || !self.sealed_it(sealed) {
             return Err(SealError::Tampered);
         }
         let (nonce, rest) = sealed[ID_LEN..].split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Tampered)?;
-        let mut buffer = rest.to_vec();
+        let start = out.len();
+        out.extend_from_slice(rest);
         let plain_len = self
             .key
-            .open_in_place(nonce, Aad::from(digest), &mut buffer)
+            .open_in_place(nonce, Aad::from(digest), &mut out[start..])
             .map_err(|_| SealError::Tampered)?
             .len();
-        buffer.truncate(plain_len);
-        Ok(buffer)
+        out.truncate(start + plain_len);
+        Ok(start..start + plain_len)
     }
 }
 

@@ -297,6 +297,45 @@ fn atoms_without_personal_events_stay_plain() {
     assert!(matches!(opened, std::borrow::Cow::Borrowed(_)), "no copy");
 }
 
+#[test]
+fn columns_of_indefinite_length_are_sealed_and_opened() {
+    // {"values": [_ "a-1", "x-1"], "keys": null, "envelopes": [_ {"subject": "ann",
+    // "categories": []}, null]}, with arrays of indefinite length.
+    let mut bytes = vec![0xa3];
+    let text = |out: &mut Vec<u8>, t: &str| {
+        out.push(0x60 + t.len() as u8);
+        out.extend_from_slice(t.as_bytes());
+    };
+    text(&mut bytes, "values");
+    bytes.push(0x9f);
+    text(&mut bytes, "a-1");
+    text(&mut bytes, "x-1");
+    bytes.push(0xff);
+    text(&mut bytes, "keys");
+    bytes.push(0xf6);
+    text(&mut bytes, "envelopes");
+    bytes.push(0x9f);
+    bytes.push(0xa2);
+    text(&mut bytes, "subject");
+    text(&mut bytes, "ann");
+    text(&mut bytes, "categories");
+    bytes.push(0x80);
+    bytes.push(0xf6);
+    bytes.push(0xff);
+    let mut keys = MemoryKeys::new();
+    let sealed = seal_atom(&bytes, &mut keys).unwrap().unwrap();
+    assert!(!found(&sealed, "a-1") && found(&sealed, "x-1"));
+    assert_eq!(open_atom(&sealed, &mut keys).unwrap(), bytes);
+    keys.erase("ann");
+    let opened: ciborium::Value =
+        ciborium::from_reader(&open_atom(&sealed, &mut keys).unwrap()[..]).unwrap();
+    let expected: ciborium::Value = ciborium::from_reader(
+        &b"\xa3\x66values\x9f\x63x-1\xff\x64keys\xf6\x69envelopes\x9f\xf6\xff"[..],
+    )
+    .unwrap();
+    assert_eq!(opened, expected);
+}
+
 fn db() -> rusqlite::Connection {
     let conn = rusqlite::Connection::open_in_memory().unwrap();
     conn.execute_batch("CREATE TABLE subject_keys (subject BLOB PRIMARY KEY, key BLOB NOT NULL)")
