@@ -306,6 +306,22 @@ impl Registry {
         self.subjects.get(subject)
     }
 
+    /// The hash [`Registry::subject_hashed`] finds `subject` by.
+    pub(crate) fn subject_hash(&self, subject: &str) -> u64 {
+        self.subjects.hash_of(subject)
+    }
+
+    /// Asks the memory for the entry of the subject hashed to `hash`, without waiting: the
+    /// gate asks some events ahead of the one it decides on, so that their reads overlap.
+    pub(crate) fn prefetch(&self, hash: u64) {
+        self.subjects.prefetch(hash);
+    }
+
+    /// [`Registry::subject`] with the hash [`Registry::subject_hash`] gave.
+    pub(crate) fn subject_hashed(&self, subject: &str, hash: u64) -> Option<&SubjectState> {
+        self.subjects.get_hashed(subject, hash)
+    }
+
     /// The bits, in [`Term::purposes`], of the purposes consents named that cover `purpose`.
     pub(crate) fn purposes_covering(&self, purpose: &str) -> u32 {
         self.purposes.covering(purpose)

@@ -9,7 +9,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::data::{Data, Envelope, Event, Key};
-use crate::gate::{Decision, Redaction, redact_value};
+use crate::gate::{AtomGate, Decision, Redaction, redact_value};
 
 /// One atom's events of type `T`, by column.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -176,10 +176,7 @@ pub(crate) trait Batch: Any + Send + Sync {
     fn strip_envelopes(&mut self);
     /// Applies the gate's verdict on each event's envelope: keeps the admitted, drops the
     /// denied, redacts the rest (dropping those that cannot be redacted).
-    fn filter_envelopes(
-        &mut self,
-        check: &mut dyn FnMut(Option<&Envelope>) -> Decision,
-    ) -> Filtered;
+    fn filter_envelopes(&mut self, gate: &mut dyn AtomGate) -> Filtered;
     /// Splits the events by key among `parts` partitions ([`partition_of`]), keeping their
     /// order within each part; `None` where no event went.
     fn split_by_key(self: Box<Self>, parts: usize) -> Vec<Option<Box<dyn Batch>>>;
@@ -214,23 +211,22 @@ impl<T: Data> Batch for Columns<T> {
     fn strip_envelopes(&mut self) {
         self.envelopes = None;
     }
-    fn filter_envelopes(
-        &mut self,
-        check: &mut dyn FnMut(Option<&Envelope>) -> Decision,
-    ) -> Filtered {
+    fn filter_envelopes(&mut self, gate: &mut dyn AtomGate) -> Filtered {
         let n = self.values.len();
         let mut keep = vec![true; n];
         let mut redactions: Vec<(usize, Arc<Redaction>)> = Vec::new();
         match &self.envelopes {
             // One verdict serves every event without an envelope.
-            None => match check(None) {
+            None => match gate.check(None) {
                 Decision::Admit => return Filtered::default(),
                 Decision::Deny => keep.fill(false),
                 Decision::Redact(r) => redactions.extend((0..n).map(|i| (i, r.clone()))),
             },
             Some(envelopes) => {
-                for (i, e) in envelopes.iter().enumerate() {
-                    match check(e.as_deref()) {
+                let mut decisions = Vec::with_capacity(n);
+                gate.check_all(envelopes, &mut decisions);
+                for (i, d) in decisions.into_iter().enumerate() {
+                    match d {
                         Decision::Admit => {}
                         Decision::Deny => keep[i] = false,
                         Decision::Redact(r) => redactions.push((i, r)),
@@ -435,7 +431,7 @@ mod tests {
             fields: vec!["pulse".into()],
             categories: vec!["health.pulse".into()],
         });
-        let f = a.filter_envelopes(&mut |e| match e {
+        let f = a.filter_envelopes(&mut |e: Option<&Envelope>| match e {
             Some(_) => Decision::Redact(r.clone()),
             None => Decision::Admit,
         });
@@ -455,7 +451,7 @@ mod tests {
         );
         // A value that is not a record cannot be redacted: it is dropped.
         let mut n = Columns::from_events(vec![Event::personal(1i64, env)]);
-        let f = n.filter_envelopes(&mut |_| Decision::Redact(r.clone()));
+        let f = n.filter_envelopes(&mut |_: Option<&Envelope>| Decision::Redact(r.clone()));
         assert_eq!(
             (f, n.len()),
             (
@@ -507,14 +503,16 @@ mod tests {
     #[test]
     fn the_gate_sees_each_envelope_and_one_verdict_for_plain_atoms() {
         let mut a = Columns::from_events(vec![Event::new(1), personal(2, "a"), personal(3, "b")]);
-        let f = a.filter_envelopes(&mut |e| verdict(e.is_none_or(|e| e.subject.0 != "a")));
+        let f = a.filter_envelopes(&mut |e: Option<&Envelope>| {
+            verdict(e.is_none_or(|e| e.subject.0 != "a"))
+        });
         assert_eq!(
             (f.denied, a.into_events()),
             (1, vec![Event::new(1), personal(3, "b")])
         );
         let mut calls = 0;
         let mut plain = Columns::of_values(vec![1i64, 2, 3]);
-        let f = plain.filter_envelopes(&mut |_| {
+        let f = plain.filter_envelopes(&mut |_: Option<&Envelope>| {
             calls += 1;
             Decision::Deny
         });

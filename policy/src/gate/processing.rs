@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use foldhash::fast::RandomState;
+
 /// A stable tag of a subject's id (FNV-1a, 64 bits): the same in every run and every build, so
 /// that stored processing rows are found again by the subject's id.
 pub fn subject_tag(subject: &str) -> u64 {
@@ -28,8 +30,9 @@ pub struct Processed {
     pub events: u64,
 }
 
-/// The log since the last drain: path → subject tag → what was processed.
-pub type Drained = HashMap<String, HashMap<u64, Processed>>;
+/// The log since the last drain: path → subject tag → what was processed. The log is updated
+/// for every event admitted, so its maps hash with foldhash (seeded per map) rather than SipHash.
+pub type Drained = HashMap<String, HashMap<u64, Processed, RandomState>, RandomState>;
 
 /// The processing log, behind a lock taken once per atom that admitted personal events.
 #[derive(Debug, Default)]

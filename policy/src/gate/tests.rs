@@ -415,8 +415,10 @@ fn random_policy(
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
-    /// The per-atom check decides every event as `decide` does: with few names and with more
-    /// than the 31 that have a bit of their own, at any time (the end of time included).
+    /// The per-atom check decides every event as `decide` does, one event at a time and the
+    /// whole atom at once: with few names and with more than the 31 that have a bit of their
+    /// own (and atoms of more categories than a plan keeps), at any time (the end of time
+    /// included).
     #[test]
     fn the_atom_check_decides_as_decide_does(
         names in prop_oneof![2..12usize, 32..48usize],
@@ -425,7 +427,7 @@ proptest! {
         ops in prop::collection::vec(op(48), 0..80),
         events in prop::collection::vec(
             (0..5usize, prop::collection::vec(0..48usize, 0..3), prop::option::of(0..40u64)),
-            1..24),
+            1..48),
         now in prop_oneof![0..60u64, Just(u64::MAX)],
     ) {
         let purposes = dotted_names("q", names);
@@ -494,7 +496,13 @@ proptest! {
             let path = Path::parse(path).unwrap();
             let mut check = gate.for_atom(&path);
             let got: Vec<Decision> = envelopes.iter().map(|e| check.check(e.as_ref())).collect();
-            prop_assert_eq!(got, wanted, "{}", path);
+            prop_assert_eq!(&got, &wanted, "{}", path);
+            // The whole atom at once (as the runtime asks) decides the same.
+            let shared: Vec<Option<Arc<Envelope>>> =
+                envelopes.iter().map(|e| e.clone().map(Arc::new)).collect();
+            let mut all = Vec::new();
+            gate.for_atom(&path).check_all(&shared, &mut all);
+            prop_assert_eq!(all, wanted, "{} (check_all)", path);
         }
     }
 }
@@ -532,4 +540,35 @@ fn names_past_the_31st_share_a_bit_and_are_still_told_apart() {
     assert_eq!(ask(&mut check, "ann", &["zzz.a"]), Decision::Admit);
     assert_eq!(ask(&mut check, "ann", &["health.pulse"]), Decision::Deny);
     assert_eq!(ask(&mut check, "bob", &["health.pulse"]), Decision::Deny);
+}
+
+#[test]
+fn an_atom_of_more_categories_than_a_plan_keeps_is_decided_event_by_event() {
+    let mut r = Registry::new();
+    r.grant(grant("ann", "research", &["health"]), 100).unwrap();
+    let gate = Gate::new(policy(), r, Arc::new(ManualClock::at(200)));
+    let path = Path::parse("/clinic/workflows/strict").unwrap();
+    // 40 distinct categories: the first 32 get the plan's bits, the rest are decided alone.
+    let envelopes: Vec<Option<Arc<Envelope>>> = (0..40)
+        .map(|i| {
+            let category = if i % 2 == 0 {
+                format!("health.m{i}")
+            } else {
+                format!("contact.m{i}")
+            };
+            Some(Arc::new(Envelope::new("ann", &[category.as_str()])))
+        })
+        .collect();
+    let mut all = Vec::new();
+    gate.for_atom(&path).check_all(&envelopes, &mut all);
+    let expected: Vec<Decision> = (0..40)
+        .map(|i| {
+            if i % 2 == 0 {
+                Decision::Admit
+            } else {
+                Decision::Deny
+            }
+        })
+        .collect();
+    assert_eq!(all, expected);
 }

@@ -208,7 +208,7 @@ impl Work {
                         let mut batch = atom.unshare();
                         if !gate.admits_everything() {
                             let mut check = gate.for_atom(&engine.path);
-                            denied += batch.filter_envelopes(&mut |env| check.check(env)).denied;
+                            denied += batch.filter_envelopes(&mut *check).denied;
                         }
                         batch
                     };
