@@ -133,12 +133,7 @@ pub async fn run(
     // Every atom of every app passes the policy gate, from the first.
     let privacy = Privacy::open(dir, Arc::new(SystemClock))?;
     node.system().set_gate(privacy.gate());
-    let fed = Arc::clone(&node);
-    privacy.set_feed(Arc::new(move |path: &str, events| {
-        fed.feeder::<crate::privacy::Row>(path)?
-            .push_events(events)
-            .map_err(NodeError::from)
-    }));
+    privacy.set_feed(Arc::new(NodeFeeds(Arc::clone(&node))));
     let eraser = node.system().storage().eraser();
     privacy.set_key_eraser(Arc::new(move |subject: &str| {
         eraser.erase_subject(subject).map(|k| k.existed)
@@ -152,6 +147,9 @@ pub async fn run(
         node.launch(app)?;
         hosted.push((name, workflows));
     }
+    // An import a crash cut between storing its records and feeding them is fed now, before
+    // the admin API can take another.
+    privacy.resume_feeds()?;
     let exported = export_streams(&node, &settings, dir)?;
     let admin_addr = settings.admin.clone();
     let settings = Arc::new(RwLock::new(settings));
@@ -347,4 +345,25 @@ fn random_token() -> Result<String, NodeError> {
         .fill(&mut bytes)
         .map_err(|_| NodeError::Admin("no randomness for the admin token".to_owned()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Imported records reach the node's external generators.
+struct NodeFeeds(Arc<Node>);
+
+impl crate::privacy::Feeds for NodeFeeds {
+    fn next(&self, path: &str) -> Result<u64, NodeError> {
+        Ok(self.0.system().feeder_next(path)?)
+    }
+
+    fn feed(
+        &self,
+        path: &str,
+        offset: u64,
+        events: Vec<pods_sdk::Event<crate::privacy::Row>>,
+    ) -> Result<bool, NodeError> {
+        Ok(self
+            .0
+            .feeder::<crate::privacy::Row>(path)?
+            .push_events_at(offset, events)?)
+    }
 }

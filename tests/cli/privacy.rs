@@ -364,3 +364,74 @@ fn an_erasure_cut_by_a_crash_completes_at_the_next_start() {
         .unwrap();
     assert_eq!(resumed, 1, "the start resumed the erasure");
 }
+
+/// Ann's processing by `path`: events admitted.
+fn processed(d: &str, subject: &str, path: &str) -> u64 {
+    let export: SubjectExport =
+        serde_json::from_str(&ok(&["subject", "export", subject, "--data-dir", d])).unwrap();
+    export
+        .processing
+        .iter()
+        .filter(|p| p.path == path)
+        .map(|p| p.events)
+        .sum()
+}
+
+#[test]
+fn an_import_cut_by_a_crash_is_fed_once_at_the_next_start() {
+    let _dog = crate::watchdog("import_crash", 120);
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("clinic");
+    let d = dir.to_str().unwrap();
+    ok(&["init", "--data-dir", d, "--name", "clinic"]);
+    let mut s = pods_node::Settings::load(&dir).unwrap();
+    s.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", free_port())];
+    s.apps = vec!["clinic".into()];
+    s.save(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let f = root.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        f.to_str().unwrap().to_owned()
+    };
+    let policy = file("policy.toml", POLICY);
+    let ann = file("ann.csv", "pid,name,pulse\nann,Ann,61\n");
+    let bob = file("bob.csv", "pid,name,pulse\nbob,Bob,72\n");
+
+    // The daemon aborts right after the import's records are stored, before they are fed.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pods"))
+        .args(["node", "start", "--data-dir", d])
+        .env(pods_node::failpoint::VARIABLE, "import.stored:1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), || dir.join("admin.json").exists());
+    ok(&["policy", "load", &policy, "--data-dir", d]);
+    let (imported, _, _) = pods(
+        &["data", "import", "patients", &ann, "--data-dir", d],
+        Duration::from_secs(30),
+    );
+    assert!(!imported, "the daemon was to abort during the import");
+    assert!(!child.wait().unwrap().success(), "aborted at the failpoint");
+    let _ = std::fs::remove_file(dir.join("admin.json"));
+
+    // The next start feeds Ann's visit to the workflows; a later import follows it, and
+    // Ann's visit was taken once.
+    let node = Daemon::start(&dir);
+    const CARE: &str = "/clinic/workflows/care";
+    wait_for(Duration::from_secs(60), || processed(d, "ann", CARE) >= 1);
+    ok(&["data", "import", "patients", &bob, "--data-dir", d]);
+    wait_for(Duration::from_secs(60), || processed(d, "bob", CARE) >= 1);
+    assert_eq!(processed(d, "ann", CARE), 1, "fed once");
+    assert!(node.terminate().success());
+    // A second start feeds nothing again.
+    let node = Daemon::start(&dir);
+    ok(&["data", "import", "patients", &bob, "--data-dir", d]);
+    wait_for(Duration::from_secs(60), || processed(d, "bob", CARE) >= 2);
+    assert_eq!(
+        processed(d, "ann", CARE),
+        1,
+        "still once after another restart"
+    );
+    assert!(node.terminate().success());
+}

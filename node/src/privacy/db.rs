@@ -16,7 +16,8 @@ pub const POLICY_DB: &str = "policy.db";
 /// `PRAGMA application_id` of a policy database ("Podp").
 const APPLICATION_ID: i64 = 0x506f_6470;
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE policy (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE policy (
          id INTEGER PRIMARY KEY CHECK (id = 0),
          text TEXT NOT NULL,
          loaded_at INTEGER NOT NULL
@@ -73,7 +74,18 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE policy (
          acknowledged_at INTEGER,
          acknowledgement TEXT,
          PRIMARY KEY (digest, peer)
-     ) WITHOUT ROWID;"];
+     ) WITHOUT ROWID;",
+    // Imports not yet fed into their generator: the records `first..=last` of `dataset`, as
+    // the atom at `offset` of `path`. Written with the records; deleted once fed.
+    "CREATE TABLE feeds (
+         id INTEGER PRIMARY KEY,
+         dataset TEXT NOT NULL,
+         path TEXT NOT NULL,
+         offset INTEGER NOT NULL,
+         first INTEGER NOT NULL,
+         last INTEGER NOT NULL
+     );",
+];
 
 const SCHEMA: Schema = Schema {
     application_id: APPLICATION_ID,

@@ -9,6 +9,7 @@
 mod db;
 mod erase;
 pub mod housekeeping;
+mod import;
 mod peers;
 mod records;
 mod subject;
@@ -38,6 +39,8 @@ struct Inner {
     db: Mutex<Connection>,
     gate: Arc<Gate>,
     feed: Mutex<Option<Feed>>,
+    /// Held while an import stores and feeds its records.
+    importing: Mutex<()>,
     keys: Mutex<Option<KeyEraser>>,
 }
 
@@ -45,7 +48,21 @@ struct Inner {
 pub type Row = serde_json::Map<String, serde_json::Value>;
 
 /// Pushes one atom of records into the external generator at a path.
-pub type Feed = Arc<dyn Fn(&str, Vec<pods_sdk::Event<Row>>) -> Result<(), NodeError> + Send + Sync>;
+pub type Feed = Arc<dyn Feeds>;
+
+/// The generators imported records are fed into (the node's external generators).
+pub trait Feeds: Send + Sync {
+    /// The offset the next atom fed to the generator at `path` gets.
+    fn next(&self, path: &str) -> Result<u64, NodeError>;
+    /// Feeds `events` as one atom at `offset` of the generator at `path`; `Ok(false)` if that
+    /// offset was taken already (fed before a crash).
+    fn feed(
+        &self,
+        path: &str,
+        offset: u64,
+        events: Vec<pods_sdk::Event<Row>>,
+    ) -> Result<bool, NodeError>;
+}
 
 /// What `pods policy show` prints: the policy in force and when it was loaded.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -118,6 +135,7 @@ impl Privacy {
                 db: Mutex::new(conn),
                 gate: Arc::new(Gate::new(policy, registry, clock)),
                 feed: Mutex::new(None),
+                importing: Mutex::new(()),
                 keys: Mutex::new(None),
             }),
         })

@@ -1,17 +1,14 @@
-//! What a data subject can ask of the node: their records imported, corrected, and handed
+//! What a data subject can ask of the node: their records corrected, and handed
 //! back with everything else kept about them (access and portability); and the retention
 //! schedule that purges records past their categories' retention.
 
-use std::collections::BTreeSet;
-
 use pods_policy::Consent;
-use pods_sdk::{Envelope, Event};
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Privacy;
-use super::records::{self, Format, ImportReport, Record};
+use super::records::Record;
 use crate::error::NodeError;
 
 /// Which purposes processed a subject's data, where, and when.
@@ -62,106 +59,6 @@ pub struct SubjectExport {
 }
 
 impl Privacy {
-    /// Imports the rows of `text` into `dataset`. With a bad row, nothing is imported unless
-    /// `skip_bad`; then the good rows are, and the bad ones reported.
-    pub fn import(
-        &self,
-        dataset: &str,
-        format: Format,
-        text: &str,
-        skip_bad: bool,
-    ) -> Result<ImportReport, NodeError> {
-        let policy = self.policy();
-        let Some(schema) = policy.dataset(dataset) else {
-            let known: Vec<&str> = policy.datasets().map(|d| d.name.as_str()).collect();
-            return Err(NodeError::Privacy(format!(
-                "dataset `{dataset}` is not in the policy (it declares: {}); add a [[dataset]] and load the policy first",
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            )));
-        };
-        let (good, bad) = records::parse(schema, format, text);
-        if !bad.is_empty() && !skip_bad {
-            return Err(NodeError::ImportRefused { bad });
-        }
-        let now = self.inner.gate.now();
-        let mut db = self.db()?;
-        let tx = db.transaction().map_err(|e| self.sql(e))?;
-        let mut subjects = BTreeSet::new();
-        let mut first = None;
-        {
-            let mut insert = tx
-                .prepare(
-                    "INSERT INTO records (dataset, subject, body, collected_at)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(|e| self.sql(e))?;
-            for (_, subject, fields) in &good {
-                let body = Value::Object(fields.clone()).to_string();
-                insert
-                    .execute(params![dataset, subject, body, now as i64])
-                    .map_err(|e| self.sql(e))?;
-                first.get_or_insert(tx.last_insert_rowid());
-                subjects.insert(subject.clone());
-            }
-        }
-        tx.commit().map_err(|e| self.sql(e))?;
-        drop(db);
-        if let (Some(path), Some(first)) = (&schema.feed, first)
-            && let Err(e) = self.feed(path, schema, &good, now)
-        {
-            // Stored but not fed: take the rows back, so that the import is all or nothing.
-            self.db()?
-                .execute(
-                    "DELETE FROM records WHERE dataset = ?1 AND id >= ?2",
-                    params![dataset, first],
-                )
-                .map_err(|e| self.sql(e))?;
-            return Err(e);
-        }
-        Ok(ImportReport {
-            dataset: dataset.to_owned(),
-            imported: good.len() as u64,
-            subjects: subjects.len() as u64,
-            skipped: bad,
-        })
-    }
-
-    /// Pushes the imported rows, as one atom of personal events, into the generator `path`.
-    fn feed(
-        &self,
-        path: &str,
-        schema: &pods_policy::Dataset,
-        rows: &[records::GoodRow],
-        now: u64,
-    ) -> Result<(), NodeError> {
-        let feed = self.inner.feed.lock().ok().and_then(|f| f.clone());
-        let Some(feed) = feed else {
-            return Err(NodeError::Privacy(format!(
-                "dataset `{}` feeds {path}, but this node runs no apps to feed",
-                schema.name
-            )));
-        };
-        let events = rows
-            .iter()
-            .map(|(_, subject, fields)| {
-                // The subject's own column is the envelope's subject, not a category.
-                let categories: Vec<&str> = fields
-                    .keys()
-                    .filter(|k| **k != schema.subject)
-                    .filter_map(|k| schema.columns.get(k))
-                    .map(|c| c.as_str())
-                    .collect();
-                let envelope = Envelope::new(subject.clone(), &categories).collected_at(now);
-                Event::personal(fields.clone(), envelope)
-            })
-            .collect();
-        feed(path, events)
-    }
-
     /// The subject's records, oldest first.
     pub fn records_of(&self, subject: &str) -> Result<Vec<Record>, NodeError> {
         let db = self.db()?;

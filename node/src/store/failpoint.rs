@@ -1,7 +1,6 @@
 //! Failpoints: named places in the commit path where a crash test makes the process abort, to
-//! check that a crash at exactly that place loses nothing and applies nothing twice; and
-//! `erase.deleted`, where an erasure has deleted a subject's key but not yet checkpointed the
-//! WAL. Set `PODS_FAILPOINT=<name>:<n>` to abort the n-th time `<name>` is reached; unset, a
+//! check that a crash at exactly that place loses nothing and applies nothing twice; and in
+//! erasure and import (below), to check that the next start completes what the crash cut. Set `PODS_FAILPOINT=<name>:<n>` to abort the n-th time `<name>` is reached; unset, a
 //! failpoint costs one load of a cached value.
 
 use std::sync::OnceLock;
@@ -21,6 +20,10 @@ pub const ALL: &[&str] = &[
 /// Failpoints of erasure: after the local deletion is committed (`erase.local`, in
 /// `policy.db`), and after a subject's payload key is deleted (`erase.deleted`, in the store).
 pub const ERASURE: &[&str] = &["erase.local", "erase.deleted"];
+
+/// Failpoints of importing: after an import's records (and the note of the atom they become)
+/// are stored, before the atom is fed (`import.stored`, in `policy.db`).
+pub const IMPORT: &[&str] = &["import.stored"];
 
 static ARMED: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static REACHED: AtomicU64 = AtomicU64::new(0);

@@ -181,6 +181,18 @@ impl<T: Data> Feeder<T> {
         push_batch(&self.path, &self.queue, None, atom, None).map(|_| ())
     }
 
+    /// Pushes one atom of events at stream offset `offset`, so that a host that must feed an
+    /// atom exactly once (again after a crash) can: an offset already taken is skipped
+    /// (`Ok(false)`), one past the next is refused ([`Error::FeederGap`]). Empty atoms are not
+    /// passed on.
+    pub fn push_events_at(&self, offset: u64, atom: Vec<Event<T>>) -> Result<bool, Error> {
+        if atom.is_empty() {
+            return self.queue_open().map(|_| false);
+        }
+        let atom: Arc<dyn Batch> = Arc::new(Columns::from_events(atom));
+        push_batch(&self.path, &self.queue, Some(offset), atom, None)
+    }
+
     fn queue_open(&self) -> Result<(), Error> {
         let q = self.queue.lock().map_err(|_| Error::FeederSealed {
             path: self.path.to_string(),
