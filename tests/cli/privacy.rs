@@ -43,6 +43,43 @@ pub(crate) fn scan(dir: &std::path::Path, marker: &str) -> bool {
     })
 }
 
+/// A data dir `ROOT/clinic`, set up to host the stock `clinic` app on a free loopback port.
+fn clinic_dir(root: &std::path::Path) -> std::path::PathBuf {
+    let dir = root.join("clinic");
+    ok(&[
+        "init",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--name",
+        "clinic",
+    ]);
+    let mut s = pods_node::Settings::load(&dir).unwrap();
+    s.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", free_port())];
+    s.apps = vec!["clinic".into()];
+    s.save(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` to `ROOT/name`; returns the file's path.
+fn write(root: &std::path::Path, name: &str, text: &str) -> String {
+    let f = root.join(name);
+    std::fs::write(&f, text).unwrap();
+    f.to_str().unwrap().to_owned()
+}
+
+/// Starts the daemon of `dir` with the failpoint `spec` (`name:n`) armed, once it serves.
+fn start_to_abort(dir: &std::path::Path, spec: &str) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pods"))
+        .args(["node", "start", "--data-dir", dir.to_str().unwrap()])
+        .env(pods_node::failpoint::VARIABLE, spec)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(30), || dir.join("admin.json").exists());
+    child
+}
+
 fn fails(args: &[&str]) -> String {
     let (ok, _, stderr) = pods(args, Duration::from_secs(30));
     assert!(!ok, "pods {args:?} should have failed");
@@ -53,18 +90,9 @@ fn fails(args: &[&str]) -> String {
 fn policy_consents_and_imports_decide_what_each_workflow_receives() {
     let _dog = crate::watchdog("privacy_cli", 120);
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("clinic");
+    let dir = clinic_dir(root.path());
     let d = dir.to_str().unwrap();
-    ok(&["init", "--data-dir", d, "--name", "clinic"]);
-    let mut s = pods_node::Settings::load(&dir).unwrap();
-    s.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", free_port())];
-    s.apps = vec!["clinic".into()];
-    s.save(&dir).unwrap();
-    let file = |name: &str, text: &str| {
-        let f = root.path().join(name);
-        std::fs::write(&f, text).unwrap();
-        f.to_str().unwrap().to_owned()
-    };
+    let file = |name: &str, text: &str| write(root.path(), name, text);
     let node = Daemon::start(&dir);
 
     let bad = file(
@@ -297,13 +325,8 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
 fn an_erasure_cut_by_a_crash_completes_at_the_next_start() {
     let _dog = crate::watchdog("erasure_crash", 120);
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("clinic");
+    let dir = clinic_dir(root.path());
     let d = dir.to_str().unwrap();
-    ok(&["init", "--data-dir", d, "--name", "clinic"]);
-    let mut s = pods_node::Settings::load(&dir).unwrap();
-    s.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", free_port())];
-    s.apps = vec!["clinic".into()];
-    s.save(&dir).unwrap();
     let policy = root.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let visits = root.path().join("v.jsonl");
@@ -315,14 +338,7 @@ fn an_erasure_cut_by_a_crash_completes_at_the_next_start() {
 
     // The daemon aborts right after the local deletion is committed, before the payload key
     // is destroyed and the receipt written.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pods"))
-        .args(["node", "start", "--data-dir", d])
-        .env(pods_node::failpoint::VARIABLE, "erase.local:1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(30), || dir.join("admin.json").exists());
+    let mut child = start_to_abort(&dir, "erase.local:1");
     ok(&["policy", "load", policy.to_str().unwrap(), "--data-dir", d]);
     ok(&[
         "data",
@@ -381,31 +397,15 @@ fn processed(d: &str, subject: &str, path: &str) -> u64 {
 fn an_import_cut_by_a_crash_is_fed_once_at_the_next_start() {
     let _dog = crate::watchdog("import_crash", 120);
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("clinic");
+    let dir = clinic_dir(root.path());
     let d = dir.to_str().unwrap();
-    ok(&["init", "--data-dir", d, "--name", "clinic"]);
-    let mut s = pods_node::Settings::load(&dir).unwrap();
-    s.listen = vec![format!("/ip4/127.0.0.1/tcp/{}", free_port())];
-    s.apps = vec!["clinic".into()];
-    s.save(&dir).unwrap();
-    let file = |name: &str, text: &str| {
-        let f = root.path().join(name);
-        std::fs::write(&f, text).unwrap();
-        f.to_str().unwrap().to_owned()
-    };
+    let file = |name: &str, text: &str| write(root.path(), name, text);
     let policy = file("policy.toml", POLICY);
     let ann = file("ann.csv", "pid,name,pulse\nann,Ann,61\n");
     let bob = file("bob.csv", "pid,name,pulse\nbob,Bob,72\n");
 
     // The daemon aborts right after the import's records are stored, before they are fed.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pods"))
-        .args(["node", "start", "--data-dir", d])
-        .env(pods_node::failpoint::VARIABLE, "import.stored:1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(30), || dir.join("admin.json").exists());
+    let mut child = start_to_abort(&dir, "import.stored:1");
     ok(&["policy", "load", &policy, "--data-dir", d]);
     let (imported, _, _) = pods(
         &["data", "import", "patients", &ann, "--data-dir", d],
