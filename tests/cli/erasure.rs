@@ -1,5 +1,6 @@
 //! Erasure across peers, end to end: clinic `a` exports its study stream to `b` under an
-//! export rule of its policy; `b` mirrors it into the stock `research` app. `a` records which
+//! export rule of its policy, which withholds the events of a subject without consent; `b`
+//! mirrors it into the stock `research` app. `a` records which
 //! subjects' data went to `b`; erasing a subject at `a` asks `b`, which erases, audits it and
 //! answers with a signed acknowledgement that `a`'s receipt then carries.
 
@@ -23,7 +24,7 @@ feed = "/clinic/generators/visits"
 [[workflow]]
 path = "/clinic/workflows/study"
 purpose = "research"
-basis = "consent"
+basis = "legitimate_interests"
 
 [[workflow]]
 path = "/clinic/workflows/care"
@@ -114,14 +115,30 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
             a_s,
         ]);
     }
+    // Dan gave no consent: the study takes his visits (legitimate interests), but the export's
+    // rule (consent) keeps them at a; the second atom, his alone, leaves empty and still takes
+    // its offset at b.
     let visits = file(
         "visits.csv",
-        "pid,name,pulse\nann,Ann MARKER-ANN,61\nbob,Bob MARKER-BOB,72\n",
+        "pid,name,pulse\nann,Ann MARKER-ANN,61\nbob,Bob MARKER-BOB,72\ndan,Dan MARKER-DAN,80\n",
     );
     ok(&["data", "import", "patients", &visits, "--data-dir", a_s]);
+    let dan = file("dan.csv", "pid,name,pulse\ndan,Dan MARKER-DAN-2,81\n");
+    ok(&["data", "import", "patients", &dan, "--data-dir", a_s]);
     wait_for(Duration::from_secs(60), || {
-        status(b_s).imports.first().is_some_and(|i| i.next >= 1)
+        status(b_s).imports.first().is_some_and(|i| i.next >= 2)
     });
+    let recipients = |who: &str| -> Vec<String> {
+        let export: pods_node::privacy::SubjectExport =
+            serde_json::from_str(&ok(&["subject", "export", who, "--data-dir", a_s])).unwrap();
+        export
+            .recipients
+            .into_iter()
+            .map(|r| format!("{} {}", r.peer, r.export))
+            .collect()
+    };
+    assert_eq!(recipients("ann"), [format!("b {STREAM}")]);
+    assert!(recipients("dan").is_empty(), "nothing of Dan's left a");
 
     // The scan works: a's imported records hold the markers in clear. At b they arrived as
     // stream atoms, which its store keeps sealed under each subject's key: never in clear.

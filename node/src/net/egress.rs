@@ -1,13 +1,14 @@
-//! What leaves the node to a peer: replies to a peer's asks that carry an envelope pass the
-//! gate with the export's rule at send time (an export with no rule sends none), and what
-//! is sent is recorded in the lineage, as are the subjects of the stream atoms a peer pulls.
+//! What leaves the node to a peer: replies to a peer's asks that carry an envelope, and each
+//! event of the stream atoms a peer pulls, pass the gate with the export's rule at send time
+//! (an export with no rule sends no personal data), and the subjects of what is sent are
+//! recorded in the lineage.
 
 use std::collections::BTreeSet;
 
-use ciborium::Value;
 use pods_policy::Verdict;
 use pods_sdk::{AskId, Envelope};
 
+use super::filter::filter_atom;
 use super::shell::Shell;
 use super::wire::{ErrorCode, WireError};
 
@@ -20,59 +21,6 @@ pub(crate) struct Egress {
     pub portal: String,
     /// The ask's envelope.
     pub envelope: Option<Envelope>,
-}
-
-/// The subjects named by the envelopes of an encoded atom (the sdk's columns: a map whose
-/// `envelopes` entry lists an envelope or null per event). Bytes that do not hold the text
-/// `subject` are not parsed; bytes that are not CBOR name nobody.
-pub(crate) fn atom_subjects(atom: &[u8]) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    if !atom.windows(7).any(|w| w == b"subject") {
-        return out;
-    }
-    if let Ok(value) = ciborium::from_reader::<Value, _>(atom) {
-        collect(&value, &mut out, 0);
-    }
-    out
-}
-
-/// Most nesting followed looking for the envelopes.
-const MAX_DEPTH: usize = 8;
-
-fn collect(value: &Value, out: &mut BTreeSet<String>, depth: usize) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    match value {
-        Value::Map(entries) => {
-            for (k, v) in entries {
-                match (k.as_text(), v) {
-                    (Some("envelopes"), Value::Array(list)) => {
-                        out.extend(list.iter().filter_map(subject_of));
-                    }
-                    (_, Value::Map(_) | Value::Array(_)) => collect(v, out, depth + 1),
-                    _ => {}
-                }
-            }
-        }
-        Value::Array(items) => {
-            for v in items {
-                collect(v, out, depth + 1);
-            }
-        }
-        Value::Tag(_, inner) => collect(inner, out, depth + 1),
-        _ => {}
-    }
-}
-
-fn subject_of(envelope: &Value) -> Option<String> {
-    let Value::Map(fields) = envelope else {
-        return None;
-    };
-    fields.iter().find_map(|(k, v)| match (k.as_text(), v) {
-        (Some("subject"), Value::Text(s)) => Some(s.clone()),
-        _ => None,
-    })
 }
 
 impl Shell {
@@ -117,82 +65,44 @@ impl Shell {
         }
     }
 
-    /// Records the subjects of the atoms `peer` pulls from `stream` (one transaction).
-    pub(super) fn stream_lineage(
+    /// The atoms `peer` pulled from `stream` as they may leave: each event passes the export's
+    /// rule now (`filter.rs`; an atom may leave empty, keeping its offset), and the subjects
+    /// of what leaves are recorded in the lineage first (one transaction): an erasure must
+    /// find every recipient. Nothing leaves if that record cannot be written.
+    pub(super) fn atoms_out(
         &self,
         peer: &str,
         stream: &str,
-        atoms: &[(u64, Vec<u8>)],
-    ) -> Result<(), crate::error::NodeError> {
+        atoms: Vec<(u64, Vec<u8>)>,
+    ) -> Result<Vec<(u64, Vec<u8>)>, WireError> {
         let mut subjects = BTreeSet::new();
-        for (_, atom) in atoms {
-            subjects.extend(atom_subjects(atom));
+        let (mut withheld, mut redacted) = (0, 0);
+        let out = self.privacy.egress_with(stream, |verdict| {
+            atoms
+                .into_iter()
+                .map(|(offset, atom)| {
+                    let o = filter_atom(&atom, verdict).map_err(|e| {
+                        tracing::error!(%stream, offset, error = %e, "a logged atom cannot be read; nothing is sent");
+                        WireError::new(ErrorCode::Unavailable, format!("{stream}, atom {offset}: {e}"))
+                    })?;
+                    subjects.extend(o.subjects);
+                    withheld += o.withheld;
+                    redacted += o.redacted;
+                    Ok((offset, o.atom))
+                })
+                .collect::<Result<Vec<_>, WireError>>()
+        })?;
+        if withheld + redacted > 0 {
+            tracing::debug!(%stream, %peer, withheld, redacted, "the export's rule withheld or redacted events of pulled atoms");
         }
-        if subjects.is_empty() {
-            return Ok(());
+        if !subjects.is_empty() {
+            self.privacy
+                .record_lineage(peer, stream, subjects.iter().map(String::as_str))
+                .map_err(|e| {
+                    tracing::error!(%stream, error = %e, "cannot record the lineage of pulled atoms; they are not sent");
+                    WireError::new(ErrorCode::Unavailable, e.to_string())
+                })?;
         }
-        self.privacy
-            .record_lineage(peer, stream, subjects.iter().map(String::as_str))
-            .inspect_err(|e| {
-                tracing::error!(%stream, error = %e, "cannot record the lineage of pulled atoms; they are not sent");
-            })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use serde::Serialize;
-
-    use super::*;
-    use crate::privacy::Row;
-
-    /// The sdk's columns as they are encoded (same field names and shapes).
-    #[derive(Serialize)]
-    struct Columns {
-        values: Vec<Row>,
-        keys: Option<Vec<u64>>,
-        envelopes: Option<Vec<Option<Arc<Envelope>>>>,
-    }
-
-    fn row(pid: &str) -> Row {
-        let mut r = Row::new();
-        r.insert("pid".into(), pid.into());
-        r.insert("name".into(), format!("{pid} MARKER").into());
-        r
-    }
-
-    #[test]
-    fn the_subjects_of_an_atom_come_from_its_envelopes() {
-        let atom = crate::net::wire::encode(&Columns {
-            values: vec![row("ann"), row("ops"), row("bob"), row("ann")],
-            keys: Some(vec![1, 2, 3, 1]),
-            envelopes: Some(vec![
-                Some(Arc::new(Envelope::new("ann", &["health"]).collected_at(5))),
-                None,
-                Some(Arc::new(Envelope::new("bob", &["contact"]))),
-                Some(Arc::new(Envelope::new("ann", &["health"]))),
-            ]),
-        });
-        let got: Vec<String> = atom_subjects(&atom).into_iter().collect();
-        assert_eq!(got, ["ann", "bob"]);
-    }
-
-    #[test]
-    fn atoms_without_envelopes_name_nobody_and_are_not_parsed() {
-        let plain = crate::net::wire::encode(&Columns {
-            values: vec![row("subject")],
-            keys: None,
-            envelopes: None,
-        });
-        assert!(atom_subjects(&plain).is_empty());
-        let impersonal = crate::net::wire::encode(&Columns {
-            values: vec![],
-            keys: None,
-            envelopes: None,
-        });
-        assert!(atom_subjects(&impersonal).is_empty());
-        assert!(atom_subjects(b"\xffsubject garbage").is_empty());
+        Ok(out)
     }
 }

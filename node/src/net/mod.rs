@@ -4,6 +4,7 @@
 mod egress;
 mod erase;
 pub mod erasures;
+mod filter;
 pub mod inbox;
 pub mod outbox;
 pub mod pulls;

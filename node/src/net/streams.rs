@@ -59,15 +59,10 @@ impl Shell {
             .streams
             .pull(stream, from, max_atoms.min(1024), max_bytes)
         {
-            Ok(Pulled::Atoms(atoms)) => {
-                // Recorded before they leave: an erasure must find every recipient.
-                match self.stream_lineage(name, stream, &atoms) {
-                    Ok(()) => Response::Atoms(atoms),
-                    Err(e) => {
-                        Response::Refused(WireError::new(ErrorCode::Unavailable, e.to_string()))
-                    }
-                }
-            }
+            Ok(Pulled::Atoms(atoms)) => match self.atoms_out(name, stream, atoms) {
+                Ok(atoms) => Response::Atoms(atoms),
+                Err(e) => Response::Refused(e),
+            },
             Ok(Pulled::Truncated { first }) => {
                 tracing::warn!(%peer, %stream, from, first, "a peer pulled atoms the log no longer holds");
                 Response::Refused(WireError::new(

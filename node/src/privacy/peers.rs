@@ -218,16 +218,21 @@ impl Privacy {
         export: &str,
         envelope: Option<&pods_sdk::Envelope>,
     ) -> pods_policy::Verdict {
+        self.egress_with(export, |verdict| verdict(envelope))
+    }
+
+    /// Runs `f` with the export's verdict on envelopes, the rules read and the time taken once
+    /// (for the events of the atoms of one pull).
+    pub fn egress_with<R>(
+        &self,
+        export: &str,
+        f: impl FnOnce(&mut dyn FnMut(Option<&pods_sdk::Envelope>) -> pods_policy::Verdict) -> R,
+    ) -> R {
         let now = self.inner.gate.now();
         let rules = self.inner.gate.read();
         let policy = rules.policy();
-        pods_policy::decide(
-            policy,
-            rules.registry(),
-            policy.export(export),
-            envelope,
-            now,
-        )
+        let rule = policy.export(export);
+        f(&mut |envelope| pods_policy::decide(policy, rules.registry(), rule, envelope, now))
     }
 }
 

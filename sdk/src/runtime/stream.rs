@@ -71,9 +71,20 @@ impl StreamLog {
         self.base + self.atoms.len() as u64
     }
 
-    /// Appends an atom (ignored after the end marker, which nothing follows).
+    /// Appends an atom (ignored after the end marker, which nothing follows); an empty atom
+    /// (a step that emitted nothing) is not appended.
     pub(crate) fn push(&mut self, atom: Arc<dyn Batch>) {
-        if self.end.is_some() || atom.len() == 0 {
+        if atom.len() == 0 {
+            return;
+        }
+        self.push_fed(atom);
+    }
+
+    /// Appends an atom even if it is empty: an atom fed at an offset keeps that offset, so
+    /// that the stream's offsets stay those of the log it was fed from (an atom mirrored from
+    /// another node may arrive empty, every event withheld by that node's policy).
+    pub(crate) fn push_fed(&mut self, atom: Arc<dyn Batch>) {
+        if self.end.is_some() {
             return;
         }
         let item = Item::Atom(atom);

@@ -101,7 +101,7 @@ impl FeederQueue {
     }
 }
 
-/// Appends `atom` (non-empty) to a feeder's queue: logged first when the store logs fed
+/// Appends `atom` (empty only when fed at an offset) to a feeder's queue: logged first when the store logs fed
 /// atoms (`encoded` spares encoding it again), at offset `at` if given. An atom below the
 /// queue's next offset was taken before and is skipped (`Ok(false)`); one above it would
 /// leave a gap and is refused.

@@ -99,20 +99,15 @@ pub(crate) struct FeedTarget {
 impl FeedTarget {
     /// Feeds atom `offset`, given as its encoding (as stream logs hold it). An offset already
     /// taken is skipped (`Ok(false)`), so the same atom fed again after a restart is taken
-    /// once; an offset past the next leaves a gap and is refused.
+    /// once; an offset past the next leaves a gap and is refused. The atom may be empty (its
+    /// events withheld by the node it comes from): it still takes its offset, so that the
+    /// offsets stay the source's.
     pub(crate) fn feed(&self, offset: u64, atom: &[u8]) -> Result<bool, Error> {
         let path = &self.path;
         let batch = (self.decode)(atom).map_err(|reason| Error::UndecodableAtom {
             path: path.to_string(),
             reason,
         })?;
-        if batch.len() == 0 {
-            // Producers never log empty atoms: bytes that decode to one are not a stream atom.
-            return Err(Error::UndecodableAtom {
-                path: path.to_string(),
-                reason: format!("atom {offset} is empty"),
-            });
-        }
         push_batch(path, &self.queue, Some(offset), batch, Some(atom))
     }
 }

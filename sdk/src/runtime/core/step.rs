@@ -43,7 +43,7 @@ impl Core {
                         };
                         *source = Some(Source::Feeder(q));
                         match next {
-                            Some(Some(atom)) => self.streams[stream].push(atom),
+                            Some(Some(atom)) => self.streams[stream].push_fed(atom),
                             Some(None) => {
                                 *closed = true;
                                 self.streams[stream].close(End::Seal);
