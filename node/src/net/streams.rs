@@ -140,6 +140,15 @@ impl Shell {
                 for (offset, atom) in &atoms {
                     match self.node.system().feed_encoded(&into, *offset, atom) {
                         Ok(_) => fed += 1,
+                        Err(e @ pods_sdk::Error::UndecodableAtom { .. }) => {
+                            // Retrying cannot help: the peer sends what its log holds.
+                            let why = format!(
+                                "{e}; the peer's stream (or what its export's rule left of it, such as a redacted record) does not fit {into}'s type"
+                            );
+                            tracing::error!(%into, offset, error = %why, "an imported atom cannot be read; the import stops");
+                            self.pulls.stop(mirror, why);
+                            return;
+                        }
                         Err(e) => {
                             // Full, or a gap: pull again later from the generator's next offset.
                             tracing::debug!(%into, offset, error = %e, "a pulled atom waits");
