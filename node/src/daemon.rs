@@ -149,7 +149,13 @@ pub async fn run(
     }
     // An import a crash cut between storing its records and feeding them is fed now, before
     // the admin API can take another.
-    privacy.resume_feeds()?;
+    for import in privacy.resume_feeds()? {
+        audit.record(
+            "node",
+            "data.import",
+            serde_json::json!({"dataset": import.dataset, "records": import.records, "resumed": true, "fed_at_start": import.fed}),
+        )?;
+    }
     let exported = export_streams(&node, &settings, dir)?;
     let admin_addr = settings.admin.clone();
     let settings = Arc::new(RwLock::new(settings));

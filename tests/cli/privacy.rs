@@ -434,4 +434,19 @@ fn an_import_cut_by_a_crash_is_fed_once_at_the_next_start() {
         "still once after another restart"
     );
     assert!(node.terminate().success());
+    // The import the crash cut is audited by the start that finished it.
+    let db = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+    let resumed: Vec<String> = db
+        .prepare("SELECT detail FROM entries WHERE actor = 'node' AND action = 'data.import'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    let detail: serde_json::Value = serde_json::from_str(&resumed[0]).unwrap();
+    assert_eq!(
+        detail,
+        serde_json::json!({"dataset": "patients", "records": 1, "resumed": true, "fed_at_start": true})
+    );
 }

@@ -13,6 +13,17 @@ use super::records::{self, Format, ImportReport};
 use super::{Feed, Privacy, Row};
 use crate::error::NodeError;
 
+/// An import a crash cut, finished at a start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResumedImport {
+    /// The dataset imported into.
+    pub dataset: String,
+    /// Its records still stored.
+    pub records: u64,
+    /// `true` if the start fed them (`false`: fed before the crash, or none left).
+    pub fed: bool,
+}
+
 impl Privacy {
     /// Imports the rows of `text` into `dataset`. With a bad row, nothing is imported unless
     /// `skip_bad`; then the good rows are, and the bad ones reported. If the dataset feeds a
@@ -113,11 +124,12 @@ impl Privacy {
         })
     }
 
-    /// Feeds the imports a crash cut between storing their records and feeding them (call it
-    /// once the apps are launched, before anything else imports); returns how many it fed.
-    /// An import whose atom's offset is already taken was fed before the crash. Records erased
-    /// or purged since are left out; an import none of whose records remain is dropped.
-    pub fn resume_feeds(&self) -> Result<u64, NodeError> {
+    /// Finishes the imports a crash cut after storing their records (call it once the apps
+    /// are launched, before anything else imports): feeds each one's atom unless its offset is
+    /// already taken (fed before the crash). Records erased or purged since are left out; an
+    /// import none of whose records remain is not fed. Returns what it finished, to audit
+    /// (the command that made them never returned).
+    pub fn resume_feeds(&self) -> Result<Vec<ResumedImport>, NodeError> {
         let notes: Vec<(i64, String, String, i64, i64, i64)> = {
             let db = self.db()?;
             let mut stmt = db
@@ -137,7 +149,7 @@ impl Privacy {
             .map_err(|e| self.sql(e))?
         };
         let policy = self.policy();
-        let mut fed = 0;
+        let mut done = Vec::new();
         for (note, dataset, path, offset, first, last) in notes {
             let Some(schema) = policy.dataset(&dataset) else {
                 tracing::warn!(%dataset, %path, "an import was not fed before a restart, and the policy no longer declares its dataset; its records stay stored, unfed");
@@ -147,25 +159,26 @@ impl Privacy {
             let feeds = self.feeds(&dataset, &path)?;
             let next = feeds.next(&path)?;
             let offset = offset as u64;
-            if next > offset {
-                self.fed(note)?;
-                continue;
-            }
             if next < offset {
                 return Err(NodeError::Privacy(format!(
                     "an import into {path} was to be atom {offset}, but the generator's next atom is {next}: its fed atoms were lost; restore {path}'s data dir or delete the row of `feeds` in policy.db to drop the import's feed"
                 )));
             }
             let stored = self.stored_rows(&dataset, first, last)?;
-            if !stored.is_empty() {
+            let fed = next == offset && !stored.is_empty();
+            if fed {
                 let rows = stored.iter().map(|(s, f, at)| (s.as_str(), f, *at));
                 feeds.feed(&path, offset, events(schema, rows))?;
-                fed += 1;
                 tracing::info!(%dataset, %path, offset, records = stored.len(), "fed an import a restart had cut");
             }
             self.fed(note)?;
+            done.push(ResumedImport {
+                dataset,
+                records: stored.len() as u64,
+                fed,
+            });
         }
-        Ok(fed)
+        Ok(done)
     }
 
     /// The node's generators, to feed `dataset`'s records into `path`.

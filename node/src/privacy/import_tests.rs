@@ -101,6 +101,14 @@ fn visits() -> Vec<Event<Row>> {
     vec![row("ann", "Ann", "61"), row("bob", "Bob", "72")]
 }
 
+fn resumed(records: u64, fed: bool) -> ResumedImport {
+    ResumedImport {
+        dataset: "patients".into(),
+        records,
+        fed,
+    }
+}
+
 #[test]
 fn an_import_is_fed_as_one_atom_at_the_generators_next_offset() {
     let (_dir, p, generators) = setup();
@@ -109,7 +117,7 @@ fn an_import_is_fed_as_one_atom_at_the_generators_next_offset() {
     assert_eq!((report.imported, report.subjects), (2, 2));
     assert_eq!(generators.fed(), vec![(PATH.to_owned(), 3, visits())]);
     assert_eq!(notes(&p), 0, "the note goes once the atom is fed");
-    assert_eq!(p.resume_feeds().unwrap(), 0);
+    assert_eq!(p.resume_feeds().unwrap(), vec![]);
     assert_eq!(generators.fed().len(), 1);
 }
 
@@ -141,14 +149,14 @@ fn an_import_cut_before_its_feed_is_fed_once_at_the_next_start() {
     p.import("patients", Format::Csv, CSV, false).unwrap();
     // Cut after the atom was fed (offset 0 taken): the start only drops the note.
     cut(&p, 0);
-    assert_eq!(p.resume_feeds().unwrap(), 0);
+    assert_eq!(p.resume_feeds().unwrap(), vec![resumed(2, false)]);
     assert_eq!((generators.fed().len(), notes(&p)), (1, 0));
     // Cut before it was fed (the generator's next offset is the note's): fed from the stored
     // records, the same events; a second start feeds nothing.
     cut(&p, 1);
-    assert_eq!(p.resume_feeds().unwrap(), 1);
+    assert_eq!(p.resume_feeds().unwrap(), vec![resumed(2, true)]);
     assert_eq!(generators.fed()[1], (PATH.to_owned(), 1, visits()));
-    assert_eq!(p.resume_feeds().unwrap(), 0);
+    assert_eq!(p.resume_feeds().unwrap(), vec![]);
     assert_eq!((generators.fed().len(), notes(&p)), (2, 0));
 }
 
@@ -161,14 +169,14 @@ fn records_gone_before_the_restart_are_not_fed() {
         .unwrap()
         .execute("DELETE FROM records WHERE subject = 'ann'", [])
         .unwrap();
-    assert_eq!(p.resume_feeds().unwrap(), 1);
+    assert_eq!(p.resume_feeds().unwrap(), vec![resumed(1, true)]);
     assert_eq!(
         generators.fed()[1],
         (PATH.to_owned(), 1, visits()[1..].to_vec())
     );
     p.db().unwrap().execute("DELETE FROM records", []).unwrap();
     cut(&p, 2);
-    assert_eq!(p.resume_feeds().unwrap(), 0);
+    assert_eq!(p.resume_feeds().unwrap(), vec![resumed(0, false)]);
     assert_eq!((generators.fed().len(), notes(&p)), (2, 0));
 }
 

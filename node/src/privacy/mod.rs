@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::NodeError;
 pub use db::POLICY_DB;
 pub use erase::{Erased, ErasureReceipt, KeyEraser, PeerErasure};
+pub use import::ResumedImport;
 pub use peers::{Acknowledgement, PendingErasure};
 pub use records::{BadRow, Format, ImportReport, Record};
 pub use subject::{Processing, Recipient, SubjectExport};
