@@ -88,7 +88,8 @@ pub struct ImportInfo {
     pub into: String,
     /// Atoms taken so far (the offset pulled next).
     pub next: u64,
-    /// Why it stopped, if it did (the peer dropped atoms it had not taken).
+    /// Why it stopped, if it did (the peer dropped atoms it had not taken, or sent one that
+    /// does not decode as the generator's type).
     pub stopped: Option<String>,
 }
 

@@ -29,7 +29,8 @@ pub struct Mirror {
     pub in_flight: bool,
     /// Failed pulls in a row.
     pub failures: u32,
-    /// Why it stopped for good (the peer dropped atoms it had not taken), if it did.
+    /// Why it stopped for good (the peer dropped atoms it had not taken, or sent one that does
+    /// not decode as the generator's type), if it did.
     pub stopped: Option<String>,
 }
 
