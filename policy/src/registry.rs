@@ -155,6 +155,13 @@ pub struct Registry {
     /// Every consent by id, so that ids stay unique and history can be listed.
     ids: BTreeMap<ConsentId, String>,
     erased: HashSet<[u8; 32]>,
+    /// The erased subjects' tags ([`subject_tag`](crate::gate::subject_tag)): a subject whose
+    /// tag is not here was not erased, found without hashing its id with SHA-256 (every event
+    /// of a subject without consents is asked about).
+    erased_tags: HashSet<u64>,
+    /// Erasures remembered by digest only (stored before tags were): while there are any,
+    /// every question goes to the digests.
+    untagged: usize,
     /// The id of the next grant: ids are never reused, even after an erasure.
     next: u64,
     /// The purposes consents named, numbered for [`Term`]s.
@@ -288,17 +295,37 @@ impl Registry {
                 self.ids.remove(&c.id);
             }
         }
-        self.erased.insert(subject_digest(subject));
+        self.insert_erased(
+            subject_digest(subject),
+            Some(crate::gate::subject_tag(subject)),
+        );
     }
 
-    /// Remembers an erasure by digest (loading from storage).
-    pub fn insert_erased(&mut self, digest: [u8; 32]) {
-        self.erased.insert(digest);
+    /// Remembers an erasure by digest and, if known, tag (loading from storage).
+    pub fn insert_erased(&mut self, digest: [u8; 32], tag: Option<u64>) {
+        if self.erased.insert(digest) {
+            match tag {
+                Some(t) => {
+                    self.erased_tags.insert(t);
+                }
+                None => self.untagged += 1,
+            }
+        }
     }
 
     /// `true` if the subject was erased.
     pub fn is_erased(&self, subject: &str) -> bool {
-        !self.erased.is_empty() && self.erased.contains(&subject_digest(subject))
+        if self.erased.is_empty() {
+            return false;
+        }
+        if self.untagged == 0
+            && !self
+                .erased_tags
+                .contains(&crate::gate::subject_tag(subject))
+        {
+            return false;
+        }
+        self.erased.contains(&subject_digest(subject))
     }
 
     /// The gate's view of one subject.
@@ -388,6 +415,24 @@ mod tests {
         assert!(r.consents_of("ann").is_empty());
         assert!(r.is_erased("ann") && !r.is_erased("bob"));
         assert_eq!(r.next_id(), ConsentId(3));
+    }
+
+    #[test]
+    fn erasures_are_found_by_tag_then_digest_and_by_digest_alone_when_untagged() {
+        let tag = crate::gate::subject_tag;
+        let mut r = Registry::new();
+        assert!(!r.is_erased("ann"));
+        r.insert_erased(subject_digest("ann"), Some(tag("ann")));
+        assert!(r.is_erased("ann") && !r.is_erased("bob"));
+        // A tag alone is not an erasure: the digest decides.
+        r.erased_tags.insert(tag("bob"));
+        assert!(!r.is_erased("bob"));
+        // An erasure stored without its tag is still found, by its digest.
+        r.insert_erased(subject_digest("cy"), None);
+        assert!(r.is_erased("cy") && r.is_erased("ann") && !r.is_erased("dan"));
+        // The same erasure again counts once.
+        r.insert_erased(subject_digest("cy"), None);
+        assert_eq!(r.untagged, 1);
     }
 
     #[test]

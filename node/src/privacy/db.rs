@@ -85,6 +85,9 @@ const MIGRATIONS: &[&str] = &[
          first INTEGER NOT NULL,
          last INTEGER NOT NULL
      );",
+    // The erased subject's tag (the processing log's), so that the gate tells a subject that
+    // was not erased without hashing its id with SHA-256; NULL for erasures stored before.
+    "ALTER TABLE erased ADD COLUMN tag INTEGER;",
 ];
 
 const SCHEMA: Schema = Schema {

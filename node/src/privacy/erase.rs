@@ -140,8 +140,12 @@ impl Privacy {
         tx.execute("DELETE FROM lineage WHERE subject = ?1", [subject])
             .map_err(|e| self.sql(e))?;
         tx.execute(
-            "INSERT OR IGNORE INTO erased (digest, at) VALUES (?1, ?2)",
-            params![digest.as_slice(), now as i64],
+            "INSERT OR IGNORE INTO erased (digest, at, tag) VALUES (?1, ?2, ?3)",
+            params![
+                digest.as_slice(),
+                now as i64,
+                pods_policy::subject_tag(subject) as i64
+            ],
         )
         .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;

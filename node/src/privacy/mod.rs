@@ -115,13 +115,18 @@ impl Privacy {
             for s in stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sql)? {
                 registry.restrict(&s.map_err(sql)?, true);
             }
-            let mut stmt = conn.prepare("SELECT digest FROM erased").map_err(sql)?;
-            for d in stmt
-                .query_map([], |r| r.get::<_, Vec<u8>>(0))
-                .map_err(sql)?
-            {
-                if let Ok(digest) = <[u8; 32]>::try_from(d.map_err(sql)?.as_slice()) {
-                    registry.insert_erased(digest);
+            let mut stmt = conn
+                .prepare("SELECT digest, tag FROM erased")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
+                .map_err(sql)?;
+            for row in rows {
+                let (d, tag) = row.map_err(sql)?;
+                if let Ok(digest) = <[u8; 32]>::try_from(d.as_slice()) {
+                    registry.insert_erased(digest, tag.map(|t| t as u64));
                 }
             }
         }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use libp2p::identity::Keypair;
-use pods_policy::{Category, Grant, ManualClock, Purpose, Reason, Verdict};
+use pods_policy::{Category, Clock, Grant, ManualClock, Purpose, Reason, Verdict};
 use pods_sdk::Envelope;
 
 use super::*;
@@ -186,4 +186,40 @@ fn egress_follows_the_exports_rule_and_fails_closed_without_one() {
         a.privacy.egress("/clinic/portals/other", None),
         Verdict::Admit
     );
+}
+
+#[test]
+fn an_erased_subject_is_refused_after_a_restart_and_an_untagged_erasure_too() {
+    let clock = ManualClock::at(1_000);
+    let a = node(&clock);
+    a.privacy.grant(grant("bob")).unwrap();
+    a.privacy
+        .erase("ann", &a.peer.to_string(), &a.audit)
+        .unwrap();
+    // An erasure stored before erasures had tags: its row has no tag.
+    a.privacy
+        .db()
+        .unwrap()
+        .execute(
+            "INSERT INTO erased (digest, at) VALUES (?1, 5)",
+            [pods_policy::subject_digest("cy").as_slice()],
+        )
+        .unwrap();
+    let reopened = Privacy::open(a._dir.path(), Arc::new(clock.clone())).unwrap();
+    let path = pods_sdk::Path::parse("/clinic/workflows/study").unwrap();
+    let verdict = |who: &str| {
+        let rules = reopened.gate();
+        let r = rules.read();
+        pods_policy::decide(
+            r.policy(),
+            r.registry(),
+            r.policy().workflow(path.as_str()),
+            Some(&Envelope::new(who, &["health"])),
+            clock.now(),
+        )
+    };
+    assert_eq!(verdict("ann"), Verdict::Deny(Reason::Erased));
+    assert_eq!(verdict("cy"), Verdict::Deny(Reason::Erased));
+    assert_eq!(verdict("bob"), Verdict::Admit);
+    assert_eq!(verdict("dan"), Verdict::Deny(Reason::NoConsent));
 }
