@@ -1,7 +1,7 @@
 //! Quarantine: the atoms each workflow tried at its last launches, and the atoms set aside
 //! because the process stopped while processing them on several launches in a row.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::seal::DbKeys;
 use super::{SqliteStore, now_seconds, payload, signed, unsigned};
@@ -61,35 +61,27 @@ impl SqliteStore {
         atom: &[u8],
         reason: &str,
     ) -> Result<(), NodeError> {
-        let file = self.file.clone();
-        let sql = |e| NodeError::sqlite(&file, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        let mut keys = DbKeys::new(&tx, Some(&self.keys), &self.rng);
-        let stored =
-            payload::stored_atom(atom, &mut keys).map_err(|e| e.at(&file, "quarantined atom"))?;
-        let found = keys.found();
-        tx.execute(
-            "INSERT INTO quarantine (workflow, path, stream, offset, atom, reason, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (workflow, stream, offset) DO UPDATE SET atom = excluded.atom,
-                 reason = excluded.reason, at = excluded.at",
-            params![
-                signed(workflow_id),
-                workflow.as_str(),
-                stream.as_str(),
-                signed(offset),
-                stored,
-                reason,
-                signed(now_seconds())
-            ],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)?;
-        found.keep_in(&self.keys);
-        Ok(())
+        self.sealing(|tx, keys, file| {
+            let stored =
+                payload::stored_atom(atom, keys).map_err(|e| e.at(file, "quarantined atom"))?;
+            tx.execute(
+                "INSERT INTO quarantine (workflow, path, stream, offset, atom, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (workflow, stream, offset) DO UPDATE SET atom = excluded.atom,
+                     reason = excluded.reason, at = excluded.at",
+                params![
+                    signed(workflow_id),
+                    workflow.as_str(),
+                    stream.as_str(),
+                    signed(offset),
+                    stored,
+                    reason,
+                    signed(now_seconds())
+                ],
+            )
+            .map_err(|e| NodeError::sqlite(file, e))?;
+            Ok(())
+        })
     }
 
     pub(super) fn try_attempt(
