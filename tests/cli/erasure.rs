@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pods_node::privacy::ErasureReceipt;
 
-use crate::nodes::{Daemon, free_port, ok, status, wait_for};
+use crate::nodes::{Daemon, free_port, init, ok, status, wait_for};
 
 const STREAM: &str = "/clinic/workflows/study/stream";
 
@@ -47,12 +47,7 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
     let root = tempfile::tempdir().unwrap();
     let (a, b) = (root.path().join("a"), root.path().join("b"));
     let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
-    let a_id = ok(&["init", "--data-dir", a_s, "--name", "a"])
-        .trim()
-        .to_owned();
-    let b_id = ok(&["init", "--data-dir", b_s, "--name", "b"])
-        .trim()
-        .to_owned();
+    let (a_id, b_id) = (init(a_s, "a"), init(b_s, "b"));
     let (a_addr, b_addr) = (
         format!("/ip4/127.0.0.1/tcp/{}", free_port()),
         format!("/ip4/127.0.0.1/tcp/{}", free_port()),

@@ -78,18 +78,20 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// `pods init` of a data dir `dir` for node `name`; returns its PeerId.
+pub(crate) fn init(dir: &str, name: &str) -> String {
+    ok(&["init", "--data-dir", dir, "--name", name])
+        .trim()
+        .to_owned()
+}
+
 #[test]
 fn two_daemons_connect_answer_each_other_and_a_removed_peer_is_cut_off() {
     let _dog = crate::watchdog("two_daemons", 120);
     let root = tempfile::tempdir().unwrap();
     let (a, b) = (root.path().join("a"), root.path().join("b"));
     let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
-    let a_id = ok(&["init", "--data-dir", a_s, "--name", "a"])
-        .trim()
-        .to_owned();
-    let b_id = ok(&["init", "--data-dir", b_s, "--name", "b"])
-        .trim()
-        .to_owned();
+    let (a_id, b_id) = (init(a_s, "a"), init(b_s, "b"));
     let (ok_again, _, err) = pods(
         &["init", "--data-dir", a_s, "--name", "a"],
         Duration::from_secs(30),
