@@ -67,7 +67,7 @@ pub use error::{AskError, Error, Outcome, StorageError, TaskError};
 pub use gate::{AllowAll, AtomGate, Decision, PolicyGate, Redaction};
 pub use path::Path;
 pub use portal::{AskId, Portal, ReplyHandle, ReplyTo};
-pub use remote::{Gateway, OutboundAsk};
+pub use remote::{Gateway, InboundAsk, OutboundAsk};
 pub use runtime::deterministic::DeterministicSystem;
 pub use runtime::threaded::{ThreadedConfig, ThreadedSystem};
 pub use runtime::units::{Feeder, Subscription};

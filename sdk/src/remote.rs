@@ -94,6 +94,31 @@ pub struct OutboundAsk {
     pub deadline: Duration,
 }
 
+/// An ask from another process to a local portal, for a system's `ask_inbound_all`: all the
+/// asks of one request enter the system at once, so the replier takes them in one step.
+pub struct InboundAsk {
+    /// The local portal's path.
+    pub portal: Path,
+    /// The ask's id (deterministic at the asker: the same when the ask is sent again).
+    pub id: AskId,
+    /// The request, CBOR-encoded; the portal's replier decodes it.
+    pub request: Vec<u8>,
+    /// The request's envelope, if it is personal.
+    pub envelope: Option<Envelope>,
+    /// Called once, after the replier's step committed, with the reply's encoding or the error.
+    pub reply: Box<dyn FnOnce(Result<Vec<u8>, crate::error::AskError>) + Send>,
+}
+
+impl std::fmt::Debug for InboundAsk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundAsk")
+            .field("portal", &self.portal)
+            .field("id", &self.id)
+            .field("request", &self.request.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The CBOR encoding of a request or reply value, standing in for the value where its type is
 /// known only on the other side of a process boundary (a request to a remote portal, a reply
 /// to an ask from another process). The side that knows the type decodes it.

@@ -8,8 +8,8 @@ mod pair;
 use std::sync::{Arc, Mutex};
 
 use pods_sdk::{
-    App, AppBuilder, AskError, AskId, Data, Error, Path, PerKeyState, Portal, StreamItem,
-    Subscription,
+    App, AppBuilder, AskError, AskId, Data, Error, InboundAsk, Path, PerKeyState, Portal,
+    StreamItem, Subscription,
 };
 
 use crate::{Rt, Sys, serve};
@@ -355,6 +355,72 @@ fn asks_from_another_process_are_answered_once_per_id(rt: Rt) {
     );
 }
 
+fn asks_taken_together_reach_the_replier_as_one_atom(rt: Rt) {
+    let mut b = Side::new(rt, 5);
+    if let Side::Thr(s) = &b {
+        s.start();
+    }
+    b.launch(shop()).unwrap();
+    let counted = b.subscribe::<(String, i64)>("/shop/workflows/counters/stream");
+    let got: Arc<Mutex<Vec<(u32, Reply)>>> = Arc::default();
+    let counter = Path::parse("/shop/portals/counter").unwrap();
+    let unknown = Path::parse("/shop/portals/nothing").unwrap();
+    let asks = [
+        ("fig", 2i64, &counter),
+        ("fig", 1, &unknown),
+        ("fig", 3, &counter),
+        ("pear", 1, &counter),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(seq, (item, n, portal))| {
+        let seq = seq as u32;
+        let mut request = Vec::new();
+        ciborium::into_writer(&(item.to_string(), n), &mut request).unwrap();
+        let got = got.clone();
+        InboundAsk {
+            portal: portal.clone(),
+            id: AskId {
+                origin: 1,
+                scope: 2,
+                partition: 0,
+                seq,
+            },
+            request,
+            envelope: None,
+            reply: Box::new(move |r| got.lock().unwrap().push((seq, r))),
+        }
+    })
+    .collect();
+    let refused = b.ask_inbound_all(asks);
+    assert_eq!(
+        refused,
+        vec![(
+            1,
+            Error::UnknownPath {
+                path: "/shop/portals/nothing".into(),
+                referrer: "an ask from another process".into(),
+            }
+        )]
+    );
+    b.run();
+    let encoded = |n: i64| {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&n, &mut bytes).unwrap();
+        Ok(bytes)
+    };
+    let mut got = got.lock().unwrap().clone();
+    got.sort_by_key(|g| g.0);
+    assert_eq!(got, vec![(0, encoded(2)), (2, encoded(5)), (3, encoded(1))]);
+    // One step of the replier took all three: its output is one atom.
+    let atoms = counted.values();
+    assert_eq!(atoms.len(), 1, "{atoms:?}");
+    let mut counts = atoms.concat();
+    counts.sort();
+    let expected = [("fig", 2), ("fig", 5), ("pear", 1)];
+    assert_eq!(counts, expected.map(|(i, n)| (i.to_string(), n)).to_vec());
+}
+
 fn an_ask_from_another_process_waits_for_its_replier_without_a_deadline_here(rt: Rt) {
     let mut b = Side::new(rt, 4);
     if let Side::Thr(s) = &b {
@@ -491,6 +557,7 @@ crate::on_both_runtimes!(
     without_a_gateway_a_remote_ask_is_unknown_portal,
     a_gateway_that_never_answers_times_out_once,
     asks_from_another_process_are_answered_once_per_id,
+    asks_taken_together_reach_the_replier_as_one_atom,
     an_ask_from_another_process_waits_for_its_replier_without_a_deadline_here,
     envelopes_cross_to_b_and_back,
     an_app_under_peers_is_refused,

@@ -11,7 +11,7 @@ use crate::data::Envelope;
 use crate::error::{AskError, Error};
 use crate::path::Path;
 use crate::portal::{AskId, AskMsg, ReplyMsg};
-use crate::remote::Encoded;
+use crate::remote::{Encoded, InboundAsk};
 use crate::runtime::engine::StepOutput;
 use crate::runtime::stream::End;
 
@@ -143,14 +143,55 @@ impl Core {
         envelope: Option<Envelope>,
         respond: Respond,
     ) -> Result<(), Error> {
-        let portal = self.inbound_portal(portal)?;
-        if self.remote.take(id, respond) {
-            self.route_asks(vec![inbound_ask(portal, id, request, envelope)]);
-            // No deadline here: the asker's governs. Answering `Timeout` while the ask is still
-            // queued would let the asker send it again and the replier apply it twice.
-            self.deadlines.answered(&id);
+        let ask = InboundAsk {
+            portal: portal.clone(),
+            id,
+            request,
+            envelope,
+            reply: respond,
+        };
+        match self.ask_inbound_all(vec![ask]).pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Takes asks from another process (see [`Core::ask_inbound`]) in one routing pass, so
+    /// that the asks to one portal reach its replier as one batch. Returns the index and error
+    /// of each ask refused because its path names no portal (its callback is dropped).
+    pub(crate) fn ask_inbound_all(&mut self, asks: Vec<InboundAsk>) -> Vec<(usize, Error)> {
+        let mut refused = Vec::new();
+        let mut taken = Vec::with_capacity(asks.len());
+        let mut known: Option<(Path, Path)> = None;
+        for (i, ask) in asks.into_iter().enumerate() {
+            // Asks of one request mostly go to one portal: look it up once.
+            let portal = match &known {
+                Some((asked, found)) if *asked == ask.portal => found.clone(),
+                _ => match self.inbound_portal(&ask.portal) {
+                    Ok(found) => {
+                        known = Some((ask.portal.clone(), found.clone()));
+                        found
+                    }
+                    Err(e) => {
+                        refused.push((i, e));
+                        continue;
+                    }
+                },
+            };
+            if self.remote.take(ask.id, ask.reply) {
+                taken.push(inbound_ask(portal, ask.id, ask.request, ask.envelope));
+            }
+        }
+        let ids: Vec<AskId> = taken.iter().map(|a| a.id).collect();
+        if !taken.is_empty() {
+            self.route_asks(taken);
+        }
+        // No deadline here: the asker's governs. Answering `Timeout` while the ask is still
+        // queued would let the asker send it again and the replier apply it twice.
+        for id in &ids {
+            self.deadlines.answered(id);
+        }
+        refused
     }
 
     /// The registered path of local portal `portal`, which asks from other processes may

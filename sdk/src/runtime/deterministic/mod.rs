@@ -10,8 +10,8 @@ use crate::gate::PolicyGate;
 use crate::path::Path;
 use crate::portal::AskId;
 use crate::remote::Gateway;
+use crate::remote::InboundAsk;
 use crate::runtime::core::deadline::Deadlines;
-use crate::runtime::core::remote::Respond;
 use crate::runtime::core::{Begun, Core};
 use crate::runtime::engine::Parallel;
 use crate::runtime::units::{Feeder, Subscription};
@@ -35,13 +35,7 @@ pub struct DeterministicSystem<S: Storage = MemoryStorage> {
 
 /// Something another process sent, waiting for the next step.
 enum Arrival {
-    Ask {
-        portal: Path,
-        id: AskId,
-        request: Vec<u8>,
-        envelope: Option<Envelope>,
-        respond: Respond,
-    },
+    Asks(Vec<InboundAsk>),
     Answer(Vec<(AskId, Result<Vec<u8>, AskError>)>),
 }
 
@@ -126,15 +120,37 @@ impl<S: Storage> DeterministicSystem<S> {
         envelope: Option<Envelope>,
         reply: Box<dyn FnOnce(Result<Vec<u8>, AskError>) + Send>,
     ) -> Result<(), Error> {
-        let portal = self.core.inbound_portal(portal)?;
-        self.arrive(Arrival::Ask {
-            portal,
+        self.ask_inbound_all(vec![InboundAsk {
+            portal: portal.clone(),
             id,
             request,
             envelope,
-            respond: reply,
-        });
-        Ok(())
+            reply,
+        }])
+        .pop()
+        .map_or(Ok(()), |(_, e)| Err(e))
+    }
+
+    /// Takes several asks from another process at once (each as
+    /// [`ask_inbound`](DeterministicSystem::ask_inbound) takes one): they enter together at
+    /// the next step, so that the asks to one portal reach its replier as one batch. Returns
+    /// the index and error of each ask refused (its `reply` dropped uncalled).
+    pub fn ask_inbound_all(&self, asks: Vec<InboundAsk>) -> Vec<(usize, Error)> {
+        let mut refused = Vec::new();
+        let mut taken = Vec::with_capacity(asks.len());
+        for (i, mut ask) in asks.into_iter().enumerate() {
+            match self.core.inbound_portal(&ask.portal) {
+                Ok(portal) => {
+                    ask.portal = portal;
+                    taken.push(ask);
+                }
+                Err(e) => refused.push((i, e)),
+            }
+        }
+        if !taken.is_empty() {
+            self.arrive(Arrival::Asks(taken));
+        }
+        refused
     }
 
     /// Gives the reply another process sent (CBOR-encoded, or the error it answered with) to
@@ -165,19 +181,10 @@ impl<S: Storage> DeterministicSystem<S> {
         }
         for arrival in arrivals {
             match arrival {
-                Arrival::Ask {
-                    portal,
-                    id,
-                    request,
-                    envelope,
-                    respond,
-                } => {
+                Arrival::Asks(asks) => {
                     // Checked on arrival, and a launch removes no portal.
-                    if let Err(e) = self
-                        .core
-                        .ask_inbound(&portal, id, request, envelope, respond)
-                    {
-                        tracing::error!(ask = %id, error = %e, "an ask from another process was lost");
+                    for (_, e) in self.core.ask_inbound_all(asks) {
+                        tracing::error!(error = %e, "an ask from another process was lost");
                     }
                 }
                 Arrival::Answer(replies) => self.core.answer_outbound(replies),

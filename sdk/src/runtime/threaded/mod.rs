@@ -50,7 +50,7 @@ use crate::error::{AskError, Error};
 use crate::gate::PolicyGate;
 use crate::path::Path;
 use crate::portal::AskId;
-use crate::remote::Gateway;
+use crate::remote::{Gateway, InboundAsk};
 use crate::runtime::core::deadline::Deadlines;
 use crate::runtime::core::{Core, Source, Unit};
 use crate::runtime::engine::Parallel;
@@ -295,6 +295,23 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         self.shared.schedule_woken(&mut st);
         self.shared.unlock(st);
         taken
+    }
+
+    /// Takes several asks from another process at once, under one lock and in one routing pass
+    /// (each as [`ask_inbound`](ThreadedSystem::ask_inbound) takes one), so that the asks of one
+    /// request to one portal reach its replier together and are answered in one step. Returns
+    /// the index and error of each ask refused (its `reply` dropped uncalled); a stopped system
+    /// refuses them all with [`Error::Stopped`].
+    pub fn ask_inbound_all(&self, asks: Vec<InboundAsk>) -> Vec<(usize, Error)> {
+        let mut st = self.shared.lock();
+        if st.stopping {
+            drop(st);
+            return (0..asks.len()).map(|i| (i, Error::Stopped)).collect();
+        }
+        let refused = st.core.ask_inbound_all(asks);
+        self.shared.schedule_woken(&mut st);
+        self.shared.unlock(st);
+        refused
     }
 
     /// Gives the reply another process sent (CBOR-encoded, or the error it answered with) to

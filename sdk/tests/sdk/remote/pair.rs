@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use pods_sdk::{
-    App, AskError, AskId, Data, DeterministicSystem, Envelope, Error, Gateway, OutboundAsk, Path,
-    Subscription, ThreadedSystem,
+    App, AskError, AskId, Data, DeterministicSystem, Envelope, Error, Gateway, InboundAsk,
+    OutboundAsk, Path, Subscription, ThreadedSystem,
 };
 
 use crate::{LIMIT, Rt, Sys};
@@ -67,6 +67,13 @@ impl Side {
         match self {
             Side::Det(s) => s.ask_inbound(portal, id, request, envelope, reply),
             Side::Thr(s) => s.ask_inbound(portal, id, request, envelope, reply),
+        }
+    }
+
+    pub fn ask_inbound_all(&self, asks: Vec<InboundAsk>) -> Vec<(usize, Error)> {
+        match self {
+            Side::Det(s) => s.ask_inbound_all(asks),
+            Side::Thr(s) => s.ask_inbound_all(asks),
         }
     }
 
