@@ -18,7 +18,7 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Most asks in one request.
-pub const MAX_BATCH: usize = 256;
+pub const MAX_BATCH: usize = 1024;
 /// About the most request bytes in one request (an ask larger than that goes alone).
 pub const MAX_BATCH_BYTES: usize = 256 << 10;
 

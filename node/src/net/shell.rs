@@ -11,7 +11,7 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identity::Keypair, ping};
-use pods_sdk::{AskError, AskId, Gateway, OutboundAsk, Path};
+use pods_sdk::{AskError, AskId, Gateway, InboundAsk, OutboundAsk, Path};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::egress::Egress;
@@ -471,6 +471,7 @@ impl Shell {
         let peer_text = peer.to_string();
         let mut origins: HashMap<u64, u64> = HashMap::new();
         let mut portals: HashMap<String, (Result<Path, WireError>, Option<u64>)> = HashMap::new();
+        let mut inbound = Vec::with_capacity(asks.len());
         for (i, ask) in asks.into_iter().enumerate() {
             let origin = *origins
                 .entry(ask.id.origin)
@@ -531,19 +532,25 @@ impl Shell {
             let reply = Box::new(move |outcome: Result<Vec<u8>, AskError>| {
                 let _ = tx.send(Command::Replied { id: local, outcome });
             });
-            if let Err(e) =
-                self.node
-                    .system()
-                    .ask_inbound(&portal, local, ask.request, ask.envelope, reply)
-            {
-                let code = match e {
-                    pods_sdk::Error::Stopped => ErrorCode::Unavailable,
-                    _ => ErrorCode::UnknownPath,
-                };
-                let e = self.reply_out(local, Err(WireError::new(code, e.to_string())));
-                for d in self.inbox.answered(local, e) {
-                    self.respond(d);
-                }
+            inbound.push(InboundAsk {
+                portal,
+                id: local,
+                request: ask.request,
+                envelope: ask.envelope,
+                reply,
+            });
+        }
+        // All of the request's asks enter the runtime at once: the replier answers them in one
+        // step, and the runtime is locked once.
+        let ids: Vec<AskId> = inbound.iter().map(|a| a.id).collect();
+        for (i, e) in self.node.system().ask_inbound_all(inbound) {
+            let code = match e {
+                pods_sdk::Error::Stopped => ErrorCode::Unavailable,
+                _ => ErrorCode::UnknownPath,
+            };
+            let e = self.reply_out(ids[i], Err(WireError::new(code, e.to_string())));
+            for d in self.inbox.answered(ids[i], e) {
+                self.respond(d);
             }
         }
         if let Some(d) = self.inbox.finish(id) {

@@ -15,7 +15,7 @@ use crate::privacy::Acknowledgement;
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pods/1");
 
 /// The version of the messages inside the protocol; a request with another is refused.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// A request from one node to another.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,7 +56,8 @@ pub struct WireAsk {
     pub id: AskId,
     /// The portal's path at the receiving node.
     pub portal: String,
-    /// The request, CBOR-encoded.
+    /// The request, CBOR-encoded (carried as a CBOR byte string).
+    #[serde(with = "serde_bytes")]
     pub request: Vec<u8>,
     /// The request's privacy envelope.
     pub envelope: Option<Envelope>,
@@ -66,9 +67,9 @@ pub struct WireAsk {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// One outcome per ask, in the request's order.
-    Replies(Vec<Result<Vec<u8>, WireError>>),
+    Replies(#[serde(with = "replies")] Vec<Result<Vec<u8>, WireError>>),
     /// The atoms of a pulled stream, in order from the offset asked (none: nothing new yet).
-    Atoms(Vec<(u64, Vec<u8>)>),
+    Atoms(#[serde(with = "atoms")] Vec<(u64, Vec<u8>)>),
     /// The receiver erased the subject: its acknowledgement, signed with its key.
     Erased(Acknowledgement),
     /// The whole request is refused.
@@ -125,6 +126,52 @@ impl WireError {
             code,
             message: message.into(),
         }
+    }
+}
+
+/// Replies' bytes as CBOR byte strings (serde's default for `Vec<u8>` is an array of
+/// integers, up to twice the size and an item to decode per byte).
+mod replies {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    use super::WireError;
+
+    pub fn serialize<S: Serializer>(
+        replies: &[Result<Vec<u8>, WireError>],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let borrowed: Vec<Result<&Bytes, &WireError>> = replies
+            .iter()
+            .map(|r| r.as_ref().map(|b| Bytes::new(b)))
+            .collect();
+        borrowed.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<Result<Vec<u8>, WireError>>, D::Error> {
+        let owned = Vec::<Result<ByteBuf, WireError>>::deserialize(d)?;
+        Ok(owned
+            .into_iter()
+            .map(|r| r.map(ByteBuf::into_vec))
+            .collect())
+    }
+}
+
+/// Atoms' bytes as CBOR byte strings (see [`replies`]).
+mod atoms {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub fn serialize<S: Serializer>(atoms: &[(u64, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
+        let borrowed: Vec<(u64, &Bytes)> = atoms.iter().map(|(o, b)| (*o, Bytes::new(b))).collect();
+        borrowed.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u64, Vec<u8>)>, D::Error> {
+        let owned = Vec::<(u64, ByteBuf)>::deserialize(d)?;
+        Ok(owned.into_iter().map(|(o, b)| (o, b.into_vec())).collect())
     }
 }
 
@@ -308,6 +355,29 @@ mod tests {
     }
 
     #[test]
+    fn replies_and_atoms_round_trip_with_their_bytes_as_byte_strings() {
+        let failed = WireError::new(ErrorCode::ReplierFailed, "no");
+        let replies = Response::Replies(vec![Ok(vec![200; 1000]), Err(failed), Ok(vec![])]);
+        let encoded = encode(&replies);
+        // A byte string: 1,000 bytes and a short header, not an array of 1,000 integers.
+        assert!(encoded.len() < 1100, "{} bytes", encoded.len());
+        assert_eq!(decode_response(&encoded), Ok(replies));
+        let atoms = Response::Atoms(vec![(3, vec![255; 1000]), (4, vec![1])]);
+        let encoded = encode(&atoms);
+        assert!(encoded.len() < 1100, "{} bytes", encoded.len());
+        assert_eq!(decode_response(&encoded), Ok(atoms));
+        let mut one = ask(0);
+        one.request = vec![255; 1000];
+        let r = Request {
+            version: VERSION,
+            body: RequestBody::Asks(vec![one]),
+        };
+        let encoded = encode(&r);
+        assert!(encoded.len() < 1200, "{} bytes", encoded.len());
+        assert_eq!(decode_request(&encoded), Ok(r));
+    }
+
+    #[test]
     fn an_erasure_and_its_acknowledgement_round_trip() {
         let r = Request {
             version: VERSION,
@@ -333,13 +403,16 @@ mod tests {
             decode_request(b"\xff\x00garbage").map_err(|e| e.code),
             Err(ErrorCode::Malformed)
         );
-        let r = Request {
-            version: 9,
-            body: RequestBody::Asks(vec![]),
-        };
-        let err = decode_request(&encode(&r)).expect_err("refused");
-        assert_eq!(err.code, ErrorCode::UnsupportedVersion);
-        assert!(err.message.contains("version 9"), "{err}");
+        for old_or_new in [1, 9] {
+            let r = Request {
+                version: old_or_new,
+                body: RequestBody::Asks(vec![ask(0)]),
+            };
+            let err = decode_request(&encode(&r)).expect_err("refused");
+            assert_eq!(err.code, ErrorCode::UnsupportedVersion);
+            let said = format!("version {old_or_new}");
+            assert!(err.message.contains(&said), "{err}");
+        }
     }
 
     fn frames(bytes: &[u8], max: usize) -> Vec<io::Result<Frame>> {

@@ -156,7 +156,7 @@ fn a_batch_holds_at_most_max_batch_asks() {
     let now = Instant::now();
     let mut o = Outbox::default();
     let d = now + Duration::from_secs(30);
-    let out = o.submit((0..600).map(|s| ask("bob", s, d)).collect(), now);
+    let out = o.submit((0..1500).map(|s| ask("bob", s, d)).collect(), now);
     assert_eq!(sends(&out)[0].2.len(), MAX_BATCH);
 }
 
