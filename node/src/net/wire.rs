@@ -17,6 +17,8 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pods/1");
 /// The version of the messages inside the protocol; a request with another is refused.
 pub const VERSION: u32 = 2;
 
+mod pack;
+
 /// A request from one node to another.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -29,8 +31,9 @@ pub struct Request {
 /// What a request asks for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RequestBody {
-    /// Asks to portals of the receiving node (an atom's asks to one peer travel together).
-    Asks(Vec<WireAsk>),
+    /// Asks to portals of the receiving node (an atom's asks to one peer travel together;
+    /// packed: each portal's path once, each id as four integers).
+    Asks(#[serde(with = "pack::asks")] Vec<WireAsk>),
     /// Atoms of an exported stream from offset `from` on; it also acknowledges every atom
     /// below `from` (the puller has them durably), so the receiver may drop them.
     Pull {
@@ -50,14 +53,13 @@ pub enum RequestBody {
 }
 
 /// One ask to a portal of the receiving node.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WireAsk {
     /// The ask's id at the asking node (deterministic: the same in a replay).
     pub id: AskId,
     /// The portal's path at the receiving node.
     pub portal: String,
-    /// The request, CBOR-encoded (carried as a CBOR byte string).
-    #[serde(with = "serde_bytes")]
+    /// The request, CBOR-encoded.
     pub request: Vec<u8>,
     /// The request's privacy envelope.
     pub envelope: Option<Envelope>,
@@ -67,9 +69,9 @@ pub struct WireAsk {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// One outcome per ask, in the request's order.
-    Replies(#[serde(with = "replies")] Vec<Result<Vec<u8>, WireError>>),
+    Replies(#[serde(with = "pack::replies")] Vec<Result<Vec<u8>, WireError>>),
     /// The atoms of a pulled stream, in order from the offset asked (none: nothing new yet).
-    Atoms(#[serde(with = "atoms")] Vec<(u64, Vec<u8>)>),
+    Atoms(#[serde(with = "pack::atoms")] Vec<(u64, Vec<u8>)>),
     /// The receiver erased the subject: its acknowledgement, signed with its key.
     Erased(Acknowledgement),
     /// The whole request is refused.
@@ -126,52 +128,6 @@ impl WireError {
             code,
             message: message.into(),
         }
-    }
-}
-
-/// Replies' bytes as CBOR byte strings (serde's default for `Vec<u8>` is an array of
-/// integers, up to twice the size and an item to decode per byte).
-mod replies {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
-
-    use super::WireError;
-
-    pub fn serialize<S: Serializer>(
-        replies: &[Result<Vec<u8>, WireError>],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let borrowed: Vec<Result<&Bytes, &WireError>> = replies
-            .iter()
-            .map(|r| r.as_ref().map(|b| Bytes::new(b)))
-            .collect();
-        borrowed.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<Result<Vec<u8>, WireError>>, D::Error> {
-        let owned = Vec::<Result<ByteBuf, WireError>>::deserialize(d)?;
-        Ok(owned
-            .into_iter()
-            .map(|r| r.map(ByteBuf::into_vec))
-            .collect())
-    }
-}
-
-/// Atoms' bytes as CBOR byte strings (see [`replies`]).
-mod atoms {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
-
-    pub fn serialize<S: Serializer>(atoms: &[(u64, Vec<u8>)], s: S) -> Result<S::Ok, S::Error> {
-        let borrowed: Vec<(u64, &Bytes)> = atoms.iter().map(|(o, b)| (*o, Bytes::new(b))).collect();
-        borrowed.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u64, Vec<u8>)>, D::Error> {
-        let owned = Vec::<(u64, ByteBuf)>::deserialize(d)?;
-        Ok(owned.into_iter().map(|(o, b)| (o, b.into_vec())).collect())
     }
 }
 
@@ -329,6 +285,8 @@ impl libp2p::request_response::Codec for Codec {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::any;
+
     use super::*;
 
     fn ask(seq: u32) -> WireAsk {
@@ -375,6 +333,86 @@ mod tests {
         let encoded = encode(&r);
         assert!(encoded.len() < 1200, "{} bytes", encoded.len());
         assert_eq!(decode_request(&encoded), Ok(r));
+    }
+
+    /// CBOR of `value` in place of a message's packed part.
+    fn cbor(value: &impl Serialize) -> Vec<u8> {
+        encode(value)
+    }
+
+    #[test]
+    fn packed_parts_that_do_not_add_up_are_malformed() {
+        // A request whose ask names portal 3 of one.
+        let ask = (
+            1u64,
+            2u64,
+            0u32,
+            0u32,
+            3u32,
+            serde_bytes::Bytes::new(b"x"),
+            None::<Envelope>,
+        );
+        let body = std::collections::BTreeMap::from([("Asks", (vec!["/p"], vec![ask]))]);
+        let request = std::collections::BTreeMap::from([
+            ("version", ciborium::Value::from(VERSION)),
+            ("body", ciborium::Value::serialized(&body).expect("a value")),
+        ]);
+        let err = decode_request(&cbor(&request)).expect_err("malformed");
+        assert_eq!(err.code, ErrorCode::Malformed);
+        assert!(err.message.contains("no portal 3"), "{err}");
+        // Replies whose failure sits where a reply is, or that leave a slot empty.
+        let failed = WireError::new(ErrorCode::Busy, "later");
+        let ok = serde_bytes::Bytes::new(b"y");
+        for (replies, said) in [
+            (
+                (vec![Some(ok)], vec![(0u32, failed.clone())]),
+                "no failure expected",
+            ),
+            ((vec![None], vec![]), "missing"),
+            (
+                (vec![None], vec![(5u32, failed.clone())]),
+                "no failure expected",
+            ),
+        ] {
+            let message = std::collections::BTreeMap::from([("Replies", replies)]);
+            let err = decode_response(&cbor(&message)).expect_err("malformed");
+            assert_eq!(err.code, ErrorCode::Malformed);
+            assert!(err.message.contains(said), "{err}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_asks_and_replies_round_trip(
+            asks in proptest::collection::vec(
+                (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>(), 0..3usize,
+                 proptest::collection::vec(any::<u8>(), 0..40), any::<bool>()),
+                0..20,
+            ),
+            replies in proptest::collection::vec(
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+                0..20,
+            ),
+        ) {
+            let asks: Vec<WireAsk> = asks
+                .into_iter()
+                .map(|(origin, scope, partition, seq, portal, request, personal)| WireAsk {
+                    id: AskId { origin, scope, partition, seq },
+                    portal: ["/a/portals/p", "/b/portals/q", "/c/portals/r"][portal].into(),
+                    request,
+                    envelope: personal.then(|| Envelope::new("alice", &["health.pulse"])),
+                })
+                .collect();
+            let r = Request { version: VERSION, body: RequestBody::Asks(asks) };
+            proptest::prop_assert_eq!(decode_request(&encode(&r)), Ok(r));
+            let replies = Response::Replies(
+                replies
+                    .into_iter()
+                    .map(|r| r.ok_or_else(|| WireError::new(ErrorCode::ReplierFailed, "no")))
+                    .collect(),
+            );
+            proptest::prop_assert_eq!(decode_response(&encode(&replies)), Ok(replies));
+        }
     }
 
     #[test]
