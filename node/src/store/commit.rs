@@ -128,26 +128,13 @@ impl SqliteStore {
                 .map_err(sql)?;
         }
         let found = keys.found();
-        for answer in commit.answered {
-            let ask = answer.ask;
-            tx.prepare_cached(
-                "INSERT INTO answered (workflow, origin, scope, partition, seq, reply, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT DO UPDATE SET reply = excluded.reply, at = excluded.at",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    workflow_id,
-                    signed(ask.origin),
-                    signed(ask.scope),
-                    i64::from(ask.partition),
-                    i64::from(ask.seq),
-                    payload::plain(answer.reply),
-                    signed(now)
-                ])
-            })
-            .map_err(sql)?;
-        }
+        super::answers::write(&tx, workflow_id, commit.step, commit.answered, now).map_err(
+            |detail| NodeError::BadRecord {
+                file: file.clone(),
+                what: format!("replies of step {} of {}", commit.step, commit.workflow),
+                detail,
+            },
+        )?;
         let (stream, next) = commit
             .input
             .as_ref()

@@ -5,10 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use pods_sdk::AskId;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
-use super::recover::open_payload;
-use super::{schema, signed};
+use super::schema;
 use crate::error::NodeError;
 
 /// A read-only view of the kept replies, on its own connection (WAL lets it read while the
@@ -34,38 +33,6 @@ impl KeptReplies {
         origin: u64,
         scope: u64,
     ) -> Result<Vec<(AskId, Vec<u8>)>, NodeError> {
-        let file = &self.file;
-        let sql = |e| NodeError::sqlite(file, e);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT partition, seq, reply FROM answered
-                 WHERE workflow = ?1 AND origin = ?2 AND scope = ?3",
-            )
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map(
-                params![signed(workflow), signed(origin), signed(scope)],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                },
-            )
-            .map_err(sql)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (partition, seq, stored) = row.map_err(sql)?;
-            let id = AskId {
-                origin,
-                scope,
-                partition: u32::try_from(partition).unwrap_or(u32::MAX),
-                seq: u32::try_from(seq).unwrap_or(u32::MAX),
-            };
-            out.push((id, open_payload(file, "kept reply", &stored)?));
-        }
-        Ok(out)
+        super::answers::read(&self.conn, &self.file, workflow, Some((origin, scope)))
     }
 }

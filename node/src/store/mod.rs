@@ -6,6 +6,7 @@
 //! [`Eraser`] destroys a subject's key.
 
 mod activity;
+mod answers;
 mod commit;
 mod exports;
 pub mod failpoint;
@@ -212,7 +213,7 @@ fn age_by_uptime(conn: &Connection) -> rusqlite::Result<u64> {
     if let Some(alive) = alive.map(unsigned)
         && now > alive
     {
-        tx.execute("UPDATE answered SET at = at + ?1", [signed(now - alive)])?;
+        answers::age(&tx, now - alive)?;
     }
     tx.execute(
         "INSERT INTO clock (id, alive) VALUES (0, ?1)

@@ -67,33 +67,7 @@ impl SqliteStore {
     /// The replies `workflow` gave that are still kept, by ask (all of them: they age only while
     /// the node runs, and compaction drops the old ones).
     fn answers(&self, workflow: u64) -> Result<Vec<(AskId, Vec<u8>)>, NodeError> {
-        let file = &self.file;
-        let sql = |e| NodeError::sqlite(file, e);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT origin, scope, partition, seq, reply FROM answered WHERE workflow = ?1",
-            )
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map(params![signed(workflow)], |r| {
-                Ok((
-                    AskId {
-                        origin: unsigned(r.get(0)?),
-                        scope: unsigned(r.get(1)?),
-                        partition: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                        seq: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
-                    },
-                    r.get::<_, Vec<u8>>(4)?,
-                ))
-            })
-            .map_err(sql)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (ask, stored) = row.map_err(sql)?;
-            out.push((ask, open_payload(file, "kept reply", &stored)?));
-        }
-        Ok(out)
+        super::answers::read(&self.conn, &self.file, workflow, None)
     }
 
     /// The oldest time (Unix seconds) of a reply still kept.
@@ -196,16 +170,8 @@ impl SqliteStore {
             )
             .map_err(sql)?;
             // Replies older than the time they are kept for go with the compaction; so do the
-            // replies to asks made over atoms their asker has committed past (scopes below 2^63
-            // are atom offsets: stored signed, they are the non-negative ones), which no replay
-            // asks again.
-            tx.execute(
-                "DELETE FROM answered WHERE workflow = ?1 AND (at < ?2 OR (scope >= 0
-                   AND scope < coalesce((SELECT next FROM positions
-                                         WHERE positions.workflow = answered.origin), 0)))",
-                params![signed(workflow), signed(kept_since)],
-            )
-            .map_err(sql)?;
+            // replies to asks over atoms their asker has committed past.
+            super::answers::drop_old(&tx, workflow, kept_since).map_err(sql)?;
             failpoint::reach("compact.written");
             // Atoms of its input that every consumer has committed past are not needed again.
             tx.execute(

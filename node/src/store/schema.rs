@@ -12,7 +12,7 @@ use crate::error::NodeError;
 pub(crate) const APPLICATION_ID: i64 = 0x506f_6473;
 
 /// The schema version this build writes; files of older versions are migrated.
-pub(crate) const VERSION: i64 = 6;
+pub(crate) const VERSION: i64 = 7;
 
 /// Migrations: the statements that bring version `i` to `i + 1` are `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
@@ -94,6 +94,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE erasures (
          id INTEGER PRIMARY KEY
      );",
+    // 6 → 7: the replies a step gave to the asks of one asking atom, kept as one row (a step
+    // answering 1,000 asks wrote 1,000 rows into `answered`, which older stores still read).
+    "CREATE TABLE answer_sets (
+         workflow INTEGER NOT NULL,
+         origin INTEGER NOT NULL,
+         scope INTEGER NOT NULL,
+         step INTEGER NOT NULL,
+         replies BLOB NOT NULL,
+         at INTEGER NOT NULL,
+         PRIMARY KEY (workflow, origin, scope, step)
+     ) WITHOUT ROWID;",
 ];
 
 /// What marks a kind of Pods database: its application id, the version this build writes, and

@@ -159,6 +159,85 @@ fn replies_given_are_kept_with_the_commit_until_they_age_out() {
 }
 
 #[test]
+fn a_step_that_answered_many_asks_keeps_every_reply_and_the_last_of_a_repeated_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    // 75 asks: written by statements of 64, 8 and 1 replies; ask 3 is answered twice.
+    let ask = |seq: u32| pods_sdk::AskId {
+        origin: 9,
+        scope: 4,
+        partition: seq % 2,
+        seq,
+    };
+    let replies: Vec<Vec<u8>> = (0..76).map(|i| cbor(i64::from(i) * 10)).collect();
+    let mut answered: Vec<pods_sdk::Answer<'_>> = (0..75u32)
+        .map(|seq| pods_sdk::Answer {
+            ask: ask(seq),
+            reply: &replies[seq as usize],
+        })
+        .collect();
+    answered.push(pods_sdk::Answer {
+        ask: ask(3),
+        reply: &replies[75],
+    });
+    let commit = Commit {
+        workflow: &workflow,
+        workflow_id: WF,
+        step: 1,
+        steps: 1,
+        input: None,
+        writes: &[],
+        output_events: 0,
+        outputs: &[],
+        asks: 0,
+        replies: answered.len(),
+        answered: &answered,
+    };
+    store.commit(&commit).unwrap();
+    drop(store);
+    let mut kept = open(dir.path()).recover(WF).unwrap().answered;
+    kept.sort_by_key(|(a, _)| a.seq);
+    let expected: Vec<_> = (0..75u32)
+        .map(|seq| {
+            (
+                ask(seq),
+                if seq == 3 {
+                    cbor(750)
+                } else {
+                    cbor(i64::from(seq) * 10)
+                },
+            )
+        })
+        .collect();
+    assert_eq!(kept, expected);
+}
+
+#[test]
+fn damaged_kept_replies_are_a_typed_error_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = rusqlite::Connection::open(dir.path().join(DATABASE)).unwrap();
+    conn.execute(
+        "INSERT INTO answer_sets (workflow, origin, scope, step, replies, at)
+         VALUES (?1, 9, 4, 3, ?2, 0)",
+        rusqlite::params![WF as i64, payload::plain(b"\xff not cbor")],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO positions (workflow, path, step, compacted) VALUES (?1, '/app/workflows/wf', 3, 0)",
+        [WF as i64],
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(dir.path());
+    match store.recover(WF) {
+        Err(NodeError::BadRecord { what, .. }) => assert_eq!(what, "kept replies of step 3"),
+        other => panic!("expected BadRecord, got {other:?}"),
+    }
+}
+
+#[test]
 fn replies_to_asks_over_atoms_the_asker_committed_past_go_with_the_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
