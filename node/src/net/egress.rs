@@ -12,7 +12,8 @@ use super::filter::filter_atom;
 use super::shell::Shell;
 use super::wire::{ErrorCode, WireError};
 
-/// An inbound ask's destination and envelope, kept until its reply leaves.
+/// A personal inbound ask's destination and envelope, kept until its reply leaves (an ask
+/// without an envelope has a reply that is not personal: it leaves as it is).
 #[derive(Clone, Debug)]
 pub(crate) struct Egress {
     /// The asking peer's name.
@@ -20,7 +21,7 @@ pub(crate) struct Egress {
     /// The exported portal asked.
     pub portal: String,
     /// The ask's envelope.
-    pub envelope: Option<Envelope>,
+    pub envelope: Envelope,
 }
 
 impl Shell {
@@ -35,9 +36,7 @@ impl Shell {
             return outcome;
         };
         let reply = outcome?;
-        let Some(envelope) = &egress.envelope else {
-            return Ok(reply);
-        };
+        let envelope = &egress.envelope;
         match self.privacy.egress(&egress.portal, Some(envelope)) {
             Verdict::Admit => {
                 let subject = envelope.subject.0.as_str();

@@ -31,7 +31,7 @@ pub struct Inbox<P> {
     per_peer: HashMap<P, usize>,
     requests: HashMap<u64, Open<P>>,
     /// Asks handed to the runtime and not answered yet: who waits for each.
-    waiting: HashMap<AskId, Vec<(u64, usize)>>,
+    waiting: HashMap<AskId, Vec<(u64, usize)>, foldhash::fast::RandomState>,
     next: u64,
 }
 
@@ -42,7 +42,7 @@ impl<P: Clone + Eq + Hash> Inbox<P> {
             limit,
             per_peer: HashMap::new(),
             requests: HashMap::new(),
-            waiting: HashMap::new(),
+            waiting: HashMap::default(),
             next: 0,
         }
     }
@@ -119,8 +119,15 @@ impl<P: Clone + Eq + Hash> Inbox<P> {
     /// now complete.
     pub fn answered(&mut self, id: AskId, outcome: Result<Vec<u8>, WireError>) -> Vec<Done> {
         let mut done = Vec::new();
-        for (request, index) in self.waiting.remove(&id).unwrap_or_default() {
+        let mut waiters = self.waiting.remove(&id).unwrap_or_default();
+        // The last waiter (mostly the only one) takes the outcome; the others get copies.
+        let last = waiters.pop();
+        for (request, index) in waiters {
             self.fill(request, index, outcome.clone());
+            done.extend(self.finish(request));
+        }
+        if let Some((request, index)) = last {
+            self.fill(request, index, outcome);
             done.extend(self.finish(request));
         }
         done

@@ -55,7 +55,8 @@ pub enum Action {
     Answer {
         /// The ask.
         id: AskId,
-        /// Where it went: `/peers/<name>/<path there>`.
+        /// Where it went, `/peers/<name>/<path there>`, for the error's message (empty with a
+        /// reply).
         portal: String,
         /// The reply's CBOR, or why there is none.
         result: Result<Vec<u8>, WireError>,
@@ -81,7 +82,7 @@ struct Lane {
 /// The asks in flight to peers.
 #[derive(Default)]
 pub struct Outbox {
-    pending: HashMap<AskId, Pending>,
+    pending: HashMap<AskId, Pending, foldhash::fast::RandomState>,
     lanes: HashMap<String, Lane>,
     next_batch: u64,
 }
@@ -95,8 +96,14 @@ impl Outbox {
             if self.pending.contains_key(&ask.id) {
                 continue;
             }
-            let lane = self.lanes.entry(ask.peer.clone()).or_default();
-            lane.waiting.push_back(ask.id);
+            match self.lanes.get_mut(&ask.peer) {
+                Some(lane) => lane.waiting.push_back(ask.id),
+                None => {
+                    let mut lane = Lane::default();
+                    lane.waiting.push_back(ask.id);
+                    self.lanes.insert(ask.peer.clone(), lane);
+                }
+            }
             if !peers.contains(&ask.peer) {
                 peers.push(ask.peer.clone());
             }
@@ -147,7 +154,11 @@ impl Outbox {
                 }
                 result => {
                     if let Some(p) = self.pending.remove(&id) {
-                        let portal = format!("/peers/{}{}", p.ask.peer, p.ask.portal);
+                        // Only an error's message names the portal.
+                        let portal = match &result {
+                            Ok(_) => String::new(),
+                            Err(_) => format!("/peers/{}{}", p.ask.peer, p.ask.portal),
+                        };
                         out.push(Action::Answer { id, portal, result });
                     }
                 }

@@ -136,7 +136,7 @@ pub struct Shell {
     pub(super) next_erase: u64,
     /// What each inbound ask's reply may carry out: the asking peer's name, the portal and
     /// the ask's envelope.
-    pub(super) egress: HashMap<AskId, Egress>,
+    pub(super) egress: HashMap<AskId, Egress, foldhash::fast::RandomState>,
 }
 
 impl Shell {
@@ -228,7 +228,7 @@ impl Shell {
             erasures: Erasures::default(),
             erase_channels: HashMap::new(),
             next_erase: 0,
-            egress: HashMap::new(),
+            egress: HashMap::default(),
         };
         shell.peers_changed();
         shell.erasures_changed();
@@ -503,12 +503,15 @@ impl Shell {
             if !self.inbox.wait(id, i, local) {
                 continue; // the same ask is open already: this one waits for its reply
             }
-            let egress = Egress {
-                peer: name.clone(),
-                portal: ask.portal.clone(),
-                envelope: ask.envelope.clone(),
-            };
-            self.egress.insert(local, egress);
+            // A personal reply passes the export's rule before it leaves (`egress.rs`).
+            if let Some(envelope) = &ask.envelope {
+                let egress = Egress {
+                    peer: name.clone(),
+                    portal: ask.portal.clone(),
+                    envelope: envelope.clone(),
+                };
+                self.egress.insert(local, egress);
+            }
             // A reply the replier committed before (the asker lost it, or either node restarted).
             if let Some(replier) = replier {
                 let key = (replier, local.origin, local.scope);
@@ -598,8 +601,18 @@ impl Shell {
     fn asks_out(&mut self, asks: Vec<OutboundAsk>) {
         let now = Instant::now();
         let mut remote = Vec::with_capacity(asks.len());
+        // An atom's asks mostly go to one portal: its path is split once.
+        let mut last: Option<(Path, Option<(String, String)>)> = None;
         for ask in asks {
-            match split_remote(&ask.portal) {
+            let split = match &last {
+                Some((path, split)) if *path == ask.portal => split.clone(),
+                _ => {
+                    let split = split_remote(&ask.portal);
+                    last = Some((ask.portal.clone(), split.clone()));
+                    split
+                }
+            };
+            match split {
                 Some((peer, portal)) if self.by_name.contains_key(&peer) => {
                     remote.push(RemoteAsk {
                         id: ask.id,

@@ -37,9 +37,10 @@ fn sends(actions: &[Action]) -> Vec<(u64, String, Vec<u32>)> {
 }
 
 fn answer(seq: u32, result: Result<Vec<u8>, WireError>) -> Action {
+    let portal = if result.is_ok() { "" } else { STOCK };
     Action::Answer {
         id: ask("bob", seq, Instant::now()).id,
-        portal: STOCK.into(),
+        portal: portal.into(),
         result,
     }
 }
