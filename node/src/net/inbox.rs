@@ -25,13 +25,19 @@ struct Open<P> {
     left: usize,
 }
 
+/// The requests' slots waiting for one ask's outcome: mostly one, kept without a heap block.
+struct Waiters {
+    first: (u64, usize),
+    more: Vec<(u64, usize)>,
+}
+
 /// Inbound requests in flight.
 pub struct Inbox<P> {
     limit: usize,
     per_peer: HashMap<P, usize>,
     requests: HashMap<u64, Open<P>>,
     /// Asks handed to the runtime and not answered yet: who waits for each.
-    waiting: HashMap<AskId, Vec<(u64, usize)>, foldhash::fast::RandomState>,
+    waiting: HashMap<AskId, Waiters, foldhash::fast::RandomState>,
     next: u64,
 }
 
@@ -87,9 +93,19 @@ impl<P: Clone + Eq + Hash> Inbox<P> {
     /// Makes ask `index` of `request` wait for the runtime's answer to `id`; true if `id` is
     /// new and must be handed to the runtime, false if it joined the same ask already open.
     pub fn wait(&mut self, request: u64, index: usize, id: AskId) -> bool {
-        let waiters = self.waiting.entry(id).or_default();
-        waiters.push((request, index));
-        waiters.len() == 1
+        match self.waiting.entry(id) {
+            std::collections::hash_map::Entry::Occupied(mut w) => {
+                w.get_mut().more.push((request, index));
+                false
+            }
+            std::collections::hash_map::Entry::Vacant(w) => {
+                w.insert(Waiters {
+                    first: (request, index),
+                    more: Vec::new(),
+                });
+                true
+            }
+        }
     }
 
     /// Whether every ask of `request` has its outcome; if so, its response (the request ends).
@@ -119,17 +135,22 @@ impl<P: Clone + Eq + Hash> Inbox<P> {
     /// now complete.
     pub fn answered(&mut self, id: AskId, outcome: Result<Vec<u8>, WireError>) -> Vec<Done> {
         let mut done = Vec::new();
-        let mut waiters = self.waiting.remove(&id).unwrap_or_default();
-        // The last waiter (mostly the only one) takes the outcome; the others get copies.
-        let last = waiters.pop();
-        for (request, index) in waiters {
+        let Some(Waiters { first, mut more }) = self.waiting.remove(&id) else {
+            return done;
+        };
+        // In order; the last waiter (mostly the only one) takes the outcome, the others copies.
+        let last = more.pop();
+        let (copies, last) = match last {
+            Some(last) => (std::iter::once(first).chain(more).collect(), last),
+            None => (Vec::new(), first),
+        };
+        for (request, index) in copies {
             self.fill(request, index, outcome.clone());
             done.extend(self.finish(request));
         }
-        if let Some((request, index)) = last {
-            self.fill(request, index, outcome);
-            done.extend(self.finish(request));
-        }
+        let (request, index) = last;
+        self.fill(request, index, outcome);
+        done.extend(self.finish(request));
         done
     }
 

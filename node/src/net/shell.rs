@@ -103,6 +103,9 @@ pub(super) struct Behaviour {
     limits: connection_limits::Behaviour,
 }
 
+/// Most commands the network task takes in one turn of its loop.
+const COMMANDS_PER_TURN: usize = 4096;
+
 /// The network task's state.
 pub struct Shell {
     pub(super) swarm: Swarm<Behaviour>,
@@ -285,7 +288,18 @@ impl Shell {
             };
             tokio::select! {
                 _ = stop.changed() => break,
-                Some(c) = commands.recv() => self.on_command(c),
+                Some(c) = commands.recv() => {
+                    self.on_command(c);
+                    // What else queued meanwhile (a replier's step answers a request's asks
+                    // one callback each) is taken in this turn, up to a bound that keeps the
+                    // swarm polled.
+                    for _ in 0..COMMANDS_PER_TURN {
+                        match commands.try_recv() {
+                            Ok(c) => self.on_command(c),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 event = self.swarm.select_next_some() => self.on_swarm(event),
                 () = retry => {
                     let actions = self.outbox.poll(Instant::now());
@@ -465,12 +479,14 @@ impl Shell {
             Err(e) => return self.send_response(channel, &Response::Refused(e)),
         };
         self.channels.insert(id, channel);
-        let mut kept: HashMap<(u64, u64, u64), HashMap<AskId, Vec<u8>>> = HashMap::new();
+        type Fast = foldhash::fast::RandomState;
+        let mut kept: HashMap<(u64, u64, u64), HashMap<AskId, Vec<u8>>, Fast> = HashMap::default();
         // Worked out once per request: the peer as text, each origin's local id, each
         // portal's check and its replier.
         let peer_text = peer.to_string();
-        let mut origins: HashMap<u64, u64> = HashMap::new();
-        let mut portals: HashMap<String, (Result<Path, WireError>, Option<u64>)> = HashMap::new();
+        let mut origins: HashMap<u64, u64, Fast> = HashMap::default();
+        let mut portals: HashMap<String, (Result<Path, WireError>, Option<u64>), Fast> =
+            HashMap::default();
         let mut inbound = Vec::with_capacity(asks.len());
         for (i, ask) in asks.into_iter().enumerate() {
             let origin = *origins
@@ -523,7 +539,10 @@ impl Shell {
                     });
                     rows.into_iter().collect()
                 });
-                if let Some(reply) = found.get(&local).cloned() {
+                if let Some(reply) = (!found.is_empty())
+                    .then(|| found.get(&local).cloned())
+                    .flatten()
+                {
                     let reply = self.reply_out(local, Ok(reply));
                     for d in self.inbox.answered(local, reply) {
                         self.respond(d);

@@ -342,24 +342,50 @@ mod tests {
 
     #[test]
     fn packed_parts_that_do_not_add_up_are_malformed() {
-        // A request whose ask names portal 3 of one.
-        let ask = (
-            1u64,
-            2u64,
-            0u32,
-            0u32,
-            3u32,
-            serde_bytes::Bytes::new(b"x"),
-            None::<Envelope>,
-        );
-        let body = std::collections::BTreeMap::from([("Asks", (vec!["/p"], vec![ask]))]);
-        let request = std::collections::BTreeMap::from([
-            ("version", ciborium::Value::from(VERSION)),
-            ("body", ciborium::Value::serialized(&body).expect("a value")),
-        ]);
-        let err = decode_request(&cbor(&request)).expect_err("malformed");
-        assert_eq!(err.code, ErrorCode::Malformed);
-        assert!(err.message.contains("no portal 3"), "{err}");
+        // Requests whose columns do not add up: an ask naming portal 3 of one, ids for two
+        // asks beside one request, an envelope for an ask that is not there.
+        let head = |portal: u32| {
+            let mut h = vec![0u8; 24];
+            h.extend_from_slice(&portal.to_be_bytes());
+            h
+        };
+        let envelope = Envelope::new("alice", &["health"]);
+        let x = serde_bytes::Bytes::new(b"x");
+        let bad = [
+            (head(3), vec![x], vec![], "no portal 3"),
+            (
+                [head(0), head(0)].concat(),
+                vec![x],
+                vec![],
+                "56 bytes of ask ids for 1",
+            ),
+            (
+                head(0),
+                vec![x],
+                vec![(1u32, &envelope)],
+                "envelope of ask 1",
+            ),
+            (
+                head(0),
+                vec![x],
+                vec![(0, &envelope), (0, &envelope)],
+                "envelope of ask 0",
+            ),
+        ];
+        for (heads, requests, envelopes, said) in bad {
+            let heads = serde_bytes::ByteBuf::from(heads);
+            let body = std::collections::BTreeMap::from([(
+                "Asks",
+                (vec!["/p"], heads, requests, envelopes),
+            )]);
+            let request = std::collections::BTreeMap::from([
+                ("version", ciborium::Value::from(VERSION)),
+                ("body", ciborium::Value::serialized(&body).expect("a value")),
+            ]);
+            let err = decode_request(&cbor(&request)).expect_err("malformed");
+            assert_eq!(err.code, ErrorCode::Malformed);
+            assert!(err.message.contains(said), "{err}");
+        }
         // Replies whose failure sits where a reply is, or that leave a slot empty.
         let failed = WireError::new(ErrorCode::Busy, "later");
         let ok = serde_bytes::Bytes::new(b"y");

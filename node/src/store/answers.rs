@@ -29,9 +29,11 @@ pub(super) fn write(
     let mut sets: BTreeMap<(u64, u64), Vec<Kept<&Bytes>>> = BTreeMap::new();
     for a in answered {
         let reply = Bytes::new(a.reply);
-        sets.entry((a.ask.origin, a.ask.scope))
-            .or_default()
-            .push((a.ask.partition, a.ask.seq, reply));
+        sets.entry((a.ask.origin, a.ask.scope)).or_default().push((
+            a.ask.partition,
+            a.ask.seq,
+            reply,
+        ));
     }
     for ((origin, scope), replies) in sets {
         let mut blob = Vec::new();

@@ -38,10 +38,18 @@ impl Core {
     /// to remote portals leave through the gateway (all of this pass in one call, at the next
     /// flush), or fail with `UnknownPortal` if there is none.
     fn route_asks(&mut self, asks: Vec<AskMsg>) {
+        self.route_asks_watched(asks, true);
+    }
+
+    /// Routes asks as [`Core::route_asks`] does; `watch` false leaves their deadlines unwatched
+    /// (asks from another process: the asker's deadline governs).
+    fn route_asks_watched(&mut self, asks: Vec<AskMsg>, watch: bool) {
         let mut batches: Vec<(Path, Vec<AskMsg>)> = Vec::new();
         let mut remote = Vec::new();
         for ask in asks {
-            self.deadlines.watch(&ask);
+            if watch {
+                self.deadlines.watch(&ask);
+            }
             if ask.portal.is_remote() {
                 remote.push(ask);
                 continue;
@@ -182,14 +190,10 @@ impl Core {
                 taken.push(inbound_ask(portal, ask.id, ask.request, ask.envelope));
             }
         }
-        let ids: Vec<AskId> = taken.iter().map(|a| a.id).collect();
         if !taken.is_empty() {
-            self.route_asks(taken);
-        }
-        // No deadline here: the asker's governs. Answering `Timeout` while the ask is still
-        // queued would let the asker send it again and the replier apply it twice.
-        for id in &ids {
-            self.deadlines.answered(id);
+            // No deadline here: the asker's governs. Answering `Timeout` while the ask is still
+            // queued would let the asker send it again and the replier apply it twice.
+            self.route_asks_watched(taken, false);
         }
         refused
     }
