@@ -480,7 +480,9 @@ impl Shell {
         };
         self.channels.insert(id, channel);
         type Fast = foldhash::fast::RandomState;
-        let mut kept: HashMap<(u64, u64, u64), HashMap<AskId, Vec<u8>>, Fast> = HashMap::default();
+        // The replies kept for each (replier, origin, scope) asked, read once per request.
+        type Kept = HashMap<AskId, Vec<u8>>;
+        let mut kept: HashMap<(u64, u64, u64), Kept, Fast> = HashMap::default();
         // Worked out once per request: the peer as text, each origin's local id, each
         // portal's check and its replier.
         let peer_text = peer.to_string();
