@@ -61,6 +61,25 @@ fn commit(
     store.commit(&commit)
 }
 
+/// Commits step `step` of the workflow, which only answered asks.
+fn commit_answers(store: &mut SqliteStore, step: u64, answered: &[pods_sdk::Answer<'_>]) {
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    let commit = Commit {
+        workflow: &workflow,
+        workflow_id: WF,
+        step,
+        steps: step,
+        input: None,
+        writes: &[],
+        output_events: 0,
+        outputs: &[],
+        asks: 0,
+        replies: answered.len(),
+        answered,
+    };
+    store.commit(&commit).unwrap();
+}
+
 fn cbor(v: i64) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(&v, &mut out).unwrap();
@@ -118,7 +137,6 @@ fn a_step_committed_twice_is_refused_and_changes_nothing() {
 fn replies_given_are_kept_with_the_commit_until_they_age_out() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
-    let workflow = Path::parse("/app/workflows/wf").unwrap();
     let ask = pods_sdk::AskId {
         origin: 9,
         scope: 4,
@@ -129,20 +147,7 @@ fn replies_given_are_kept_with_the_commit_until_they_age_out() {
         ask,
         reply: &cbor(41),
     }];
-    let commit = Commit {
-        workflow: &workflow,
-        workflow_id: WF,
-        step: 3,
-        steps: 3,
-        input: None,
-        writes: &[],
-        output_events: 0,
-        outputs: &[],
-        asks: 0,
-        replies: 1,
-        answered: &answered,
-    };
-    store.commit(&commit).unwrap();
+    commit_answers(&mut store, 3, &answered);
     let r = store.recover(WF).unwrap();
     assert_eq!(r.step, 3);
     assert_eq!(r.answered, vec![(ask, cbor(41))]);
@@ -162,7 +167,6 @@ fn replies_given_are_kept_with_the_commit_until_they_age_out() {
 fn a_step_that_answered_many_asks_keeps_every_reply_and_the_last_of_a_repeated_id() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(dir.path());
-    let workflow = Path::parse("/app/workflows/wf").unwrap();
     // 75 asks: written by statements of 64, 8 and 1 replies; ask 3 is answered twice.
     let ask = |seq: u32| pods_sdk::AskId {
         origin: 9,
@@ -181,20 +185,7 @@ fn a_step_that_answered_many_asks_keeps_every_reply_and_the_last_of_a_repeated_i
         ask: ask(3),
         reply: &replies[75],
     });
-    let commit = Commit {
-        workflow: &workflow,
-        workflow_id: WF,
-        step: 1,
-        steps: 1,
-        input: None,
-        writes: &[],
-        output_events: 0,
-        outputs: &[],
-        asks: 0,
-        replies: answered.len(),
-        answered: &answered,
-    };
-    store.commit(&commit).unwrap();
+    commit_answers(&mut store, 1, &answered);
     drop(store);
     let mut kept = open(dir.path()).recover(WF).unwrap().answered;
     kept.sort_by_key(|(a, _)| a.seq);
@@ -274,21 +265,7 @@ fn replies_to_asks_over_atoms_the_asker_committed_past_go_with_the_compaction() 
             reply: &replies[2],
         },
     ];
-    let workflow = Path::parse("/app/workflows/wf").unwrap();
-    let commit = Commit {
-        workflow: &workflow,
-        workflow_id: WF,
-        step: 1,
-        steps: 1,
-        input: None,
-        writes: &[],
-        output_events: 0,
-        outputs: &[],
-        asks: 0,
-        replies: 3,
-        answered: &answered,
-    };
-    store.commit(&commit).unwrap();
+    commit_answers(&mut store, 1, &answered);
     store.compact(WF).unwrap();
     let mut kept: Vec<u64> = store
         .recover(WF)
