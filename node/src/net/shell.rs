@@ -137,8 +137,8 @@ pub struct Shell {
     /// Peers' erasure requests being carried out, by key.
     pub(super) erase_channels: HashMap<u64, ResponseChannel<Frame>>,
     pub(super) next_erase: u64,
-    /// What each inbound ask's reply may carry out: the asking peer's name, the portal and
-    /// the ask's envelope.
+    /// What each personal inbound ask's reply may carry out: the asking peer's name, the
+    /// portal and the ask's envelope.
     pub(super) egress: HashMap<AskId, Egress, foldhash::fast::RandomState>,
 }
 
@@ -541,10 +541,7 @@ impl Shell {
                     });
                     rows.into_iter().collect()
                 });
-                if let Some(reply) = (!found.is_empty())
-                    .then(|| found.get(&local).cloned())
-                    .flatten()
-                {
+                if let Some(reply) = found.get(&local).cloned() {
                     let reply = self.reply_out(local, Ok(reply));
                     for d in self.inbox.answered(local, reply) {
                         self.respond(d);
