@@ -60,11 +60,15 @@ pub(super) fn write(
 
 /// The replies `workflow` kept, all of them or only those to asks of `origin` in `scope`; a
 /// reply kept twice (asked again and answered again) is the later one.
+///
+/// `legacy` false skips the per-reply rows of older stores: a store that had none when it was
+/// opened gets none (this build writes sets only).
 pub(super) fn read(
     conn: &Connection,
     file: &Path,
     workflow: u64,
     atom: Option<(u64, u64)>,
+    legacy: bool,
 ) -> Result<Vec<(AskId, Vec<u8>)>, NodeError> {
     let sql = |e| NodeError::sqlite(file, e);
     // Two forms of each query, so that a lookup by atom uses the primary key.
@@ -75,25 +79,8 @@ pub(super) fn read(
         "AND ?2 = ?3"
     };
     let mut out: BTreeMap<AskId, Vec<u8>> = BTreeMap::new();
-    let mut rows = conn
-        .prepare_cached(&format!(
-            "SELECT origin, scope, partition, seq, reply FROM answered WHERE workflow = ?1 {only}"
-        ))
-        .map_err(sql)?;
-    let found = rows
-        .query_map(params![signed(workflow), origin, scope], |r| {
-            let id = AskId {
-                origin: unsigned(r.get(0)?),
-                scope: unsigned(r.get(1)?),
-                partition: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-                seq: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
-            };
-            Ok((id, r.get::<_, Vec<u8>>(4)?))
-        })
-        .map_err(sql)?;
-    for row in found {
-        let (id, stored) = row.map_err(sql)?;
-        out.insert(id, open_payload(file, "kept reply", &stored)?);
+    if legacy {
+        read_rows(conn, file, workflow, only, (origin, scope), &mut out)?;
     }
     let mut sets = conn
         .prepare_cached(&format!(
@@ -132,6 +119,44 @@ pub(super) fn read(
         }
     }
     Ok(out.into_iter().collect())
+}
+
+/// The per-reply rows of stores older than schema 7 into `out` (see [`read`]).
+fn read_rows(
+    conn: &Connection,
+    file: &Path,
+    workflow: u64,
+    only: &str,
+    (origin, scope): (i64, i64),
+    out: &mut BTreeMap<AskId, Vec<u8>>,
+) -> Result<(), NodeError> {
+    let sql = |e| NodeError::sqlite(file, e);
+    let mut rows = conn
+        .prepare_cached(&format!(
+            "SELECT origin, scope, partition, seq, reply FROM answered WHERE workflow = ?1 {only}"
+        ))
+        .map_err(sql)?;
+    let found = rows
+        .query_map(params![signed(workflow), origin, scope], |r| {
+            let id = AskId {
+                origin: unsigned(r.get(0)?),
+                scope: unsigned(r.get(1)?),
+                partition: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX),
+                seq: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+            };
+            Ok((id, r.get::<_, Vec<u8>>(4)?))
+        })
+        .map_err(sql)?;
+    for row in found {
+        let (id, stored) = row.map_err(sql)?;
+        out.insert(id, open_payload(file, "kept reply", &stored)?);
+    }
+    Ok(())
+}
+
+/// Whether the store holds per-reply rows of a store older than schema 7.
+pub(super) fn has_legacy(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM answered)", [], |r| r.get(0))
 }
 
 /// Moves the times of every kept reply forward by `seconds` (the node was down that long).

@@ -15,6 +15,8 @@ use crate::error::NodeError;
 pub struct KeptReplies {
     conn: Connection,
     file: PathBuf,
+    /// Whether the store held per-reply rows of an older schema when opened.
+    legacy: bool,
 }
 
 impl KeptReplies {
@@ -22,7 +24,8 @@ impl KeptReplies {
     pub fn open(dir: &Path) -> Result<KeptReplies, NodeError> {
         let file = dir.join(super::DATABASE);
         let conn = schema::open(&file, true)?;
-        Ok(KeptReplies { conn, file })
+        let legacy = super::answers::has_legacy(&conn).map_err(|e| NodeError::sqlite(&file, e))?;
+        Ok(KeptReplies { conn, file, legacy })
     }
 
     /// The replies workflow `workflow` (its path's stable id) committed to asks of `origin`
@@ -33,6 +36,7 @@ impl KeptReplies {
         origin: u64,
         scope: u64,
     ) -> Result<Vec<(AskId, Vec<u8>)>, NodeError> {
-        super::answers::read(&self.conn, &self.file, workflow, Some((origin, scope)))
+        let atom = Some((origin, scope));
+        super::answers::read(&self.conn, &self.file, workflow, atom, self.legacy)
     }
 }

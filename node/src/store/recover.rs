@@ -67,7 +67,7 @@ impl SqliteStore {
     /// The replies `workflow` gave that are still kept, by ask (all of them: they age only while
     /// the node runs, and compaction drops the old ones).
     fn answers(&self, workflow: u64) -> Result<Vec<(AskId, Vec<u8>)>, NodeError> {
-        super::answers::read(&self.conn, &self.file, workflow, None)
+        super::answers::read(&self.conn, &self.file, workflow, None, true)
     }
 
     /// The oldest time (Unix seconds) of a reply still kept.
