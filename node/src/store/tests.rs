@@ -80,6 +80,15 @@ fn commit_answers(store: &mut SqliteStore, step: u64, answered: &[pods_sdk::Answ
     store.commit(&commit).unwrap();
 }
 
+/// Records, straight into the file, that the workflow committed step 3.
+fn at_step_3(conn: &rusqlite::Connection) {
+    conn.execute(
+        "INSERT INTO positions (workflow, path, step, compacted) VALUES (?1, '/app/workflows/wf', 3, 0)",
+        [WF as i64],
+    )
+    .unwrap();
+}
+
 fn cbor(v: i64) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(&v, &mut out).unwrap();
@@ -217,11 +226,7 @@ fn damaged_kept_replies_are_a_typed_error_naming_the_step() {
         rusqlite::params![WF as i64, payload::plain(b"\xff not cbor")],
     )
     .unwrap();
-    conn.execute(
-        "INSERT INTO positions (workflow, path, step, compacted) VALUES (?1, '/app/workflows/wf', 3, 0)",
-        [WF as i64],
-    )
-    .unwrap();
+    at_step_3(&conn);
     drop(conn);
     let store = open(dir.path());
     match store.recover(WF) {
@@ -435,11 +440,7 @@ fn a_version_4_database_gets_its_clock_and_keeps_its_replies() {
         rusqlite::params![WF as i64, payload::plain(&cbor(41))],
     )
     .unwrap();
-    conn.execute(
-        "INSERT INTO positions (workflow, path, step, compacted) VALUES (?1, '/app/workflows/wf', 3, 0)",
-        [WF as i64],
-    )
-    .unwrap();
+    at_step_3(&conn);
     drop(conn);
     let store = open(dir.path());
     let ask = pods_sdk::AskId {
