@@ -18,14 +18,26 @@ use crate::error::NodeError;
 /// One kept reply in a set: the ask's partition and position, and the reply's bytes.
 type Kept<B> = (u32, u32, B);
 
-/// Keeps the replies `workflow` gave in the commit of `step`, one row per asking atom.
+/// The per-reply rows of older stores, of a workflow and of one asking atom of it.
+const ROWS: &str = "SELECT origin, scope, partition, seq, reply FROM answered WHERE workflow = ?1";
+const ROWS_OF_ATOM: &str = "SELECT origin, scope, partition, seq, reply FROM answered
+     WHERE workflow = ?1 AND origin = ?2 AND scope = ?3";
+/// The sets of a workflow and of one asking atom of it, oldest first.
+const SETS: &str =
+    "SELECT origin, scope, step, replies FROM answer_sets WHERE workflow = ?1 ORDER BY step";
+const SETS_OF_ATOM: &str = "SELECT origin, scope, step, replies FROM answer_sets
+     WHERE workflow = ?1 AND origin = ?2 AND scope = ?3 ORDER BY step";
+
+/// Keeps the replies `workflow` gave in the commit of `step`, one row per asking atom. A
+/// failed write is the store's error (`DiskFull`, `ReadOnly`, …), as for the commit's other rows.
 pub(super) fn write(
     tx: &Transaction<'_>,
+    file: &Path,
     workflow: i64,
     step: u64,
     answered: &[Answer<'_>],
     now: u64,
-) -> Result<(), String> {
+) -> Result<(), NodeError> {
     let mut sets: BTreeMap<(u64, u64), Vec<Kept<&Bytes>>> = BTreeMap::new();
     for a in answered {
         let reply = Bytes::new(a.reply);
@@ -38,7 +50,11 @@ pub(super) fn write(
     for ((origin, scope), replies) in sets {
         let mut blob = Vec::new();
         payload::begin(&mut blob);
-        ciborium::into_writer(&replies, &mut blob).map_err(|e| e.to_string())?;
+        ciborium::into_writer(&replies, &mut blob).map_err(|e| NodeError::BadRecord {
+            file: file.to_path_buf(),
+            what: format!("replies of step {step}"),
+            detail: e.to_string(),
+        })?;
         tx.prepare_cached(
             "INSERT OR REPLACE INTO answer_sets (workflow, origin, scope, step, replies, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -53,7 +69,7 @@ pub(super) fn write(
                 signed(now)
             ])
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| NodeError::sqlite(file, e))?;
     }
     Ok(())
 }
@@ -71,25 +87,24 @@ pub(super) fn read(
     legacy: bool,
 ) -> Result<Vec<(AskId, Vec<u8>)>, NodeError> {
     let sql = |e| NodeError::sqlite(file, e);
-    // Two forms of each query, so that a lookup by atom uses the primary key.
-    let (origin, scope) = atom.map_or((0, 0), |(o, s)| (signed(o), signed(s)));
-    let only = if atom.is_some() {
-        "AND origin = ?2 AND scope = ?3"
-    } else {
-        "AND ?2 = ?3"
-    };
     let mut out: BTreeMap<AskId, Vec<u8>> = BTreeMap::new();
+    let w = signed(workflow);
+    // Two forms of each query, so that a lookup by atom uses the primary key.
+    let (rows, sets, params) = match atom {
+        Some((origin, scope)) => (
+            ROWS_OF_ATOM,
+            SETS_OF_ATOM,
+            vec![w, signed(origin), signed(scope)],
+        ),
+        None => (ROWS, SETS, vec![w]),
+    };
+    let params = rusqlite::params_from_iter(params);
     if legacy {
-        read_rows(conn, file, workflow, only, (origin, scope), &mut out)?;
+        read_rows(conn, file, rows, params.clone(), &mut out)?;
     }
-    let mut sets = conn
-        .prepare_cached(&format!(
-            "SELECT origin, scope, step, replies FROM answer_sets WHERE workflow = ?1 {only}
-             ORDER BY step"
-        ))
-        .map_err(sql)?;
+    let mut sets = conn.prepare_cached(sets).map_err(sql)?;
     let found = sets
-        .query_map(params![signed(workflow), origin, scope], |r| {
+        .query_map(params, |r| {
             Ok((
                 unsigned(r.get(0)?),
                 unsigned(r.get(1)?),
@@ -125,19 +140,14 @@ pub(super) fn read(
 fn read_rows(
     conn: &Connection,
     file: &Path,
-    workflow: u64,
-    only: &str,
-    (origin, scope): (i64, i64),
+    query: &str,
+    params: impl rusqlite::Params,
     out: &mut BTreeMap<AskId, Vec<u8>>,
 ) -> Result<(), NodeError> {
     let sql = |e| NodeError::sqlite(file, e);
-    let mut rows = conn
-        .prepare_cached(&format!(
-            "SELECT origin, scope, partition, seq, reply FROM answered WHERE workflow = ?1 {only}"
-        ))
-        .map_err(sql)?;
+    let mut rows = conn.prepare_cached(query).map_err(sql)?;
     let found = rows
-        .query_map(params![signed(workflow), origin, scope], |r| {
+        .query_map(params, |r| {
             let id = AskId {
                 origin: unsigned(r.get(0)?),
                 scope: unsigned(r.get(1)?),

@@ -128,13 +128,7 @@ impl SqliteStore {
                 .map_err(sql)?;
         }
         let found = keys.found();
-        super::answers::write(&tx, workflow_id, commit.step, commit.answered, now).map_err(
-            |detail| NodeError::BadRecord {
-                file: file.clone(),
-                what: format!("replies of step {} of {}", commit.step, commit.workflow),
-                detail,
-            },
-        )?;
+        super::answers::write(&tx, &file, workflow_id, commit.step, commit.answered, now)?;
         let (stream, next) = commit
             .input
             .as_ref()

@@ -506,6 +506,56 @@ fn a_read_only_store_reads_and_refuses_commits() {
 }
 
 #[test]
+fn a_full_disk_while_keeping_replies_is_disk_full() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let options = StoreOptions {
+        max_pages: Some(20),
+        ..StoreOptions::default()
+    };
+    let mut store = SqliteStore::open(dir.path(), options).unwrap();
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    let reply = vec![7u8; 2_000];
+    let mut result = Ok(());
+    for step in 1..=100u64 {
+        let answered: Vec<pods_sdk::Answer<'_>> = (0..8u32)
+            .map(|seq| pods_sdk::Answer {
+                ask: pods_sdk::AskId {
+                    origin: 9,
+                    scope: step,
+                    partition: 0,
+                    seq,
+                },
+                reply: &reply,
+            })
+            .collect();
+        let commit = Commit {
+            workflow: &workflow,
+            workflow_id: WF,
+            step,
+            steps: step,
+            input: None,
+            writes: &[],
+            output_events: 0,
+            outputs: &[],
+            asks: 0,
+            replies: answered.len(),
+            answered: &answered,
+        };
+        result = store.commit(&commit);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(result.is_err(), "the page limit was never reached");
+    assert!(
+        matches!(store.last_error(), Some(NodeError::DiskFull { .. })),
+        "{:?}",
+        store.last_error()
+    );
+}
+
+#[test]
 fn a_full_disk_fails_the_commit_and_keeps_every_earlier_one() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
