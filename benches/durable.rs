@@ -272,6 +272,7 @@ fn write_state(dir: &std::path::Path, keys: u64) -> (Duration, u64) {
                 state: &state,
                 key: Some(Key(k)),
                 value: Some(v as &dyn StateValue),
+                owner: None,
             })
             .collect();
         step += 1;

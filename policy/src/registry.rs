@@ -313,6 +313,12 @@ impl Registry {
         }
     }
 
+    /// How many subjects were erased: it grows with every erasure, so a workflow can tell
+    /// that it has state of erased subjects to remove.
+    pub fn erasures(&self) -> u64 {
+        self.erased.len() as u64
+    }
+
     /// `true` if the subject was erased.
     pub fn is_erased(&self, subject: &str) -> bool {
         if self.erased.is_empty() {
@@ -411,10 +417,15 @@ mod tests {
         assert_eq!(history[0].withdrawn_at, Some(20));
         assert_eq!(history[1].withdrawn_at, None);
         assert!(r.withdraw("ann", None, 21).len() == 1);
+        assert_eq!(r.erasures(), 0);
         r.erase("ann");
         assert!(r.consents_of("ann").is_empty());
         assert!(r.is_erased("ann") && !r.is_erased("bob"));
         assert_eq!(r.next_id(), ConsentId(3));
+        r.erase("ann");
+        assert_eq!(r.erasures(), 1, "erasing again counts once");
+        r.erase("bob");
+        assert_eq!(r.erasures(), 2);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::data::{Data, Envelope};
+use crate::data::{Data, Envelope, SubjectId};
 use crate::path::Path;
 
 /// The gate's verdict on one event.
@@ -87,6 +87,20 @@ pub trait PolicyGate: Send + Sync {
             workflow,
         })
     }
+
+    /// A count that grows with every erasure of a data subject. A workflow compares it with
+    /// the count it last saw before each step; when it grew, it removes the per-key values
+    /// that only erased subjects' events wrote ([`PolicyGate::is_erased`]). A gate that never
+    /// erases keeps the default, 0.
+    fn erasures(&self) -> u64 {
+        0
+    }
+
+    /// Whether `subject` was erased, so that state derived from their data goes too.
+    fn is_erased(&self, subject: &SubjectId) -> bool {
+        let _ = subject;
+        false
+    }
 }
 
 /// A shared gate is a gate, so that its owner can keep a handle on it (to change its rules or
@@ -106,6 +120,12 @@ impl<G: PolicyGate + ?Sized> PolicyGate for Arc<G> {
     }
     fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
         (**self).for_atom(workflow)
+    }
+    fn erasures(&self) -> u64 {
+        (**self).erasures()
+    }
+    fn is_erased(&self, subject: &SubjectId) -> bool {
+        (**self).is_erased(subject)
     }
 }
 

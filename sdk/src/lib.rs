@@ -73,7 +73,7 @@ pub use runtime::threaded::{ThreadedConfig, ThreadedSystem};
 pub use runtime::units::{Feeder, Subscription};
 pub use storage::{
     Answer, Attempt, Commit, InputPosition, MemoryStorage, Moved, OutputAtom, Recovery, StateName,
-    StateValue, StateWrite, Storage, VolatileStorage, consumer_id,
+    StateValue, StateWrite, Storage, ValueOwner, VolatileStorage, consumer_id,
 };
 pub use task::ctx::Ctx;
 pub use task::state::{PerKeyState, PerTaskState};

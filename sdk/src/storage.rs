@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::data::{Data, Key, KeyBuild, StableHasher};
+use crate::data::{Data, Key, KeyBuild, StableHasher, SubjectId};
 use crate::error::StorageError;
 use crate::path::Path;
 
@@ -67,6 +67,23 @@ pub struct StateWrite<'a> {
     pub key: Option<Key>,
     /// The new value, or `None` when removed.
     pub value: Option<&'a dyn StateValue>,
+    /// Whose personal data the value is, for a per-key value that personal events wrote
+    /// (`None`: no personal event wrote it). A store seals a subject's value under that
+    /// subject's key, so that erasing them makes every stored copy unreadable.
+    pub owner: Option<ValueOwner<'a>>,
+}
+
+/// Whose personal data a per-key state value is. The runtime tracks it from the envelopes of
+/// the events whose handlers wrote the value: while they all carried one subject, the value is
+/// that subject's (derived per-subject state, removed when they are erased); once events of
+/// a second subject wrote it, it is shared (an aggregate over people, which no single
+/// erasure removes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueOwner<'a> {
+    /// Only this subject's events wrote the value.
+    Subject(&'a SubjectId),
+    /// Events of several subjects wrote it.
+    Shared,
 }
 
 /// Where a workflow's input stood after a step: the stream and the offset of the next atom.
@@ -185,6 +202,10 @@ pub struct Recovery {
     pub produced: u64,
     /// Replies the workflow gave that the store still keeps, by ask.
     pub answered: Vec<(crate::portal::AskId, Vec<u8>)>,
+    /// Whose personal data the values in `values` are, for those personal events wrote
+    /// ([`StateWrite::owner`]): `Some(subject)` for one subject's, `None` for shared ones.
+    /// Values of erased subjects are not in `values` at all.
+    pub owners: std::collections::BTreeMap<(u64, Option<Key>), Option<SubjectId>>,
 }
 
 /// Durable (or in-memory) storage of workflow state: one `commit` per atom, all or nothing.

@@ -28,8 +28,10 @@ pub struct Erased {
     pub processing: u64,
     /// Whether a restriction was lifted with the rest.
     pub restriction: bool,
-    /// Whether the key of their sealed payloads (stream logs, changelogs, kept replies) was
-    /// destroyed, which makes those payloads unreadable everywhere in the store.
+    /// Whether the key of their sealed payloads was destroyed: their events in every logged
+    /// atom, and the per-key state values only their events wrote (changelog and snapshot),
+    /// become unreadable everywhere in the store; running workflows remove those values
+    /// before their next step.
     pub payload_key: bool,
 }
 

@@ -1,6 +1,6 @@
-//! Writing a commit: its changelog record (encoded once, owning its bytes), the atoms it
-//! produced (their personal events sealed) and the replies it gave, in one transaction; then
-//! folding its values for compaction.
+//! Writing a commit: its changelog record (encoded once, owning its bytes; values of one
+//! subject sealed under their key), the atoms it produced (their personal events sealed) and
+//! the replies it gave, in one transaction; then folding its values for compaction.
 
 use pods_sdk::Commit;
 use rusqlite::{TransactionBehavior, params};
@@ -58,53 +58,79 @@ impl std::hash::Hasher for SlotHasher {
 
 pub(super) type SlotBuild = std::hash::BuildHasherDefault<SlotHasher>;
 
-impl SqliteStore {
-    /// Encodes what of `commit` is not bytes yet: its changelog record (and where each value
-    /// lies in it, for the fold), and the atoms it produced.
-    fn encode(&mut self, commit: &Commit<'_>) -> Result<Encoded, NodeError> {
-        let bad = |what: String, detail: String| NodeError::BadRecord {
-            file: self.file.clone(),
-            what,
-            detail,
-        };
-        let mut record = self.spare.pop().unwrap_or_default();
-        let input = commit.input.as_ref().map(|p| (p.stream.as_str(), p.next));
-        let mut writer = RecordWriter::begin(&mut record, commit.step, input)
-            .map_err(|d| bad(format!("changelog of {}", commit.workflow), d))?;
-        let mut spans = Vec::with_capacity(commit.writes.len());
-        for w in commit.writes {
-            let value = w.value.map(|v| {
-                move |out: &mut Vec<u8>| {
-                    payload::begin(out);
-                    v.encode(out)
-                }
-            });
-            let span = writer
-                .write(w.state.id, w.key.map(|k| k.0), value)
-                .map_err(|d| bad(format!("state {} of {}", w.state.name, commit.workflow), d))?;
-            spans.push(((w.state.id, w.key.map(|k| k.0)), span));
+/// Encodes what of `commit` is not bytes yet: its changelog record (and where each value lies
+/// in it, for the fold), and the atoms it produced. Values of one subject are sealed under the
+/// subject's key from `keys`, so encode inside the transaction that stores them.
+fn encode(
+    spare: &mut Vec<Vec<u8>>,
+    file: &std::path::Path,
+    commit: &Commit<'_>,
+    keys: &mut DbKeys<'_>,
+) -> Result<Encoded, NodeError> {
+    let bad = |what: String, detail: String| NodeError::BadRecord {
+        file: file.to_path_buf(),
+        what,
+        detail,
+    };
+    let mut record = spare.pop().unwrap_or_default();
+    let input = commit.input.as_ref().map(|p| (p.stream.as_str(), p.next));
+    let mut writer = RecordWriter::begin(&mut record, commit.step, input)
+        .map_err(|d| bad(format!("changelog of {}", commit.workflow), d))?;
+    let mut spans = Vec::with_capacity(commit.writes.len());
+    let mut plain = Vec::new();
+    let mut sealed = Vec::new();
+    for w in commit.writes {
+        let what = || format!("state {} of {}", w.state.name, commit.workflow);
+        let span = match (w.value, w.owner) {
+            // A value of one subject's (or several's): encoded, then stored as its owner says.
+            (Some(v), Some(owner)) => {
+                plain.clear();
+                v.encode(&mut plain).map_err(|d| bad(what(), d))?;
+                sealed.clear();
+                payload::store_value(&plain, Some(owner), keys, &mut sealed)
+                    .map_err(|e| e.at(file, &what()))?;
+                writer.write(
+                    w.state.id,
+                    w.key.map(|k| k.0),
+                    Some(|out: &mut Vec<u8>| {
+                        out.extend_from_slice(&sealed);
+                        Ok(())
+                    }),
+                )
+            }
+            (value, _) => {
+                let value = value.map(|v| {
+                    move |out: &mut Vec<u8>| {
+                        payload::begin(out);
+                        v.encode(out)
+                    }
+                });
+                writer.write(w.state.id, w.key.map(|k| k.0), value)
+            }
         }
-        writer.finish();
-        let mut atoms = Vec::with_capacity(commit.outputs.len());
-        for atom in commit.outputs {
-            let mut bytes = Vec::with_capacity(1 + 16 * atom.len());
-            payload::begin(&mut bytes);
-            atom.encode(&mut bytes)
-                .map_err(|d| bad(format!("atom {} of {}", atom.offset, atom.stream), d))?;
-            atoms.push(bytes);
-        }
-        Ok(Encoded {
-            record,
-            spans,
-            atoms,
-        })
+        .map_err(|d| bad(what(), d))?;
+        spans.push(((w.state.id, w.key.map(|k| k.0)), span));
     }
+    writer.finish();
+    let mut atoms = Vec::with_capacity(commit.outputs.len());
+    for atom in commit.outputs {
+        let mut bytes = Vec::with_capacity(1 + 16 * atom.len());
+        payload::begin(&mut bytes);
+        atom.encode(&mut bytes)
+            .map_err(|d| bad(format!("atom {} of {}", atom.offset, atom.stream), d))?;
+        atoms.push(bytes);
+    }
+    Ok(Encoded {
+        record,
+        spans,
+        atoms,
+    })
+}
 
+impl SqliteStore {
     /// Writes `commit` in one transaction (its record, the atoms it produced, the replies it
     /// gave, its position), then folds its values for compaction.
     pub(super) fn write(&mut self, commit: &Commit<'_>) -> Result<(), NodeError> {
-        let mut encoded = self.encode(commit)?;
-        failpoint::reach("commit.encoded");
         let file = self.file.clone();
         let sql = |e| NodeError::sqlite(&file, e);
         let workflow_id = signed(commit.workflow_id);
@@ -114,10 +140,12 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
+        let mut keys = DbKeys::new(&tx, Some(&self.keys), &self.rng);
+        let mut encoded = encode(&mut self.spare, &file, commit, &mut keys)?;
+        failpoint::reach("commit.encoded");
         tx.prepare_cached("INSERT INTO changelog (workflow, step, record) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| s.execute(params![workflow_id, signed(commit.step), encoded.record]))
             .map_err(sql)?;
-        let mut keys = DbKeys::new(&tx, Some(&self.keys), &self.rng);
         for (atom, bytes) in commit.outputs.iter().zip(&mut encoded.atoms) {
             payload::seal_stored(bytes, &mut keys)
                 .map_err(|e| e.at(&file, &format!("atom {} of {}", atom.offset, atom.stream)))?;

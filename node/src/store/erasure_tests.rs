@@ -219,3 +219,139 @@ fn an_erasure_leaves_no_key_in_the_files_and_pending_ones_complete_at_opening() 
     assert_eq!(secure, 1, "deleted content is overwritten");
     assert!(Eraser::open(&dir.path().join("absent")).is_err());
 }
+
+/// Commits step `step` of `/app/workflows/wf` writing, per (key, value, owner), one value of
+/// per-key state 7 (`None` value: removed).
+fn commit_owned(
+    store: &mut SqliteStore,
+    step: u64,
+    writes: &[(u64, Option<&str>, Option<pods_sdk::ValueOwner<'_>>)],
+) {
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    let state = pods_sdk::StateName {
+        workflow: workflow.clone(),
+        task: 1,
+        name: std::sync::Arc::from("last"),
+        id: 7,
+    };
+    let values: Vec<Option<String>> = writes.iter().map(|w| w.1.map(str::to_owned)).collect();
+    let writes: Vec<pods_sdk::StateWrite<'_>> = writes
+        .iter()
+        .zip(&values)
+        .map(|(w, v)| pods_sdk::StateWrite {
+            state: &state,
+            key: Some(pods_sdk::Key(w.0)),
+            value: v.as_ref().map(|v| v as &dyn pods_sdk::StateValue),
+            owner: w.2,
+        })
+        .collect();
+    let commit = pods_sdk::Commit {
+        workflow: &workflow,
+        workflow_id: workflow.stable_id(),
+        step,
+        steps: 1,
+        input: None,
+        writes: &writes,
+        output_events: 0,
+        outputs: &[],
+        asks: 0,
+        replies: 0,
+        answered: &[],
+    };
+    store.commit(&commit).expect("commit");
+}
+
+/// The state values of `/app/workflows/wf` read back: (key, value, owner).
+fn owned_values(store: &SqliteStore) -> Vec<(u64, String, Option<Option<String>>)> {
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    let r = store.recover(workflow.stable_id()).expect("recover");
+    r.values
+        .iter()
+        .map(|(slot, bytes)| {
+            let value: String = ciborium::from_reader(bytes.as_slice()).unwrap();
+            let owner = r.owners.get(slot).map(|o| o.clone().map(|s| s.0));
+            (slot.1.map_or(0, |k| k.0), value, owner)
+        })
+        .collect()
+}
+
+/// Whether any file of `dir` holds `needle`.
+fn in_files(dir: &std::path::Path, needle: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    })
+}
+
+#[test]
+fn state_of_one_subject_is_sealed_and_goes_with_their_key_in_snapshot_and_changelog() {
+    use pods_sdk::{SubjectId, ValueOwner};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let (ann, bob) = (SubjectId("ann".into()), SubjectId("bob".into()));
+    commit_owned(
+        &mut store,
+        1,
+        &[
+            (1, Some("ANN-STATE-1"), Some(ValueOwner::Subject(&ann))),
+            (2, Some("BOB-STATE-1"), Some(ValueOwner::Subject(&bob))),
+            (3, Some("SHARED-STATE"), Some(ValueOwner::Shared)),
+            (4, Some("PLAIN-STATE"), None),
+        ],
+    );
+    // Step 1 goes to the snapshot; step 2 stays in the changelog.
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    assert_eq!(store.compact(workflow.stable_id()).unwrap(), 1);
+    commit_owned(
+        &mut store,
+        2,
+        &[
+            (1, Some("ANN-STATE-2"), Some(ValueOwner::Subject(&ann))),
+            (5, Some("BOB-STATE-2"), Some(ValueOwner::Subject(&bob))),
+        ],
+    );
+    for secret in ["ANN-STATE", "BOB-STATE"] {
+        assert!(!in_files(dir.path(), secret), "{secret} in clear");
+    }
+    for clear in ["SHARED-STATE", "PLAIN-STATE"] {
+        assert!(in_files(dir.path(), clear), "the scan finds {clear}");
+    }
+    let some = |s: &str| Some(Some(s.to_owned()));
+    let all = vec![
+        (1, "ANN-STATE-2".to_owned(), some("ann")),
+        (2, "BOB-STATE-1".to_owned(), some("bob")),
+        (3, "SHARED-STATE".to_owned(), Some(None)),
+        (4, "PLAIN-STATE".to_owned(), None),
+        (5, "BOB-STATE-2".to_owned(), some("bob")),
+    ];
+    assert_eq!(owned_values(&store), all);
+
+    assert!(store.eraser().erase_subject("bob").unwrap().existed);
+    let left: Vec<_> = all
+        .iter()
+        .filter(|v| v.0 != 2 && v.0 != 5)
+        .cloned()
+        .collect();
+    assert_eq!(owned_values(&store), left, "the running store");
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(owned_values(&store), left, "reopened");
+
+    // A sealed value altered in the snapshot is a bad record, not a value gone.
+    let mut value: Vec<u8> = store
+        .conn
+        .query_row("SELECT value FROM snapshot WHERE key = 1", [], |r| r.get(0))
+        .unwrap();
+    if let Some(last) = value.last_mut() {
+        *last ^= 1;
+    }
+    store
+        .conn
+        .execute("UPDATE snapshot SET value = ?1 WHERE key = 1", [value])
+        .unwrap();
+    let err = store.recover(workflow.stable_id()).err();
+    assert!(
+        matches!(&err, Some(NodeError::BadRecord { what, .. }) if what == "snapshot value"),
+        "{err:?}"
+    );
+}

@@ -1,11 +1,13 @@
 //! The payload layer: every event payload and state value that the store writes passes through
 //! here. Each payload starts with a tag byte naming how it is stored: 0, as it is; 1, an atom
 //! whose personal events are sealed under their data subjects' keys (`seal/`), so that erasing
-//! a subject (destroying its key) makes them unreadable. Tags this build does not know are
-//! refused, so a file written by a later build is reported, not misread.
+//! a subject (destroying its key) makes them unreadable; 2, a per-key state value that only one
+//! subject's events wrote, sealed under that subject's key; 3, a state value that events of
+//! several subjects wrote (plain: an aggregate over people, kept through an erasure). Tags this
+//! build does not know are refused, so a file written by a later build is reported, not
+//! misread.
 //!
-//! Only atoms are sealed: state values and kept replies carry no envelope to say whose data
-//! they are, and stay plain.
+//! Kept replies carry no envelope to say whose data they are, and stay plain.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -18,6 +20,12 @@ const PLAIN: u8 = 0;
 
 /// Tag of an atom whose personal events are sealed.
 const SEALED: u8 = 1;
+
+/// Tag of a state value of one subject, sealed under their key.
+const OWNED: u8 = 2;
+
+/// Tag of a state value that several subjects' events wrote, as it is.
+const SHARED: u8 = 3;
 
 /// Why a stored payload cannot be written or opened.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +108,60 @@ pub(crate) fn open(stored: &[u8]) -> Result<&[u8], PayloadError> {
     match stored.split_first() {
         None => Err(PayloadError::Empty),
         Some((&PLAIN, rest)) => Ok(rest),
+        Some((&SEALED | &OWNED | &SHARED, _)) => Err(PayloadError::UnexpectedSeal),
+        Some((&tag, _)) => Err(PayloadError::UnknownTag(tag)),
+    }
+}
+
+/// The stored form of a state value (its CBOR, `value`) whose data is `owner`'s, appended to
+/// `out`: sealed under the subject's key for one subject's value, tagged shared for a value
+/// of several, plain otherwise.
+pub(crate) fn store_value(
+    value: &[u8],
+    owner: Option<pods_sdk::ValueOwner<'_>>,
+    keys: &mut dyn KeySource,
+    out: &mut Vec<u8>,
+) -> Result<(), PayloadError> {
+    match owner {
+        None => {
+            out.push(PLAIN);
+            out.extend_from_slice(value);
+        }
+        Some(pods_sdk::ValueOwner::Shared) => {
+            out.push(SHARED);
+            out.extend_from_slice(value);
+        }
+        Some(pods_sdk::ValueOwner::Subject(subject)) => {
+            out.push(OWNED);
+            seal::seal_value(&subject.0, value, keys, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// A stored state value, read back.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StoredValue<'a> {
+    /// The value's CBOR, and whose data it is: `None` for a value no personal event wrote,
+    /// `Some(None)` for a shared one, `Some(Some(subject))` for one subject's.
+    Value(Cow<'a, [u8]>, Option<Option<String>>),
+    /// A value sealed under a key that is gone: its subject was erased.
+    Erased,
+}
+
+/// A stored state value (written by [`store_value`], or plain by an earlier build).
+pub(crate) fn open_value<'a>(
+    stored: &'a [u8],
+    keys: &mut dyn KeySource,
+) -> Result<StoredValue<'a>, PayloadError> {
+    match stored.split_first() {
+        None => Err(PayloadError::Empty),
+        Some((&PLAIN, rest)) => Ok(StoredValue::Value(Cow::Borrowed(rest), None)),
+        Some((&SHARED, rest)) => Ok(StoredValue::Value(Cow::Borrowed(rest), Some(None))),
+        Some((&OWNED, rest)) => Ok(match seal::open_value(rest, keys)? {
+            Some((subject, value)) => StoredValue::Value(Cow::Owned(value), Some(Some(subject))),
+            None => StoredValue::Erased,
+        }),
         Some((&SEALED, _)) => Err(PayloadError::UnexpectedSeal),
         Some((&tag, _)) => Err(PayloadError::UnknownTag(tag)),
     }

@@ -2,14 +2,15 @@
 //! replies), and compaction: folding the records into the snapshot and dropping what no reader
 //! needs.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use pods_sdk::{AskId, InputPosition, Key, Recovery};
+use pods_sdk::{AskId, InputPosition, Key, Recovery, SubjectId};
 use rusqlite::{OptionalExtension, params};
 
 use super::commit::Slots;
+use super::payload::StoredValue;
 use super::record::Record;
+use super::seal::DbKeys;
 use super::{SqliteStore, failpoint, now_seconds, payload, signed, unsigned};
 use crate::error::NodeError;
 
@@ -51,14 +52,33 @@ impl SqliteStore {
                 ))
             })
             .map_err(sql)?;
+        let mut keys = DbKeys::new(&self.conn, Some(&self.keys), &self.rng);
         for row in rows {
             let (state, keyed, key, value) = row.map_err(sql)?;
             let key = (keyed != 0).then_some(Key(unsigned(key)));
-            let value = open_payload(file, "snapshot value", &value)?;
-            recovered.values.insert((unsigned(state), key), value);
+            let slot = (unsigned(state), key);
+            put(
+                &mut recovered,
+                slot,
+                Some(&value),
+                &mut keys,
+                file,
+                "snapshot value",
+            )?;
         }
         for record in self.records(workflow)? {
-            apply(&mut recovered.values, &record, file)?;
+            for w in &record.writes {
+                let slot = (w.state, w.key.map(Key));
+                let value = w.value.as_ref().map(|v| v.0.as_slice());
+                put(
+                    &mut recovered,
+                    slot,
+                    value,
+                    &mut keys,
+                    file,
+                    "changelog value",
+                )?;
+            }
         }
         recovered.answered = self.answers(workflow)?;
         Ok(recovered)
@@ -203,21 +223,31 @@ pub(super) fn open_payload(file: &Path, what: &str, stored: &[u8]) -> Result<Vec
         .map_err(|e| e.at(file, what))
 }
 
-/// Applies one record's writes to `values`.
-fn apply(
-    values: &mut BTreeMap<(u64, Option<Key>), Vec<u8>>,
-    record: &Record,
+/// Sets `slot` of `recovered` to the value stored as `stored` (`None`: removed). A value sealed
+/// under an erased subject's key is gone: the slot is empty, as if it had been removed.
+fn put(
+    recovered: &mut Recovery,
+    slot: (u64, Option<Key>),
+    stored: Option<&[u8]>,
+    keys: &mut DbKeys<'_>,
     file: &Path,
+    what: &str,
 ) -> Result<(), NodeError> {
-    for w in &record.writes {
-        let slot = (w.state, w.key.map(Key));
-        match &w.value {
-            Some(v) => {
-                values.insert(slot, open_payload(file, "changelog value", &v.0)?);
-            }
-            None => {
-                values.remove(&slot);
-            }
+    let opened = match stored {
+        Some(stored) => payload::open_value(stored, keys).map_err(|e| e.at(file, what))?,
+        None => StoredValue::Erased,
+    };
+    match opened {
+        StoredValue::Value(value, owner) => {
+            recovered.values.insert(slot, value.into_owned());
+            match owner {
+                Some(owner) => recovered.owners.insert(slot, owner.map(SubjectId)),
+                None => recovered.owners.remove(&slot),
+            };
+        }
+        StoredValue::Erased => {
+            recovered.values.remove(&slot);
+            recovered.owners.remove(&slot);
         }
     }
     Ok(())

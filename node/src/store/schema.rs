@@ -12,7 +12,7 @@ use crate::error::NodeError;
 pub(crate) const APPLICATION_ID: i64 = 0x506f_6473;
 
 /// The schema version this build writes; files of older versions are migrated.
-pub(crate) const VERSION: i64 = 7;
+pub(crate) const VERSION: i64 = 8;
 
 /// Migrations: the statements that bring version `i` to `i + 1` are `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
          at INTEGER NOT NULL,
          PRIMARY KEY (workflow, origin, scope, step)
      ) WITHOUT ROWID;",
+    // 7 → 8: state values may be stored sealed under their subject's key (payload tag 2) or
+    // marked shared (tag 3). No table changes: the version makes an older build, which cannot
+    // read those values, refuse the file at opening rather than at a workflow's recovery.
+    "-- payload tags 2 and 3",
 ];
 
 /// What marks a kind of Pods database: its application id, the version this build writes, and

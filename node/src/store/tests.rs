@@ -38,6 +38,7 @@ fn commit(
             state: &names[i],
             key: w.1.map(Key),
             value: values[i].as_ref().map(|v| v as &dyn StateValue),
+            owner: None,
         })
         .collect();
     let workflow = Path::parse("/app/workflows/wf").unwrap();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pods_node::{Eraser, Node, NodeConfig, SqliteStore, StoreOptions};
-use pods_sdk::{App, AppBuilder, Ctx, Envelope, Event, PerTaskState, Storage};
+use pods_sdk::{App, AppBuilder, Ctx, Envelope, Event, PerKeyState, PerTaskState, Storage};
 
 /// Environment variable naming the data dir of the erasing child.
 const CHILD_DIR: &str = "PODS_ERASURE_CHILD_DIR";
@@ -20,8 +20,9 @@ const COPIED: &str = "/clinic/workflows/copy/stream";
 const CONTROL: &str = "/clinic/generators/control/stream";
 
 /// Personal visits → `copy` (passes each on: its output stream, personal, is logged since
-/// `tally` reads it) → `tally` (counts); and a non-personal control stream → `ctl` (counts).
-/// The logs keep every atom (no consumer reaches 256 steps, so none is truncated).
+/// `tally` reads it) → `tally` (counts); visits → `last` (keeps each subject's last visit in
+/// per-key state, which is that subject's data); and a non-personal control stream → `ctl`
+/// (counts). The logs keep every atom (no consumer reaches 256 steps, so none is truncated).
 fn clinic() -> App {
     let app = AppBuilder::new("clinic");
     let visits = app.generator_external::<String>("visits");
@@ -30,6 +31,12 @@ fn clinic() -> App {
         .workflow("copy")
         .source(&visits)
         .processor(|ctx: &mut Ctx<'_, String>, v: String| ctx.emit(v))
+        .sink();
+    let last = PerKeyState::<String>::new("last");
+    app.workflow("last")
+        .source(&visits)
+        .key_by(|v: &String| v.split('-').nth(1).map(str::to_owned))
+        .processor(move |ctx: &mut Ctx<'_, ()>, v: String| last.set(ctx, v))
         .sink();
     for (name, input) in [("tally", &copied), ("ctl", &control)] {
         let seen = PerTaskState::<u64>::new("seen");
@@ -123,6 +130,34 @@ fn keys(dir: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The last visit per subject that `last` committed (its per-key state), sorted, with the
+/// subject the store says each value belongs to.
+fn last_visits(store: &SqliteStore) -> Vec<(String, Option<String>)> {
+    let workflow = pods_sdk::Path::parse("/clinic/workflows/last").expect("path");
+    let recovered = store.recover(workflow.stable_id()).expect("recover");
+    let mut out: Vec<_> = recovered
+        .values
+        .iter()
+        .map(|(slot, bytes)| {
+            let value: String = ciborium::from_reader(bytes.as_slice()).expect("a string");
+            let owner = recovered.owners.get(slot).cloned().flatten().map(|s| s.0);
+            (value, owner)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What `last_visits` holds after `rounds` rounds of `subjects`.
+fn last_of(rounds: usize, subjects: &[usize]) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<_> = subjects
+        .iter()
+        .map(|&s| (marker(s, rounds - 1), Some(SUBJECTS[s].to_owned())))
+        .collect();
+    out.sort();
+    out
+}
+
 /// An atom's columns as the sdk encodes them.
 #[derive(Debug, serde::Deserialize)]
 struct Columns {
@@ -204,13 +239,15 @@ fn an_erased_subject_leaves_no_key_in_the_data_dir_and_no_event_in_the_logs() {
     for n in 0..ROUNDS {
         assert!(!holding(dir.path(), control_marker(n).as_bytes()).is_empty());
     }
-    // The running store no longer opens the erased subject's events.
+    // The running store no longer opens the erased subject's events, nor the state that
+    // only their events wrote.
     {
         let mut store = node.system().storage();
         assert_eq!(
             logged(&mut store, VISITS),
             expected(ROUNDS, Some((bob, ROUNDS)))
         );
+        assert_eq!(last_visits(&store), last_of(ROUNDS, &[0, 2]));
     }
     // New events of that subject are sealed under a fresh key and read back.
     feed(&node, ROUNDS..ROUNDS + 2, &[0, 1, 2]);
@@ -223,6 +260,8 @@ fn an_erased_subject_leaves_no_key_in_the_data_dir_and_no_event_in_the_logs() {
     assert_eq!(logged(&mut store, COPIED), want, "a workflow's output log");
     let control: Vec<_> = (0..ROUNDS + 2).map(|n| (control_marker(n), None)).collect();
     assert_eq!(logged(&mut store, CONTROL), control);
+    // Seen again after the erasure, the subject's state is sealed under the new key.
+    assert_eq!(last_visits(&store), last_of(ROUNDS + 2, &[0, 1, 2]));
     let tally = pods_sdk::Path::parse("/clinic/workflows/tally").expect("path");
     let seen: u64 = store
         .recover(tally.stable_id())

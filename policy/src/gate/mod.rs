@@ -14,7 +14,7 @@ mod processing;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use pods_sdk::{AtomGate, Decision, Envelope, Path, PolicyGate};
+use pods_sdk::{AtomGate, Decision, Envelope, Path, PolicyGate, SubjectId};
 
 use crate::clock::Clock;
 use crate::file::{Policy, Rule};
@@ -173,6 +173,14 @@ impl PolicyGate for Gate {
 
     fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
         Box::new(Check::new(self, workflow))
+    }
+
+    fn erasures(&self) -> u64 {
+        self.read().registry.erasures()
+    }
+
+    fn is_erased(&self, subject: &SubjectId) -> bool {
+        self.read().registry.is_erased(&subject.0)
     }
 }
 

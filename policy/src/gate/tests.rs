@@ -295,6 +295,90 @@ impl PolicyGate for Shared {
     fn for_atom<'a>(&'a self, workflow: &'a Path) -> Box<dyn AtomGate + 'a> {
         self.0.for_atom(workflow)
     }
+    fn erasures(&self) -> u64 {
+        self.0.erasures()
+    }
+    fn is_erased(&self, subject: &pods_sdk::SubjectId) -> bool {
+        self.0.is_erased(subject)
+    }
+}
+
+/// Per-key state that only an erased subject's events wrote is removed before the workflow's
+/// next step (and that removal is committed); a value other subjects' events wrote as well
+/// stays, as does every other subject's.
+#[test]
+fn an_erasure_removes_the_state_only_the_erased_subject_wrote() {
+    use pods_sdk::{Key, MemoryStorage, PerKeyState};
+    let gate = Arc::new(Gate::new(
+        policy(),
+        Registry::new(),
+        Arc::new(ManualClock::at(10)),
+    ));
+    let app = AppBuilder::new("clinic");
+    let visits = app.generator_external::<Visit>("visits");
+    // `treat` runs on a contract: no consent needed. Keyed by person, and by pulse (shared).
+    for (name, by_pulse) in [("treat", false), ("count", true)] {
+        let seen = PerKeyState::<u32>::new("seen");
+        let flow = app.workflow(name).source(&visits);
+        let keyed = if by_pulse {
+            flow.key_by(|v: &Visit| v.pulse.unwrap_or(0))
+        } else {
+            flow.key_by(|v: &Visit| v.id.clone())
+        };
+        keyed
+            .processor(move |ctx, _v: Visit| {
+                seen.update(ctx, |n| *n += 1);
+                ctx.emit(());
+            })
+            .sink();
+    }
+    let mut system = DeterministicSystem::with_storage(1, MemoryStorage::new());
+    system.set_gate(gate.clone());
+    system.launch(app.build().unwrap()).unwrap();
+    let feeder = system.feeder::<Visit>("/clinic/generators/visits").unwrap();
+    let visit = |id: &str, pulse: u32| {
+        let v = Visit {
+            id: id.into(),
+            name: None,
+            pulse: Some(pulse),
+        };
+        Event::personal(v, Envelope::new(id, &["health.pulse"]))
+    };
+    let values = |system: &DeterministicSystem<MemoryStorage>, workflow: &str| {
+        let path = format!("/clinic/workflows/{workflow}");
+        system.storage().values::<u32>(&path, "seen").unwrap()
+    };
+    let person = |id: &str| Some(Key::of(&id.to_owned()));
+    let pulse = |p: u32| Some(Key::of(&p));
+    let sorted = |mut v: Vec<(Option<Key>, u32)>| {
+        v.sort();
+        v
+    };
+    feeder
+        .push_events(vec![visit("ann", 60), visit("bob", 60), visit("bob", 70)])
+        .unwrap();
+    system.run_until_quiescent();
+    assert_eq!(
+        values(&system, "treat"),
+        sorted(vec![(person("ann"), 1), (person("bob"), 2)])
+    );
+    assert_eq!(
+        values(&system, "count"),
+        sorted(vec![(pulse(60), 2), (pulse(70), 1)])
+    );
+
+    gate.write().registry_mut().erase("bob");
+    feeder
+        .push_events(vec![visit("ann", 80), visit("bob", 60)])
+        .unwrap();
+    system.run_until_quiescent();
+    // Bob's event is refused; his count, and the pulse only he had, are gone; the pulse he
+    // shared with ann is an aggregate over both and stays.
+    assert_eq!(values(&system, "treat"), vec![(person("ann"), 2)]);
+    assert_eq!(
+        values(&system, "count"),
+        sorted(vec![(pulse(60), 2), (pulse(80), 1)])
+    );
 }
 
 #[test]

@@ -273,4 +273,8 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
     fn committed(&mut self) {
         self.states.committed();
     }
+
+    fn purge(&mut self, erased: &dyn Fn(&crate::data::SubjectId) -> bool) -> usize {
+        self.states.purge(erased)
+    }
 }

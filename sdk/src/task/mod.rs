@@ -76,6 +76,12 @@ pub(crate) trait Task: Send {
 
     /// Forgets the state changes of this step once committed.
     fn committed(&mut self) {}
+
+    /// Removes the per-key values only erased subjects' events wrote (`erased` says whom),
+    /// as writes of the next commit; returns how many.
+    fn purge(&mut self, _erased: &dyn Fn(&crate::data::SubjectId) -> bool) -> usize {
+        0
+    }
 }
 
 /// Builds a task instance for a workflow path and task index.

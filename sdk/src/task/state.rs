@@ -6,9 +6,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::data::{Data, Key, KeyBuild};
+use crate::data::{Data, Envelope, Key, KeyBuild, SubjectId};
 use crate::error::TaskError;
-use crate::storage::{StateName, StateValue, StateWrite};
+use crate::storage::{StateName, StateValue, StateWrite, ValueOwner};
 use crate::task::ctx::Ctx;
 
 static NEXT_HANDLE: AtomicU64 = AtomicU64::new(1);
@@ -68,12 +68,14 @@ impl<V: Data> Handle<V> {
         }
     }
 
-    /// The slot for this handle in the running task, or `None` after recording a failure.
+    /// The slot for this handle in the running task, or `None` after recording a failure. A
+    /// write of a per-key value records whose data it is (the current event's subject).
     #[inline]
     fn with<O, R>(
         &self,
         ctx: &mut Ctx<'_, O>,
         keyed: bool,
+        access: Access,
         f: impl FnOnce(&mut Table<V>, u64) -> R,
     ) -> Option<R> {
         let key = if keyed {
@@ -94,7 +96,19 @@ impl<V: Data> Handle<V> {
             .states
             .table::<V>(self.id, &self.name, keyed, &self.init)
         {
-            Ok(table) => Some(f(table, key)),
+            Ok(table) => {
+                let out = f(table, key);
+                if keyed {
+                    match (access, &ctx.envelope) {
+                        (Access::Write, Some(envelope)) => table.own(key, envelope),
+                        (Access::Remove, _) => {
+                            table.owners.remove(&key);
+                        }
+                        _ => {}
+                    }
+                }
+                Some(out)
+            }
             Err(e) => {
                 ctx.fx.fail(e);
                 None
@@ -103,9 +117,17 @@ impl<V: Data> Handle<V> {
     }
 
     fn get<O>(&self, ctx: &mut Ctx<'_, O>, keyed: bool) -> V {
-        self.with(ctx, keyed, |t, k| t.get(k))
+        self.with(ctx, keyed, Access::Read, |t, k| t.get(k))
             .unwrap_or_else(|| (self.init)())
     }
+}
+
+/// What a state access does, for tracking whose data a per-key value is.
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
+    Remove,
 }
 
 macro_rules! state_api {
@@ -131,17 +153,17 @@ macro_rules! state_api {
 
             /// Replaces the value.
             pub fn set<O>(&self, ctx: &mut Ctx<'_, O>, value: V) {
-                self.handle.with(ctx, $keyed, |t, k| t.set(k, value));
+                self.handle.with(ctx, $keyed, Access::Write, |t, k| t.set(k, value));
             }
 
             /// Changes the value in place and returns what `f` returns.
             pub fn update<O, R>(&self, ctx: &mut Ctx<'_, O>, f: impl FnOnce(&mut V) -> R) -> Option<R> {
-                self.handle.with(ctx, $keyed, |t, k| t.update(k, f))
+                self.handle.with(ctx, $keyed, Access::Write, |t, k| t.update(k, f))
             }
 
             /// Removes the value; reads see the initial value again.
             pub fn remove<O>(&self, ctx: &mut Ctx<'_, O>) {
-                self.handle.with(ctx, $keyed, |t, k| t.remove(k));
+                self.handle.with(ctx, $keyed, Access::Remove, |t, k| t.remove(k));
             }
 
             /// The state's name.
@@ -199,9 +221,46 @@ pub(crate) struct Table<V> {
     removed: bool,
     /// Whether writes are tracked for the commit (the store keeps state values).
     track: bool,
+    /// Whose personal data each per-key value is, for values personal events wrote.
+    owners: HashMap<u64, Owner, KeyBuild>,
+}
+
+/// Whose data a per-key value is (see [`ValueOwner`]): the envelope of the first personal
+/// event that wrote it, while every personal writer had its subject.
+#[derive(Clone)]
+enum Owner {
+    One(Arc<Envelope>),
+    Shared,
+}
+
+impl Owner {
+    fn as_value_owner(&self) -> ValueOwner<'_> {
+        match self {
+            Owner::One(e) => ValueOwner::Subject(&e.subject),
+            Owner::Shared => ValueOwner::Shared,
+        }
+    }
 }
 
 impl<V: Data> Table<V> {
+    /// Records that an event with `envelope` wrote the value of `key`.
+    #[inline]
+    fn own(&mut self, key: u64, envelope: &Arc<Envelope>) {
+        match self.owners.get_mut(&key) {
+            None => {
+                self.owners.insert(key, Owner::One(envelope.clone()));
+            }
+            Some(owner) => {
+                if let Owner::One(first) = owner
+                    && !Arc::ptr_eq(first, envelope)
+                    && first.subject != envelope.subject
+                {
+                    *owner = Owner::Shared;
+                }
+            }
+        }
+    }
+
     #[inline]
     fn touch(&mut self, key: u64) -> &mut Slot<V> {
         touch(
@@ -284,6 +343,9 @@ pub(crate) trait AnyTable: Send {
     fn committed(&mut self);
     /// Sets whether writes are tracked for the commit.
     fn set_track(&mut self, track: bool);
+    /// Removes the per-key values of the subjects `erased` says yes to (values only their
+    /// events wrote); the removals are writes of the next commit. Returns how many.
+    fn purge(&mut self, erased: &dyn Fn(&SubjectId) -> bool) -> usize;
 }
 
 impl<V: Data> AnyTable for Table<V> {
@@ -296,13 +358,40 @@ impl<V: Data> AnyTable for Table<V> {
     fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>) {
         for key in &self.dirty {
             if let Some(slot) = self.map.get(key) {
+                let value = slot.present().map(|v| v as &dyn StateValue);
+                let owner = match value {
+                    Some(_) if !self.owners.is_empty() => {
+                        self.owners.get(key).map(Owner::as_value_owner)
+                    }
+                    _ => None,
+                };
                 out.push(StateWrite {
                     state: &self.name,
                     key: if self.keyed { Some(Key(*key)) } else { None },
-                    value: slot.present().map(|v| v as &dyn StateValue),
+                    value,
+                    owner,
                 });
             }
         }
+    }
+    fn purge(&mut self, erased: &dyn Fn(&SubjectId) -> bool) -> usize {
+        let gone: Vec<u64> = self
+            .owners
+            .iter()
+            .filter_map(|(key, owner)| match owner {
+                Owner::One(e) if erased(&e.subject) => Some(*key),
+                _ => None,
+            })
+            .collect();
+        let mut removed = 0;
+        for key in gone {
+            self.owners.remove(&key);
+            if self.map.get(&key).is_some_and(|s| s.present().is_some()) {
+                self.remove(key);
+                removed += 1;
+            }
+        }
+        removed
     }
     fn committed(&mut self) {
         if self.removed {
@@ -318,8 +407,9 @@ impl<V: Data> AnyTable for Table<V> {
     }
 }
 
-/// A value committed in an earlier run: its key (`None` for per-task state) and CBOR encoding.
-type Stored = (Option<Key>, Vec<u8>);
+/// A value committed in an earlier run: its key (`None` for per-task state), CBOR encoding,
+/// and whose data it is (see [`Recovery::owners`](crate::storage::Recovery::owners)).
+type Stored = (Option<Key>, Vec<u8>, Option<Option<SubjectId>>);
 
 /// All state tables of one task instance, created on first use.
 pub(crate) struct StateTables {
@@ -365,10 +455,11 @@ impl StateTables {
                 None => true,
             };
             if mine {
+                let owner = recovery.owners.get(&(*state, *key)).cloned();
                 self.restored
                     .entry(*state)
                     .or_default()
-                    .push((*key, value.clone()));
+                    .push((*key, value.clone(), owner));
             }
         }
     }
@@ -431,9 +522,10 @@ impl StateTables {
             epoch: 0,
             removed: false,
             track: self.track,
+            owners: HashMap::default(),
         };
         if let Some(values) = self.restored.remove(&table.name.id) {
-            for (key, bytes) in values {
+            for (key, bytes, owner) in values {
                 let value: V = ciborium::from_reader(bytes.as_slice()).map_err(|e| {
                     TaskError::new(format!(
                         "state '{name}' of task {} of {}: the stored value cannot be read as this state's type ({e})",
@@ -441,6 +533,20 @@ impl StateTables {
                     ))
                 })?;
                 let slot = key.map_or(0, |k| k.0);
+                match owner {
+                    Some(Some(subject)) if keyed => {
+                        let envelope = Envelope {
+                            subject,
+                            categories: Vec::new(),
+                            collected: None,
+                        };
+                        table.owners.insert(slot, Owner::One(Arc::new(envelope)));
+                    }
+                    Some(None) if keyed => {
+                        table.owners.insert(slot, Owner::Shared);
+                    }
+                    _ => {}
+                }
                 // Present, and not written in this step.
                 table.map.insert(
                     slot,
@@ -479,5 +585,21 @@ impl StateTables {
         for t in &mut self.tables {
             t.table.committed();
         }
+    }
+
+    /// Removes the per-key values of erased subjects ([`AnyTable::purge`]), and forgets those
+    /// restored for tables not made yet (the store holds them sealed under the erased key,
+    /// which no longer opens them). Returns how many values went.
+    pub(crate) fn purge(&mut self, erased: &dyn Fn(&SubjectId) -> bool) -> usize {
+        let mut removed = 0;
+        for t in &mut self.tables {
+            removed += t.table.purge(erased);
+        }
+        for values in self.restored.values_mut() {
+            let before = values.len();
+            values.retain(|(_, _, owner)| !matches!(owner, Some(Some(s)) if erased(s)));
+            removed += before - values.len();
+        }
+        removed
     }
 }

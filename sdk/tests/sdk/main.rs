@@ -1,6 +1,7 @@
 //! The sdk's scenario, validation and property tests (one test binary). Scenario and
 //! regression tests run on both runtimes with the same assertions.
 
+mod erasure;
 mod properties;
 mod regressions;
 mod remote;

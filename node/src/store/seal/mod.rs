@@ -2,18 +2,22 @@
 //! (logged stream atoms, moves of sequencers and splitters, quarantined atoms) are sealed
 //! under a key of their data subject (`atom`, `cipher`); the keys live in the database
 //! (`keys`), and erasing a subject destroys its key (`erase`), which makes every payload sealed
-//! for it unreadable wherever it lies, without finding and rewriting each one.
+//! for it unreadable wherever it lies, without finding and rewriting each one. Per-key state
+//! values that one subject's events wrote are sealed the same way, one value at a time
+//! (`value`).
 
 mod atom;
 mod cbor;
 mod cipher;
 mod erase;
 mod keys;
+mod value;
 
 pub(crate) use atom::{KeySource, open_atom, seal_atom};
 pub(crate) use erase::complete_pending;
 pub use erase::{ErasedKey, Eraser};
 pub(crate) use keys::{DbKeys, KeyCache};
+pub(crate) use value::{open_value, seal_value};
 
 /// The SHA-256 digest of a data subject's id: what the store keeps in place of the id.
 pub(crate) type Digest = [u8; 32];
@@ -46,4 +50,4 @@ pub(crate) enum SealError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -34,19 +34,19 @@ struct Visit {
 }
 
 /// Keys in memory; erasing removes one.
-struct MemoryKeys {
+pub(super) struct MemoryKeys {
     keys: HashMap<Digest, SubjectKey>,
     rng: SystemRandom,
 }
 
 impl MemoryKeys {
-    fn new() -> MemoryKeys {
+    pub(super) fn new() -> MemoryKeys {
         MemoryKeys {
             keys: HashMap::new(),
             rng: SystemRandom::new(),
         }
     }
-    fn erase(&mut self, subject: &str) {
+    pub(super) fn erase(&mut self, subject: &str) {
         self.keys.remove(&digest(subject));
     }
 }

@@ -136,6 +136,14 @@ fn guarded<R>(what: &str, f: impl FnOnce() -> Result<R, TaskError>) -> Result<R,
     })
 }
 
+/// Removes the state of subjects erased since the workflow's last step (the gate answers
+/// whom; a panic there leaves the state as it is, to try again before the next step).
+fn purge(engine: &mut WorkflowInstance, gate: &dyn PolicyGate) {
+    if let Err(e) = guarded("policy gate", || Ok(engine.purge_erased(gate))) {
+        tracing::warn!(workflow = %engine.path, error = %e, "cannot purge erased subjects' state");
+    }
+}
+
 fn admits(gate: &dyn PolicyGate, workflow: &Path, ask: &AskMsg) -> bool {
     gate.admits_everything()
         || gate.admit_ask(workflow, &ask.portal, ask.envelope.as_deref()) == Decision::Admit
@@ -198,6 +206,7 @@ impl Work {
                 Done::Moved(log.write(&[Some(&*atom)], storage).map(|()| atom))
             }
             Work::Atoms(mut engine, mut atoms, gate, probe) => {
+                purge(&mut engine, &*gate);
                 if probe && let Some(done) = quarantine(&mut engine, &mut atoms, storage, par) {
                     return Done::stepped(engine, done);
                 }
@@ -237,6 +246,7 @@ impl Work {
                 }
             }
             Work::Asks(mut engine, node, asks, gate) => {
+                purge(&mut engine, &*gate);
                 let path = engine.path.clone();
                 let verdicts = guarded("policy gate", || {
                     Ok(asks
@@ -285,6 +295,7 @@ impl Work {
                 }
             }
             Work::Replies(mut engine, mut replies, gate) => {
+                purge(&mut engine, &*gate);
                 let mut denied = 0;
                 let done = guarded("step", || {
                     if !gate.admits_everything() {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::batch::{Batch, partition_of};
 use crate::builder::spec::WorkflowSpec;
 use crate::error::TaskError;
+use crate::gate::PolicyGate;
 use crate::path::Path;
 use crate::portal::{AskId, AskMsg, ReplyMsg};
 use crate::remote::Encoded;
@@ -84,6 +85,9 @@ pub(crate) struct WorkflowInstance {
     deduped: Vec<ReplyMsg>,
     /// Why an answered ask's reply cannot be given again, if it cannot.
     dedup_error: Option<TaskError>,
+    /// The gate's erasure count ([`PolicyGate::erasures`]) when the state was last purged of
+    /// erased subjects' values.
+    purged: u64,
 }
 
 impl WorkflowInstance {
@@ -104,7 +108,25 @@ impl WorkflowInstance {
             answered: std::collections::HashMap::new(),
             deduped: Vec::new(),
             dedup_error: None,
+            purged: 0,
         }
+    }
+
+    /// Before a step: if subjects were erased since the last look, removes the per-key values
+    /// only their events wrote, in every partition. The removals commit with the step, and no
+    /// task sees the values again. Returns how many went.
+    pub(crate) fn purge_erased(&mut self, gate: &dyn PolicyGate) -> usize {
+        let erasures = gate.erasures();
+        if erasures == self.purged {
+            return 0;
+        }
+        let erased = |s: &crate::data::SubjectId| gate.is_erased(s);
+        let removed: usize = self.parts.iter_mut().map(|p| p.purge(&erased)).sum();
+        self.purged = erasures;
+        if removed > 0 {
+            tracing::info!(workflow = %self.path, removed, "state of erased subjects removed");
+        }
+        removed
     }
 
     /// Continuations waiting for replies, over all tasks of all partitions.

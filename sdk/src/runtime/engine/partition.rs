@@ -113,6 +113,15 @@ impl Partition {
         }
     }
 
+    /// Removes the per-key values of erased subjects from every task ([`Task::purge`]).
+    pub(super) fn purge(&mut self, erased: &dyn Fn(&crate::data::SubjectId) -> bool) -> usize {
+        self.nodes
+            .iter_mut()
+            .filter_map(|n| n.task.as_mut())
+            .map(|t| t.purge(erased))
+            .sum()
+    }
+
     /// Restores state committed in an earlier run into every task.
     pub(super) fn restore(&mut self, recovery: &crate::storage::Recovery, partitions: usize) {
         for t in self.nodes.iter_mut().filter_map(|n| n.task.as_mut()) {
