@@ -9,6 +9,11 @@
 //! truncation and signs a receipt. The peer's part (a round trip on loopback and the peer's own
 //! local erasure) is not included here; `tests/cli/erasure.rs` exercises it end to end.
 //!
+//! Then the cost an erasure adds to a running workflow: a workflow holding per-key state of
+//! 100,000 subjects (one value each, so each is its subject's) removes the erased subject's
+//! value before its next step, which looks at every value's owner; beside it, in the same run,
+//! the same one-event step without an erasure.
+//!
 //! Target: an erasure within 1 s. Run with `cargo bench --bench erasure`.
 
 use std::sync::Arc;
@@ -139,5 +144,78 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     println!("  pods subject export              {:>10.2?}", export);
+    state_purge()
+}
+
+/// Subjects with a per-key value in [`state_purge`]'s workflow.
+const OWNED: u32 = 100_000;
+
+/// Times a one-event step of a workflow holding one value per subject for `OWNED` subjects,
+/// without an erasure and just after one (which removes that subject's value); medians of 5.
+fn state_purge() -> Result<(), Box<dyn std::error::Error>> {
+    use pods_sdk::{AppBuilder, Ctx, DeterministicSystem, Envelope, Event, PerKeyState};
+    const WARD: &str = r#"
+[[purpose]]
+name = "care"
+[[workflow]]
+path = "/ward/workflows/last"
+purpose = "care"
+basis = "legitimate_interests"
+"#;
+    let policy = pods_policy::Policy::parse("policy.toml", WARD)?;
+    let clock = Arc::new(ManualClock::at(1_000_000));
+    let gate = Arc::new(pods_policy::Gate::new(
+        policy,
+        pods_policy::Registry::new(),
+        clock,
+    ));
+    let app = AppBuilder::new("ward");
+    let visits = app.generator_external::<u32>("visits");
+    let last = PerKeyState::<u32>::new("last");
+    app.workflow("last")
+        .source(&visits)
+        .key_by(|v: &u32| *v)
+        .processor(move |ctx: &mut Ctx<'_, ()>, v: u32| last.set(ctx, v))
+        .sink();
+    let mut system = DeterministicSystem::new(1);
+    system.set_gate(gate.clone());
+    system.launch(app.build()?)?;
+    let feeder = system.feeder::<u32>("/ward/generators/visits")?;
+    let event = |s: u32| Event::personal(s, Envelope::new(format!("s{s}"), &["health.pulse"]));
+    for start in (0..OWNED).step_by(1_000) {
+        feeder.push_events((start..start + 1_000).map(event).collect())?;
+    }
+    system.run_until_quiescent();
+    let (mut plain, mut after) = (Vec::new(), Vec::new());
+    for i in 0..5 {
+        let t = Instant::now();
+        feeder.push_events(vec![event(i)])?;
+        system.run_until_quiescent();
+        plain.push(t.elapsed());
+        gate.write()
+            .registry_mut()
+            .erase(&format!("s{}", 1_000 + i));
+        let t = Instant::now();
+        feeder.push_events(vec![event(i)])?;
+        system.run_until_quiescent();
+        after.push(t.elapsed());
+    }
+    let kept = system
+        .storage()
+        .values::<u32>("/ward/workflows/last", "last")?;
+    assert_eq!(
+        kept.len(),
+        OWNED as usize - 5,
+        "each erased subject's value went"
+    );
+    plain.sort();
+    after.sort();
+    let (plain, after) = (plain[2], after[2]);
+    println!("a workflow step with per-key state of {OWNED} subjects (one value each)");
+    println!("  step without an erasure (baseline) {plain:>10.2?}");
+    println!(
+        "  first step after an erasure       {after:>10.2?}  {:.0}x baseline",
+        after.as_secs_f64() / plain.as_secs_f64().max(1e-9)
+    );
     Ok(())
 }

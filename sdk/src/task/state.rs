@@ -98,14 +98,9 @@ impl<V: Data> Handle<V> {
         {
             Ok(table) => {
                 let out = f(table, key);
-                if keyed {
-                    match (access, &ctx.envelope) {
-                        (Access::Write, Some(envelope)) => table.own(key, envelope),
-                        (Access::Remove, _) => {
-                            table.owners.remove(&key);
-                        }
-                        _ => {}
-                    }
+                // Only personal events, or tables holding personal values, track owners.
+                if keyed && (ctx.envelope.is_some() || !table.owners.is_empty()) {
+                    table.track_owner(key, access, ctx.envelope.as_ref());
                 }
                 Some(out)
             }
@@ -243,8 +238,21 @@ impl Owner {
 }
 
 impl<V: Data> Table<V> {
+    /// Records what `access` to the value of `key`, by an event with `envelope`, means for
+    /// whose data it is: a write makes it the event's subject's (or shared), a removal makes it
+    /// no one's.
+    #[inline(never)]
+    fn track_owner(&mut self, key: u64, access: Access, envelope: Option<&Arc<Envelope>>) {
+        match (access, envelope) {
+            (Access::Write, Some(envelope)) => self.own(key, envelope),
+            (Access::Remove, _) => {
+                self.owners.remove(&key);
+            }
+            _ => {}
+        }
+    }
+
     /// Records that an event with `envelope` wrote the value of `key`.
-    #[inline]
     fn own(&mut self, key: u64, envelope: &Arc<Envelope>) {
         match self.owners.get_mut(&key) {
             None => {
