@@ -19,6 +19,7 @@ use crate::identity::{create_identity, load_identity, peer_id_of};
 use crate::net::shell::{NetGateway, Shell};
 use crate::node::{Node, NodeConfig};
 use crate::privacy::Privacy;
+use crate::store::Correction;
 use pods_policy::SystemClock;
 
 /// Builds an app the daemon can host, from the argument `pods.toml` gives it (the text after
@@ -135,8 +136,12 @@ pub async fn run(
     node.system().set_gate(privacy.gate());
     privacy.set_feed(Arc::new(NodeFeeds(Arc::clone(&node))));
     let eraser = node.system().storage().eraser();
+    let rectifier = eraser.clone();
     privacy.set_key_eraser(Arc::new(move |subject: &str| {
         eraser.erase_subject(subject).map(|k| k.existed)
+    }));
+    privacy.set_rectifier(Arc::new(move |subject: &str, changes: &[Correction]| {
+        rectifier.rectify_subject(subject, changes)
     }));
     resume_erasures(&privacy, &peer_id.to_string(), &audit)?;
     let (tx, rx) = mpsc::unbounded_channel();

@@ -112,7 +112,8 @@ pub enum SubjectCommand {
         dir: DataDir,
     },
     /// Correct a subject's records in a dataset: each --set COLUMN=VALUE replaces that value
-    /// everywhere the records are stored (COLUMN= with nothing after removes it).
+    /// in the records and in their copies in the node's stream logs (COLUMN= with nothing
+    /// after removes it). State that workflows derived from the old values is not changed.
     Rectify {
         /// The data subject.
         subject: String,
@@ -350,7 +351,10 @@ pub fn subject(command: SubjectCommand) -> anyhow::Result<()> {
                     changes: map,
                 },
             )?;
-            eprintln!("{} record(s) of {subject} corrected", done.records);
+            eprintln!(
+                "{} record(s) of {subject} corrected, and their copies in {} logged atom(s)",
+                done.records, done.atoms
+            );
         }
         SubjectCommand::Erase { subject, dir } => {
             eprintln!("erasing {subject}…");

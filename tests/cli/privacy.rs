@@ -86,6 +86,30 @@ fn fails(args: &[&str]) -> String {
     stderr
 }
 
+/// The (subject, name) of every record logged on the clinic's fed stream, in order.
+fn visit_names(dir: &std::path::Path) -> Vec<(String, Option<String>)> {
+    #[derive(serde::Deserialize)]
+    struct Columns {
+        values: Vec<serde_json::Map<String, serde_json::Value>>,
+    }
+    let mut reader = pods_node::StreamReader::open(dir).unwrap();
+    let pods_node::Pulled::Atoms(atoms) = reader
+        .pull("/clinic/generators/visits/stream", 0, 100, 1 << 20)
+        .unwrap()
+    else {
+        panic!("the fed stream's log is not there");
+    };
+    let mut out = Vec::new();
+    for (_, bytes) in atoms {
+        let columns: Columns = ciborium::from_reader(bytes.as_slice()).unwrap();
+        for v in columns.values {
+            let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+            out.push((text("pid").unwrap_or_default(), text("name")));
+        }
+    }
+    out
+}
+
 #[test]
 fn policy_consents_and_imports_decide_what_each_workflow_receives() {
     let _dog = crate::watchdog("privacy_cli", 120);
@@ -240,6 +264,18 @@ fn policy_consents_and_imports_decide_what_each_workflow_receives() {
     assert_eq!(
         bob.records[0].fields.get("name"),
         Some(&serde_json::json!("Bob Fixed"))
+    );
+    // The copy of Bob's record in the fed stream's log is corrected too; the others are not.
+    let names = visit_names(&dir);
+    assert_eq!(
+        names,
+        [
+            ("ann".to_owned(), Some("Ann MARKER-ANN".to_owned())),
+            ("bob".to_owned(), Some("Bob Fixed".to_owned())),
+            ("cy".to_owned(), Some("Cy MARKER-CY".to_owned())),
+            ("ann".to_owned(), None),
+            ("cy".to_owned(), None),
+        ]
     );
     let export: SubjectExport =
         serde_json::from_str(&ok(&["subject", "export", "ann", "--data-dir", d])).unwrap();

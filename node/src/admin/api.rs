@@ -175,4 +175,7 @@ pub struct Restrict {
 pub struct Rectified {
     /// Records changed.
     pub records: u64,
+    /// Logged atoms (in `pods.db`) whose copies of the records changed.
+    #[serde(default)]
+    pub atoms: u64,
 }

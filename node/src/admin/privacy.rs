@@ -203,12 +203,15 @@ async fn rectify(
             let done = state
                 .privacy
                 .rectify(&subject, &r.dataset, &r.changes)
-                .map(|records| Rectified { records });
+                .map(|c| Rectified {
+                    records: c.records,
+                    atoms: c.atoms,
+                });
             let columns: Vec<&String> = r.changes.keys().collect();
             audited(
                 &state,
                 "subject.rectify",
-                |d: &Rectified| json!({"subject": subject_ref(&subject), "dataset": r.dataset, "columns": columns, "records": d.records}),
+                |d: &Rectified| json!({"subject": subject_ref(&subject), "dataset": r.dataset, "columns": columns, "records": d.records, "atoms": d.atoms}),
                 done,
             )
         }

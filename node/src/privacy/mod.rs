@@ -27,6 +27,7 @@ pub use erase::{Erased, ErasureReceipt, KeyEraser, PeerErasure};
 pub use import::ResumedImport;
 pub use peers::{Acknowledgement, PendingErasure};
 pub use records::{BadRow, Format, ImportReport, Record};
+pub use subject::{Corrected, Rectifier};
 pub use subject::{Processing, Recipient, SubjectExport};
 
 /// The node's policy, consents and personal records.
@@ -43,6 +44,7 @@ struct Inner {
     /// Held while an import stores and feeds its records.
     importing: Mutex<()>,
     keys: Mutex<Option<KeyEraser>>,
+    rectifier: Mutex<Option<Rectifier>>,
 }
 
 /// A personal record as a workflow receives it: column → value.
@@ -143,6 +145,7 @@ impl Privacy {
                 feed: Mutex::new(None),
                 importing: Mutex::new(()),
                 keys: Mutex::new(None),
+                rectifier: Mutex::new(None),
             }),
         })
     }

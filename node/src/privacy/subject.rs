@@ -11,6 +11,22 @@ use super::Privacy;
 use super::records::Record;
 use crate::error::NodeError;
 
+/// Corrects a subject's records where the store keeps copies of them (its logged atoms):
+/// given the subject and each column's new value (`None`: removed), returns how many atoms
+/// changed.
+pub type Rectifier = std::sync::Arc<
+    dyn Fn(&str, &[crate::store::Correction]) -> Result<u64, NodeError> + Send + Sync,
+>;
+
+/// What a rectification changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Corrected {
+    /// Records in `policy.db`.
+    pub records: u64,
+    /// Atoms the store logged that held copies of them.
+    pub atoms: u64,
+}
+
 /// Which purposes processed a subject's data, where, and when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Processing {
@@ -101,16 +117,25 @@ impl Privacy {
         Ok(out)
     }
 
+    /// Sets how the subject's records are corrected where the store keeps copies of them.
+    pub fn set_rectifier(&self, rectifier: Rectifier) {
+        if let Ok(mut r) = self.inner.rectifier.lock() {
+            *r = Some(rectifier);
+        }
+    }
+
     /// Corrects the subject's records in `dataset`: each column in `changes` takes the new
     /// value (null removes it). The old values are overwritten in place (`secure_delete`) and
-    /// the write-ahead log is checkpointed, so they are gone from the file. Returns how many
-    /// records changed.
+    /// the write-ahead log is checkpointed, so they are gone from the file. Then the copies in
+    /// the atoms the store logged are corrected through the rectifier, if one is set. Returns
+    /// how many records and logged atoms changed. If the second part fails, the records stay
+    /// corrected and rectifying again completes it.
     pub fn rectify(
         &self,
         subject: &str,
         dataset: &str,
         changes: &Map<String, Value>,
-    ) -> Result<u64, NodeError> {
+    ) -> Result<Corrected, NodeError> {
         let policy = self.policy();
         let Some(schema) = policy.dataset(dataset) else {
             return Err(NodeError::Privacy(format!(
@@ -152,7 +177,28 @@ impl Privacy {
         }
         tx.commit().map_err(|e| self.sql(e))?;
         self.checkpoint(&db)?;
-        Ok(records.len() as u64)
+        drop(db);
+        let rectifier = self.inner.rectifier.lock().ok().and_then(|r| r.clone());
+        let atoms = match rectifier {
+            Some(rectify) => {
+                let mut corrections = Vec::with_capacity(changes.len());
+                for (column, value) in changes {
+                    let value = match value {
+                        Value::Null => None,
+                        v => Some(ciborium::Value::serialized(v).map_err(|e| {
+                            NodeError::Privacy(format!("the value of column `{column}`: {e}"))
+                        })?),
+                    };
+                    corrections.push((column.clone(), value));
+                }
+                rectify(subject, &corrections)?
+            }
+            None => 0,
+        };
+        Ok(Corrected {
+            records: records.len() as u64,
+            atoms,
+        })
     }
 
     /// Deletes the records past their retention at the gate's time: a record is kept for the

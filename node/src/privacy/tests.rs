@@ -143,7 +143,13 @@ fn rectification_leaves_no_old_value_in_the_files() {
     assert!(contains(&bytes_of(dir.path()), "OLD-NAME-MARKER-1"));
     let mut changes = Map::new();
     changes.insert("name".into(), Value::String("NEW-NAME".into()));
-    assert_eq!(p.rectify("ann", "patients", &changes).unwrap(), 1);
+    assert_eq!(
+        p.rectify("ann", "patients", &changes).unwrap(),
+        Corrected {
+            records: 1,
+            atoms: 0
+        }
+    );
     let all = bytes_of(dir.path());
     assert!(!contains(&all, "OLD-NAME-MARKER-1"));
     assert!(contains(&all, "BOB-MARKER-2"));

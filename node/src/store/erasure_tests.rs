@@ -355,3 +355,88 @@ fn state_of_one_subject_is_sealed_and_goes_with_their_key_in_snapshot_and_change
         "{err:?}"
     );
 }
+
+/// An atom of records (column → value), each with its subject's envelope or none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Records {
+    values: Vec<std::collections::BTreeMap<String, String>>,
+    keys: Option<Vec<u64>>,
+    envelopes: Option<Vec<Option<Envelope>>>,
+}
+
+/// A record's (column, value) pairs, and its subject.
+type Row<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+
+fn records(rows: &[Row<'_>]) -> Records {
+    Records {
+        values: rows
+            .iter()
+            .map(|(r, _)| r.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect())
+            .collect(),
+        keys: None,
+        envelopes: Some(
+            rows.iter()
+                .map(|(_, s)| {
+                    s.map(|s| Envelope {
+                        subject: s.to_owned(),
+                        categories: vec!["contact.name".to_owned()],
+                    })
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[test]
+fn a_subjects_records_are_rectified_in_logged_and_quarantined_atoms() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let stream = Path::parse("/app/generators/g/stream").unwrap();
+    let first = records(&[
+        (&[("pid", "ann"), ("name", "Ann A")], Some("ann")),
+        (&[("pid", "bob"), ("name", "Bob B")], Some("bob")),
+        (&[("name", "not personal")], None),
+    ]);
+    let second = records(&[(&[("pid", "ann"), ("pulse", "70")], Some("ann"))]);
+    let bytes = |r: &Records| {
+        let mut out = Vec::new();
+        ciborium::into_writer(r, &mut out).unwrap();
+        out
+    };
+    store.log_atom(&stream, 0, &bytes(&first)).unwrap();
+    store.log_atom(&stream, 1, &bytes(&second)).unwrap();
+    let workflow = Path::parse("/app/workflows/wf").unwrap();
+    store
+        .set_aside(&workflow, 42, &stream, 0, &bytes(&first), "it crashed")
+        .unwrap();
+
+    let name = ciborium::Value::Text("Ann B".into());
+    let changes = vec![("name".to_owned(), Some(name))];
+    assert_eq!(store.eraser().rectify_subject("ann", &changes).unwrap(), 2);
+    let corrected = records(&[
+        (&[("pid", "ann"), ("name", "Ann B")], Some("ann")),
+        (&[("pid", "bob"), ("name", "Bob B")], Some("bob")),
+        (&[("name", "not personal")], None),
+    ]);
+    let read = |store: &mut SqliteStore| -> Vec<Records> {
+        store
+            .replay(&stream, 0, 2)
+            .unwrap()
+            .iter()
+            .map(|a| ciborium::from_reader(a.as_slice()).unwrap())
+            .collect()
+    };
+    assert_eq!(read(&mut store), [corrected.clone(), second.clone()]);
+    let quarantined = store.quarantined().unwrap();
+    let aside: Records = ciborium::from_reader(quarantined[0].atom.as_slice()).unwrap();
+    assert_eq!(aside, corrected);
+    assert_eq!(stored_tags(&store, "atoms"), [1, 1], "sealed again");
+    // Again: nothing left to change. Removing the column takes it out.
+    assert_eq!(store.eraser().rectify_subject("ann", &changes).unwrap(), 0);
+    let removed = vec![("pulse".to_owned(), None)];
+    assert_eq!(store.eraser().rectify_subject("ann", &removed).unwrap(), 1);
+    drop(store);
+    let mut store = open(dir.path());
+    let ann_only = records(&[(&[("pid", "ann")], Some("ann"))]);
+    assert_eq!(read(&mut store), [corrected, ann_only]);
+}

@@ -31,8 +31,8 @@ use commit::Fold;
 pub use exports::{Pulled, StreamReader};
 pub use kept::KeptReplies;
 pub use quarantine::Quarantined;
+pub use seal::{Correction, ErasedKey, Eraser};
 use seal::{DbKeys, KeyCache};
-pub use seal::{ErasedKey, Eraser};
 
 /// The database file's name in the data dir.
 pub const DATABASE: &str = "pods.db";

@@ -8,11 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::keys::KeyCache;
+use super::keys::{DbKeys, KeyCache};
 use super::{Digest, digest};
 use crate::error::NodeError;
+use crate::store::payload::{self, PayloadError};
 use crate::store::{failpoint, schema};
 
 /// How long a statement of an eraser waits for the store's transaction to end.
@@ -83,6 +84,87 @@ impl Eraser {
         complete(&conn, &self.file)?;
         tracing::info!(subject = %short(&d), existed, "subject key erased");
         Ok(ErasedKey { existed })
+    }
+
+    /// Corrects `subject`'s records in every atom the store keeps (logged streams and
+    /// quarantined atoms; see `rectify` for which events and columns), sealing the corrected
+    /// atoms again, in one transaction; then checkpoints with truncation, as an erasure does,
+    /// so no WAL frame keeps the old values (a crash before it completes at the next opening).
+    /// Returns how many atoms changed. Atoms the running workflows hold in memory and have not
+    /// read yet keep the old values.
+    pub fn rectify_subject(
+        &self,
+        subject: &str,
+        changes: &[super::rectify::Correction],
+    ) -> Result<u64, NodeError> {
+        let d = digest(subject);
+        let sql = |e| NodeError::sqlite(&self.file, e);
+        let mut conn = self.connect()?;
+        // The rows whose sealed events may be the subject's (their digest is in them), found
+        // outside the write transaction: the scan reads every logged atom, and the store's
+        // commits go on meanwhile.
+        let mut candidates = Vec::new();
+        for table in ["atoms", "quarantine"] {
+            let mut stmt = conn
+                .prepare(&format!("SELECT rowid, atom FROM {table}"))
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(sql)?;
+            for row in rows {
+                let (rowid, stored) = row.map_err(sql)?;
+                if stored.windows(d.len()).any(|w| w == d) {
+                    candidates.push((table, rowid));
+                }
+            }
+        }
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let rng = ring::rand::SystemRandom::new();
+        let mut keys = DbKeys::new(&tx, Some(&self.cache), &rng);
+        let mut changed = 0;
+        for (table, rowid) in candidates {
+            let what = format!("{table} row {rowid}");
+            // Gone since the scan (truncated): nothing to correct.
+            let Some(stored): Option<Vec<u8>> = tx
+                .query_row(
+                    &format!("SELECT atom FROM {table} WHERE rowid = ?1"),
+                    [rowid],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?
+            else {
+                continue;
+            };
+            let atom =
+                payload::open_atom(&stored, &mut keys).map_err(|e| e.at(&self.file, &what))?;
+            let Some(corrected) = super::rectify::rectify_atom(&atom, subject, changes)
+                .map_err(|e| PayloadError::from(e).at(&self.file, &what))?
+            else {
+                continue;
+            };
+            let sealed =
+                payload::stored_atom(&corrected, &mut keys).map_err(|e| e.at(&self.file, &what))?;
+            tx.execute(
+                &format!("UPDATE {table} SET atom = ?1 WHERE rowid = ?2"),
+                rusqlite::params![sealed, rowid],
+            )
+            .map_err(sql)?;
+            changed += 1;
+        }
+        drop(keys);
+        if changed > 0 {
+            tx.execute("INSERT INTO erasures DEFAULT VALUES", [])
+                .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        if changed > 0 {
+            complete(&conn, &self.file)?;
+        }
+        tracing::info!(subject = %short(&d), atoms = changed, "subject's logged records rectified");
+        Ok(changed)
     }
 
     /// Checkpoints the WAL into the database file and truncates it, completing every erasure

@@ -11,12 +11,14 @@ mod cbor;
 mod cipher;
 mod erase;
 mod keys;
+mod rectify;
 mod value;
 
 pub(crate) use atom::{KeySource, open_atom, seal_atom};
 pub(crate) use erase::complete_pending;
 pub use erase::{ErasedKey, Eraser};
 pub(crate) use keys::{DbKeys, KeyCache};
+pub use rectify::Correction;
 pub(crate) use value::{open_value, seal_value};
 
 /// The SHA-256 digest of a data subject's id: what the store keeps in place of the id.
