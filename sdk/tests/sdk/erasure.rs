@@ -109,12 +109,15 @@ fn clinic(rt: Rt, gate: Arc<Erasing>) -> (Sys, pods_sdk::Feeder<Visit>) {
     (system, feeder)
 }
 
-fn values(system: &Sys, workflow: &str, state: &str) -> Vec<(Option<Key>, u32)> {
-    let path = format!("/clinic/workflows/{workflow}");
-    system
-        .storage()
-        .values::<u32>(&path, state)
-        .expect("values")
+/// The committed values of state `state` of workflow `workflow` of app `clinic` (or, with a
+/// path, of that workflow), by key.
+fn values<V: pods_sdk::Data>(system: &Sys, workflow: &str, state: &str) -> Vec<(Option<Key>, V)> {
+    let path = if workflow.starts_with('/') {
+        workflow.to_owned()
+    } else {
+        format!("/clinic/workflows/{workflow}")
+    };
+    system.storage().values::<V>(&path, state).expect("values")
 }
 
 fn by<K: std::hash::Hash>(pairs: &[(K, u32)]) -> Vec<(Option<Key>, u32)> {
@@ -163,3 +166,105 @@ fn the_state_only_an_erased_subject_wrote_goes_before_the_next_step(rt: Rt) {
 }
 
 crate::on_both_runtimes!(the_state_only_an_erased_subject_wrote_goes_before_the_next_step);
+
+/// One round of the property: events (subject, key, amount), then the subjects erased after
+/// it.
+type Round = (Vec<(usize, u8, i64)>, Vec<usize>);
+
+const PEOPLE: [&str; 4] = ["ann", "bob", "cy", "dan"];
+
+/// What the per-key sums should be: a key's value, and the subjects whose events wrote it
+/// since it was (re)made.
+#[derive(Default)]
+struct Model {
+    keys: std::collections::BTreeMap<u8, (i64, HashSet<usize>)>,
+    erased: HashSet<usize>,
+}
+
+impl Model {
+    fn round(&mut self, events: &[(usize, u8, i64)], erase: &[usize]) {
+        for &(s, k, n) in events {
+            if self.erased.contains(&s) {
+                continue;
+            }
+            let (sum, writers) = self.keys.entry(k).or_default();
+            *sum += n;
+            writers.insert(s);
+        }
+        for &s in erase {
+            self.erased.insert(s);
+            self.keys
+                .retain(|_, (_, writers)| !(writers.len() == 1 && writers.contains(&s)));
+        }
+    }
+
+    fn values(&self) -> Vec<(Option<Key>, i64)> {
+        let mut v: Vec<_> = self
+            .keys
+            .iter()
+            .map(|(k, (sum, _))| (Some(Key::of(k)), *sum))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// For random events and erasures, a workflow's per-key sums after each step are exactly
+    /// the model's: a value only erased subjects' events wrote is gone from the step after the
+    /// erasure on, and every other value is intact.
+    #[test]
+    fn erasure_removes_exactly_the_values_only_the_erased_wrote(
+        rounds in proptest::collection::vec(
+            (proptest::collection::vec((0..4usize, 0..6u8, 1..5i64), 1..6),
+             proptest::collection::vec(0..4usize, 0..2)),
+            1..6),
+    ) {
+        let gate = Arc::new(Erasing::default());
+        let app = AppBuilder::new("app");
+        let input = app.generator_external::<(u8, i64)>("input");
+        let sum = PerKeyState::<i64>::new("sum");
+        app.workflow("sums")
+            .source(&input)
+            .key_by(|e: &(u8, i64)| e.0)
+            .processor(move |ctx: &mut Ctx<'_, ()>, e: (u8, i64)| {
+                sum.update(ctx, |s| *s += e.1);
+            })
+            .sink();
+        let mut system = Sys::new(Rt::Deterministic, 5);
+        system.set_gate(gate.clone());
+        system.launch(app.build().expect("app")).expect("launch");
+        let feeder = system.feeder::<(u8, i64)>("/app/generators/input").expect("feeder");
+        let mut model = Model::default();
+        let rounds: Vec<Round> = rounds;
+        for (events, erase) in &rounds {
+            let atom = events
+                .iter()
+                .map(|&(s, k, n)| Event::personal((k, n), Envelope::new(PEOPLE[s], &["c"])))
+                .collect();
+            feeder.push_events(atom).expect("push");
+            system.run_until_quiescent();
+            // The values before this round's erasures: the step ran before them.
+            model.round(events, &[]);
+            proptest::prop_assert_eq!(values::<i64>(&system, "/app/workflows/sums", "sum"), model.values());
+            for &s in erase {
+                gate.erase(PEOPLE[s]);
+            }
+            model.round(&[], erase);
+        }
+        // One more step (of a subject never erased), which removes what the last erasures
+        // left.
+        let last = 100;
+        feeder
+            .push_events(vec![Event::personal((last, 1), Envelope::new("eve", &["c"]))])
+            .expect("push");
+        system.run_until_quiescent();
+        model.round(&[], &[]);
+        let mut want = model.values();
+        want.push((Some(Key::of(&last)), 1));
+        want.sort();
+        proptest::prop_assert_eq!(values::<i64>(&system, "/app/workflows/sums", "sum"), want);
+    }
+}
