@@ -283,3 +283,64 @@ fn the_consumer_node_killed_and_restarted_keeps_the_stream_exact() {
     let _dog = watchdog("the_consumer_node_killed", 180);
     killed_side_keeps_the_stream_exact("mirror", 0x5eed_0004);
 }
+
+/// `mirror`, with a generator of text where the peer's stream holds numbers.
+fn text_mirror_catalog() -> Catalog {
+    Catalog::new().with("mirror", |_| {
+        let app = AppBuilder::new("mirror");
+        let from_b = app.generator_external::<String>("from_b");
+        app.workflow("sum")
+            .source(&from_b)
+            .processor(|ctx: &mut Ctx<'_, String>, x: String| ctx.emit(x))
+            .sink();
+        Ok(app.build()?)
+    })
+}
+
+#[test]
+fn an_imported_atom_that_does_not_fit_the_generator_stops_the_import_and_takes_nothing() {
+    let _dog = watchdog("an_imported_atom_that_does_not_fit", 60);
+    let (a, b) = plan(None);
+    let node_b = Running::start(b.dir.path(), producer_catalog);
+    node_b.feed("/producer/generators/numbers", vec![1i64, 2]);
+    let node_a = Running::start(a.dir.path(), text_mirror_catalog);
+    let client = pods_node::admin::client::AdminClient::for_dir(a.dir.path()).unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let stopped = loop {
+        let s: pods_node::admin::api::Status = client.get("/status").unwrap();
+        if let Some(why) = s.imports[0].stopped.clone() {
+            assert_eq!(s.imports[0].next, 0, "nothing taken");
+            break why;
+        }
+        assert!(
+            Instant::now() < end,
+            "the import never stopped: {:?}",
+            s.imports
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        stopped.contains("does not fit /mirror/generators/from_b"),
+        "{stopped}"
+    );
+    // Stopped for good: later atoms are not taken either, and the node still serves.
+    node_b.feed("/producer/generators/numbers", vec![3i64]);
+    std::thread::sleep(Duration::from_millis(500));
+    let s: pods_node::admin::api::Status = client.get("/status").unwrap();
+    assert_eq!(
+        (s.imports[0].next, s.imports[0].stopped.as_deref()),
+        (0, Some(stopped.as_str()))
+    );
+    let sum = pods_sdk::Path::parse("/mirror/workflows/sum").unwrap();
+    let options = StoreOptions {
+        read_only: true,
+        ..StoreOptions::default()
+    };
+    let store = SqliteStore::open(a.dir.path(), options).unwrap();
+    assert_eq!(
+        store.recover(sum.stable_id()).unwrap().step,
+        0,
+        "no step taken"
+    );
+    drop((node_a, node_b));
+}
