@@ -98,8 +98,12 @@ impl<V: Data> Handle<V> {
         {
             Ok(table) => {
                 let out = f(table, key);
-                // Only personal events, or tables holding personal values, track owners.
-                if keyed && (ctx.envelope.is_some() || !table.owners.is_empty()) {
+                // Only writes by personal events, and removals from tables holding personal
+                // values, change owners.
+                if keyed
+                    && !matches!(access, Access::Read)
+                    && (ctx.envelope.is_some() || !table.owners.is_empty())
+                {
                     table.track_owner(key, access, ctx.envelope.as_ref());
                 }
                 Some(out)
