@@ -173,6 +173,25 @@ fn a_remote_stream_is_consumed_once_across_restarts_of_either_side_and_its_log_d
     drop((node_a, node_b));
 }
 
+/// Waits (up to 20 s) for the node's first import to stop, having taken nothing; returns why it
+/// stopped.
+fn stopped_import(client: &pods_node::admin::client::AdminClient) -> String {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s: pods_node::admin::api::Status = client.get("/status").unwrap();
+        if let Some(why) = s.imports[0].stopped.clone() {
+            assert_eq!(s.imports[0].next, 0, "nothing taken");
+            return why;
+        }
+        assert!(
+            Instant::now() < end,
+            "the import never stopped: {:?}",
+            s.imports
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn past_the_log_horizon_the_puller_is_told_atoms_were_dropped() {
     let _dog = watchdog("past_the_log_horizon", 60);
@@ -197,20 +216,7 @@ fn past_the_log_horizon_the_puller_is_told_atoms_were_dropped() {
     }
     let node_a = Running::start(a.dir.path(), mirror_catalog);
     let client = pods_node::admin::client::AdminClient::for_dir(a.dir.path()).unwrap();
-    let end = Instant::now() + Duration::from_secs(20);
-    let stopped = loop {
-        let s: pods_node::admin::api::Status = client.get("/status").unwrap();
-        if let Some(why) = s.imports[0].stopped.clone() {
-            assert_eq!(s.imports[0].next, 0, "nothing taken");
-            break why;
-        }
-        assert!(
-            Instant::now() < end,
-            "the import never stopped: {:?}",
-            s.imports
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let stopped = stopped_import(&client);
     assert!(
         stopped.contains(
             "holds atoms from 3 on; 0 to 2 were dropped after the log horizon of 2 atoms"
@@ -305,20 +311,7 @@ fn an_imported_atom_that_does_not_fit_the_generator_stops_the_import_and_takes_n
     node_b.feed("/producer/generators/numbers", vec![1i64, 2]);
     let node_a = Running::start(a.dir.path(), text_mirror_catalog);
     let client = pods_node::admin::client::AdminClient::for_dir(a.dir.path()).unwrap();
-    let end = Instant::now() + Duration::from_secs(20);
-    let stopped = loop {
-        let s: pods_node::admin::api::Status = client.get("/status").unwrap();
-        if let Some(why) = s.imports[0].stopped.clone() {
-            assert_eq!(s.imports[0].next, 0, "nothing taken");
-            break why;
-        }
-        assert!(
-            Instant::now() < end,
-            "the import never stopped: {:?}",
-            s.imports
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let stopped = stopped_import(&client);
     assert!(
         stopped.contains("does not fit /mirror/generators/from_b"),
         "{stopped}"
