@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let privacy = Privacy::open(dir.path(), Arc::new(ManualClock::at(1_000_000)))?;
     let eraser = store.eraser();
     privacy.set_key_eraser(Arc::new(move |s: &str| {
-        eraser.erase_subject(s).map(|k| k.existed)
+        eraser.erase_subject_for_good(s).map(|k| k.existed)
     }));
     privacy.load_policy("policy.toml", POLICY)?;
 

@@ -138,7 +138,7 @@ pub async fn run(
     let eraser = node.system().storage().eraser();
     let rectifier = eraser.clone();
     privacy.set_key_eraser(Arc::new(move |subject: &str| {
-        eraser.erase_subject(subject).map(|k| k.existed)
+        eraser.erase_subject_for_good(subject).map(|k| k.existed)
     }));
     privacy.set_rectifier(Arc::new(move |subject: &str, changes: &[Correction]| {
         rectifier.rectify_subject(subject, changes)

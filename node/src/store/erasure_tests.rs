@@ -440,3 +440,63 @@ fn a_subjects_records_are_rectified_in_logged_and_quarantined_atoms() {
     let ann_only = records(&[(&[("pid", "ann")], Some("ann"))]);
     assert_eq!(read(&mut store), [corrected, ann_only]);
 }
+
+#[test]
+fn a_subject_erased_for_good_gets_no_key_again_and_what_is_sealed_for_them_never_opens() {
+    use pods_sdk::{SubjectId, ValueOwner};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let stream = Path::parse("/app/generators/g/stream").unwrap();
+    store
+        .log_atom(&stream, 0, &cbor(&atom(&[("b-0", Some("bob"))])))
+        .unwrap();
+    let erased = store.eraser().erase_subject_for_good("bob").unwrap();
+    assert_eq!(erased, ErasedKey { existed: true });
+    // A step that admitted bob's data before the erasure commits after it.
+    store
+        .log_atom(
+            &stream,
+            1,
+            &cbor(&atom(&[("a-1", Some("ann")), ("b-1", Some("bob"))])),
+        )
+        .unwrap();
+    let bob = SubjectId("bob".into());
+    commit_owned(
+        &mut store,
+        1,
+        &[(9, Some("BOB-LATE"), Some(ValueOwner::Subject(&bob)))],
+    );
+    let replayed = store.replay(&stream, 0, 2).unwrap();
+    assert_eq!(decode(&replayed[0]).values, Vec::<String>::new());
+    assert_eq!(decode(&replayed[1]), atom(&[("a-1", Some("ann"))]));
+    assert_eq!(
+        owned_values(&store),
+        Vec::new(),
+        "bob's late value does not open"
+    );
+    let keys: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM subject_keys WHERE subject = ?1",
+            [&digest_of("bob")[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(keys, 0, "no key stored for bob again");
+    assert_eq!(
+        store.eraser().erase_subject_for_good("bob").unwrap(),
+        ErasedKey { existed: false }
+    );
+    drop(store);
+    let mut store = open(dir.path());
+    assert_eq!(
+        decode(&store.replay(&stream, 1, 2).unwrap()[0]).values,
+        ["a-1"]
+    );
+}
+
+fn digest_of(subject: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, subject.as_bytes())
+        .as_ref()
+        .to_vec()
+}

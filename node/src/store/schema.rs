@@ -106,9 +106,11 @@ const MIGRATIONS: &[&str] = &[
          PRIMARY KEY (workflow, origin, scope, step)
      ) WITHOUT ROWID;",
     // 7 → 8: state values may be stored sealed under their subject's key (payload tag 2) or
-    // marked shared (tag 3). No table changes: the version makes an older build, which cannot
-    // read those values, refuse the file at opening rather than at a workflow's recovery.
-    "-- payload tags 2 and 3",
+    // marked shared (tag 3), which an older build cannot read; and the digests of subjects
+    // erased for good, for whom no key is stored again.
+    "CREATE TABLE refused_keys (
+         subject BLOB PRIMARY KEY
+     ) WITHOUT ROWID;",
 ];
 
 /// What marks a kind of Pods database: its application id, the version this build writes, and

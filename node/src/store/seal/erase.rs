@@ -64,6 +64,19 @@ impl Eraser {
     /// events are left out of every atom read back), and the key is gone from the database
     /// file and its WAL. Idempotent: erasing again completes an erasure a crash interrupted.
     pub fn erase_subject(&self, subject: &str) -> Result<ErasedKey, NodeError> {
+        self.erase(subject, false)
+    }
+
+    /// Erases `subject` as [`erase_subject`](Eraser::erase_subject) does, and for good: no key
+    /// is stored for them again, so a payload sealed for them later (by a step that admitted
+    /// their data before the erasure and commits after it) is sealed under a key that is
+    /// dropped at once, and never opens. For a node whose policy gate refuses erased subjects
+    /// from then on, as the privacy layer's does.
+    pub fn erase_subject_for_good(&self, subject: &str) -> Result<ErasedKey, NodeError> {
+        self.erase(subject, true)
+    }
+
+    fn erase(&self, subject: &str, for_good: bool) -> Result<ErasedKey, NodeError> {
         let d = digest(subject);
         let sql = |e| NodeError::sqlite(&self.file, e);
         self.cache.forget(&d);
@@ -75,6 +88,13 @@ impl Eraser {
             .execute("DELETE FROM subject_keys WHERE subject = ?1", [&d[..]])
             .map_err(sql)?
             > 0;
+        if for_good {
+            tx.execute(
+                "INSERT OR IGNORE INTO refused_keys (subject) VALUES (?1)",
+                [&d[..]],
+            )
+            .map_err(sql)?;
+        }
         tx.execute("INSERT INTO erasures DEFAULT VALUES", [])
             .map_err(sql)?;
         tx.commit().map_err(sql)?;

@@ -149,6 +149,15 @@ impl KeySource for DbKeys<'_> {
             return Ok(key);
         }
         let (key, bytes) = SubjectKey::generate(self.rng)?;
+        // A subject erased for good gets a key that is never stored: what a step admitted
+        // before the erasure and commits after it is unreadable at once.
+        let refused = self
+            .conn
+            .prepare_cached("SELECT 1 FROM refused_keys WHERE subject = ?1")?
+            .exists([&digest[..]])?;
+        if refused {
+            return Ok(key);
+        }
         self.conn
             .prepare_cached("INSERT INTO subject_keys (subject, key) VALUES (?1, ?2)")?
             .execute([&digest[..], &bytes[..]])?;

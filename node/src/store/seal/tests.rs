@@ -338,8 +338,11 @@ fn columns_of_indefinite_length_are_sealed_and_opened() {
 
 fn db() -> rusqlite::Connection {
     let conn = rusqlite::Connection::open_in_memory().unwrap();
-    conn.execute_batch("CREATE TABLE subject_keys (subject BLOB PRIMARY KEY, key BLOB NOT NULL)")
-        .unwrap();
+    conn.execute_batch(
+        "CREATE TABLE subject_keys (subject BLOB PRIMARY KEY, key BLOB NOT NULL);
+         CREATE TABLE refused_keys (subject BLOB PRIMARY KEY) WITHOUT ROWID;",
+    )
+    .unwrap();
     conn
 }
 
