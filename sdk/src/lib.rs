@@ -76,4 +76,4 @@ pub use storage::{
     StateValue, StateWrite, Storage, ValueOwner, VolatileStorage, consumer_id,
 };
 pub use task::ctx::Ctx;
-pub use task::state::{PerKeyState, PerTaskState};
+pub use task::state::{PerKeyState, PerSubjectState, PerTaskState};

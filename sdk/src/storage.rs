@@ -416,8 +416,9 @@ impl MemoryStorage {
         self.progress.position(workflow)
     }
 
-    /// The committed values of the state named `state` in `workflow`, decoded, by key. Refused
-    /// if tasks of the workflow have two states of that name (the values would mix).
+    /// The committed values of the state named `state` in `workflow`, decoded, by key (a
+    /// per-task or per-subject state's values of every partition). Refused if two tasks of
+    /// the workflow have a state of that name (the values would mix).
     pub fn values<V: Data>(
         &self,
         workflow: &str,
@@ -428,10 +429,12 @@ impl MemoryStorage {
             .values()
             .filter(|n| n.workflow.as_str() == workflow && &*n.name == state)
             .collect();
-        if let [first, second, ..] = matching.as_slice() {
+        if let Some(first) = matching.first()
+            && let Some(other) = matching.iter().find(|n| n.task != first.task)
+        {
             return Err(StorageError::Backend(format!(
                 "tasks {} and {} of {workflow} both have a state named '{state}'",
-                first.task, second.task
+                first.task, other.task
             )));
         }
         let mut out = Vec::new();
@@ -495,5 +498,62 @@ impl Storage for MemoryStorage {
 
     fn holds_asking_atoms(&self) -> bool {
         self.hold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(store: &mut MemoryStorage, names: &[StateName], values: &[u32]) {
+        let workflow = Path::parse("/app/workflows/wf").unwrap();
+        let writes: Vec<StateWrite<'_>> = names
+            .iter()
+            .zip(values)
+            .map(|(n, v)| StateWrite {
+                state: n,
+                key: Some(Key(u64::from(*v))),
+                value: Some(v as &dyn StateValue),
+                owner: None,
+            })
+            .collect();
+        let commit = Commit {
+            workflow: &workflow,
+            workflow_id: workflow.stable_id(),
+            step: 1,
+            steps: 1,
+            input: None,
+            writes: &writes,
+            output_events: 0,
+            outputs: &[],
+            asks: 0,
+            replies: 0,
+            answered: &[],
+        };
+        store.commit(&commit).unwrap();
+    }
+
+    #[test]
+    fn values_of_a_state_held_per_partition_are_listed_together_and_two_tasks_are_refused() {
+        let workflow = Path::parse("/app/workflows/wf").unwrap();
+        let name: Arc<str> = Arc::from("seen");
+        let in_partition =
+            |task, p| StateName::in_partition(workflow.clone(), task, name.clone(), p);
+        let mut store = MemoryStorage::new();
+        commit(
+            &mut store,
+            &[in_partition(1, 0), in_partition(1, 1)],
+            &[3, 4],
+        );
+        let listed = store.values::<u32>("/app/workflows/wf", "seen").unwrap();
+        assert_eq!(listed, vec![(Some(Key(3)), 3), (Some(Key(4)), 4)]);
+        commit(&mut store, &[in_partition(2, 0)], &[5]);
+        let err = store
+            .values::<u32>("/app/workflows/wf", "seen")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("both have a state named 'seen'"),
+            "{err}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pods_node::{Eraser, Node, NodeConfig, SqliteStore, StoreOptions};
-use pods_sdk::{App, AppBuilder, Ctx, Envelope, Event, PerKeyState, PerTaskState, Storage};
+use pods_sdk::{App, AppBuilder, Ctx, Envelope, Event, PerSubjectState, PerTaskState, Storage};
 
 /// Environment variable naming the data dir of the erasing child.
 const CHILD_DIR: &str = "PODS_ERASURE_CHILD_DIR";
@@ -21,7 +21,7 @@ const CONTROL: &str = "/clinic/generators/control/stream";
 
 /// Personal visits → `copy` (passes each on: its output stream, personal, is logged since
 /// `tally` reads it) → `tally` (counts); visits → `last` (keeps each subject's last visit in
-/// per-key state, which is that subject's data); and a non-personal control stream → `ctl`
+/// per-subject state, that subject's data); and a non-personal control stream → `ctl`
 /// (counts). The logs keep every atom (no consumer reaches 256 steps, so none is truncated).
 fn clinic() -> App {
     let app = AppBuilder::new("clinic");
@@ -32,10 +32,9 @@ fn clinic() -> App {
         .source(&visits)
         .processor(|ctx: &mut Ctx<'_, String>, v: String| ctx.emit(v))
         .sink();
-    let last = PerKeyState::<String>::new("last");
+    let last = PerSubjectState::<String>::new("last");
     app.workflow("last")
         .source(&visits)
-        .key_by(|v: &String| v.split('-').nth(1).map(str::to_owned))
         .processor(move |ctx: &mut Ctx<'_, ()>, v: String| last.set(ctx, v))
         .sink();
     for (name, input) in [("tally", &copied), ("ctl", &control)] {

@@ -262,8 +262,8 @@ impl<In: Data, Out: Data, E: OnEvent<In, Out>> Task for HandlerTask<In, Out, E> 
         self.states.writes(out);
     }
 
-    fn place(&mut self, partition: u32) {
-        self.states.place(partition);
+    fn place(&mut self, partition: u32, partitions: u32) {
+        self.states.place(partition, partitions);
     }
 
     fn restore(&mut self, recovery: &crate::storage::Recovery, partitions: usize) {

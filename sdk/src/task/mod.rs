@@ -58,9 +58,9 @@ pub(crate) trait Task: Send {
         None
     }
 
-    /// Tells the task which partition it runs in (before any step), so that its per-task state
-    /// is named apart from other partitions'.
-    fn place(&mut self, _partition: u32) {}
+    /// Tells the task which partition it runs in, of how many (before any step), so that its
+    /// per-task and per-subject state is named apart from other partitions'.
+    fn place(&mut self, _partition: u32, _partitions: u32) {}
 
     /// Restores state values committed in an earlier run (before any step): per-key values
     /// whose key this partition owns, and this partition's per-task values.

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pods_sdk::{
-    AppBuilder, AskError, Ctx, Decision, Envelope, Event, Key, Path, PerKeyState, PolicyGate,
-    SubjectId,
+    AppBuilder, AskError, Ctx, Decision, Envelope, Event, Key, Path, PerKeyState, PerSubjectState,
+    PolicyGate, SubjectId,
 };
 
 use crate::{Rt, Sys};
@@ -165,7 +165,125 @@ fn the_state_only_an_erased_subject_wrote_goes_before_the_next_step(rt: Rt) {
     assert_eq!(values(&system, "desk", "last"), by(&[(s("ann"), 2)]));
 }
 
-crate::on_both_runtimes!(the_state_only_an_erased_subject_wrote_goes_before_the_next_step);
+/// `ward`: visits keyed by ward (`partitions` of them), each counted per patient in
+/// per-subject state; emits (patient, visits so far in that partition).
+fn ward(rt: Rt, gate: Arc<Erasing>, partitions: usize) -> (Sys, pods_sdk::Feeder<Visit>) {
+    let app = AppBuilder::new("ward");
+    let visits = app.generator_external::<Visit>("visits");
+    let seen = PerSubjectState::<u32>::new("visits_of");
+    app.workflow("by_ward")
+        .partitions(partitions)
+        .source(&visits)
+        .key_by(|v: &Visit| v.1.clone())
+        .processor(move |ctx: &mut Ctx<'_, (String, u32)>, v: Visit| {
+            let n = seen.update(ctx, |n| {
+                *n += 1;
+                *n
+            });
+            ctx.emit((v.0, n.unwrap_or(0)));
+        })
+        .sink();
+    let mut system = Sys::new(rt, 3);
+    system.set_gate(gate);
+    system.launch(app.build().expect("app")).expect("launch");
+    let feeder = system
+        .feeder::<Visit>("/ward/generators/visits")
+        .expect("feeder");
+    (system, feeder)
+}
+
+/// Per-subject state follows the event's subject, not its key, and goes with the subject.
+fn per_subject_state_is_the_subjects_whatever_the_key(rt: Rt) {
+    let gate = Arc::new(Erasing::default());
+    let (mut system, feeder) = ward(rt, gate.clone(), 1);
+    let out = system
+        .subscribe::<(String, u32)>("/ward/workflows/by_ward/stream")
+        .expect("subscribe");
+    feeder
+        .push_events(vec![
+            visit("ann", "a"),
+            visit("bob", "a"),
+            visit("ann", "b"),
+        ])
+        .expect("push");
+    system.run_until_quiescent();
+    let s = |x: &str| x.to_owned();
+    let state = "/ward/workflows/by_ward";
+    assert_eq!(
+        values::<u32>(&system, state, "visits_of"),
+        by(&[(s("ann"), 2), (s("bob"), 1)])
+    );
+    gate.erase("bob");
+    feeder
+        .push_events(vec![visit("ann", "c"), visit("bob", "c")])
+        .expect("push");
+    system.run_until_quiescent();
+    assert_eq!(
+        values::<u32>(&system, state, "visits_of"),
+        by(&[(s("ann"), 3)])
+    );
+    assert_eq!(
+        out.values().concat(),
+        vec![(s("ann"), 1), (s("bob"), 1), (s("ann"), 2), (s("ann"), 3)]
+    );
+}
+
+/// An event without a subject cannot reach per-subject state: the task fails, saying why.
+fn per_subject_state_refuses_an_event_without_a_subject(rt: Rt) {
+    let (mut system, feeder) = ward(rt, Arc::new(Erasing::default()), 1);
+    let out = system
+        .subscribe::<(String, u32)>("/ward/workflows/by_ward/stream")
+        .expect("subscribe");
+    feeder
+        .push_events(vec![Event::new(("nobody".to_owned(), "a".to_owned()))])
+        .expect("push");
+    system.run_until_quiescent();
+    let items = out.items();
+    let Some(pods_sdk::StreamItem::Error(message)) = items.last() else {
+        panic!("the workflow did not fail: {items:?}");
+    };
+    assert!(
+        message.contains("per-subject state 'visits_of' used for an event without a data subject"),
+        "{message}"
+    );
+}
+
+/// With partitions, each holds its own value per subject (keyed into its own key range), and
+/// an erasure removes the subject's value from each.
+fn per_subject_state_in_partitions_goes_from_each(rt: Rt) {
+    let gate = Arc::new(Erasing::default());
+    let (mut system, feeder) = ward(rt, gate.clone(), 3);
+    let wards = ["a", "b", "c", "d", "e", "f"];
+    let atom = wards
+        .iter()
+        .flat_map(|w| [visit("ann", w), visit("bob", w)])
+        .collect();
+    feeder.push_events(atom).expect("push");
+    system.run_until_quiescent();
+    let state = "/ward/workflows/by_ward";
+    let held = |system: &Sys| -> u32 {
+        values::<u32>(system, state, "visits_of")
+            .iter()
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert_eq!(held(&system), 12, "every visit counted in some partition");
+    gate.erase("bob");
+    feeder.push_events(vec![visit("ann", "a")]).expect("push");
+    system.run_until_quiescent();
+    assert_eq!(
+        held(&system),
+        7,
+        "bob's six visits gone from every partition"
+    );
+}
+
+crate::on_both_runtimes!(
+    the_state_only_an_erased_subject_wrote_goes_before_the_next_step,
+    per_subject_state_is_the_subjects_whatever_the_key,
+    per_subject_state_refuses_an_event_without_a_subject,
+    per_subject_state_in_partitions_goes_from_each,
+);
 
 /// One round of the property: events (subject, key, amount), then the subjects erased after
 /// it.

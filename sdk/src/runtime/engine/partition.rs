@@ -55,7 +55,7 @@ impl Partition {
                 inputs: n.inputs.clone(),
                 task: n.factory.as_ref().map(|f| {
                     let mut task = f(&spec.path, i as u32);
-                    task.place(index);
+                    task.place(index, spec.partitions.max(1) as u32);
                     task
                 }),
                 non_personal: n.non_personal,

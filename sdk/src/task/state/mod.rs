@@ -1,4 +1,5 @@
-//! Task state: per-key and per-task, typed, with the writes of each step tracked for commit.
+//! Task state: per-key, per-task and per-subject, typed, with the writes of each step tracked
+//! for commit.
 
 mod table;
 mod tables;
@@ -43,6 +44,38 @@ pub struct PerTaskState<V> {
     handle: Handle<V>,
 }
 
+/// State of the current event's data subject, whatever the event's key: derived state a
+/// workflow declares per subject, such as notes per patient in a workflow keyed by ward. Each
+/// value is its subject's personal data: a durable store keeps it sealed under the subject's
+/// key, and it is removed when the subject is erased. Using it for an event without an
+/// envelope (or in `on_atom_complete`) fails the task. Like per-task state it is held per
+/// partition: a subject whose events reach two partitions has a value in each.
+///
+/// ```
+/// use pods_sdk::{AppBuilder, Ctx, PerSubjectState};
+/// let app = AppBuilder::new("ward");
+/// let visits = app.generator_external::<(String, String)>("visits");
+/// let seen = PerSubjectState::<u32>::new("visits_of_patient");
+/// app.workflow("by_ward").source(&visits).key_by(|v: &(String, String)| v.1.clone())
+///     .processor(move |ctx: &mut Ctx<'_, u32>, _v: (String, String)| {
+///         let n = seen.update(ctx, |n| { *n += 1; *n }).unwrap_or(0);
+///         ctx.emit(n);
+///     })
+///     .sink();
+/// assert!(app.build().is_ok());
+/// ```
+pub struct PerSubjectState<V> {
+    handle: Handle<V>,
+}
+
+/// What a state's values are scoped to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Task,
+    Key,
+    Subject,
+}
+
 struct Handle<V> {
     id: u64,
     name: Arc<str>,
@@ -72,17 +105,19 @@ impl<V: Data> Handle<V> {
     }
 
     /// The slot for this handle in the running task, or `None` after recording a failure. A
-    /// write of a per-key value records whose data it is (the current event's subject).
+    /// write of a per-key or per-subject value records whose data it is (the current event's
+    /// subject).
     #[inline]
     fn with<O, R>(
         &self,
         ctx: &mut Ctx<'_, O>,
-        keyed: bool,
+        scope: Scope,
         access: Access,
         f: impl FnOnce(&mut Table<V>, u64) -> R,
     ) -> Option<R> {
-        let key = if keyed {
-            match ctx.key {
+        let key = match scope {
+            Scope::Task => 0,
+            Scope::Key => match ctx.key {
                 Some(Key(k)) => k,
                 None => {
                     ctx.fx.fail(TaskError::new(format!(
@@ -91,13 +126,22 @@ impl<V: Data> Handle<V> {
                     )));
                     return None;
                 }
-            }
-        } else {
-            0
+            },
+            Scope::Subject => match &ctx.envelope {
+                Some(e) => ctx.states.subject_key(&e.subject),
+                None => {
+                    ctx.fx.fail(TaskError::new(format!(
+                        "per-subject state '{}' used for an event without a data subject (or in on_atom_complete)",
+                        self.name
+                    )));
+                    return None;
+                }
+            },
         };
+        let keyed = scope != Scope::Task;
         match ctx
             .states
-            .table::<V>(self.id, &self.name, keyed, &self.init)
+            .table::<V>(self.id, &self.name, keyed, scope != Scope::Key, &self.init)
         {
             Ok(table) => {
                 let out = f(table, key);
@@ -118,14 +162,14 @@ impl<V: Data> Handle<V> {
         }
     }
 
-    fn get<O>(&self, ctx: &mut Ctx<'_, O>, keyed: bool) -> V {
-        self.with(ctx, keyed, Access::Read, |t, k| t.get(k))
+    fn get<O>(&self, ctx: &mut Ctx<'_, O>, scope: Scope) -> V {
+        self.with(ctx, scope, Access::Read, |t, k| t.get(k))
             .unwrap_or_else(|| (self.init)())
     }
 }
 
 macro_rules! state_api {
-    ($ty:ident, $keyed:expr, $scope:literal) => {
+    ($ty:ident, $kind:expr, $scope:literal) => {
         impl<V: Data> $ty<V> {
             #[doc = concat!("A ", $scope, " state named `name` (unique within its task), starting at `V::default()`.")]
             pub fn new(name: &str) -> Self
@@ -142,22 +186,22 @@ macro_rules! state_api {
 
             /// The current value (the initial value if none was set).
             pub fn get<O>(&self, ctx: &mut Ctx<'_, O>) -> V {
-                self.handle.get(ctx, $keyed)
+                self.handle.get(ctx, $kind)
             }
 
             /// Replaces the value.
             pub fn set<O>(&self, ctx: &mut Ctx<'_, O>, value: V) {
-                self.handle.with(ctx, $keyed, Access::Write, |t, k| t.set(k, value));
+                self.handle.with(ctx, $kind, Access::Write, |t, k| t.set(k, value));
             }
 
             /// Changes the value in place and returns what `f` returns.
             pub fn update<O, R>(&self, ctx: &mut Ctx<'_, O>, f: impl FnOnce(&mut V) -> R) -> Option<R> {
-                self.handle.with(ctx, $keyed, Access::Write, |t, k| t.update(k, f))
+                self.handle.with(ctx, $kind, Access::Write, |t, k| t.update(k, f))
             }
 
             /// Removes the value; reads see the initial value again.
             pub fn remove<O>(&self, ctx: &mut Ctx<'_, O>) {
-                self.handle.with(ctx, $keyed, Access::Remove, |t, k| t.remove(k));
+                self.handle.with(ctx, $kind, Access::Remove, |t, k| t.remove(k));
             }
 
             /// The state's name.
@@ -174,5 +218,6 @@ macro_rules! state_api {
     };
 }
 
-state_api!(PerKeyState, true, "per-key");
-state_api!(PerTaskState, false, "per-task");
+state_api!(PerKeyState, Scope::Key, "per-key");
+state_api!(PerTaskState, Scope::Task, "per-task");
+state_api!(PerSubjectState, Scope::Subject, "per-subject");

@@ -18,8 +18,9 @@ type Stored = (Option<Key>, Vec<u8>, Option<Option<SubjectId>>);
 /// All state tables of one task instance, created on first use.
 pub(crate) struct StateTables {
     owner: (crate::path::Path, u32),
-    /// The partition this task instance runs in.
+    /// The partition this task instance runs in, and how many the workflow has.
     partition: u32,
+    partitions: u32,
     tables: Vec<Entry>,
     /// Whether writes are tracked for the commit (the store keeps state values).
     track: bool,
@@ -39,15 +40,30 @@ impl StateTables {
         StateTables {
             owner: (workflow, task),
             partition: 0,
+            partitions: 1,
             tables: Vec::new(),
             track: true,
             restored: HashMap::new(),
         }
     }
 
-    /// Sets the partition this instance runs in (per-task state is named per partition).
-    pub(crate) fn place(&mut self, partition: u32) {
+    /// Sets the partition this instance runs in, of `partitions` (per-task and per-subject
+    /// state are named per partition).
+    pub(crate) fn place(&mut self, partition: u32, partitions: u32) {
         self.partition = partition;
+        self.partitions = partitions.max(1);
+    }
+
+    /// The key a per-subject value of `subject` is kept under in this partition: the hash of
+    /// the subject's id, moved into the range of keys this partition owns, so that a restart
+    /// restores it here as it restores per-key values.
+    pub(crate) fn subject_key(&self, subject: &SubjectId) -> u64 {
+        let h = Key::of(subject.0.as_str()).0;
+        let (p, n) = (u128::from(self.partition), u128::from(self.partitions));
+        // Keys k with k * n >> 64 == p: from ceil(p * 2^64 / n) up to ceil((p + 1) * 2^64 / n).
+        let start = (p << 64).div_ceil(n);
+        let end = ((p + 1) << 64).div_ceil(n);
+        (start + u128::from(h) % (end - start).max(1)) as u64
     }
 
     /// Keeps the values of `recovery` this partition holds (of `partitions`), to load into
@@ -75,11 +91,12 @@ impl StateTables {
         id: u64,
         name: &Arc<str>,
         keyed: bool,
+        per_partition: bool,
         init: &Init<V>,
     ) -> Result<&mut Table<V>, TaskError> {
         let index = match self.tables.iter().position(|t| t.id == id) {
             Some(index) => index,
-            None => self.create::<V>(id, name, keyed, init)?,
+            None => self.create::<V>(id, name, keyed, per_partition, init)?,
         };
         let entry = &mut self.tables[index];
         if entry.ty != TypeId::of::<Table<V>>() {
@@ -101,6 +118,7 @@ impl StateTables {
         id: u64,
         name: &Arc<str>,
         keyed: bool,
+        per_partition: bool,
         init: &Init<V>,
     ) -> Result<usize, TaskError> {
         if self.tables.iter().any(|t| *t.table.name().name == **name) {
@@ -109,9 +127,9 @@ impl StateTables {
                 self.owner.1, self.owner.0
             )));
         }
-        // Per-key state is one state over all partitions (keys are disjoint); per-task state
-        // is one value per partition, so partitions other than 0 name it apart.
-        let partition = if keyed { 0 } else { self.partition };
+        // Per-key state is one state over all partitions (keys are disjoint); per-task and
+        // per-subject state are held per partition, so partitions other than 0 name them apart.
+        let partition = if per_partition { self.partition } else { 0 };
         let mut table = Table::<V> {
             name: StateName::in_partition(
                 self.owner.0.clone(),
@@ -205,5 +223,40 @@ impl StateTables {
             removed += before - values.len();
         }
         removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subjects_key_falls_in_the_partition_that_holds_it() {
+        let workflow = crate::path::Path::parse("/app/workflows/wf").unwrap();
+        for n in 1..=5u32 {
+            for p in 0..n {
+                let mut tables = StateTables::new(workflow.clone(), 1);
+                tables.place(p, n);
+                for s in [
+                    "ann",
+                    "bob",
+                    "cy",
+                    "",
+                    "a much longer subject id@example.org",
+                ] {
+                    let key = tables.subject_key(&SubjectId(s.to_owned()));
+                    assert_eq!(
+                        crate::batch::partition_of(Key(key), n as usize),
+                        p as usize,
+                        "{s} in partition {p} of {n}"
+                    );
+                }
+            }
+        }
+        // One partition: the key is the subject id's hash itself.
+        let mut one = StateTables::new(workflow, 1);
+        one.place(0, 1);
+        let ann = SubjectId("ann".to_owned());
+        assert_eq!(one.subject_key(&ann), Key::of("ann").0);
     }
 }
