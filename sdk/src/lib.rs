@@ -15,7 +15,10 @@
 //! atom, asks and replies) through the [`Storage`] trait: no observer sees half an atom.
 //! Events may carry an [`Envelope`] naming their data subject and categories; the runtime
 //! carries it through every task and portal, and applies a [`PolicyGate`] to every atom a
-//! workflow consumes.
+//! workflow consumes. Tasks keep state per key ([`PerKeyState`]), per task ([`PerTaskState`])
+//! or per data subject ([`PerSubjectState`]); the runtime knows whose data each per-key and
+//! per-subject value is, so a store can seal it under its subject's key, and it removes the
+//! values of subjects the gate reports erased.
 //!
 //! Two runtimes run the same apps with the same results: [`DeterministicSystem`] (one thread,
 //! a seed fixes the interleaving: for tests and the reference semantics) and
