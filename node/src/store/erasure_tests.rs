@@ -227,9 +227,8 @@ fn commit_owned(
     step: u64,
     writes: &[(u64, Option<&str>, Option<pods_sdk::ValueOwner<'_>>)],
 ) {
-    let workflow = Path::parse("/app/workflows/wf").unwrap();
     let state = pods_sdk::StateName {
-        workflow: workflow.clone(),
+        workflow: Path::parse("/app/workflows/wf").unwrap(),
         task: 1,
         name: std::sync::Arc::from("last"),
         id: 7,
@@ -245,26 +244,12 @@ fn commit_owned(
             owner: w.2,
         })
         .collect();
-    let commit = pods_sdk::Commit {
-        workflow: &workflow,
-        workflow_id: workflow.stable_id(),
-        step,
-        steps: 1,
-        input: None,
-        writes: &writes,
-        output_events: 0,
-        outputs: &[],
-        asks: 0,
-        replies: 0,
-        answered: &[],
-    };
-    store.commit(&commit).expect("commit");
+    super::tests::commit_step(store, (step, 1), None, &writes, &[]).expect("commit");
 }
 
 /// The state values of `/app/workflows/wf` read back: (key, value, owner).
 fn owned_values(store: &SqliteStore) -> Vec<(u64, String, Option<Option<String>>)> {
-    let workflow = Path::parse("/app/workflows/wf").unwrap();
-    let r = store.recover(workflow.stable_id()).expect("recover");
+    let r = store.recover(super::tests::WF).expect("recover");
     r.values
         .iter()
         .map(|(slot, bytes)| {
@@ -300,8 +285,7 @@ fn state_of_one_subject_is_sealed_and_goes_with_their_key_in_snapshot_and_change
         ],
     );
     // Step 1 goes to the snapshot; step 2 stays in the changelog.
-    let workflow = Path::parse("/app/workflows/wf").unwrap();
-    assert_eq!(store.compact(workflow.stable_id()).unwrap(), 1);
+    assert_eq!(store.compact(super::tests::WF).unwrap(), 1);
     commit_owned(
         &mut store,
         2,
@@ -349,7 +333,7 @@ fn state_of_one_subject_is_sealed_and_goes_with_their_key_in_snapshot_and_change
         .conn
         .execute("UPDATE snapshot SET value = ?1 WHERE key = 1", [value])
         .unwrap();
-    let err = store.recover(workflow.stable_id()).err();
+    let err = store.recover(super::tests::WF).err();
     assert!(
         matches!(&err, Some(NodeError::BadRecord { what, .. }) if what == "snapshot value"),
         "{err:?}"

@@ -10,7 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 
-const WF: u64 = 42;
+/// The stable id the test commits give `/app/workflows/wf`.
+pub(super) const WF: u64 = 42;
 
 fn name(id: u64) -> StateName {
     StateName {
@@ -41,6 +42,18 @@ fn commit(
             owner: None,
         })
         .collect();
+    commit_step(store, (step, 1), next, &writes, &[])
+}
+
+/// Commits step `step` of `/app/workflows/wf` (covering `steps` steps): `writes`, the input
+/// position `next` on `/app/generators/g/stream`, and the replies `answered`.
+pub(super) fn commit_step(
+    store: &mut SqliteStore,
+    (step, steps): (u64, u64),
+    next: Option<u64>,
+    writes: &[StateWrite<'_>],
+    answered: &[pods_sdk::Answer<'_>],
+) -> Result<(), StorageError> {
     let workflow = Path::parse("/app/workflows/wf").unwrap();
     let input = next.map(|next| InputPosition {
         stream: Path::parse("/app/generators/g/stream").unwrap(),
@@ -50,35 +63,21 @@ fn commit(
         workflow: &workflow,
         workflow_id: WF,
         step,
-        steps: 1,
+        steps,
         input,
-        writes: &writes,
-        output_events: 0,
-        outputs: &[],
-        asks: 0,
-        replies: 0,
-        answered: &[],
-    };
-    store.commit(&commit)
-}
-
-/// Commits step `step` of the workflow, which only answered asks.
-fn commit_answers(store: &mut SqliteStore, step: u64, answered: &[pods_sdk::Answer<'_>]) {
-    let workflow = Path::parse("/app/workflows/wf").unwrap();
-    let commit = Commit {
-        workflow: &workflow,
-        workflow_id: WF,
-        step,
-        steps: step,
-        input: None,
-        writes: &[],
+        writes,
         output_events: 0,
         outputs: &[],
         asks: 0,
         replies: answered.len(),
         answered,
     };
-    store.commit(&commit).unwrap();
+    store.commit(&commit)
+}
+
+/// Commits step `step` of the workflow, which only answered asks.
+fn commit_answers(store: &mut SqliteStore, step: u64, answered: &[pods_sdk::Answer<'_>]) {
+    commit_step(store, (step, step), None, &[], answered).unwrap();
 }
 
 /// Records, straight into the file, that the workflow committed step 3.
@@ -515,7 +514,6 @@ fn a_full_disk_while_keeping_replies_is_disk_full() {
         ..StoreOptions::default()
     };
     let mut store = SqliteStore::open(dir.path(), options).unwrap();
-    let workflow = Path::parse("/app/workflows/wf").unwrap();
     let reply = vec![7u8; 2_000];
     let mut result = Ok(());
     for step in 1..=100u64 {
@@ -530,20 +528,7 @@ fn a_full_disk_while_keeping_replies_is_disk_full() {
                 reply: &reply,
             })
             .collect();
-        let commit = Commit {
-            workflow: &workflow,
-            workflow_id: WF,
-            step,
-            steps: step,
-            input: None,
-            writes: &[],
-            output_events: 0,
-            outputs: &[],
-            asks: 0,
-            replies: answered.len(),
-            answered: &answered,
-        };
-        result = store.commit(&commit);
+        result = commit_step(&mut store, (step, step), None, &[], &answered);
         if result.is_err() {
             break;
         }
