@@ -135,14 +135,7 @@ impl<V: Data> Table<V> {
         slot.meta |= PRESENT;
     }
     pub(super) fn update<R>(&mut self, key: u64, f: impl FnOnce(&mut V) -> R) -> R {
-        let slot = touch(
-            &mut self.map,
-            &mut self.dirty,
-            &self.init,
-            self.epoch,
-            self.track,
-            key,
-        );
+        let slot = self.touch(key);
         // A fresh slot already holds the initial value; a removed one gets it again.
         if slot.meta & PRESENT == 0 {
             slot.meta |= PRESENT;
