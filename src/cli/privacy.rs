@@ -2,6 +2,7 @@
 //! running node's admin API about its policy and the personal data it keeps.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -129,11 +130,16 @@ pub enum SubjectCommand {
     /// Erase a subject: their records, consents and processing log are deleted (overwritten
     /// on disk), the key of their encrypted stream and state payloads is destroyed, and every
     /// peer that received their data is asked to erase it too. Prints the receipt, signed with
-    /// the node's key, as JSON; peers that have not confirmed yet are listed as pending.
-    /// Erasing again prints the receipt again.
+    /// the node's key, as JSON; peers that have not confirmed yet are listed as pending (the
+    /// node retries until they do). Erasing again prints the receipt again.
     Erase {
         /// The data subject.
         subject: String,
+        /// Wait up to this many seconds for every peer's acknowledgement, showing each as it
+        /// comes, before printing the receipt; fails if one is still pending by then (the node
+        /// keeps retrying). 0 prints the receipt at once.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+        wait: f64,
         #[command(flatten)]
         dir: DataDir,
     },
@@ -356,36 +362,7 @@ pub fn subject(command: SubjectCommand) -> anyhow::Result<()> {
                 done.records, done.atoms
             );
         }
-        SubjectCommand::Erase { subject, dir } => {
-            eprintln!("erasing {subject}…");
-            let receipt: ErasureReceipt = client(&dir.data_dir)?
-                .post(&format!("/subjects/{}/erase", encode(&subject)), &())?;
-            let pending: Vec<&str> = receipt
-                .peers
-                .iter()
-                .filter(|p| p.acknowledged_at.is_none())
-                .map(|p| p.peer.as_str())
-                .collect();
-            eprintln!(
-                "{subject} erased here: {} records, {} consents{}; {}",
-                receipt.erased.records,
-                receipt.erased.consents,
-                if receipt.erased.payload_key {
-                    ", payload key destroyed"
-                } else {
-                    ""
-                },
-                if pending.is_empty() {
-                    "no peer pending".to_owned()
-                } else {
-                    format!(
-                        "pending at {} (retried until they confirm)",
-                        pending.join(", ")
-                    )
-                }
-            );
-            println!("{}", serde_json::to_string_pretty(&receipt)?);
-        }
+        SubjectCommand::Erase { subject, wait, dir } => erase(&subject, wait, &dir.data_dir)?,
         SubjectCommand::Restrict { subject, lift, dir } => {
             let _: Restrict = client(&dir.data_dir)?.post(
                 &format!("/subjects/{}/restrict", encode(&subject)),
@@ -397,6 +374,62 @@ pub fn subject(command: SubjectCommand) -> anyhow::Result<()> {
                 eprintln!("processing of {subject}'s data is restricted from the next atom");
             }
         }
+    }
+    Ok(())
+}
+
+/// `pods subject erase`: erases here, then waits up to `wait` seconds for the peers.
+fn erase(subject: &str, wait: f64, dir: &Path) -> anyhow::Result<()> {
+    if !(wait.is_finite() && wait >= 0.0) {
+        anyhow::bail!("--wait takes a number of seconds, 0 or more (got {wait})");
+    }
+    eprintln!("erasing {subject}…");
+    let started = Instant::now();
+    let client = client(dir)?;
+    let mut receipt: ErasureReceipt =
+        client.post(&format!("/subjects/{}/erase", encode(subject)), &())?;
+    let pending = |r: &ErasureReceipt| -> Vec<String> {
+        r.peers
+            .iter()
+            .filter(|p| p.acknowledged_at.is_none())
+            .map(|p| p.peer.clone())
+            .collect()
+    };
+    eprintln!(
+        "{subject} erased here: {} records, {} consents{}; {}",
+        receipt.erased.records,
+        receipt.erased.consents,
+        if receipt.erased.payload_key {
+            ", payload key destroyed"
+        } else {
+            ""
+        },
+        match pending(&receipt) {
+            p if p.is_empty() => "no peer pending".to_owned(),
+            p => format!("pending at {} (retried until they confirm)", p.join(", ")),
+        }
+    );
+    let deadline = started + Duration::from_secs_f64(wait.min(1e9));
+    let mut waiting = pending(&receipt);
+    while !waiting.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        receipt = client.get(&format!("/subjects/{}/erasure", encode(subject)))?;
+        let now = pending(&receipt);
+        for peer in waiting.iter().filter(|p| !now.contains(p)) {
+            eprintln!(
+                "{peer} acknowledged the erasure ({:.0?} after the request)",
+                started.elapsed()
+            );
+        }
+        waiting = now;
+    }
+    println!("{}", serde_json::to_string_pretty(&receipt)?);
+    if wait > 0.0 && !waiting.is_empty() {
+        anyhow::bail!(
+            "still pending at {} after {wait} s; the node keeps asking until they acknowledge \
+             (`pods status` lists it, and `pods subject erase` again shows the receipt)",
+            waiting.join(", ")
+        );
     }
     Ok(())
 }

@@ -85,6 +85,16 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
     };
     let node_a = Daemon::start(&a);
     let node_b = Daemon::start(&b);
+    let never = pods_node::admin::client::AdminClient::for_dir(&a)
+        .unwrap()
+        .get::<ErasureReceipt>("/subjects/zed/erasure")
+        .expect_err("no erasure of zed");
+    assert!(
+        never
+            .to_string()
+            .contains("404: this subject was never erased here"),
+        "{never}"
+    );
 
     ok(&[
         "policy",
@@ -145,6 +155,26 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
     assert!(node_b.terminate().success());
     let first = receipt("ann", a_s);
     assert!(first.pending());
+    // Waiting for a peer that is down ends in an error naming it, with the receipt printed.
+    let (waited, out, err) = crate::pods(
+        &[
+            "subject",
+            "erase",
+            "ann",
+            "--wait",
+            "0.3",
+            "--data-dir",
+            a_s,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        !waited && err.contains("still pending at b after 0.3 s"),
+        "{err}"
+    );
+    let printed: ErasureReceipt = serde_json::from_str(&out).unwrap();
+    assert_eq!(printed.subject, first.subject);
+    assert!(printed.pending());
     let pending = status(a_s).erasures;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].subject, first.subject);
@@ -166,8 +196,15 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
         vec!["b"],
         "the receipt lists the peer the data went to"
     );
-    wait_for(Duration::from_secs(60), || !receipt("ann", a_s).pending());
-    let done = receipt("ann", a_s);
+    // `--wait` shows b's acknowledgement as it comes and prints the finished receipt.
+    let (waited, out, err) = crate::pods(
+        &["subject", "erase", "ann", "--wait", "60", "--data-dir", a_s],
+        Duration::from_secs(90),
+    );
+    assert!(waited, "{err}");
+    assert!(err.contains("b acknowledged the erasure"), "{err}");
+    let done: ErasureReceipt = serde_json::from_str(&out).unwrap();
+    assert!(!done.pending());
     assert!(status(a_s).erasures.is_empty(), "nothing pending in status");
     let ack: pods_node::privacy::Acknowledgement =
         serde_json::from_str(done.peers[0].acknowledgement.as_deref().unwrap()).unwrap();

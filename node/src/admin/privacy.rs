@@ -32,6 +32,7 @@ pub(super) fn routes() -> Router<AdminState> {
         .route("/subjects/{subject}/rectify", post(rectify))
         .route("/subjects/{subject}/restrict", post(restrict))
         .route("/subjects/{subject}/erase", post(erase))
+        .route("/subjects/{subject}/erasure", get(erasure))
 }
 
 /// The body, or a 400 naming what was expected.
@@ -235,6 +236,22 @@ async fn restrict(
             )
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// `GET /subjects/{subject}/erasure`: the receipt of the subject's erasure as it stands, with
+/// the peers' acknowledgements so far (404 if the subject was never erased here). Reads only,
+/// so it is not audited; a client waiting for the peers polls it.
+async fn erasure(State(state): State<AdminState>, UrlPath(subject): UrlPath<String>) -> Response {
+    let privacy = state.privacy.clone();
+    match tokio::task::spawn_blocking(move || privacy.erasure(&subject)).await {
+        Ok(Ok(Some(receipt))) => Json(receipt).into_response(),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            "this subject was never erased here; `pods subject erase` erases them",
+        ),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
