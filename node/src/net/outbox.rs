@@ -6,7 +6,7 @@
 //! (then the runtime gives its continuation `Timeout`); the same ids every time, so the peer
 //! applies each ask once.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use pods_sdk::{AskId, Envelope};
@@ -65,6 +65,9 @@ pub enum Action {
 
 struct Pending {
     ask: RemoteAsk,
+    /// Which submission of its id this is: a lane's entry of an earlier one (forgotten at
+    /// its deadline, then asked again) is skipped.
+    seq: u64,
     /// Sent alone (its batch's response was too large).
     solo: bool,
 }
@@ -72,8 +75,10 @@ struct Pending {
 /// One peer's asks: waiting in order, and the batch in flight.
 #[derive(Default)]
 struct Lane {
-    waiting: VecDeque<AskId>,
-    in_flight: Option<(u64, Vec<AskId>)>,
+    /// Asks by id and submission ([`Pending::seq`]); entries of asks no longer pending wait
+    /// here until the lane sends or drops them.
+    waiting: VecDeque<(AskId, u64)>,
+    in_flight: Option<(u64, Vec<(AskId, u64)>)>,
     /// No batch before this (after failures).
     blocked_until: Option<Instant>,
     failures: u32,
@@ -83,8 +88,13 @@ struct Lane {
 #[derive(Default)]
 pub struct Outbox {
     pending: HashMap<AskId, Pending, foldhash::fast::RandomState>,
+    /// Every pending ask by deadline, soonest first: what [`Outbox::poll`] forgets and
+    /// [`Outbox::next_wakeup`] waits for, without walking all the asks (the shell asks for
+    /// the next wakeup after every event).
+    deadlines: BTreeSet<(Instant, AskId)>,
     lanes: HashMap<String, Lane>,
     next_batch: u64,
+    next_seq: u64,
 }
 
 impl Outbox {
@@ -96,18 +106,28 @@ impl Outbox {
             if self.pending.contains_key(&ask.id) {
                 continue;
             }
+            let seq = self.next_seq;
+            self.next_seq += 1;
             match self.lanes.get_mut(&ask.peer) {
-                Some(lane) => lane.waiting.push_back(ask.id),
+                Some(lane) => lane.waiting.push_back((ask.id, seq)),
                 None => {
                     let mut lane = Lane::default();
-                    lane.waiting.push_back(ask.id);
+                    lane.waiting.push_back((ask.id, seq));
                     self.lanes.insert(ask.peer.clone(), lane);
                 }
             }
             if !peers.contains(&ask.peer) {
                 peers.push(ask.peer.clone());
             }
-            self.pending.insert(ask.id, Pending { ask, solo: false });
+            self.deadlines.insert((ask.deadline, ask.id));
+            self.pending.insert(
+                ask.id,
+                Pending {
+                    ask,
+                    seq,
+                    solo: false,
+                },
+            );
         }
         let mut out = Vec::new();
         for peer in peers {
@@ -138,9 +158,9 @@ impl Outbox {
         };
         let mut out = Vec::new();
         let mut again = Vec::new();
-        for (id, outcome) in ids.into_iter().zip(outcomes) {
+        for ((id, seq), outcome) in ids.into_iter().zip(outcomes) {
             match outcome {
-                Err(e) if e.code.is_transient() => again.push(id),
+                Err(e) if e.code.is_transient() => again.push((id, seq)),
                 // Too large together (the request, or the replies): each goes alone; alone
                 // and still too large, it fails.
                 Err(e)
@@ -150,10 +170,11 @@ impl Outbox {
                     if let Some(p) = self.pending.get_mut(&id) {
                         p.solo = true;
                     }
-                    again.push(id);
+                    again.push((id, seq));
                 }
                 result => {
                     if let Some(p) = self.pending.remove(&id) {
+                        self.deadlines.remove(&(p.ask.deadline, id));
                         // Only an error's message names the portal.
                         let portal = match &result {
                             Ok(_) => String::new(),
@@ -183,22 +204,26 @@ impl Outbox {
         }
     }
 
-    /// Forgets the asks past their deadline; sends what waited for a backoff to end.
+    /// Forgets the asks past their deadline; sends what waited for a backoff to end. A lane
+    /// skips the forgotten asks when it next sends (they are no longer pending).
     pub fn poll(&mut self, now: Instant) -> Vec<Action> {
-        let expired: Vec<AskId> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.ask.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &expired {
-            self.pending.remove(id);
+        while let Some(&(deadline, id)) = self.deadlines.first()
+            && deadline <= now
+        {
+            self.deadlines.pop_first();
+            self.pending.remove(&id);
         }
         let peers: Vec<String> = self.lanes.keys().cloned().collect();
         let mut out = Vec::new();
         for peer in peers {
             if let Some(lane) = self.lanes.get_mut(&peer) {
-                lane.waiting.retain(|id| !expired.contains(id));
+                // Forgotten asks leave the lane when it sends; a lane that cannot send (a peer
+                // away) drops them once they outnumber the asks still pending, so the cost is
+                // paid once per many asks and the lane stays bounded.
+                if lane.waiting.len() > 2 * self.pending.len() + 64 {
+                    lane.waiting
+                        .retain(|(id, seq)| self.pending.get(id).is_some_and(|p| p.seq == *seq));
+                }
                 if lane.blocked_until.is_some_and(|t| t <= now) {
                     lane.blocked_until = None;
                 }
@@ -210,15 +235,12 @@ impl Outbox {
         out
     }
 
-    /// When [`Outbox::poll`] has something to do next: a backoff's end or a deadline.
+    /// When [`Outbox::poll`] has something to do next: a backoff's end or a deadline. Costs
+    /// one step per peer, whatever the number of asks.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let backoffs = self.lanes.values().filter_map(|l| l.blocked_until);
-        let deadlines = self
-            .lanes
-            .values()
-            .flat_map(|l| l.waiting.iter())
-            .filter_map(|id| self.pending.get(id).map(|p| p.ask.deadline));
-        backoffs.chain(deadlines).min()
+        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        backoffs.chain(deadline).min()
     }
 
     /// Asks not yet answered.
@@ -231,7 +253,7 @@ impl Outbox {
         self.pending.is_empty()
     }
 
-    fn take_batch(&mut self, batch: u64) -> Option<(String, Vec<AskId>)> {
+    fn take_batch(&mut self, batch: u64) -> Option<(String, Vec<(AskId, u64)>)> {
         let (peer, lane) = self
             .lanes
             .iter_mut()
@@ -242,11 +264,11 @@ impl Outbox {
 
     /// Puts `ids` (still pending) back at the front of `peer`'s lane, in order, and blocks
     /// the lane for a growing wait.
-    fn back_off(&mut self, peer: &str, ids: Vec<AskId>, now: Instant) {
+    fn back_off(&mut self, peer: &str, ids: Vec<(AskId, u64)>, now: Instant) {
         let lane = self.lanes.entry(peer.to_owned()).or_default();
-        for id in ids.into_iter().rev() {
-            if self.pending.contains_key(&id) {
-                lane.waiting.push_front(id);
+        for (id, seq) in ids.into_iter().rev() {
+            if self.pending.get(&id).is_some_and(|p| p.seq == seq) {
+                lane.waiting.push_front((id, seq));
             }
         }
         let wait = FIRST_BACKOFF
@@ -265,9 +287,9 @@ impl Outbox {
         let mut asks = Vec::new();
         let mut ids = Vec::new();
         let mut bytes = 0;
-        while let Some(&id) = lane.waiting.front() {
-            let Some(p) = self.pending.get(&id) else {
-                lane.waiting.pop_front(); // answered or expired meanwhile
+        while let Some(&(id, seq)) = lane.waiting.front() {
+            let Some(p) = self.pending.get(&id).filter(|p| p.seq == seq) else {
+                lane.waiting.pop_front(); // answered or forgotten meanwhile
                 continue;
             };
             let size = p.ask.request.len() + p.ask.portal.len() + 64;
@@ -278,7 +300,7 @@ impl Outbox {
             }
             lane.waiting.pop_front();
             bytes += size;
-            ids.push(id);
+            ids.push((id, seq));
             asks.push(WireAsk {
                 id,
                 portal: p.ask.portal.clone(),

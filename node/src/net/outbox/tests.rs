@@ -168,6 +168,61 @@ enum Fate {
     Answered,
 }
 
+#[test]
+fn the_next_wakeup_is_the_soonest_deadline_of_thousands() {
+    let t0 = Instant::now();
+    let mut o = Outbox::default();
+    let deadline = |s: u32| t0 + Duration::from_secs(10 + u64::from(s % 7));
+    // 5,000 asks, deadlines out of order; the first batch is in flight, the rest wait.
+    let out = o.submit((0..5_000).map(|s| ask("bob", s, deadline(s))).collect(), t0);
+    assert_eq!(sends(&out).len(), 1);
+    assert_eq!(o.next_wakeup(), Some(t0 + Duration::from_secs(10)));
+    // bob is away: the batch is lost, and every deadline passes.
+    o.on_failure(0, t0);
+    assert_eq!(
+        o.next_wakeup(),
+        Some(t0 + FIRST_BACKOFF),
+        "the backoff comes first"
+    );
+    assert!(sends(&o.poll(t0 + Duration::from_secs(20))).is_empty());
+    assert!(o.is_empty());
+    assert_eq!(o.next_wakeup(), None);
+    assert!(o.lanes.is_empty(), "nothing kept of them");
+}
+
+#[test]
+fn a_forgotten_ask_asked_again_goes_once() {
+    let t0 = Instant::now();
+    let mut o = Outbox::default();
+    let soon = t0 + Duration::from_secs(1);
+    let out = o.submit((0..3).map(|s| ask("bob", s, soon)).collect(), t0);
+    assert_eq!(sends(&out), vec![(0, "bob".into(), vec![0, 1, 2])]);
+    assert!(
+        o.submit((3..60).map(|s| ask("bob", s, soon)).collect(), t0)
+            .is_empty()
+    );
+    // Every deadline passes while the first batch is in flight; then the runtime asks 4 and
+    // 9 again (a replayed atom), and the batch in flight is lost.
+    let late = t0 + Duration::from_secs(2);
+    assert!(o.poll(late).is_empty());
+    let later = late + Duration::from_secs(30);
+    assert!(
+        o.submit(vec![ask("bob", 4, later), ask("bob", 9, later)], late)
+            .is_empty()
+    );
+    o.on_failure(0, late);
+    let out = o.poll(late + FIRST_BACKOFF);
+    assert_eq!(
+        sends(&out),
+        vec![(1, "bob".into(), vec![4, 9])],
+        "each once, not also for its first asking"
+    );
+    let out = o.on_response(1, Response::Replies(vec![Ok(vec![1]); 2]), late);
+    assert_eq!(out, [answer(4, Ok(vec![1])), answer(9, Ok(vec![1]))]);
+    assert!(o.is_empty());
+    assert_eq!(o.next_wakeup(), None);
+}
+
 proptest! {
     /// Whatever happens to each batch: each peer has at most one batch in flight; the asks
     /// a peer is first sent come in the order they were asked; every ask is answered at most
@@ -178,7 +233,8 @@ proptest! {
         fates in proptest::collection::vec(prop_oneof![Just(Fate::Lost), Just(Fate::Busy), Just(Fate::Answered)], 1..60),
     ) {
         let t0 = Instant::now();
-        let deadline = t0 + Duration::from_secs(5);
+        // Deadlines from 2 s to 5 s, out of order.
+        let deadline = |s: u32| t0 + Duration::from_millis(2_000 + u64::from(s * 7_919 % 3_000));
         let mut o = Outbox::default();
         let mut in_flight: Vec<(u64, String, usize)> = Vec::new();
         let mut answered: HashMap<u32, usize> = HashMap::new();
@@ -206,11 +262,16 @@ proptest! {
         let peer = |s: u32| if s.is_multiple_of(3) { "carol" } else { "bob" };
         let mut now = t0;
         for chunk in (0..n as u32).collect::<Vec<_>>().chunks(7) {
-            take(o.submit(chunk.iter().map(|&s| ask(peer(s), s, deadline)).collect(), now), &mut in_flight);
+            take(o.submit(chunk.iter().map(|&s| ask(peer(s), s, deadline(s))).collect(), now), &mut in_flight);
         }
         for fate in fates.iter().cycle().take(300) {
             now += Duration::from_millis(40);
             take(o.poll(now), &mut in_flight);
+            // Something pending wakes the shell no later than the soonest deadline.
+            let soonest = o.pending.values().map(|p| p.ask.deadline).min();
+            if let Some(d) = soonest {
+                prop_assert!(o.next_wakeup().is_some_and(|w| w <= d), "wakeup {:?} after {:?}", o.next_wakeup(), d);
+            }
             if in_flight.is_empty() { continue }
             let (batch, _, len) = in_flight.remove(0);
             match fate {
@@ -225,7 +286,7 @@ proptest! {
                 }
             }
         }
-        now = deadline + MAX_BACKOFF;
+        now = t0 + Duration::from_secs(5) + MAX_BACKOFF;
         take(o.poll(now), &mut in_flight);
         for (batch, _, _) in in_flight.drain(..) {
             o.on_failure(batch, now);
