@@ -6,15 +6,19 @@
 //! The records are 1,000,000 rows of 100,000 subjects (ten each) in one dataset; `pods
 //! subject erase` then deletes one subject's records, consents and processing rows with
 //! `secure_delete`, destroys the subject's payload key in the store, checkpoints both WALs with
-//! truncation and signs a receipt. The peer's part (a round trip on loopback and the peer's own
-//! local erasure) is not included here; `tests/cli/erasure.rs` exercises it end to end.
+//! truncation and signs a receipt.
 //!
 //! Then the cost an erasure adds to a running workflow: a workflow holding per-key state of
 //! 100,000 subjects (one value each, so each is its subject's) removes the erased subject's
 //! value before its next step, which looks at every value's owner; beside it, in the same run,
 //! the same one-event step without an erasure.
 //!
-//! Target: an erasure within 1 s. Run with `cargo bench --bench erasure`.
+//! Last, the erasure with a peer on loopback, through two real daemons, each holding 1,000,000
+//! records: from the request until the peer's signed acknowledgement is in the receipt, beside
+//! an erasure through the same daemon whose subject's data went nowhere ([`peer_erasure`]).
+//!
+//! Target: an erasure, including the peer's acknowledgement, within 1 s. Run with
+//! `cargo bench --bench erasure`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +26,8 @@ use std::time::Instant;
 use pods_node::privacy::{Format, Privacy};
 use pods_node::{AuditLog, SqliteStore, StoreOptions};
 use pods_policy::{Category, Grant, ManualClock, Purpose};
+
+mod peer_erasure;
 
 const SUBJECTS: usize = 100_000;
 const PER_SUBJECT: usize = 10;
@@ -144,7 +150,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     println!("  pods subject export              {:>10.2?}", export);
-    state_purge()
+    state_purge()?;
+    peer_erasure::run()
 }
 
 /// Subjects with a per-key value in [`state_purge`]'s workflow.
