@@ -94,6 +94,13 @@ pub fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
             e.peers.join(", ")
         );
     }
+    for r in &s.rectifications {
+        println!(
+            "rectification {} pending at {} (retried until they apply it)",
+            r.subject,
+            r.peers.join(", ")
+        );
+    }
     if s.asks_out > 0 {
         println!("asks to peers waiting for replies: {}", s.asks_out);
     }

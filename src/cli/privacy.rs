@@ -114,7 +114,8 @@ pub enum SubjectCommand {
     },
     /// Correct a subject's records in a dataset: each --set COLUMN=VALUE replaces that value
     /// in the records and in their copies in the node's stream logs (COLUMN= with nothing
-    /// after removes it). State that workflows derived from the old values is not changed.
+    /// after removes it); every peer that received the subject's data is asked to correct its
+    /// copies too. State that workflows derived from the old values is not changed.
     Rectify {
         /// The data subject.
         subject: String,
@@ -358,8 +359,17 @@ pub fn subject(command: SubjectCommand) -> anyhow::Result<()> {
                 },
             )?;
             eprintln!(
-                "{} record(s) of {subject} corrected, and their copies in {} logged atom(s)",
-                done.records, done.atoms
+                "{} record(s) of {subject} corrected, and their copies in {} logged atom(s){}",
+                done.records,
+                done.atoms,
+                if done.peers.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} asked to correct theirs (retried until they do)",
+                        done.peers.join(", ")
+                    )
+                }
             );
         }
         SubjectCommand::Erase { subject, wait, dir } => erase(&subject, wait, &dir.data_dir)?,

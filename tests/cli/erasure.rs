@@ -41,9 +41,19 @@ fn receipt(subject: &str, dir: &str) -> ErasureReceipt {
     serde_json::from_str(&ok(&["subject", "erase", subject, "--data-dir", dir])).unwrap()
 }
 
-#[test]
-fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
-    let _dog = crate::watchdog("erasure_peers", 180);
+/// Two running clinics on loopback: `a` exports its study stream to `b`, which mirrors it;
+/// ann and bob consented, dan did not; their visits were imported at `a` and reached `b`.
+struct Clinics {
+    root: tempfile::TempDir,
+    a: std::path::PathBuf,
+    b: std::path::PathBuf,
+    a_id: String,
+    b_id: String,
+    node_a: Daemon,
+    node_b: Daemon,
+}
+
+fn clinics() -> Clinics {
     let root = tempfile::tempdir().unwrap();
     let (a, b) = (root.path().join("a"), root.path().join("b"));
     let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
@@ -85,17 +95,6 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
     };
     let node_a = Daemon::start(&a);
     let node_b = Daemon::start(&b);
-    let never = pods_node::admin::client::AdminClient::for_dir(&a)
-        .unwrap()
-        .get::<ErasureReceipt>("/subjects/zed/erasure")
-        .expect_err("no erasure of zed");
-    assert!(
-        never
-            .to_string()
-            .contains("404: this subject was never erased here"),
-        "{never}"
-    );
-
     ok(&[
         "policy",
         "load",
@@ -133,6 +132,41 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
     wait_for(Duration::from_secs(60), || {
         status(b_s).imports.first().is_some_and(|i| i.next >= 2)
     });
+    Clinics {
+        root,
+        a,
+        b,
+        a_id,
+        b_id,
+        node_a,
+        node_b,
+    }
+}
+
+#[test]
+fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
+    let _dog = crate::watchdog("erasure_peers", 180);
+    let Clinics {
+        root: _root,
+        a,
+        b,
+        a_id,
+        b_id,
+        node_a,
+        node_b,
+    } = clinics();
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let never = pods_node::admin::client::AdminClient::for_dir(&a)
+        .unwrap()
+        .get::<ErasureReceipt>("/subjects/zed/erasure")
+        .expect_err("no erasure of zed");
+    assert!(
+        never
+            .to_string()
+            .contains("404: this subject was never erased here"),
+        "{never}"
+    );
+
     let recipients = |who: &str| -> Vec<String> {
         let export: pods_node::privacy::SubjectExport =
             serde_json::from_str(&ok(&["subject", "export", who, "--data-dir", a_s])).unwrap();
@@ -243,6 +277,95 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
     assert!(!crate::privacy::scan(&a, "MARKER-ANN") && !crate::privacy::scan(&b, "MARKER-ANN"));
     assert!(crate::privacy::scan(&a, "MARKER-BOB"));
     assert!(done.erased.payload_key || !done.peers.is_empty());
+    let verified = ok(&["audit", "verify", "--data-dir", b_s]);
+    assert!(verified.contains("audit log verified"), "{verified}");
+}
+
+#[test]
+fn a_rectification_reaches_the_copies_at_the_peer_the_data_went_to() {
+    let _dog = crate::watchdog("rectification_peers", 180);
+    let Clinics {
+        root: _root,
+        a,
+        b,
+        node_a,
+        node_b,
+        ..
+    } = clinics();
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let mirrored = "/research/generators/visits/stream";
+    let names = |dir: &std::path::Path| crate::privacy::logged_names(dir, mirrored);
+    assert_eq!(
+        names(&b),
+        [
+            ("ann".to_owned(), Some("Ann MARKER-ANN".to_owned())),
+            ("bob".to_owned(), Some("Bob MARKER-BOB".to_owned())),
+        ],
+        "b mirrored ann's and bob's visits (dan's stayed at a)"
+    );
+
+    // b is down when bob's name is corrected at a, and a restarts meanwhile: the request is
+    // pending, shown in status, and goes once b is back.
+    assert!(node_b.terminate().success());
+    let (done, out, err) = crate::pods(
+        &[
+            "subject",
+            "rectify",
+            "bob",
+            "--dataset",
+            "patients",
+            "--set",
+            "name=Robert",
+            "--data-dir",
+            a_s,
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(done, "{err}");
+    assert!(err.contains("b asked to correct theirs"), "{err}{out}");
+    let bob = pods_policy::audit::to_hex(&pods_policy::subject_digest("bob"));
+    let pending = status(a_s).rectifications;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (&pending[0].subject, &pending[0].peers[..]),
+        (&bob, &["b".to_owned()][..])
+    );
+    assert!(node_a.terminate().success());
+    let node_a = Daemon::start(&a);
+    let text = ok(&["status", "--data-dir", a_s]);
+    assert!(
+        text.contains(&format!("rectification {bob} pending at b")),
+        "{text}"
+    );
+    let node_b = Daemon::start(&b);
+    wait_for(Duration::from_secs(60), || {
+        names(&b).contains(&("bob".to_owned(), Some("Robert".to_owned())))
+    });
+    assert_eq!(
+        names(&b),
+        [
+            ("ann".to_owned(), Some("Ann MARKER-ANN".to_owned())),
+            ("bob".to_owned(), Some("Robert".to_owned())),
+        ],
+        "bob's copy at b corrected, ann's untouched"
+    );
+    // b audited the request as a's; a audited b's answer.
+    let audited = |dir: &std::path::Path, action: &str| -> Vec<String> {
+        let db = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
+        db.prepare("SELECT actor FROM entries WHERE action = ?1")
+            .unwrap()
+            .query_map([action], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    wait_for(Duration::from_secs(30), || {
+        !audited(&a, "subject.rectify.acknowledged").is_empty()
+    });
+    assert_eq!(audited(&b, "subject.rectify"), ["peer:a"]);
+    assert!(status(a_s).rectifications.is_empty(), "nothing pending");
+    assert!(node_b.terminate().success());
+    assert!(node_a.terminate().success());
     let verified = ok(&["audit", "verify", "--data-dir", b_s]);
     assert!(verified.contains("audit log verified"), "{verified}");
 }

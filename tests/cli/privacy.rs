@@ -88,16 +88,18 @@ fn fails(args: &[&str]) -> String {
 
 /// The (subject, name) of every record logged on the clinic's fed stream, in order.
 fn visit_names(dir: &std::path::Path) -> Vec<(String, Option<String>)> {
+    logged_names(dir, "/clinic/generators/visits/stream")
+}
+
+/// The (subject, name) of every record logged on `stream` in the data dir `dir`, in order.
+pub(crate) fn logged_names(dir: &std::path::Path, stream: &str) -> Vec<(String, Option<String>)> {
     #[derive(serde::Deserialize)]
     struct Columns {
         values: Vec<serde_json::Map<String, serde_json::Value>>,
     }
     let mut reader = pods_node::StreamReader::open(dir).unwrap();
-    let pods_node::Pulled::Atoms(atoms) = reader
-        .pull("/clinic/generators/visits/stream", 0, 100, 1 << 20)
-        .unwrap()
-    else {
-        panic!("the fed stream's log is not there");
+    let pods_node::Pulled::Atoms(atoms) = reader.pull(stream, 0, 100, 1 << 20).unwrap() else {
+        panic!("the log of {stream} is not there");
     };
     let mut out = Vec::new();
     for (_, bytes) in atoms {

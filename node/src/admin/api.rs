@@ -116,6 +116,9 @@ pub struct Status {
     /// Erasures some peer has not acknowledged yet (their requests are retried).
     #[serde(default)]
     pub erasures: Vec<crate::privacy::PendingErasure>,
+    /// Rectifications some peer has not applied yet (their requests are retried).
+    #[serde(default)]
+    pub rectifications: Vec<crate::privacy::PendingRectification>,
 }
 
 /// An error body: what went wrong, for a person.
@@ -178,4 +181,8 @@ pub struct Rectified {
     /// Logged atoms (in `pods.db`) whose copies of the records changed.
     #[serde(default)]
     pub atoms: u64,
+    /// Peers that received the subject's data, asked to correct their copies (asked until
+    /// each answers).
+    #[serde(default)]
+    pub peers: Vec<String>,
 }

@@ -207,12 +207,17 @@ async fn rectify(
                 .map(|c| Rectified {
                     records: c.records,
                     atoms: c.atoms,
+                    peers: c.peers,
                 });
+            // The peers that received the subject's data are asked at once.
+            let _ = state
+                .net
+                .send(crate::net::shell::Command::RectificationsChanged);
             let columns: Vec<&String> = r.changes.keys().collect();
             audited(
                 &state,
                 "subject.rectify",
-                |d: &Rectified| json!({"subject": subject_ref(&subject), "dataset": r.dataset, "columns": columns, "records": d.records, "atoms": d.atoms}),
+                |d: &Rectified| json!({"subject": subject_ref(&subject), "dataset": r.dataset, "columns": columns, "records": d.records, "atoms": d.atoms, "peers": d.peers}),
                 done,
             )
         }

@@ -143,6 +143,10 @@ async fn status(State(state): State<AdminState>) -> Response {
             tracing::error!(error = %e, "cannot read the pending erasures");
             Vec::new()
         }),
+        rectifications: state.privacy.pending_rectifications().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the pending rectifications");
+            Vec::new()
+        }),
     })
     .into_response()
 }

@@ -1,6 +1,6 @@
 //! Erasure between nodes, in the shell: answering a peer's erasure request (erase here, which
 //! lists this node's own recipients in turn, audit it, answer with a signed acknowledgement),
-//! and driving the [`Erasures`](super::erasures::Erasures) state machine for the requests this
+//! and driving the [`PeerRequests`](super::requests::PeerRequests) state machine for the requests this
 //! node owes its peers.
 
 use std::time::Instant;
@@ -8,14 +8,14 @@ use std::time::Instant;
 use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 
-use super::erasures::{Action, Pair};
+use super::requests::{Action, Pair};
 use super::shell::{Command, Sent, Shell};
 use super::wire::{self, ErrorCode, Frame, Request, RequestBody, Response, VERSION, WireError};
 use crate::privacy::Acknowledgement;
 
 impl Shell {
     /// A peer asks this node to erase `subject`: erased off the swarm's task, then answered
-    /// (through [`Command::Erased`]).
+    /// (through [`Command::Answered`]).
     pub(super) fn erase_in(
         &mut self,
         peer: PeerId,
@@ -23,25 +23,14 @@ impl Shell {
         subject: String,
         channel: ResponseChannel<Frame>,
     ) {
-        let settings = crate::config::read(&self.settings);
-        let imports_from = settings.imports.iter().any(|i| {
-            i.from
-                .strip_prefix("/peers/")
-                .and_then(|r| r.split_once('/'))
-                .is_some_and(|(n, _)| n == name)
-        });
-        let known = settings.peer(name).is_some();
-        drop(settings);
-        if !(imports_from || known) {
+        if !self.takes_subject_requests_from(name) {
             let r = Response::Refused(WireError::new(
                 ErrorCode::NotAllowed,
                 "this node takes erasure requests only from its peers",
             ));
             return self.send_response(channel, &r);
         }
-        let key = self.next_erase;
-        self.next_erase += 1;
-        self.erase_channels.insert(key, channel);
+        let key = self.park(channel);
         let (privacy, audit, tx) = (self.privacy.clone(), self.audit.clone(), self.tx.clone());
         let node = self.swarm.local_peer_id().to_string();
         let actor = format!("peer:{name}");
@@ -67,14 +56,35 @@ impl Shell {
                     Response::Refused(WireError::new(ErrorCode::Unavailable, e.to_string()))
                 }
             };
-            let _ = tx.send(Command::Erased { key, response });
+            let _ = tx.send(Command::Answered { key, response });
             let _ = tx.send(Command::ErasuresChanged);
         });
     }
 
-    /// Sends the answer to the erasure request `key`.
-    pub(super) fn erase_answered(&mut self, key: u64, response: Response) {
-        if let Some(channel) = self.erase_channels.remove(&key) {
+    /// Whether the peer `name` may ask this node to erase or rectify a subject: a peer of
+    /// `pods.toml`, or one this node imports from.
+    pub(super) fn takes_subject_requests_from(&self, name: &str) -> bool {
+        let settings = crate::config::read(&self.settings);
+        let imports_from = settings.imports.iter().any(|i| {
+            i.from
+                .strip_prefix("/peers/")
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(n, _)| n == name)
+        });
+        imports_from || settings.peer(name).is_some()
+    }
+
+    /// Keeps `channel` until the request is carried out off the swarm's task; its key.
+    pub(super) fn park(&mut self, channel: ResponseChannel<Frame>) -> u64 {
+        let key = self.next_subject_request;
+        self.next_subject_request += 1;
+        self.subject_channels.insert(key, channel);
+        key
+    }
+
+    /// Sends the answer to the erasure or rectification request `key`.
+    pub(super) fn subject_answered(&mut self, key: u64, response: Response) {
+        if let Some(channel) = self.subject_channels.remove(&key) {
             self.send_response(channel, &response);
         }
     }

@@ -3,11 +3,12 @@
 
 mod egress;
 mod erase;
-pub mod erasures;
 mod filter;
 pub mod inbox;
 pub mod outbox;
 pub mod pulls;
+mod rectify;
+pub mod requests;
 pub mod shell;
 mod streams;
 

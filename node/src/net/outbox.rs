@@ -151,7 +151,7 @@ impl Outbox {
                 vec![Err(e); ids.len()]
             }
             Response::Refused(e) => vec![Err(e); ids.len()],
-            Response::Atoms(_) | Response::Erased(_) => {
+            Response::Atoms(_) | Response::Erased(_) | Response::Rectified { .. } => {
                 let e = WireError::new(ErrorCode::Malformed, "not replies, in answer to asks");
                 vec![Err(e); ids.len()]
             }

@@ -15,10 +15,10 @@ use pods_sdk::{AskError, AskId, Gateway, InboundAsk, OutboundAsk, Path};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::egress::Egress;
-use super::erasures::Erasures;
 use super::inbox::{Done, Inbox};
 use super::outbox::{self, Outbox, RemoteAsk};
 use super::pulls::Pulls;
+use super::requests::PeerRequests;
 use super::wire::{
     self, Codec, ErrorCode, Frame, PROTOCOL, Request, RequestBody, Response, VERSION, WireError,
 };
@@ -47,8 +47,11 @@ pub enum Command {
     PeersChanged,
     /// An erasure started or finished here: take the pending erasure requests again.
     ErasuresChanged,
-    /// A peer's erasure request `key` was carried out here: its answer.
-    Erased {
+    /// A rectification was queued for peers here: take the pending rectification requests
+    /// again.
+    RectificationsChanged,
+    /// A peer's erasure or rectification request `key` was carried out here: its answer.
+    Answered {
         /// The request (its key in the shell).
         key: u64,
         /// The acknowledgement, or why there is none.
@@ -94,6 +97,9 @@ pub(super) enum Sent {
     Pull(usize),
     /// An erasure request (its id in the erasures state machine).
     Erase(u64),
+    /// A rectification request (its id in the rectifications state machine) and the
+    /// corrections it carried.
+    Rectify(u64, String),
 }
 
 #[derive(NetworkBehaviour)]
@@ -133,10 +139,12 @@ pub struct Shell {
     /// The audit log (which also signs acknowledgements).
     pub(super) audit: AuditLog,
     /// The erasure requests this node owes its peers.
-    pub(super) erasures: Erasures,
+    pub(super) erasures: PeerRequests,
+    /// The rectification requests this node owes its peers.
+    pub(super) rectifications: PeerRequests,
     /// Peers' erasure requests being carried out, by key.
-    pub(super) erase_channels: HashMap<u64, ResponseChannel<Frame>>,
-    pub(super) next_erase: u64,
+    pub(super) subject_channels: HashMap<u64, ResponseChannel<Frame>>,
+    pub(super) next_subject_request: u64,
     /// What each personal inbound ask's reply may carry out: the asking peer's name, the
     /// portal and the ask's envelope.
     pub(super) egress: HashMap<AskId, Egress, foldhash::fast::RandomState>,
@@ -228,13 +236,15 @@ impl Shell {
             tx,
             privacy,
             audit,
-            erasures: Erasures::default(),
-            erase_channels: HashMap::new(),
-            next_erase: 0,
+            erasures: PeerRequests::default(),
+            rectifications: PeerRequests::default(),
+            subject_channels: HashMap::new(),
+            next_subject_request: 0,
             egress: HashMap::default(),
         };
         shell.peers_changed();
         shell.erasures_changed();
+        shell.rectifications_changed();
         Ok(shell)
     }
 
@@ -275,6 +285,7 @@ impl Shell {
                 self.outbox.next_wakeup(),
                 self.pulls.next_wakeup(),
                 self.erasures.next_wakeup(),
+                self.rectifications.next_wakeup(),
             ]
             .into_iter()
             .flatten()
@@ -306,11 +317,13 @@ impl Shell {
                     self.outbox_actions(actions);
                     self.pull_due();
                     self.erasures_due();
+                    self.rectifications_due();
                 }
                 _ = redial.tick() => {
                     self.redial();
                     self.trim_exports();
                     self.erasures_changed();
+                    self.rectifications_changed();
                 }
             }
         }
@@ -328,7 +341,8 @@ impl Shell {
             }
             Command::PeersChanged => self.peers_changed(),
             Command::ErasuresChanged => self.erasures_changed(),
-            Command::Erased { key, response } => self.erase_answered(key, response),
+            Command::RectificationsChanged => self.rectifications_changed(),
+            Command::Answered { key, response } => self.subject_answered(key, response),
             Command::Status(reply) => {
                 let status = NetStatus {
                     peer_id: self.swarm.local_peer_id().to_string(),
@@ -397,6 +411,7 @@ impl Shell {
                         }
                         Sent::Pull(mirror) => self.pulled(mirror, response),
                         Sent::Erase(id) => self.erasure_response(id, response),
+                        Sent::Rectify(id, sent) => self.rectification_response(id, &sent, response),
                     }
                 }
                 Event::OutboundFailure {
@@ -413,6 +428,9 @@ impl Shell {
                             self.pulls.failed(mirror, &e, Instant::now());
                         }
                         Some(Sent::Erase(id)) => self.erasures.failed(id, Instant::now()),
+                        Some(Sent::Rectify(id, _)) => {
+                            self.rectifications.failed(id, Instant::now());
+                        }
                         None => {}
                     }
                 }
@@ -473,6 +491,9 @@ impl Shell {
                 return self.send_response(channel, &response);
             }
             RequestBody::Erase { subject } => return self.erase_in(peer, &name, subject, channel),
+            RequestBody::Rectify { subject, changes } => {
+                return self.rectify_in(peer, &name, subject, &changes, channel);
+            }
         };
         let id = match self.inbox.begin(&peer, asks.len()) {
             Ok(id) => id,

@@ -174,7 +174,7 @@ impl Shell {
                 }
                 self.pulls.failed(mirror, &e, now);
             }
-            Response::Replies(_) | Response::Erased(_) => {
+            Response::Replies(_) | Response::Erased(_) | Response::Rectified { .. } => {
                 let e = WireError::new(ErrorCode::Malformed, "not atoms, in answer to a pull");
                 self.pulls.failed(mirror, &e, now);
             }

@@ -50,6 +50,15 @@ pub enum RequestBody {
         /// The subject's id.
         subject: String,
     },
+    /// Asks the receiver to correct its copies of a subject's records that this node sent it
+    /// (GDPR art. 19); answered with [`Response::Rectified`]. Sent again until acknowledged;
+    /// a correction applied twice gives the same copies.
+    Rectify {
+        /// The subject's id.
+        subject: String,
+        /// The corrections: a JSON object of column to new value (`null` removes the column).
+        changes: String,
+    },
 }
 
 /// One ask to a portal of the receiving node.
@@ -74,6 +83,11 @@ pub enum Response {
     Atoms(#[serde(with = "pack::atoms")] Vec<(u64, Vec<u8>)>),
     /// The receiver erased the subject: its acknowledgement, signed with its key.
     Erased(Acknowledgement),
+    /// The receiver corrected its copies of the subject's records.
+    Rectified {
+        /// Logged atoms whose copies changed there.
+        atoms: u64,
+    },
     /// The whole request is refused.
     Refused(WireError),
 }
@@ -459,6 +473,20 @@ mod tests {
             signature: "00".into(),
         });
         assert_eq!(decode_response(&encode(&ack)), Ok(ack));
+    }
+
+    #[test]
+    fn a_rectification_and_its_answer_round_trip() {
+        let r = Request {
+            version: VERSION,
+            body: RequestBody::Rectify {
+                subject: "alice".into(),
+                changes: r#"{"name":"Alice B","phone":null}"#.into(),
+            },
+        };
+        assert_eq!(decode_request(&encode(&r)), Ok(r));
+        let done = Response::Rectified { atoms: 3 };
+        assert_eq!(decode_response(&encode(&done)), Ok(done));
     }
 
     #[test]

@@ -141,6 +141,12 @@ impl Privacy {
         }
         tx.execute("DELETE FROM lineage WHERE subject = ?1", [subject])
             .map_err(|e| self.sql(e))?;
+        // Corrections not yet sent are moot: the peers erase the copies instead.
+        tx.execute(
+            "DELETE FROM rectification_peers WHERE digest = ?1",
+            [digest.as_slice()],
+        )
+        .map_err(|e| self.sql(e))?;
         tx.execute(
             "INSERT OR IGNORE INTO erased (digest, at, tag) VALUES (?1, ?2, ?3)",
             params![

@@ -12,6 +12,7 @@ pub mod housekeeping;
 mod import;
 mod peers;
 mod records;
+mod rectify_peers;
 mod subject;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use erase::{Erased, ErasureReceipt, KeyEraser, PeerErasure};
 pub use import::ResumedImport;
 pub use peers::{Acknowledgement, PendingErasure};
 pub use records::{BadRow, Format, ImportReport, Record};
+pub use rectify_peers::PendingRectification;
 pub use subject::{Corrected, Rectifier};
 pub use subject::{Processing, Recipient, SubjectExport};
 

@@ -149,26 +149,34 @@ impl Privacy {
 
     /// The erasures some peer has not acknowledged, by digest.
     pub fn pending_erasures(&self) -> Result<Vec<PendingErasure>, NodeError> {
+        let rows = self.pending_by_digest(
+            "SELECT digest, peer FROM erasure_peers WHERE acknowledged_at IS NULL
+             ORDER BY digest, peer",
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(subject, peers)| PendingErasure { subject, peers })
+            .collect())
+    }
+
+    /// The rows of `sql` (digest, peer; ordered by digest), as each digest in hex with its
+    /// peers.
+    pub(super) fn pending_by_digest(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<(String, Vec<String>)>, NodeError> {
         let db = self.db()?;
-        let mut stmt = db
-            .prepare(
-                "SELECT digest, peer FROM erasure_peers WHERE acknowledged_at IS NULL
-                 ORDER BY digest, peer",
-            )
-            .map_err(|e| self.sql(e))?;
+        let mut stmt = db.prepare(sql).map_err(|e| self.sql(e))?;
         let rows: Vec<(Vec<u8>, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(Iterator::collect)
             .map_err(|e| self.sql(e))?;
-        let mut out: Vec<PendingErasure> = Vec::new();
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
         for (digest, peer) in rows {
             let subject = pods_policy::audit::to_hex(&digest);
             match out.last_mut() {
-                Some(last) if last.subject == subject => last.peers.push(peer),
-                _ => out.push(PendingErasure {
-                    subject,
-                    peers: vec![peer],
-                }),
+                Some(last) if last.0 == subject => last.1.push(peer),
+                _ => out.push((subject, vec![peer])),
             }
         }
         Ok(out)

@@ -19,12 +19,15 @@ pub type Rectifier = std::sync::Arc<
 >;
 
 /// What a rectification changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Corrected {
     /// Records in `policy.db`.
     pub records: u64,
     /// Atoms the store logged that held copies of them.
     pub atoms: u64,
+    /// The peers that received the subject's data, asked to correct their copies (the node
+    /// asks until each answers).
+    pub peers: Vec<String>,
 }
 
 /// Which purposes processed a subject's data, where, and when.
@@ -126,10 +129,12 @@ impl Privacy {
 
     /// Corrects the subject's records in `dataset`: each column in `changes` takes the new
     /// value (null removes it). The old values are overwritten in place (`secure_delete`) and
-    /// the write-ahead log is checkpointed, so they are gone from the file. Then the copies in
-    /// the atoms the store logged are corrected through the rectifier, if one is set. Returns
-    /// how many records and logged atoms changed. If the second part fails, the records stay
-    /// corrected and rectifying again completes it.
+    /// the write-ahead log is checkpointed, so they are gone from the file; in the same
+    /// transaction every peer the subject's data went to gets a request to correct its copies
+    /// (sent by the network task). Then the copies in the atoms the store logged are corrected
+    /// through the rectifier, if one is set. Returns how many records and logged atoms changed,
+    /// and the peers asked. If the second part fails, the records stay corrected and rectifying
+    /// again completes it.
     pub fn rectify(
         &self,
         subject: &str,
@@ -175,29 +180,15 @@ impl Privacy {
             )
             .map_err(|e| self.sql(e))?;
         }
+        let peers = super::rectify_peers::queue(&tx, subject, changes, self.inner.gate.now())
+            .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;
         self.checkpoint(&db)?;
         drop(db);
-        let rectifier = self.inner.rectifier.lock().ok().and_then(|r| r.clone());
-        let atoms = match rectifier {
-            Some(rectify) => {
-                let mut corrections = Vec::with_capacity(changes.len());
-                for (column, value) in changes {
-                    let value = match value {
-                        Value::Null => None,
-                        v => Some(ciborium::Value::serialized(v).map_err(|e| {
-                            NodeError::Privacy(format!("the value of column `{column}`: {e}"))
-                        })?),
-                    };
-                    corrections.push((column.clone(), value));
-                }
-                rectify(subject, &corrections)?
-            }
-            None => 0,
-        };
         Ok(Corrected {
             records: records.len() as u64,
-            atoms,
+            atoms: self.correct_copies(subject, changes)?,
+            peers,
         })
     }
 

@@ -147,7 +147,8 @@ fn rectification_leaves_no_old_value_in_the_files() {
         p.rectify("ann", "patients", &changes).unwrap(),
         Corrected {
             records: 1,
-            atoms: 0
+            atoms: 0,
+            peers: vec![]
         }
     );
     let all = bytes_of(dir.path());

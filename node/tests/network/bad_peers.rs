@@ -111,12 +111,24 @@ fn cbor<T: serde::Serialize>(v: &T) -> Vec<u8> {
     out
 }
 
+/// A rectification request for subject `kiwi` with `changes` as its corrections' text.
+fn rectify(changes: &str) -> Frame {
+    Frame::Bytes(wire::encode(&Request {
+        version: VERSION,
+        body: RequestBody::Rectify {
+            subject: "kiwi".into(),
+            changes: changes.into(),
+        },
+    }))
+}
+
 fn code(r: &Result<Response, String>) -> Vec<Result<Vec<u8>, ErrorCode>> {
     match r {
         Ok(Response::Refused(WireError { code, .. })) => vec![Err(*code)],
         Ok(Response::Replies(v)) => v.iter().map(|x| x.clone().map_err(|e| e.code)).collect(),
         Ok(Response::Atoms(a)) => panic!("atoms in answer to asks: {a:?}"),
         Ok(Response::Erased(a)) => panic!("an acknowledgement in answer to asks: {a:?}"),
+        Ok(Response::Rectified { atoms }) => vec![Ok(format!("rectified {atoms}").into_bytes())],
         Err(e) => panic!("request failed: {e}"),
     }
 }
@@ -169,6 +181,8 @@ fn bad_messages_are_refused_with_typed_errors_and_a_good_peer_still_gets_answers
             foreign,
             asks("/counter/portals/nope", vec![cbor(&"x")]),
             asks(COUNT, vec![cbor(&"kiwi")]),
+            rectify("[1, 2]"),
+            rectify(r#"{"name": "Kiwi B"}"#),
         ],
     );
     let codes: Vec<_> = got.iter().map(code).collect();
@@ -180,7 +194,11 @@ fn bad_messages_are_refused_with_typed_errors_and_a_good_peer_still_gets_answers
             vec![Err(ErrorCode::UnsupportedVersion)],
             vec![Err(ErrorCode::UnknownPath)],
             vec![Err(ErrorCode::NotAllowed)],
-        ]
+            vec![Err(ErrorCode::Malformed)],
+            vec![Ok(b"rectified 0".to_vec())],
+        ],
+        "a rectification whose corrections are not an object is refused; a known peer's \
+         good one is carried out (b logged nothing of kiwi's)"
     );
     // A peer b does not know at all cannot even keep a connection: its request fails, or is
     // refused if it came in before the connection was closed.

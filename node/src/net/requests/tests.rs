@@ -23,7 +23,7 @@ fn ids(actions: &[Action]) -> Vec<u64> {
 #[test]
 fn each_pending_pair_is_sent_once_until_its_outcome() {
     let t0 = Instant::now();
-    let mut e = Erasures::default();
+    let mut e = PeerRequests::default();
     e.sync([pair("alice", "b"), pair("alice", "c")], t0);
     let sent = e.poll(t0);
     assert_eq!(sent.len(), 2);
@@ -55,7 +55,7 @@ fn backoff_doubles_and_is_capped() {
 #[test]
 fn sync_drops_pairs_acknowledged_elsewhere_and_a_late_reply_is_ignored() {
     let t0 = Instant::now();
-    let mut e = Erasures::default();
+    let mut e = PeerRequests::default();
     e.sync([pair("alice", "b")], t0);
     let id = ids(&e.poll(t0))[0];
     e.sync([], t0);
@@ -68,11 +68,11 @@ fn sync_drops_pairs_acknowledged_elsewhere_and_a_late_reply_is_ignored() {
 #[test]
 fn a_restart_sends_the_pending_pairs_again() {
     let t0 = Instant::now();
-    let mut before = Erasures::default();
+    let mut before = PeerRequests::default();
     before.sync([pair("alice", "b")], t0);
     let _lost = before.poll(t0);
     // The state is not kept: a new one is built from policy.db at start.
-    let mut after = Erasures::default();
+    let mut after = PeerRequests::default();
     after.sync([pair("alice", "b")], t0);
     assert_eq!(ids(&after.poll(t0)).len(), 1);
 }
@@ -80,7 +80,7 @@ fn a_restart_sends_the_pending_pairs_again() {
 #[test]
 fn in_flight_requests_are_bounded() {
     let t0 = Instant::now();
-    let mut e = Erasures::default();
+    let mut e = PeerRequests::default();
     e.sync((0..200).map(|i| pair(&format!("s{i}"), "b")), t0);
     assert_eq!(e.poll(t0).len(), MAX_IN_FLIGHT);
     assert!(e.poll(t0).is_empty());
@@ -118,13 +118,13 @@ proptest! {
     ) {
         let t0 = Instant::now();
         let mut now = t0;
-        let mut e = Erasures::default();
+        let mut e = PeerRequests::default();
         let all: Vec<Pair> = (0..n).map(|i| pair(&format!("s{}", i % 4), &format!("p{i}"))).collect();
         e.sync(all.clone(), now);
         let mut in_flight: Vec<u64> = Vec::new();
         let mut settled: Vec<u64> = Vec::new();
         let mut acks: HashMap<Pair, u32> = HashMap::new();
-        let check = |e: &Erasures, now: Instant| {
+        let check = |e: &PeerRequests, now: Instant| {
             if let Some(at) = e.next_wakeup() {
                 prop_assert!(at <= now + MAX_BACKOFF);
             }

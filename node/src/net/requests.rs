@@ -1,8 +1,9 @@
-//! Erasure requests this node owes its peers, as a pure state machine: pending (subject,
-//! peer) pairs in, requests out, acknowledgements and failures back in, `now` passed in.
+//! Requests about a data subject that this node owes its peers (one machine for erasures,
+//! another for rectifications), as a pure state machine: pending (subject, peer) pairs in,
+//! requests out, acknowledgements and failures back in, `now` passed in.
 //!
-//! The pairs come from `policy.db` (the erasures whose peers have not acknowledged), so a
-//! restart picks them up again. One request per pair is in flight at a time; a failure (no
+//! The pairs come from `policy.db` (the erasures or rectifications whose peers have not
+//! acknowledged), so a restart picks them up again. One request per pair is in flight at a time; a failure (no
 //! connection, a timeout, a refusal, a bad acknowledgement) sends it again after an
 //! exponential backoff, capped at [`MAX_BACKOFF`], until the peer acknowledges. Each pair's
 //! acknowledgement is reported once.
@@ -19,7 +20,7 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// Most pairs tracked at once (the rest are taken as earlier ones finish).
 pub const MAX_PAIRS: usize = 4096;
 
-/// A subject whose erasure a peer owes.
+/// A subject a peer owes an erasure or a rectification of.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pair {
     /// The subject's id.
@@ -31,9 +32,9 @@ pub struct Pair {
 /// What the shell must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Ask `pair.peer` to erase `pair.subject`; report the outcome with `id`.
+    /// Ask `pair.peer` about `pair.subject`; report the outcome with `id`.
     Send {
-        /// Correlates the outcome ([`Erasures::acknowledged`], [`Erasures::failed`]).
+        /// Correlates the outcome ([`PeerRequests::acknowledged`], [`PeerRequests::failed`]).
         id: u64,
         /// What to ask.
         pair: Pair,
@@ -49,15 +50,15 @@ struct Entry {
     failures: u32,
 }
 
-/// The erasure requests owed to peers.
+/// The requests of one kind owed to peers.
 #[derive(Debug, Default)]
-pub struct Erasures {
+pub struct PeerRequests {
     pairs: BTreeMap<Pair, Entry>,
     sent: HashMap<u64, Pair>,
     next_id: u64,
 }
 
-impl Erasures {
+impl PeerRequests {
     /// Takes the pairs still pending in `policy.db`: new ones are due now, and the ones no
     /// longer listed (acknowledged elsewhere, or gone) are dropped.
     pub fn sync(&mut self, pending: impl IntoIterator<Item = Pair>, now: Instant) {

@@ -1,0 +1,168 @@
+//! Rectification between nodes, in the shell: answering a peer's request to correct this
+//! node's copies of a subject's records (correct them, which queues the same for this node's
+//! own recipients in turn, audit it, answer), and driving the rectifications'
+//! [`PeerRequests`](super::requests::PeerRequests) machine for the requests this node owes.
+
+use std::time::Instant;
+
+use libp2p::PeerId;
+use libp2p::request_response::ResponseChannel;
+use serde_json::{Map, Value};
+
+use super::requests::{Action, Pair};
+use super::shell::{Command, Sent, Shell};
+use super::wire::{self, ErrorCode, Frame, Request, RequestBody, Response, VERSION, WireError};
+
+impl Shell {
+    /// A peer asks this node to correct its copies of `subject`'s records with `changes` (a
+    /// JSON object): corrected off the swarm's task, then answered (through
+    /// [`Command::Answered`]).
+    pub(super) fn rectify_in(
+        &mut self,
+        peer: PeerId,
+        name: &str,
+        subject: String,
+        changes: &str,
+        channel: ResponseChannel<Frame>,
+    ) {
+        let refuse = |code, message: String| Response::Refused(WireError::new(code, message));
+        if !self.takes_subject_requests_from(name) {
+            let r = refuse(
+                ErrorCode::NotAllowed,
+                "this node takes rectification requests only from its peers".into(),
+            );
+            return self.send_response(channel, &r);
+        }
+        let changes: Map<String, Value> = match serde_json::from_str(changes) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "refused a rectification request");
+                let r = refuse(
+                    ErrorCode::Malformed,
+                    format!("the corrections are not a JSON object: {e}"),
+                );
+                return self.send_response(channel, &r);
+            }
+        };
+        let key = self.park(channel);
+        let (privacy, audit, tx) = (self.privacy.clone(), self.audit.clone(), self.tx.clone());
+        let actor = format!("peer:{name}");
+        tokio::task::spawn_blocking(move || {
+            let response = match privacy.rectify_copies(&subject, &changes) {
+                Ok(done) => {
+                    let digest = pods_policy::audit::to_hex(&pods_policy::subject_digest(&subject));
+                    let columns: Vec<&String> = changes.keys().collect();
+                    let detail = serde_json::json!({
+                        "subject": digest, "columns": columns, "atoms": done.atoms,
+                        "peers": done.peers,
+                    });
+                    if let Err(e) = audit.record(&actor, "subject.rectify", detail) {
+                        tracing::error!(error = %e, "a peer's rectification could not be audited");
+                    }
+                    Response::Rectified { atoms: done.atoms }
+                }
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "a peer's rectification request failed here");
+                    Response::Refused(WireError::new(ErrorCode::Unavailable, e.to_string()))
+                }
+            };
+            let _ = tx.send(Command::Answered { key, response });
+            let _ = tx.send(Command::RectificationsChanged);
+        });
+    }
+
+    /// Takes the pending pairs from `policy.db` again and sends what is due.
+    pub(super) fn rectifications_changed(&mut self) {
+        match self.privacy.pending_peer_rectifications() {
+            Ok(pairs) => {
+                let pairs = pairs
+                    .into_iter()
+                    .map(|(subject, peer)| Pair { subject, peer });
+                self.rectifications.sync(pairs, Instant::now());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the pending rectification requests");
+            }
+        }
+        self.rectifications_due();
+    }
+
+    /// Sends the rectification requests that are due, each with the corrections pending now.
+    pub(super) fn rectifications_due(&mut self) {
+        let now = Instant::now();
+        for Action::Send { id, pair } in self.rectifications.poll(now) {
+            let changes = match self.privacy.peer_rectification(&pair.subject, &pair.peer) {
+                Ok(Some(c)) => c,
+                // Answered or erased meanwhile.
+                Ok(None) => {
+                    self.rectifications.acknowledged(id);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a pending rectification");
+                    self.rectifications.failed(id, now);
+                    continue;
+                }
+            };
+            let Some((peer_id, _)) = self.by_name.get(&pair.peer) else {
+                tracing::debug!(peer = %pair.peer, "a rectification request waits for an unknown peer");
+                self.rectifications.failed(id, now);
+                continue;
+            };
+            let request = Request {
+                version: VERSION,
+                body: RequestBody::Rectify {
+                    subject: pair.subject,
+                    changes: changes.clone(),
+                },
+            };
+            let frame = Frame::Bytes(wire::encode(&request));
+            let rid = self.swarm.behaviour_mut().rr.send_request(peer_id, frame);
+            self.batches.insert(rid, Sent::Rectify(id, changes));
+        }
+    }
+
+    /// The answer to the rectification request `id`, which carried `sent`: done once the
+    /// peer corrected; anything else is retried after a backoff.
+    pub(super) fn rectification_response(&mut self, id: u64, sent: &str, response: Response) {
+        let now = Instant::now();
+        let Some(pair) = self.rectifications.pair(id).cloned() else {
+            return;
+        };
+        let atoms = match response {
+            Response::Rectified { atoms } => atoms,
+            Response::Refused(e) => {
+                tracing::debug!(peer = %pair.peer, error = %e, "a rectification request was refused; it goes again");
+                return self.rectifications.failed(id, now);
+            }
+            _ => return self.rectifications.failed(id, now),
+        };
+        match self
+            .privacy
+            .rectification_answered(&pair.subject, &pair.peer, sent)
+        {
+            Ok(done) => {
+                self.rectifications.acknowledged(id);
+                let digest =
+                    pods_policy::audit::to_hex(&pods_policy::subject_digest(&pair.subject));
+                let detail =
+                    serde_json::json!({"subject": digest, "peer": pair.peer, "atoms": atoms});
+                if let Err(e) = self
+                    .audit
+                    .record("node", "subject.rectify.acknowledged", detail)
+                {
+                    tracing::error!(error = %e, "a rectification's answer could not be audited");
+                }
+                tracing::info!(subject = %digest, peer = %pair.peer, atoms, "a peer corrected its copies");
+                if !done {
+                    // More corrections were queued while this one travelled: they go next.
+                    self.rectifications_changed();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a rectification's answer could not be recorded; it is asked again");
+                self.rectifications.failed(id, now);
+            }
+        }
+    }
+}
