@@ -140,9 +140,11 @@ pub async fn run(
     privacy.set_key_eraser(Arc::new(move |subject: &str| {
         eraser.erase_subject_for_good(subject).map(|k| k.existed)
     }));
-    privacy.set_rectifier(Arc::new(move |subject: &str, changes: &[Correction]| {
-        rectifier.rectify_subject(subject, changes)
-    }));
+    privacy.set_rectifier(Arc::new(
+        move |subject: &str, changes: &[Correction], streams: Option<&[String]>| {
+            rectifier.rectify_subject(subject, changes, streams)
+        },
+    ));
     resume_erasures(&privacy, &peer_id.to_string(), &audit)?;
     let (tx, rx) = mpsc::unbounded_channel();
     node.system().set_gateway(Arc::new(NetGateway(tx.clone())));

@@ -423,7 +423,17 @@ fn erase(subject: &str, wait: f64, dir: &Path) -> anyhow::Result<()> {
     let mut waiting = pending(&receipt);
     while !waiting.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
-        receipt = client.get(&format!("/subjects/{}/erasure", encode(subject)))?;
+        receipt = match client.get(&format!("/subjects/{}/erasure", encode(subject))) {
+            Ok(r) => r,
+            Err(e) => {
+                // Erased here already: the receipt as it stood is still worth having.
+                println!("{}", serde_json::to_string_pretty(&receipt)?);
+                return Err(e).context(
+                    "erased here, but the node stopped answering while waiting for the peers \
+                     (they are still asked; `pods subject erase` again shows the receipt)",
+                );
+            }
+        };
         let now = pending(&receipt);
         for peer in waiting.iter().filter(|p| !now.contains(p)) {
             eprintln!(

@@ -230,13 +230,17 @@ fn an_erasure_reaches_the_peer_the_data_went_to_and_comes_back_acknowledged() {
         vec!["b"],
         "the receipt lists the peer the data went to"
     );
-    // `--wait` shows b's acknowledgement as it comes and prints the finished receipt.
+    // `--wait` shows b's acknowledgement as it comes (unless it came before the command
+    // asked: a retries on its own) and prints the finished receipt.
     let (waited, out, err) = crate::pods(
         &["subject", "erase", "ann", "--wait", "60", "--data-dir", a_s],
         Duration::from_secs(90),
     );
     assert!(waited, "{err}");
-    assert!(err.contains("b acknowledged the erasure"), "{err}");
+    assert!(
+        err.contains("b acknowledged the erasure") || err.contains("no peer pending"),
+        "{err}"
+    );
     let done: ErasureReceipt = serde_json::from_str(&out).unwrap();
     assert!(!done.pending());
     assert!(status(a_s).erasures.is_empty(), "nothing pending in status");

@@ -13,6 +13,9 @@ use super::shell::{Command, Sent, Shell};
 use super::wire::{self, ErrorCode, Frame, Request, RequestBody, Response, VERSION, WireError};
 use crate::privacy::Acknowledgement;
 
+/// Most peers' erasure and rectification requests carried out at once; more get `Busy`.
+pub(super) const MAX_CARRIED: usize = 16;
+
 impl Shell {
     /// A peer asks this node to erase `subject`: erased off the swarm's task, then answered
     /// (through [`Command::Answered`]).
@@ -27,6 +30,13 @@ impl Shell {
             let r = Response::Refused(WireError::new(
                 ErrorCode::NotAllowed,
                 "this node takes erasure requests only from its peers",
+            ));
+            return self.send_response(channel, &r);
+        }
+        if self.subject_channels.len() >= MAX_CARRIED {
+            let r = Response::Refused(WireError::new(
+                ErrorCode::Busy,
+                "too many erasure and rectification requests in progress here",
             ));
             return self.send_response(channel, &r);
         }
@@ -61,17 +71,28 @@ impl Shell {
         });
     }
 
-    /// Whether the peer `name` may ask this node to erase or rectify a subject: a peer of
-    /// `pods.toml`, or one this node imports from.
+    /// Whether the peer `name` may ask this node to erase a subject: a peer of `pods.toml`,
+    /// or one this node imports from.
     pub(super) fn takes_subject_requests_from(&self, name: &str) -> bool {
+        !self.mirrored_from(name).is_empty()
+            || crate::config::read(&self.settings).peer(name).is_some()
+    }
+
+    /// The logs of the streams this node mirrors from the peer `name` (each import's
+    /// generator's stream).
+    pub(super) fn mirrored_from(&self, name: &str) -> Vec<String> {
         let settings = crate::config::read(&self.settings);
-        let imports_from = settings.imports.iter().any(|i| {
-            i.from
-                .strip_prefix("/peers/")
-                .and_then(|r| r.split_once('/'))
-                .is_some_and(|(n, _)| n == name)
-        });
-        imports_from || settings.peer(name).is_some()
+        settings
+            .imports
+            .iter()
+            .filter(|i| {
+                i.from
+                    .strip_prefix("/peers/")
+                    .and_then(|r| r.split_once('/'))
+                    .is_some_and(|(n, _)| n == name)
+            })
+            .map(|i| format!("{}/stream", i.into.trim_end_matches('/')))
+            .collect()
     }
 
     /// Keeps `channel` until the request is carried out off the swarm's task; its key.
@@ -84,6 +105,7 @@ impl Shell {
 
     /// Sends the answer to the erasure or rectification request `key`.
     pub(super) fn subject_answered(&mut self, key: u64, response: Response) {
+        self.rectifying.remove(&key);
         if let Some(channel) = self.subject_channels.remove(&key) {
             self.send_response(channel, &response);
         }

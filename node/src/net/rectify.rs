@@ -9,30 +9,27 @@ use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 use serde_json::{Map, Value};
 
+use super::erase::MAX_CARRIED;
 use super::requests::{Action, Pair};
 use super::shell::{Command, Sent, Shell};
 use super::wire::{self, ErrorCode, Frame, Request, RequestBody, Response, VERSION, WireError};
 
 impl Shell {
     /// A peer asks this node to correct its copies of `subject`'s records with `changes` (a
-    /// JSON object): corrected off the swarm's task, then answered (through
-    /// [`Command::Answered`]).
+    /// JSON object), `hops` nodes from where the rectification began: checked, then corrected
+    /// off the swarm's task and answered (through [`Command::Answered`]). Only what this node
+    /// mirrors from that peer is corrected, so a peer cannot change data it did not send; one
+    /// request per (peer, subject) at a time, so corrections apply in the order they were sent.
     pub(super) fn rectify_in(
         &mut self,
         peer: PeerId,
         name: &str,
         subject: String,
         changes: &str,
+        hops: u32,
         channel: ResponseChannel<Frame>,
     ) {
         let refuse = |code, message: String| Response::Refused(WireError::new(code, message));
-        if !self.takes_subject_requests_from(name) {
-            let r = refuse(
-                ErrorCode::NotAllowed,
-                "this node takes rectification requests only from its peers".into(),
-            );
-            return self.send_response(channel, &r);
-        }
         let changes: Map<String, Value> = match serde_json::from_str(changes) {
             Ok(c) => c,
             Err(e) => {
@@ -44,17 +41,43 @@ impl Shell {
                 return self.send_response(channel, &r);
             }
         };
+        let streams = self.mirrored_from(name);
+        if streams.is_empty() {
+            tracing::warn!(%peer, "refused a rectification request for data it never sent");
+            let r = refuse(
+                ErrorCode::NotAllowed,
+                format!(
+                    "this node mirrors nothing from {name}: it corrects only copies of what a peer sent it"
+                ),
+            );
+            return self.send_response(channel, &r);
+        }
+        let busy = self.subject_channels.len() >= MAX_CARRIED
+            || self
+                .rectifying
+                .values()
+                .any(|(n, s)| n == name && *s == subject);
+        if busy {
+            let r = refuse(
+                ErrorCode::Busy,
+                "a rectification of this subject (or too many requests) is in progress here".into(),
+            );
+            return self.send_response(channel, &r);
+        }
         let key = self.park(channel);
+        self.rectifying
+            .insert(key, (name.to_owned(), subject.clone()));
         let (privacy, audit, tx) = (self.privacy.clone(), self.audit.clone(), self.tx.clone());
-        let actor = format!("peer:{name}");
+        let (actor, requester) = (format!("peer:{name}"), name.to_owned());
         tokio::task::spawn_blocking(move || {
-            let response = match privacy.rectify_copies(&subject, &changes) {
+            let done = privacy.rectify_copies(&subject, &changes, &streams, &requester, hops);
+            let response = match done {
                 Ok(done) => {
                     let digest = pods_policy::audit::to_hex(&pods_policy::subject_digest(&subject));
                     let columns: Vec<&String> = changes.keys().collect();
                     let detail = serde_json::json!({
                         "subject": digest, "columns": columns, "atoms": done.atoms,
-                        "peers": done.peers,
+                        "streams": streams, "peers": done.peers, "hops": hops,
                     });
                     if let Err(e) = audit.record(&actor, "subject.rectify", detail) {
                         tracing::error!(error = %e, "a peer's rectification could not be audited");
@@ -91,8 +114,8 @@ impl Shell {
     pub(super) fn rectifications_due(&mut self) {
         let now = Instant::now();
         for Action::Send { id, pair } in self.rectifications.poll(now) {
-            let changes = match self.privacy.peer_rectification(&pair.subject, &pair.peer) {
-                Ok(Some(c)) => c,
+            let owed = match self.privacy.peer_rectification(&pair.subject, &pair.peer) {
+                Ok(Some(owed)) => owed,
                 // Answered or erased meanwhile.
                 Ok(None) => {
                     self.rectifications.acknowledged(id);
@@ -113,12 +136,13 @@ impl Shell {
                 version: VERSION,
                 body: RequestBody::Rectify {
                     subject: pair.subject,
-                    changes: changes.clone(),
+                    changes: owed.changes.clone(),
+                    hops: owed.hops,
                 },
             };
             let frame = Frame::Bytes(wire::encode(&request));
             let rid = self.swarm.behaviour_mut().rr.send_request(peer_id, frame);
-            self.batches.insert(rid, Sent::Rectify(id, changes));
+            self.batches.insert(rid, Sent::Rectify(id, owed.changes));
         }
     }
 
@@ -145,8 +169,10 @@ impl Shell {
                 self.rectifications.acknowledged(id);
                 let digest =
                     pods_policy::audit::to_hex(&pods_policy::subject_digest(&pair.subject));
-                let detail =
-                    serde_json::json!({"subject": digest, "peer": pair.peer, "atoms": atoms});
+                // `done: false`: the answer was to corrections since merged with newer ones.
+                let detail = serde_json::json!({
+                    "subject": digest, "peer": pair.peer, "atoms": atoms, "done": done,
+                });
                 if let Err(e) = self
                     .audit
                     .record("node", "subject.rectify.acknowledged", detail)

@@ -144,6 +144,8 @@ pub struct Shell {
     pub(super) rectifications: PeerRequests,
     /// Peers' erasure requests being carried out, by key.
     pub(super) subject_channels: HashMap<u64, ResponseChannel<Frame>>,
+    /// Peers' rectification requests being carried out: key → (peer's name, subject).
+    pub(super) rectifying: HashMap<u64, (String, String)>,
     pub(super) next_subject_request: u64,
     /// What each personal inbound ask's reply may carry out: the asking peer's name, the
     /// portal and the ask's envelope.
@@ -239,6 +241,7 @@ impl Shell {
             erasures: PeerRequests::default(),
             rectifications: PeerRequests::default(),
             subject_channels: HashMap::new(),
+            rectifying: HashMap::new(),
             next_subject_request: 0,
             egress: HashMap::default(),
         };
@@ -491,8 +494,12 @@ impl Shell {
                 return self.send_response(channel, &response);
             }
             RequestBody::Erase { subject } => return self.erase_in(peer, &name, subject, channel),
-            RequestBody::Rectify { subject, changes } => {
-                return self.rectify_in(peer, &name, subject, &changes, channel);
+            RequestBody::Rectify {
+                subject,
+                changes,
+                hops,
+            } => {
+                return self.rectify_in(peer, &name, subject, &changes, hops, channel);
             }
         };
         let id = match self.inbox.begin(&peer, asks.len()) {

@@ -194,13 +194,13 @@ impl Privacy {
             .map_err(|e| self.sql(e))
     }
 
-    /// The receipt of a finished erasure, if there is one.
     /// The receipt of `subject`'s erasure as it stands (peers' acknowledgements as they came
     /// in), without erasing anything; `None` if the subject was never erased here.
     pub fn erasure(&self, subject: &str) -> Result<Option<ErasureReceipt>, NodeError> {
         self.receipt(&pods_policy::subject_digest(subject))
     }
 
+    /// The receipt of the erasure of the subject with `digest`, once its local part is done.
     fn receipt(&self, digest: &[u8; 32]) -> Result<Option<ErasureReceipt>, NodeError> {
         let db = self.db()?;
         self.stored_receipt(&db, digest)

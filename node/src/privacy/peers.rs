@@ -131,15 +131,20 @@ impl Privacy {
         tx.commit().map_err(|e| self.sql(e))
     }
 
-    /// The (subject, peer) pairs whose erasure request has not been acknowledged, oldest
-    /// erasure first.
+    /// The (subject, peer) pairs whose erasure request has not been acknowledged: each peer's
+    /// oldest erasure first, the peers taken in turn, so that a peer that never answers does
+    /// not hold back the others.
     pub fn pending_peer_erasures(&self) -> Result<Vec<(String, String)>, NodeError> {
         let db = self.db()?;
         let mut stmt = db
             .prepare(
-                "SELECT e.subject, p.peer FROM erasure_peers p JOIN erasures e ON e.digest = p.digest
-                 WHERE p.acknowledged_at IS NULL AND e.subject IS NOT NULL
-                 ORDER BY e.started_at, p.peer",
+                "SELECT subject, peer FROM (
+                     SELECT e.subject, p.peer, ROW_NUMBER() OVER (
+                         PARTITION BY p.peer ORDER BY e.started_at, e.digest
+                     ) AS turn
+                     FROM erasure_peers p JOIN erasures e ON e.digest = p.digest
+                     WHERE p.acknowledged_at IS NULL AND e.subject IS NOT NULL
+                 ) ORDER BY turn, peer",
             )
             .map_err(|e| self.sql(e))?;
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

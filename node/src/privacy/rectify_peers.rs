@@ -4,8 +4,10 @@
 //! loses no request; a later rectification of the same subject merges into a row still pending
 //! (a later value of a column wins, as applying both in turn would). The network task sends
 //! each row until the peer answers, then drops it: the row holds the corrected values, which
-//! are personal data, and nothing needs them once the peer has them. A peer's request corrects
-//! the copies in this node's logged atoms and queues the same to this node's own recipients.
+//! are personal data, kept only while the peer still owes the correction. A peer's request
+//! corrects the copies of what this node mirrored from that peer, and is passed on to this
+//! node's own recipients of the subject's data, never back to the requester and at most
+//! [`MAX_HOPS`] nodes away from where the rectification began, so a cycle of peers ends.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -15,42 +17,53 @@ use super::Privacy;
 use super::subject::Corrected;
 use crate::error::NodeError;
 
-/// Queues `changes` of `subject` for every peer the subject's data went to; returns those
-/// peers.
+/// How many nodes a rectification travels through past the one where it began.
+pub const MAX_HOPS: u32 = 4;
+
+/// Queues `changes` of `subject` for every peer the subject's data went to but `except`
+/// (the peer that asked this node), as `hops` nodes passed them on before; returns those peers.
 pub(super) fn queue(
     tx: &Transaction<'_>,
     subject: &str,
     changes: &Map<String, Value>,
     now: u64,
+    except: Option<&str>,
+    hops: u32,
 ) -> rusqlite::Result<Vec<String>> {
     let digest = pods_policy::subject_digest(subject);
     let peers: Vec<String> = tx
         .prepare("SELECT DISTINCT peer FROM lineage WHERE subject = ?1 ORDER BY peer")?
-        .query_map([subject], |r| r.get(0))?
+        .query_map([subject], |r| r.get::<_, String>(0))?
+        .filter(|p| match (p, except) {
+            (Ok(p), Some(e)) => p.as_str() != e,
+            _ => true,
+        })
         .collect::<rusqlite::Result<_>>()?;
     for peer in &peers {
-        let before: Option<String> = tx
+        let before: Option<(String, u32)> = tx
             .query_row(
-                "SELECT changes FROM rectification_peers WHERE digest = ?1 AND peer = ?2",
+                "SELECT changes, hops FROM rectification_peers WHERE digest = ?1 AND peer = ?2",
                 params![digest.as_slice(), peer],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
         // A row that no longer parses (it never should) is replaced by the new changes.
-        let mut merged: Map<String, Value> = before
-            .and_then(|b| serde_json::from_str(&b).ok())
-            .unwrap_or_default();
+        let (mut merged, hops): (Map<String, Value>, u32) = match before {
+            Some((b, h)) => (serde_json::from_str(&b).unwrap_or_default(), h.min(hops)),
+            None => (Map::new(), hops),
+        };
         merged.extend(changes.iter().map(|(k, v)| (k.clone(), v.clone())));
         tx.execute(
-            "INSERT INTO rectification_peers (digest, peer, subject, changes, requested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (digest, peer) DO UPDATE SET changes = ?4, requested_at = ?5",
+            "INSERT INTO rectification_peers (digest, peer, subject, changes, requested_at, hops)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (digest, peer) DO UPDATE SET changes = ?4, requested_at = ?5, hops = ?6",
             params![
                 digest.as_slice(),
                 peer,
                 subject,
                 Value::Object(merged).to_string(),
-                now as i64
+                now as i64,
+                hops
             ],
         )?;
     }
@@ -66,6 +79,16 @@ pub struct PendingRectification {
     pub peers: Vec<String>,
 }
 
+/// What a peer is to apply: the corrections (a JSON object's text) and how many nodes passed
+/// them on before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerRectification {
+    /// Column to new value (`null` removes the column).
+    pub changes: String,
+    /// Nodes that passed them on before (0: rectified at this node).
+    pub hops: u32,
+}
+
 impl Privacy {
     /// The rectifications some peer has not applied, by digest.
     pub fn pending_rectifications(&self) -> Result<Vec<PendingRectification>, NodeError> {
@@ -78,13 +101,18 @@ impl Privacy {
             .collect())
     }
 
-    /// The (subject, peer) pairs whose rectification request has not been answered, oldest
-    /// first.
+    /// The (subject, peer) pairs whose rectification request has not been answered: each
+    /// peer's oldest first, the peers taken in turn, so that a peer that never answers does
+    /// not hold back the others.
     pub fn pending_peer_rectifications(&self) -> Result<Vec<(String, String)>, NodeError> {
         let db = self.db()?;
         let mut stmt = db
             .prepare(
-                "SELECT subject, peer FROM rectification_peers ORDER BY requested_at, subject, peer",
+                "SELECT subject, peer FROM (
+                     SELECT subject, peer, requested_at, ROW_NUMBER() OVER (
+                         PARTITION BY peer ORDER BY requested_at, subject
+                     ) AS turn FROM rectification_peers
+                 ) ORDER BY turn, peer",
             )
             .map_err(|e| self.sql(e))?;
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -92,19 +120,24 @@ impl Privacy {
             .map_err(|e| self.sql(e))
     }
 
-    /// The corrections `peer` is to apply to its copies of `subject`'s records (a JSON
-    /// object), while its request is pending.
+    /// What `peer` is to apply to its copies of `subject`'s records, while its request is
+    /// pending.
     pub fn peer_rectification(
         &self,
         subject: &str,
         peer: &str,
-    ) -> Result<Option<String>, NodeError> {
+    ) -> Result<Option<PeerRectification>, NodeError> {
         let digest = pods_policy::subject_digest(subject);
         self.db()?
             .query_row(
-                "SELECT changes FROM rectification_peers WHERE digest = ?1 AND peer = ?2",
+                "SELECT changes, hops FROM rectification_peers WHERE digest = ?1 AND peer = ?2",
                 params![digest.as_slice(), peer],
-                |r| r.get(0),
+                |r| {
+                    Ok(PeerRectification {
+                        changes: r.get(0)?,
+                        hops: r.get(1)?,
+                    })
+                },
             )
             .optional()
             .map_err(|e| self.sql(e))
@@ -133,37 +166,47 @@ impl Privacy {
         Ok(done > 0)
     }
 
-    /// A peer's request: corrects this node's copies of `subject`'s records (its logged
-    /// atoms) and asks this node's own recipients of the subject's data to do the same.
+    /// The peer `requester` asks this node to correct its copies of `subject`'s records,
+    /// rectified `hops` nodes away: corrects the atoms of `streams` (what this node mirrored
+    /// from the requester) and, within [`MAX_HOPS`], asks this node's other recipients of the
+    /// subject's data to do the same.
     pub fn rectify_copies(
         &self,
         subject: &str,
         changes: &Map<String, Value>,
+        streams: &[String],
+        requester: &str,
+        hops: u32,
     ) -> Result<Corrected, NodeError> {
         if subject.is_empty() {
             return Err(NodeError::Privacy("the subject is empty".into()));
         }
         let now = self.inner.gate.now();
-        let peers = {
+        let peers = if hops < MAX_HOPS {
             let mut db = self.db()?;
             let tx = db.transaction().map_err(|e| self.sql(e))?;
-            let peers = queue(&tx, subject, changes, now).map_err(|e| self.sql(e))?;
+            let peers = queue(&tx, subject, changes, now, Some(requester), hops + 1)
+                .map_err(|e| self.sql(e))?;
             tx.commit().map_err(|e| self.sql(e))?;
             peers
+        } else {
+            Vec::new()
         };
         Ok(Corrected {
             records: 0,
-            atoms: self.correct_copies(subject, changes)?,
+            atoms: self.correct_copies(subject, changes, Some(streams))?,
             peers,
         })
     }
 
-    /// Corrects the copies of `subject`'s records in the atoms the store logged, through the
-    /// rectifier if one is set; returns how many atoms changed.
+    /// Corrects the copies of `subject`'s records in the atoms the store logged (only those
+    /// of `streams`, when given), through the rectifier if one is set; returns how many atoms
+    /// changed.
     pub(super) fn correct_copies(
         &self,
         subject: &str,
         changes: &Map<String, Value>,
+        streams: Option<&[String]>,
     ) -> Result<u64, NodeError> {
         let rectifier = self.inner.rectifier.lock().ok().and_then(|r| r.clone());
         let Some(rectify) = rectifier else {
@@ -179,7 +222,7 @@ impl Privacy {
             };
             corrections.push((column.clone(), value));
         }
-        rectify(subject, &corrections)
+        rectify(subject, &corrections, streams)
     }
 }
 
@@ -246,7 +289,12 @@ columns = { pid = "identity.id", name = "contact.name", phone = "contact.phone" 
             a.pending_peer_rectifications().unwrap(),
             pairs(&[("ann", "b"), ("ann", "c")])
         );
-        let first = a.peer_rectification("ann", "b").unwrap().unwrap();
+        let first = a.peer_rectification("ann", "b").unwrap().unwrap().changes;
+        assert_eq!(
+            a.peer_rectification("ann", "c").unwrap().map(|p| p.hops),
+            Some(0),
+            "rectified here"
+        );
         assert_eq!(first, r#"{"name":"Ann B"}"#);
 
         // A second correction while the first is pending: one request with both.
@@ -256,7 +304,7 @@ columns = { pid = "identity.id", name = "contact.name", phone = "contact.phone" 
             &changes(r#"{"phone":null,"name":"Ann C"}"#),
         )
         .unwrap();
-        let merged = a.peer_rectification("ann", "b").unwrap().unwrap();
+        let merged = a.peer_rectification("ann", "b").unwrap().unwrap().changes;
         assert_eq!(
             serde_json::from_str::<Value>(&merged).unwrap(),
             serde_json::json!({"name": "Ann C", "phone": null})
@@ -294,29 +342,77 @@ columns = { pid = "identity.id", name = "contact.name", phone = "contact.phone" 
     }
 
     #[test]
-    fn a_peers_request_is_passed_on_to_this_nodes_own_recipients() {
+    fn a_peers_request_is_passed_on_to_other_recipients_within_the_hop_limit() {
         let dir = tempfile::tempdir().unwrap();
         let b = open(dir.path());
+        // b sent ann's data on to d, and back to a (data flows both ways).
         b.record_lineage("d", STREAM, ["ann"]).unwrap();
+        b.record_lineage("a", STREAM, ["ann"]).unwrap();
+        let mirrored = ["/research/generators/visits/stream".to_owned()];
         let done = b
-            .rectify_copies("ann", &changes(r#"{"name":"Ann B"}"#))
+            .rectify_copies("ann", &changes(r#"{"name":"Ann B"}"#), &mirrored, "a", 0)
             .unwrap();
         assert_eq!(
             (done.records, done.atoms, done.peers),
-            (0, 0, vec!["d".into()])
+            (0, 0, vec!["d".into()]),
+            "never back to the requester"
         );
         assert_eq!(
-            b.pending_peer_rectifications().unwrap(),
-            pairs(&[("ann", "d")])
+            b.peer_rectification("ann", "d").unwrap(),
+            Some(PeerRectification {
+                changes: r#"{"name":"Ann B"}"#.into(),
+                hops: 1
+            })
+        );
+        // Rectified MAX_HOPS nodes away: applied here, passed on no further.
+        let far = b
+            .rectify_copies(
+                "ann",
+                &changes(r#"{"pulse":"60"}"#),
+                &mirrored,
+                "d",
+                MAX_HOPS,
+            )
+            .unwrap();
+        assert!(far.peers.is_empty());
+        assert_eq!(
+            b.peer_rectification("ann", "d").unwrap().map(|p| p.changes),
+            Some(r#"{"name":"Ann B"}"#.into()),
+            "nothing queued past the limit"
         );
         // Nobody downstream of b for bob: nothing queued, nothing fails.
         let bob = b
-            .rectify_copies("bob", &changes(r#"{"name":"Robert"}"#))
+            .rectify_copies("bob", &changes(r#"{"name":"Robert"}"#), &mirrored, "a", 0)
             .unwrap();
         assert!(bob.peers.is_empty());
         assert!(
-            b.rectify_copies("", &Map::new()).is_err(),
+            b.rectify_copies("", &Map::new(), &mirrored, "a", 0)
+                .is_err(),
             "a subject is named"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_does_not_hold_back_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = open(dir.path());
+        for s in ["s1", "s2", "s3"] {
+            a.record_lineage("gone", STREAM, [s]).unwrap();
+        }
+        a.record_lineage("here", STREAM, ["s4"]).unwrap();
+        for s in ["s1", "s2", "s3", "s4"] {
+            a.rectify_copies(s, &changes(r#"{"name":"x"}"#), &[], "nobody", 0)
+                .unwrap();
+        }
+        assert_eq!(
+            a.pending_peer_rectifications().unwrap(),
+            pairs(&[
+                ("s1", "gone"),
+                ("s4", "here"),
+                ("s2", "gone"),
+                ("s3", "gone")
+            ]),
+            "the peers in turn"
         );
     }
 }

@@ -11,11 +11,13 @@ use super::Privacy;
 use super::records::Record;
 use crate::error::NodeError;
 
-/// Corrects a subject's records where the store keeps copies of them (its logged atoms):
-/// given the subject and each column's new value (`None`: removed), returns how many atoms
-/// changed.
+/// Corrects a subject's records where the store keeps copies of them (its logged atoms, or
+/// only those of the streams given): given the subject and each column's new value (`None`:
+/// removed), returns how many atoms changed.
 pub type Rectifier = std::sync::Arc<
-    dyn Fn(&str, &[crate::store::Correction]) -> Result<u64, NodeError> + Send + Sync,
+    dyn Fn(&str, &[crate::store::Correction], Option<&[String]>) -> Result<u64, NodeError>
+        + Send
+        + Sync,
 >;
 
 /// What a rectification changed.
@@ -180,14 +182,15 @@ impl Privacy {
             )
             .map_err(|e| self.sql(e))?;
         }
-        let peers = super::rectify_peers::queue(&tx, subject, changes, self.inner.gate.now())
+        let now = self.inner.gate.now();
+        let peers = super::rectify_peers::queue(&tx, subject, changes, now, None, 0)
             .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;
         self.checkpoint(&db)?;
         drop(db);
         Ok(Corrected {
             records: records.len() as u64,
-            atoms: self.correct_copies(subject, changes)?,
+            atoms: self.correct_copies(subject, changes, None)?,
             peers,
         })
     }

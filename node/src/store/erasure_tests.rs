@@ -396,7 +396,22 @@ fn a_subjects_records_are_rectified_in_logged_and_quarantined_atoms() {
 
     let name = ciborium::Value::Text("Ann B".into());
     let changes = vec![("name".to_owned(), Some(name))];
-    assert_eq!(store.eraser().rectify_subject("ann", &changes).unwrap(), 2);
+    let elsewhere = ["/app/generators/other/stream".to_owned()];
+    assert_eq!(
+        store
+            .eraser()
+            .rectify_subject("ann", &changes, Some(&elsewhere))
+            .unwrap(),
+        0,
+        "only the streams named"
+    );
+    assert_eq!(
+        store
+            .eraser()
+            .rectify_subject("ann", &changes, None)
+            .unwrap(),
+        2
+    );
     let corrected = records(&[
         (&[("pid", "ann"), ("name", "Ann B")], Some("ann")),
         (&[("pid", "bob"), ("name", "Bob B")], Some("bob")),
@@ -416,9 +431,21 @@ fn a_subjects_records_are_rectified_in_logged_and_quarantined_atoms() {
     assert_eq!(aside, corrected);
     assert_eq!(stored_tags(&store, "atoms"), [1, 1], "sealed again");
     // Again: nothing left to change. Removing the column takes it out.
-    assert_eq!(store.eraser().rectify_subject("ann", &changes).unwrap(), 0);
+    assert_eq!(
+        store
+            .eraser()
+            .rectify_subject("ann", &changes, None)
+            .unwrap(),
+        0
+    );
     let removed = vec![("pulse".to_owned(), None)];
-    assert_eq!(store.eraser().rectify_subject("ann", &removed).unwrap(), 1);
+    assert_eq!(
+        store
+            .eraser()
+            .rectify_subject("ann", &removed, None)
+            .unwrap(),
+        1
+    );
     drop(store);
     let mut store = open(dir.path());
     let ann_only = records(&[(&[("pid", "ann")], Some("ann"))]);

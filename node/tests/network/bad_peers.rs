@@ -118,6 +118,7 @@ fn rectify(changes: &str) -> Frame {
         body: RequestBody::Rectify {
             subject: "kiwi".into(),
             changes: changes.into(),
+            hops: 0,
         },
     }))
 }
@@ -128,7 +129,7 @@ fn code(r: &Result<Response, String>) -> Vec<Result<Vec<u8>, ErrorCode>> {
         Ok(Response::Replies(v)) => v.iter().map(|x| x.clone().map_err(|e| e.code)).collect(),
         Ok(Response::Atoms(a)) => panic!("atoms in answer to asks: {a:?}"),
         Ok(Response::Erased(a)) => panic!("an acknowledgement in answer to asks: {a:?}"),
-        Ok(Response::Rectified { atoms }) => vec![Ok(format!("rectified {atoms}").into_bytes())],
+        Ok(Response::Rectified { atoms }) => panic!("a rectification's answer: {atoms}"),
         Err(e) => panic!("request failed: {e}"),
     }
 }
@@ -195,10 +196,10 @@ fn bad_messages_are_refused_with_typed_errors_and_a_good_peer_still_gets_answers
             vec![Err(ErrorCode::UnknownPath)],
             vec![Err(ErrorCode::NotAllowed)],
             vec![Err(ErrorCode::Malformed)],
-            vec![Ok(b"rectified 0".to_vec())],
+            vec![Err(ErrorCode::NotAllowed)],
         ],
-        "a rectification whose corrections are not an object is refused; a known peer's \
-         good one is carried out (b logged nothing of kiwi's)"
+        "a rectification whose corrections are not an object is refused; so is one from a \
+         peer b mirrors nothing from (it would correct data that peer never sent)"
     );
     // A peer b does not know at all cannot even keep a connection: its request fails, or is
     // refused if it came in before the connection was closed.

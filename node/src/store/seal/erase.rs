@@ -107,15 +107,16 @@ impl Eraser {
     }
 
     /// Corrects `subject`'s records in every atom the store keeps (logged streams and
-    /// quarantined atoms; see `rectify` for which events and columns), sealing the corrected
-    /// atoms again, in one transaction; then checkpoints with truncation, as an erasure does,
-    /// so no WAL frame keeps the old values (a crash before it completes at the next opening).
-    /// Returns how many atoms changed. Atoms the running workflows hold in memory and have not
-    /// read yet keep the old values.
+    /// quarantined atoms; see `rectify` for which events and columns), or only in those of
+    /// `streams` when given, sealing the corrected atoms again, in one transaction; then
+    /// checkpoints with truncation, as an erasure does, so no WAL frame keeps the old values (a
+    /// crash before it completes at the next opening). Returns how many atoms changed. Atoms
+    /// the running workflows hold in memory and have not read yet keep the old values.
     pub fn rectify_subject(
         &self,
         subject: &str,
         changes: &[super::rectify::Correction],
+        streams: Option<&[String]>,
     ) -> Result<u64, NodeError> {
         let d = digest(subject);
         let sql = |e| NodeError::sqlite(&self.file, e);
@@ -126,14 +127,21 @@ impl Eraser {
         let mut candidates = Vec::new();
         for table in ["atoms", "quarantine"] {
             let mut stmt = conn
-                .prepare(&format!("SELECT rowid, atom FROM {table}"))
+                .prepare(&format!("SELECT rowid, stream, atom FROM {table}"))
                 .map_err(sql)?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                })
                 .map_err(sql)?;
             for row in rows {
-                let (rowid, stored) = row.map_err(sql)?;
-                if stored.windows(d.len()).any(|w| w == d) {
+                let (rowid, stream, stored) = row.map_err(sql)?;
+                let wanted = streams.is_none_or(|s| s.contains(&stream));
+                if wanted && stored.windows(d.len()).any(|w| w == d) {
                     candidates.push((table, rowid));
                 }
             }
