@@ -124,10 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         deletes.push(t.elapsed());
     }
 
-    let median = |v: &mut Vec<std::time::Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
+    use peer_erasure::median;
     let (erase, export, delete) = (
         median(&mut erasures),
         median(&mut exports),
@@ -215,9 +212,10 @@ basis = "legitimate_interests"
         OWNED as usize - 5,
         "each erased subject's value went"
     );
-    plain.sort();
-    after.sort();
-    let (plain, after) = (plain[2], after[2]);
+    let (plain, after) = (
+        peer_erasure::median(&mut plain),
+        peer_erasure::median(&mut after),
+    );
     println!("a workflow step with per-key state of {OWNED} subjects (one value each)");
     println!("  step without an erasure (baseline) {plain:>10.2?}");
     println!(

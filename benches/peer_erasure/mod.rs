@@ -211,6 +211,12 @@ fn erase(node: &AdminClient, subject: &str) -> Result<(Duration, Duration), Erro
     Ok((local, t.elapsed()))
 }
 
+/// The median of `v` (not empty).
+pub fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
 /// Runs the measurement and prints it.
 pub fn run() -> Result<(), Error> {
     let root = tempfile::tempdir()?;
@@ -279,10 +285,6 @@ pub fn run() -> Result<(), Error> {
         here.push(h);
         acknowledged.push(all);
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
     let (local, here, acknowledged) = (
         median(&mut local),
         median(&mut here),
