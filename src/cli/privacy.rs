@@ -114,8 +114,9 @@ pub enum SubjectCommand {
     },
     /// Correct a subject's records in a dataset: each --set COLUMN=VALUE replaces that value
     /// in the records and in their copies in the node's stream logs (COLUMN= with nothing
-    /// after removes it); every peer that received the subject's data is asked to correct its
-    /// copies too. State that workflows derived from the old values is not changed.
+    /// after removes it); every peer that pulled a stream holding the subject's data is asked
+    /// to correct its copies too. State that workflows derived from the old values is not
+    /// changed.
     Rectify {
         /// The data subject.
         subject: String,

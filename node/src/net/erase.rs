@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::requests::{Action, Pair};
 use super::shell::{Command, Sent, Shell};
@@ -15,6 +16,49 @@ use crate::privacy::Acknowledgement;
 
 /// Most peers' erasure and rectification requests carried out at once; more get `Busy`.
 pub(super) const MAX_CARRIED: usize = 16;
+
+/// The answer to a peer's request carried out off the swarm's task: what the task sends, or
+/// `Unavailable` if it ends without answering (it panicked), so that the request's place is
+/// freed either way and the peer asks again.
+pub(super) struct Answer {
+    key: u64,
+    tx: UnboundedSender<Command>,
+    sent: bool,
+}
+
+impl Answer {
+    pub(super) fn new(key: u64, tx: UnboundedSender<Command>) -> Answer {
+        Answer {
+            key,
+            tx,
+            sent: false,
+        }
+    }
+
+    /// Sends `response` to the peer (through [`Command::Answered`]).
+    pub(super) fn send(mut self, response: Response) {
+        self.sent = true;
+        let _ = self.tx.send(Command::Answered {
+            key: self.key,
+            response,
+        });
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if !self.sent {
+            let response = Response::Refused(WireError::new(
+                ErrorCode::Unavailable,
+                "the request failed here; ask again",
+            ));
+            let _ = self.tx.send(Command::Answered {
+                key: self.key,
+                response,
+            });
+        }
+    }
+}
 
 impl Shell {
     /// A peer asks this node to erase `subject`: erased off the swarm's task, then answered
@@ -40,7 +84,7 @@ impl Shell {
             ));
             return self.send_response(channel, &r);
         }
-        let key = self.park(channel);
+        let answer = Answer::new(self.park(channel), self.tx.clone());
         let (privacy, audit, tx) = (self.privacy.clone(), self.audit.clone(), self.tx.clone());
         let node = self.swarm.local_peer_id().to_string();
         let actor = format!("peer:{name}");
@@ -66,7 +110,7 @@ impl Shell {
                     Response::Refused(WireError::new(ErrorCode::Unavailable, e.to_string()))
                 }
             };
-            let _ = tx.send(Command::Answered { key, response });
+            answer.send(response);
             let _ = tx.send(Command::ErasuresChanged);
         });
     }

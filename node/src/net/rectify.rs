@@ -1,6 +1,6 @@
 //! Rectification between nodes, in the shell: answering a peer's request to correct this
-//! node's copies of a subject's records (correct them, which queues the same for this node's
-//! own recipients in turn, audit it, answer), and driving the rectifications'
+//! node's copies of a subject's records (those it mirrors from that peer: correct them, audit
+//! it, answer), and driving the rectifications'
 //! [`PeerRequests`](super::requests::PeerRequests) machine for the requests this node owes.
 
 use std::time::Instant;
@@ -9,15 +9,15 @@ use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 use serde_json::{Map, Value};
 
-use super::erase::MAX_CARRIED;
+use super::erase::{Answer, MAX_CARRIED};
 use super::requests::{Action, Pair};
-use super::shell::{Command, Sent, Shell};
+use super::shell::{Sent, Shell};
 use super::wire::{self, ErrorCode, Frame, Request, RequestBody, Response, VERSION, WireError};
 
 impl Shell {
     /// A peer asks this node to correct its copies of `subject`'s records with `changes` (a
-    /// JSON object), `hops` nodes from where the rectification began: checked, then corrected
-    /// off the swarm's task and answered (through [`Command::Answered`]). Only what this node
+    /// JSON object): checked, then corrected off the swarm's task and answered (through
+    /// [`Command::Answered`](super::shell::Command::Answered)). Only what this node
     /// mirrors from that peer is corrected, so a peer cannot change data it did not send; one
     /// request per (peer, subject) at a time, so corrections apply in the order they were sent.
     pub(super) fn rectify_in(
@@ -26,7 +26,6 @@ impl Shell {
         name: &str,
         subject: String,
         changes: &str,
-        hops: u32,
         channel: ResponseChannel<Frame>,
     ) {
         let refuse = |code, message: String| Response::Refused(WireError::new(code, message));
@@ -67,30 +66,28 @@ impl Shell {
         let key = self.park(channel);
         self.rectifying
             .insert(key, (name.to_owned(), subject.clone()));
-        let (privacy, audit, tx) = (self.privacy.clone(), self.audit.clone(), self.tx.clone());
-        let (actor, requester) = (format!("peer:{name}"), name.to_owned());
+        let answer = Answer::new(key, self.tx.clone());
+        let (privacy, audit) = (self.privacy.clone(), self.audit.clone());
+        let actor = format!("peer:{name}");
         tokio::task::spawn_blocking(move || {
-            let done = privacy.rectify_copies(&subject, &changes, &streams, &requester, hops);
-            let response = match done {
-                Ok(done) => {
+            let response = match privacy.rectify_copies(&subject, &changes, &streams) {
+                Ok(atoms) => {
                     let digest = pods_policy::audit::to_hex(&pods_policy::subject_digest(&subject));
                     let columns: Vec<&String> = changes.keys().collect();
                     let detail = serde_json::json!({
-                        "subject": digest, "columns": columns, "atoms": done.atoms,
-                        "streams": streams, "peers": done.peers, "hops": hops,
+                        "subject": digest, "columns": columns, "atoms": atoms, "streams": streams,
                     });
                     if let Err(e) = audit.record(&actor, "subject.rectify", detail) {
                         tracing::error!(error = %e, "a peer's rectification could not be audited");
                     }
-                    Response::Rectified { atoms: done.atoms }
+                    Response::Rectified { atoms }
                 }
                 Err(e) => {
                     tracing::error!(%peer, error = %e, "a peer's rectification request failed here");
                     Response::Refused(WireError::new(ErrorCode::Unavailable, e.to_string()))
                 }
             };
-            let _ = tx.send(Command::Answered { key, response });
-            let _ = tx.send(Command::RectificationsChanged);
+            answer.send(response);
         });
     }
 
@@ -114,8 +111,8 @@ impl Shell {
     pub(super) fn rectifications_due(&mut self) {
         let now = Instant::now();
         for Action::Send { id, pair } in self.rectifications.poll(now) {
-            let owed = match self.privacy.peer_rectification(&pair.subject, &pair.peer) {
-                Ok(Some(owed)) => owed,
+            let changes = match self.privacy.peer_rectification(&pair.subject, &pair.peer) {
+                Ok(Some(changes)) => changes,
                 // Answered or erased meanwhile.
                 Ok(None) => {
                     self.rectifications.acknowledged(id);
@@ -136,13 +133,12 @@ impl Shell {
                 version: VERSION,
                 body: RequestBody::Rectify {
                     subject: pair.subject,
-                    changes: owed.changes.clone(),
-                    hops: owed.hops,
+                    changes: changes.clone(),
                 },
             };
             let frame = Frame::Bytes(wire::encode(&request));
             let rid = self.swarm.behaviour_mut().rr.send_request(peer_id, frame);
-            self.batches.insert(rid, Sent::Rectify(id, owed.changes));
+            self.batches.insert(rid, Sent::Rectify(id, changes));
         }
     }
 
@@ -155,6 +151,9 @@ impl Shell {
         };
         let atoms = match response {
             Response::Rectified { atoms } => atoms,
+            Response::Refused(e) if e.code == ErrorCode::NotAllowed => {
+                return self.rectification_refused(id, &pair, &e);
+            }
             Response::Refused(e) => {
                 tracing::debug!(peer = %pair.peer, error = %e, "a rectification request was refused; it goes again");
                 return self.rectifications.failed(id, now);
@@ -189,6 +188,24 @@ impl Shell {
                 tracing::error!(error = %e, "a rectification's answer could not be recorded; it is asked again");
                 self.rectifications.failed(id, now);
             }
+        }
+    }
+    /// The peer refused the rectification request `id` for good (it mirrors nothing from this
+    /// node, or not any more): dropped, and audited.
+    fn rectification_refused(&mut self, id: u64, pair: &Pair, e: &WireError) {
+        tracing::warn!(peer = %pair.peer, error = %e, "a peer refused to correct its copies");
+        if let Err(err) = self
+            .privacy
+            .rectification_refused(&pair.subject, &pair.peer)
+        {
+            tracing::error!(error = %err, "a refused rectification could not be dropped; it is asked again");
+            return self.rectifications.failed(id, Instant::now());
+        }
+        self.rectifications.acknowledged(id);
+        let digest = pods_policy::audit::to_hex(&pods_policy::subject_digest(&pair.subject));
+        let detail = serde_json::json!({"subject": digest, "peer": pair.peer, "error": e.message});
+        if let Err(err) = self.audit.record("node", "subject.rectify.refused", detail) {
+            tracing::error!(error = %err, "a refused rectification could not be audited");
         }
     }
 }

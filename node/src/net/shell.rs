@@ -494,12 +494,8 @@ impl Shell {
                 return self.send_response(channel, &response);
             }
             RequestBody::Erase { subject } => return self.erase_in(peer, &name, subject, channel),
-            RequestBody::Rectify {
-                subject,
-                changes,
-                hops,
-            } => {
-                return self.rectify_in(peer, &name, subject, &changes, hops, channel);
+            RequestBody::Rectify { subject, changes } => {
+                return self.rectify_in(peer, &name, subject, &changes, channel);
             }
         };
         let id = match self.inbox.begin(&peer, asks.len()) {

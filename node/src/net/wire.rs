@@ -51,18 +51,15 @@ pub enum RequestBody {
         subject: String,
     },
     /// Asks the receiver to correct its copies of a subject's records that this node sent it
-    /// (GDPR art. 19); answered with [`Response::Rectified`]. Sent again until answered; the
-    /// receiver takes one request per (sender, subject) at a time and answers `Busy` to
-    /// another meanwhile, so corrections apply in the order they were sent.
+    /// (GDPR art. 19); answered with [`Response::Rectified`]. Sent again until answered (or
+    /// refused as `NotAllowed`: the receiver mirrors nothing from the sender); the receiver
+    /// takes one request per (sender, subject) at a time and answers `Busy` to another
+    /// meanwhile, so corrections apply in the order they were sent.
     Rectify {
         /// The subject's id.
         subject: String,
         /// The corrections: a JSON object of column to new value (`null` removes the column).
         changes: String,
-        /// How many nodes passed the corrections on before the sender (0: the sender
-        /// rectified the records itself).
-        #[serde(default)]
-        hops: u32,
     },
 }
 
@@ -487,7 +484,6 @@ mod tests {
             body: RequestBody::Rectify {
                 subject: "alice".into(),
                 changes: r#"{"name":"Alice B","phone":null}"#.into(),
-                hops: 2,
             },
         };
         assert_eq!(decode_request(&encode(&r)), Ok(r));

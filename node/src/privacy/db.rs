@@ -89,15 +89,13 @@ const MIGRATIONS: &[&str] = &[
     // was not erased without hashing its id with SHA-256; NULL for erasures stored before.
     "ALTER TABLE erased ADD COLUMN tag INTEGER;",
     // Rectifications a peer that received the subject's data has not applied yet: the
-    // corrections to send (a JSON object), merged while pending, deleted once answered; `hops`:
-    // how many nodes passed them on before (0: rectified here).
+    // corrections to send (a JSON object), merged while pending, deleted once answered.
     "CREATE TABLE rectification_peers (
          digest BLOB NOT NULL,
          peer TEXT NOT NULL,
          subject TEXT NOT NULL,
          changes TEXT NOT NULL,
          requested_at INTEGER NOT NULL,
-         hops INTEGER NOT NULL,
          PRIMARY KEY (digest, peer)
      ) WITHOUT ROWID;",
 ];

@@ -28,7 +28,7 @@ pub use erase::{Erased, ErasureReceipt, KeyEraser, PeerErasure};
 pub use import::ResumedImport;
 pub use peers::{Acknowledgement, PendingErasure};
 pub use records::{BadRow, Format, ImportReport, Record};
-pub use rectify_peers::{MAX_HOPS, PeerRectification, PendingRectification};
+pub use rectify_peers::PendingRectification;
 pub use subject::{Corrected, Rectifier};
 pub use subject::{Processing, Recipient, SubjectExport};
 

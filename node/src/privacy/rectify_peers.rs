@@ -1,69 +1,61 @@
-//! Rectification beyond this node (GDPR art. 19): the peers that received a subject's data
-//! (the lineage) are asked to correct their copies too. A rectification queues one row per
-//! peer in `rectification_peers`, in the transaction that corrects the records, so a crash
-//! loses no request; a later rectification of the same subject merges into a row still pending
-//! (a later value of a column wins, as applying both in turn would). The network task sends
-//! each row until the peer answers, then drops it: the row holds the corrected values, which
-//! are personal data, kept only while the peer still owes the correction. A peer's request
-//! corrects the copies of what this node mirrored from that peer, and is passed on to this
-//! node's own recipients of the subject's data, never back to the requester and at most
-//! [`MAX_HOPS`] nodes away from where the rectification began, so a cycle of peers ends.
+//! Rectification beyond this node (GDPR art. 19): the peers that pulled a stream holding a
+//! subject's data (the lineage's stream exports) are asked to correct their copies too. A
+//! rectification queues one row per such peer in `rectification_peers`, in the transaction
+//! that corrects the records, so a crash loses no request; a later rectification of the same
+//! subject merges into a row still pending (a later value of a column wins, as applying both in
+//! turn would). The network task sends each row until the peer answers, then drops it: the row
+//! holds the corrected values, which are personal data, kept only while the peer owes the
+//! correction (a peer that refuses for good drops it too). A peer's request corrects the copies
+//! of what this node mirrors from that peer, and goes no further: what this node derived from
+//! them and sent on is its own data, as state derived from records is not corrected either.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Privacy;
-use super::subject::Corrected;
 use crate::error::NodeError;
 
-/// How many nodes a rectification travels through past the one where it began.
-pub const MAX_HOPS: u32 = 4;
-
-/// Queues `changes` of `subject` for every peer the subject's data went to but `except`
-/// (the peer that asked this node), as `hops` nodes passed them on before; returns those peers.
+/// Queues `changes` of `subject` for every peer that pulled a stream holding the subject's
+/// data; returns those peers. (Peers that got a portal's reply are not asked: a reply is an
+/// answer to their own question, not a copy of the records.)
 pub(super) fn queue(
     tx: &Transaction<'_>,
     subject: &str,
     changes: &Map<String, Value>,
     now: u64,
-    except: Option<&str>,
-    hops: u32,
 ) -> rusqlite::Result<Vec<String>> {
     let digest = pods_policy::subject_digest(subject);
     let peers: Vec<String> = tx
-        .prepare("SELECT DISTINCT peer FROM lineage WHERE subject = ?1 ORDER BY peer")?
-        .query_map([subject], |r| r.get::<_, String>(0))?
-        .filter(|p| match (p, except) {
-            (Ok(p), Some(e)) => p.as_str() != e,
-            _ => true,
-        })
+        .prepare(
+            "SELECT DISTINCT peer FROM lineage WHERE subject = ?1 AND export LIKE '%/stream'
+             ORDER BY peer",
+        )?
+        .query_map([subject], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for peer in &peers {
-        let before: Option<(String, u32)> = tx
+        let before: Option<String> = tx
             .query_row(
-                "SELECT changes, hops FROM rectification_peers WHERE digest = ?1 AND peer = ?2",
+                "SELECT changes FROM rectification_peers WHERE digest = ?1 AND peer = ?2",
                 params![digest.as_slice(), peer],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .optional()?;
         // A row that no longer parses (it never should) is replaced by the new changes.
-        let (mut merged, hops): (Map<String, Value>, u32) = match before {
-            Some((b, h)) => (serde_json::from_str(&b).unwrap_or_default(), h.min(hops)),
-            None => (Map::new(), hops),
-        };
+        let mut merged: Map<String, Value> = before
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or_default();
         merged.extend(changes.iter().map(|(k, v)| (k.clone(), v.clone())));
         tx.execute(
-            "INSERT INTO rectification_peers (digest, peer, subject, changes, requested_at, hops)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (digest, peer) DO UPDATE SET changes = ?4, requested_at = ?5, hops = ?6",
+            "INSERT INTO rectification_peers (digest, peer, subject, changes, requested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (digest, peer) DO UPDATE SET changes = ?4, requested_at = ?5",
             params![
                 digest.as_slice(),
                 peer,
                 subject,
                 Value::Object(merged).to_string(),
-                now as i64,
-                hops
+                now as i64
             ],
         )?;
     }
@@ -77,16 +69,6 @@ pub struct PendingRectification {
     pub subject: String,
     /// The peers still asked.
     pub peers: Vec<String>,
-}
-
-/// What a peer is to apply: the corrections (a JSON object's text) and how many nodes passed
-/// them on before.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerRectification {
-    /// Column to new value (`null` removes the column).
-    pub changes: String,
-    /// Nodes that passed them on before (0: rectified at this node).
-    pub hops: u32,
 }
 
 impl Privacy {
@@ -120,27 +102,36 @@ impl Privacy {
             .map_err(|e| self.sql(e))
     }
 
-    /// What `peer` is to apply to its copies of `subject`'s records, while its request is
-    /// pending.
+    /// The corrections `peer` is to apply to its copies of `subject`'s records (a JSON
+    /// object), while its request is pending.
     pub fn peer_rectification(
         &self,
         subject: &str,
         peer: &str,
-    ) -> Result<Option<PeerRectification>, NodeError> {
+    ) -> Result<Option<String>, NodeError> {
         let digest = pods_policy::subject_digest(subject);
         self.db()?
             .query_row(
-                "SELECT changes, hops FROM rectification_peers WHERE digest = ?1 AND peer = ?2",
+                "SELECT changes FROM rectification_peers WHERE digest = ?1 AND peer = ?2",
                 params![digest.as_slice(), peer],
-                |r| {
-                    Ok(PeerRectification {
-                        changes: r.get(0)?,
-                        hops: r.get(1)?,
-                    })
-                },
+                |r| r.get(0),
             )
             .optional()
             .map_err(|e| self.sql(e))
+    }
+
+    /// `peer` refused to correct its copies of `subject`'s records for good (it mirrors
+    /// nothing from this node, or not any more): the request is dropped, with the corrections
+    /// it held.
+    pub fn rectification_refused(&self, subject: &str, peer: &str) -> Result<(), NodeError> {
+        let digest = pods_policy::subject_digest(subject);
+        let db = self.db()?;
+        db.execute(
+            "DELETE FROM rectification_peers WHERE digest = ?1 AND peer = ?2",
+            params![digest.as_slice(), peer],
+        )
+        .map_err(|e| self.sql(e))?;
+        self.checkpoint(&db)
     }
 
     /// `peer` applied `sent` (the corrections of [`Privacy::peer_rectification`] as they were
@@ -166,37 +157,18 @@ impl Privacy {
         Ok(done > 0)
     }
 
-    /// The peer `requester` asks this node to correct its copies of `subject`'s records,
-    /// rectified `hops` nodes away: corrects the atoms of `streams` (what this node mirrored
-    /// from the requester) and, within [`MAX_HOPS`], asks this node's other recipients of the
-    /// subject's data to do the same.
+    /// A peer asks this node to correct its copies of `subject`'s records: corrects the atoms
+    /// of `streams` (what this node mirrors from that peer); returns how many changed.
     pub fn rectify_copies(
         &self,
         subject: &str,
         changes: &Map<String, Value>,
         streams: &[String],
-        requester: &str,
-        hops: u32,
-    ) -> Result<Corrected, NodeError> {
+    ) -> Result<u64, NodeError> {
         if subject.is_empty() {
             return Err(NodeError::Privacy("the subject is empty".into()));
         }
-        let now = self.inner.gate.now();
-        let peers = if hops < MAX_HOPS {
-            let mut db = self.db()?;
-            let tx = db.transaction().map_err(|e| self.sql(e))?;
-            let peers = queue(&tx, subject, changes, now, Some(requester), hops + 1)
-                .map_err(|e| self.sql(e))?;
-            tx.commit().map_err(|e| self.sql(e))?;
-            peers
-        } else {
-            Vec::new()
-        };
-        Ok(Corrected {
-            records: 0,
-            atoms: self.correct_copies(subject, changes, Some(streams))?,
-            peers,
-        })
+        self.correct_copies(subject, changes, Some(streams))
     }
 
     /// Corrects the copies of `subject`'s records in the atoms the store logged (only those
@@ -277,6 +249,9 @@ columns = { pid = "identity.id", name = "contact.name", phone = "contact.phone" 
         .unwrap();
         a.record_lineage("b", STREAM, ["ann", "bob"]).unwrap();
         a.record_lineage("c", STREAM, ["ann"]).unwrap();
+        // p only got a portal's reply about ann: an answer to its question, not a copy.
+        a.record_lineage("p", "/clinic/portals/care", ["ann"])
+            .unwrap();
 
         let done = a
             .rectify("ann", "patients", &changes(r#"{"name":"Ann B"}"#))
@@ -289,12 +264,7 @@ columns = { pid = "identity.id", name = "contact.name", phone = "contact.phone" 
             a.pending_peer_rectifications().unwrap(),
             pairs(&[("ann", "b"), ("ann", "c")])
         );
-        let first = a.peer_rectification("ann", "b").unwrap().unwrap().changes;
-        assert_eq!(
-            a.peer_rectification("ann", "c").unwrap().map(|p| p.hops),
-            Some(0),
-            "rectified here"
-        );
+        let first = a.peer_rectification("ann", "b").unwrap().unwrap();
         assert_eq!(first, r#"{"name":"Ann B"}"#);
 
         // A second correction while the first is pending: one request with both.
@@ -304,7 +274,7 @@ columns = { pid = "identity.id", name = "contact.name", phone = "contact.phone" 
             &changes(r#"{"phone":null,"name":"Ann C"}"#),
         )
         .unwrap();
-        let merged = a.peer_rectification("ann", "b").unwrap().unwrap().changes;
+        let merged = a.peer_rectification("ann", "b").unwrap().unwrap();
         assert_eq!(
             serde_json::from_str::<Value>(&merged).unwrap(),
             serde_json::json!({"name": "Ann C", "phone": null})
@@ -342,66 +312,40 @@ columns = { pid = "identity.id", name = "contact.name", phone = "contact.phone" 
     }
 
     #[test]
-    fn a_peers_request_is_passed_on_to_other_recipients_within_the_hop_limit() {
+    fn a_peers_request_corrects_the_mirrored_copies_and_goes_no_further() {
         let dir = tempfile::tempdir().unwrap();
         let b = open(dir.path());
-        // b sent ann's data on to d, and back to a (data flows both ways).
+        // b sent what it derived from ann's data on to d: its own data, not asked about.
         b.record_lineage("d", STREAM, ["ann"]).unwrap();
-        b.record_lineage("a", STREAM, ["ann"]).unwrap();
         let mirrored = ["/research/generators/visits/stream".to_owned()];
-        let done = b
-            .rectify_copies("ann", &changes(r#"{"name":"Ann B"}"#), &mirrored, "a", 0)
+        let atoms = b
+            .rectify_copies("ann", &changes(r#"{"name":"Ann B"}"#), &mirrored)
             .unwrap();
-        assert_eq!(
-            (done.records, done.atoms, done.peers),
-            (0, 0, vec!["d".into()]),
-            "never back to the requester"
-        );
-        assert_eq!(
-            b.peer_rectification("ann", "d").unwrap(),
-            Some(PeerRectification {
-                changes: r#"{"name":"Ann B"}"#.into(),
-                hops: 1
-            })
-        );
-        // Rectified MAX_HOPS nodes away: applied here, passed on no further.
-        let far = b
-            .rectify_copies(
-                "ann",
-                &changes(r#"{"pulse":"60"}"#),
-                &mirrored,
-                "d",
-                MAX_HOPS,
-            )
-            .unwrap();
-        assert!(far.peers.is_empty());
-        assert_eq!(
-            b.peer_rectification("ann", "d").unwrap().map(|p| p.changes),
-            Some(r#"{"name":"Ann B"}"#.into()),
-            "nothing queued past the limit"
-        );
-        // Nobody downstream of b for bob: nothing queued, nothing fails.
-        let bob = b
-            .rectify_copies("bob", &changes(r#"{"name":"Robert"}"#), &mirrored, "a", 0)
-            .unwrap();
-        assert!(bob.peers.is_empty());
+        assert_eq!(atoms, 0, "no store here to correct");
+        assert!(b.pending_peer_rectifications().unwrap().is_empty());
         assert!(
-            b.rectify_copies("", &Map::new(), &mirrored, "a", 0)
-                .is_err(),
+            b.rectify_copies("", &Map::new(), &mirrored).is_err(),
             "a subject is named"
         );
     }
 
     #[test]
-    fn a_peer_that_never_answers_does_not_hold_back_the_others() {
+    fn a_peer_that_never_answers_does_not_hold_back_the_others_and_a_refusal_drops_it() {
         let dir = tempfile::tempdir().unwrap();
         let a = open(dir.path());
+        a.import(
+            "patients",
+            Format::Csv,
+            "pid,name,phone\ns1,A,1\ns2,B,2\ns3,C,3\ns4,D,4\n",
+            false,
+        )
+        .unwrap();
         for s in ["s1", "s2", "s3"] {
             a.record_lineage("gone", STREAM, [s]).unwrap();
         }
         a.record_lineage("here", STREAM, ["s4"]).unwrap();
         for s in ["s1", "s2", "s3", "s4"] {
-            a.rectify_copies(s, &changes(r#"{"name":"x"}"#), &[], "nobody", 0)
+            a.rectify(s, "patients", &changes(r#"{"name":"x"}"#))
                 .unwrap();
         }
         assert_eq!(
@@ -414,5 +358,11 @@ columns = { pid = "identity.id", name = "contact.name", phone = "contact.phone" 
             ]),
             "the peers in turn"
         );
+        a.rectification_refused("s2", "gone").unwrap();
+        assert_eq!(
+            a.pending_peer_rectifications().unwrap(),
+            pairs(&[("s1", "gone"), ("s4", "here"), ("s3", "gone")])
+        );
+        assert_eq!(a.peer_rectification("s2", "gone").unwrap(), None);
     }
 }

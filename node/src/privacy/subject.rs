@@ -183,8 +183,8 @@ impl Privacy {
             .map_err(|e| self.sql(e))?;
         }
         let now = self.inner.gate.now();
-        let peers = super::rectify_peers::queue(&tx, subject, changes, now, None, 0)
-            .map_err(|e| self.sql(e))?;
+        let peers =
+            super::rectify_peers::queue(&tx, subject, changes, now).map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;
         self.checkpoint(&db)?;
         drop(db);

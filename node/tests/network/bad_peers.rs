@@ -118,7 +118,6 @@ fn rectify(changes: &str) -> Frame {
         body: RequestBody::Rectify {
             subject: "kiwi".into(),
             changes: changes.into(),
-            hops: 0,
         },
     }))
 }

@@ -125,23 +125,31 @@ impl Eraser {
         // outside the write transaction: the scan reads every logged atom, and the store's
         // commits go on meanwhile.
         let mut candidates = Vec::new();
+        let only = match streams {
+            // The streams' rows only, through the (stream, offset) index.
+            Some(s) => format!(
+                " WHERE stream IN ({})",
+                vec!["?"; s.len().max(1)].join(", ")
+            ),
+            None => String::new(),
+        };
+        let names: Vec<&str> = match streams {
+            Some([]) => vec![""],
+            Some(s) => s.iter().map(String::as_str).collect(),
+            None => Vec::new(),
+        };
         for table in ["atoms", "quarantine"] {
             let mut stmt = conn
-                .prepare(&format!("SELECT rowid, stream, atom FROM {table}"))
+                .prepare(&format!("SELECT rowid, atom FROM {table}{only}"))
                 .map_err(sql)?;
             let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
+                .query_map(rusqlite::params_from_iter(&names), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
                 })
                 .map_err(sql)?;
             for row in rows {
-                let (rowid, stream, stored) = row.map_err(sql)?;
-                let wanted = streams.is_none_or(|s| s.contains(&stream));
-                if wanted && stored.windows(d.len()).any(|w| w == d) {
+                let (rowid, stored) = row.map_err(sql)?;
+                if stored.windows(d.len()).any(|w| w == d) {
                     candidates.push((table, rowid));
                 }
             }
