@@ -120,6 +120,18 @@ impl PeerRequests {
         }
     }
 
+    /// `peer` connected (again): its pairs waiting for a backoff are due now, with their
+    /// failures forgotten, so a peer back after a long outage is not kept waiting up to
+    /// [`MAX_BACKOFF`] more.
+    pub fn connected(&mut self, peer: &str, now: Instant) {
+        for (pair, e) in &mut self.pairs {
+            if pair.peer == peer && e.in_flight.is_none() {
+                e.not_before = e.not_before.min(now);
+                e.failures = 0;
+            }
+        }
+    }
+
     /// The request `id`'s pair, while it is in flight.
     pub fn pair(&self, id: u64) -> Option<&Pair> {
         self.sent.get(&id)

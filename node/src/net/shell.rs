@@ -442,12 +442,18 @@ impl Shell {
                 }
                 Event::ResponseSent { .. } => {}
             },
-            SwarmEvent::ConnectionEstablished { peer_id, .. }
-                if !self.known.contains_key(&peer_id) =>
-            {
-                tracing::warn!(peer = %peer_id, "closed a connection from a peer not in pods.toml");
-                let _ = self.swarm.disconnect_peer_id(peer_id);
-            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => match self.known.get(&peer_id) {
+                None => {
+                    tracing::warn!(peer = %peer_id, "closed a connection from a peer not in pods.toml");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                }
+                // What it is owed goes now, not after the backoff its absence built up.
+                Some(name) => {
+                    let now = Instant::now();
+                    self.erasures.connected(name, now);
+                    self.rectifications.connected(name, now);
+                }
+            },
             _ => {}
         }
     }

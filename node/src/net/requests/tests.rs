@@ -44,6 +44,41 @@ fn each_pending_pair_is_sent_once_until_its_outcome() {
 }
 
 #[test]
+fn a_peer_that_connects_again_is_asked_at_once() {
+    let t0 = Instant::now();
+    let mut e = PeerRequests::default();
+    e.sync(
+        [pair("alice", "b"), pair("bob", "b"), pair("alice", "c")],
+        t0,
+    );
+    let sent = e.poll(t0);
+    let mut now = t0;
+    // Every request failed many times in a row: the next tries are far off.
+    for _ in 0..10 {
+        for id in ids(&sent) {
+            e.failed(id, now);
+        }
+        now = e.next_wakeup().unwrap();
+        let again = e.poll(now);
+        assert_eq!(again.len(), 3);
+        for id in ids(&again) {
+            e.failed(id, now);
+        }
+    }
+    assert!(e.poll(now).is_empty());
+    e.connected("b", now);
+    assert_eq!(e.next_wakeup(), Some(now), "b's pairs are due now");
+    let due: Vec<Pair> = e
+        .poll(now)
+        .into_iter()
+        .map(|Action::Send { pair, .. }| pair)
+        .collect();
+    assert_eq!(due, [pair("alice", "b"), pair("bob", "b")], "c still waits");
+    let failed_again = ids(&e.poll(now));
+    assert!(failed_again.is_empty());
+}
+
+#[test]
 fn backoff_doubles_and_is_capped() {
     assert_eq!(backoff(1), FIRST_BACKOFF);
     assert_eq!(backoff(2), FIRST_BACKOFF * 2);
