@@ -400,11 +400,7 @@ fn erase(subject: &str, wait: f64, dir: &Path) -> anyhow::Result<()> {
     let mut receipt: ErasureReceipt =
         client.post(&format!("/subjects/{}/erase", encode(subject)), &())?;
     let pending = |r: &ErasureReceipt| -> Vec<String> {
-        r.peers
-            .iter()
-            .filter(|p| p.acknowledged_at.is_none())
-            .map(|p| p.peer.clone())
-            .collect()
+        r.pending_peers().into_iter().map(str::to_owned).collect()
     };
     eprintln!(
         "{subject} erased here: {} records, {} consents{}; {}",

@@ -181,8 +181,8 @@ pub struct Rectified {
     /// Logged atoms (in `pods.db`) whose copies of the records changed.
     #[serde(default)]
     pub atoms: u64,
-    /// Peers that received the subject's data, asked to correct their copies (asked until
-    /// each answers).
+    /// Peers that pulled a stream holding the subject's data, asked to correct their copies
+    /// (asked until each answers).
     #[serde(default)]
     pub peers: Vec<String>,
 }

@@ -276,7 +276,7 @@ async fn erase(State(state): State<AdminState>, UrlPath(subject): UrlPath<String
             "subject.erase",
             |e: &crate::privacy::ErasureReceipt| {
                 json!({"subject": e.subject, "erased": e.erased,
-                    "pending": e.peers.iter().filter(|p| p.acknowledged_at.is_none()).map(|p| &p.peer).collect::<Vec<_>>()})
+                    "pending": e.pending_peers()})
             },
             r,
         ),

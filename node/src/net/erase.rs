@@ -61,8 +61,9 @@ impl Drop for Answer {
 }
 
 impl Shell {
-    /// A peer asks this node to erase `subject`: erased off the swarm's task, then answered
-    /// (through [`Command::Answered`]).
+    /// A peer asks this node to erase `subject` (any peer of `pods.toml`: `request_in` refused
+    /// the others already): erased off the swarm's task, then answered (through
+    /// [`Command::Answered`]).
     pub(super) fn erase_in(
         &mut self,
         peer: PeerId,
@@ -70,13 +71,6 @@ impl Shell {
         subject: String,
         channel: ResponseChannel<Frame>,
     ) {
-        if !self.takes_subject_requests_from(name) {
-            let r = Response::Refused(WireError::new(
-                ErrorCode::NotAllowed,
-                "this node takes erasure requests only from its peers",
-            ));
-            return self.send_response(channel, &r);
-        }
         if self.subject_channels.len() >= MAX_CARRIED {
             let r = Response::Refused(WireError::new(
                 ErrorCode::Busy,
@@ -91,14 +85,9 @@ impl Shell {
         tokio::task::spawn_blocking(move || {
             let response = match privacy.erase(&subject, &node, &audit) {
                 Ok(receipt) => {
-                    let pending: Vec<&str> = receipt
-                        .peers
-                        .iter()
-                        .filter(|p| p.acknowledged_at.is_none())
-                        .map(|p| p.peer.as_str())
-                        .collect();
                     let detail = serde_json::json!({
-                        "subject": receipt.subject, "erased": receipt.erased, "pending": pending,
+                        "subject": receipt.subject, "erased": receipt.erased,
+                        "pending": receipt.pending_peers(),
                     });
                     if let Err(e) = audit.record(&actor, "subject.erase", detail) {
                         tracing::error!(error = %e, "a peer's erasure request could not be audited");
@@ -113,30 +102,6 @@ impl Shell {
             answer.send(response);
             let _ = tx.send(Command::ErasuresChanged);
         });
-    }
-
-    /// Whether the peer `name` may ask this node to erase a subject: a peer of `pods.toml`,
-    /// or one this node imports from.
-    pub(super) fn takes_subject_requests_from(&self, name: &str) -> bool {
-        !self.mirrored_from(name).is_empty()
-            || crate::config::read(&self.settings).peer(name).is_some()
-    }
-
-    /// The logs of the streams this node mirrors from the peer `name` (each import's
-    /// generator's stream).
-    pub(super) fn mirrored_from(&self, name: &str) -> Vec<String> {
-        let settings = crate::config::read(&self.settings);
-        settings
-            .imports
-            .iter()
-            .filter(|i| {
-                i.from
-                    .strip_prefix("/peers/")
-                    .and_then(|r| r.split_once('/'))
-                    .is_some_and(|(n, _)| n == name)
-            })
-            .map(|i| format!("{}/stream", i.into.trim_end_matches('/')))
-            .collect()
     }
 
     /// Keeps `channel` until the request is carried out off the swarm's task; its key.
@@ -158,12 +123,9 @@ impl Shell {
     /// Takes the pending pairs from `policy.db` again and sends what is due.
     pub(super) fn erasures_changed(&mut self) {
         match self.privacy.pending_peer_erasures() {
-            Ok(pairs) => {
-                let pairs = pairs
-                    .into_iter()
-                    .map(|(subject, peer)| Pair { subject, peer });
-                self.erasures.sync(pairs, Instant::now());
-            }
+            Ok(pairs) => self
+                .erasures
+                .sync(pairs.into_iter().map(Pair::from), Instant::now()),
             Err(e) => tracing::error!(error = %e, "cannot read the pending erasure requests"),
         }
         self.erasures_due();

@@ -91,15 +91,29 @@ impl Shell {
         });
     }
 
+    /// The logs of the streams this node mirrors from the peer `name` (each import's
+    /// generator's stream).
+    fn mirrored_from(&self, name: &str) -> Vec<String> {
+        let settings = crate::config::read(&self.settings);
+        settings
+            .imports
+            .iter()
+            .filter(|i| {
+                i.from
+                    .strip_prefix("/peers/")
+                    .and_then(|r| r.split_once('/'))
+                    .is_some_and(|(n, _)| n == name)
+            })
+            .map(|i| format!("{}/stream", i.into.trim_end_matches('/')))
+            .collect()
+    }
+
     /// Takes the pending pairs from `policy.db` again and sends what is due.
     pub(super) fn rectifications_changed(&mut self) {
         match self.privacy.pending_peer_rectifications() {
-            Ok(pairs) => {
-                let pairs = pairs
-                    .into_iter()
-                    .map(|(subject, peer)| Pair { subject, peer });
-                self.rectifications.sync(pairs, Instant::now());
-            }
+            Ok(pairs) => self
+                .rectifications
+                .sync(pairs.into_iter().map(Pair::from), Instant::now()),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the pending rectification requests");
             }
@@ -190,6 +204,7 @@ impl Shell {
             }
         }
     }
+
     /// The peer refused the rectification request `id` for good (it mirrors nothing from this
     /// node, or not any more): dropped, and audited.
     fn rectification_refused(&mut self, id: u64, pair: &Pair, e: &WireError) {

@@ -29,6 +29,13 @@ pub struct Pair {
     pub peer: String,
 }
 
+impl From<(String, String)> for Pair {
+    /// A (subject, peer) pair as `policy.db` lists them.
+    fn from((subject, peer): (String, String)) -> Pair {
+        Pair { subject, peer }
+    }
+}
+
 /// What the shell must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {

@@ -80,6 +80,15 @@ impl ErasureReceipt {
     pub fn pending(&self) -> bool {
         self.peers.iter().any(|p| p.acknowledged_at.is_none())
     }
+
+    /// The peers that have not acknowledged yet.
+    pub fn pending_peers(&self) -> Vec<&str> {
+        self.peers
+            .iter()
+            .filter(|p| p.acknowledged_at.is_none())
+            .map(|p| p.peer.as_str())
+            .collect()
+    }
 }
 
 impl Privacy {

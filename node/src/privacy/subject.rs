@@ -27,8 +27,8 @@ pub struct Corrected {
     pub records: u64,
     /// Atoms the store logged that held copies of them.
     pub atoms: u64,
-    /// The peers that received the subject's data, asked to correct their copies (the node
-    /// asks until each answers).
+    /// The peers that pulled a stream holding the subject's data, asked to correct their
+    /// copies (the node asks until each answers).
     pub peers: Vec<String>,
 }
 
@@ -132,8 +132,8 @@ impl Privacy {
     /// Corrects the subject's records in `dataset`: each column in `changes` takes the new
     /// value (null removes it). The old values are overwritten in place (`secure_delete`) and
     /// the write-ahead log is checkpointed, so they are gone from the file; in the same
-    /// transaction every peer the subject's data went to gets a request to correct its copies
-    /// (sent by the network task). Then the copies in the atoms the store logged are corrected
+    /// transaction every peer that pulled a stream holding the subject's data gets a request
+    /// to correct its copies (sent by the network task). Then the copies in the atoms the store logged are corrected
     /// through the rectifier, if one is set. Returns how many records and logged atoms changed,
     /// and the peers asked. If the second part fails, the records stay corrected and rectifying
     /// again completes it.
