@@ -114,8 +114,13 @@ impl Core {
         let mut index: HashMap<Path, usize> = HashMap::new();
         for r in replies {
             self.deadlines.answered(&r.id);
-            match index.get(&r.to.workflow) {
-                Some(&i) => batches[i].1.push(r),
+            // Replies come grouped by asker: most go to the batch the last one went to.
+            let at = match batches.last() {
+                Some((last, _)) if *last == r.to.workflow => Some(batches.len() - 1),
+                _ => index.get(&r.to.workflow).copied(),
+            };
+            match at {
+                Some(i) => batches[i].1.push(r),
                 None => {
                     index.insert(r.to.workflow.clone(), batches.len());
                     batches.push((r.to.workflow.clone(), vec![r]));

@@ -343,9 +343,7 @@ fn next_asks(
     while let Some((next, batch)) = queue.front() {
         let mergeable = *next == node
             && asks.len() + batch.len() <= MERGED_ASKS
-            && batch
-                .iter()
-                .all(|a| a.from.is_external() || !askers.contains(&a.from.workflow));
+            && local_askers(batch).all(|p| !askers.contains(&p));
         if !mergeable {
             break;
         }
@@ -358,8 +356,17 @@ fn next_asks(
     Some((node, asks))
 }
 
-/// The asking workflows of a batch of asks (not other processes).
+/// The asking workflows of a batch of asks (not other processes), each once per run of asks
+/// from it (a batch usually comes from one asker).
 fn local_askers(batch: &[crate::portal::AskMsg]) -> impl Iterator<Item = Path> + '_ {
+    let mut last: Option<&Path> = None;
     let local = batch.iter().filter(|a| !a.from.is_external());
-    local.map(|a| a.from.workflow.clone())
+    local.filter_map(move |a| {
+        let path = &a.from.workflow;
+        if last.is_some_and(|l| l == path) {
+            return None;
+        }
+        last = Some(path);
+        Some(path.clone())
+    })
 }
