@@ -51,6 +51,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod ask_map;
 mod batch;
 mod builder;
 mod data;

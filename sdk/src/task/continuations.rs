@@ -5,9 +5,9 @@
 //! point there.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::ask_map::AskMap;
 use crate::data::{Envelope, Key, MixBuild};
 use crate::error::{AskError, TaskError};
 use crate::portal::{AskId, ReplyMsg};
@@ -52,7 +52,7 @@ enum Waiting<Out> {
 
 /// The continuations of one task, by the asks they wait for.
 pub(crate) struct Continuations<Out> {
-    waiting: HashMap<AskId, Waiting<Out>, MixBuild>,
+    waiting: AskMap<Waiting<Out>>,
     /// Number of continuations (not asks) waiting.
     count: usize,
     /// Asks made without a continuation yet, whose replies are still awaited (tracked only
@@ -66,7 +66,7 @@ pub(crate) struct Continuations<Out> {
 impl<Out> Default for Continuations<Out> {
     fn default() -> Self {
         Continuations {
-            waiting: HashMap::default(),
+            waiting: AskMap::default(),
             count: 0,
             unawaited: Default::default(),
             await_all: false,

@@ -3,10 +3,10 @@
 //! continuation waiting and is dropped. Time is real in the threaded runtime and virtual in the
 //! deterministic one, which moves it to the next deadline when nothing else can run.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::data::MixBuild;
+use crate::ask_map::AskMap;
 use crate::error::AskError;
 use crate::path::Path;
 use crate::portal::{AskId, AskMsg, Origin, ReplyMsg};
@@ -53,7 +53,7 @@ pub(crate) struct Deadlines {
     runs: VecDeque<Run>,
     runs_gone: u64,
     /// The place in `order` of each ask still waiting.
-    waiting: HashMap<AskId, u64, MixBuild>,
+    waiting: AskMap<u64>,
 }
 
 impl Deadlines {
@@ -75,7 +75,7 @@ impl Deadlines {
             gone: 0,
             runs: VecDeque::new(),
             runs_gone: 0,
-            waiting: HashMap::default(),
+            waiting: AskMap::default(),
         }
     }
 

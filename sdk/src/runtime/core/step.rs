@@ -310,7 +310,11 @@ impl Core {
                 w.pending = engine.pending();
                 w.unflushed = engine.unflushed();
                 w.engine = Some(engine);
-                w.open.extend(opened);
+                // Requests the step answered itself, in the order it took them (the usual
+                // case), are not kept as open only to be dropped again when the replies leave.
+                if !answers_all(&opened, &released) {
+                    w.open.extend(opened);
+                }
                 if !refused.is_empty() {
                     self.route_replies(refused);
                 }
@@ -325,6 +329,18 @@ impl Core {
             _ => tracing::error!(unit = u, "finished work of another kind of unit"),
         }
     }
+}
+
+/// Whether `released` holds exactly one reply to each request of `opened`, in order.
+fn answers_all(
+    opened: &[(crate::portal::AskId, super::OpenRequest)],
+    released: &[crate::runtime::engine::StepOutput],
+) -> bool {
+    let mut replies = released.iter().flat_map(|o| &o.replies);
+    opened
+        .iter()
+        .all(|(id, _)| replies.next().is_some_and(|r| r.id == *id))
+        && replies.next().is_none()
 }
 
 /// Most asks one replier step takes when it merges queued batches.
@@ -369,4 +385,75 @@ fn local_askers(batch: &[crate::portal::AskMsg]) -> impl Iterator<Item = Path> +
         last = Some(path);
         Some(path.clone())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::portal::{AskId, Origin, ReplyMsg};
+    use crate::runtime::core::OpenRequest;
+    use crate::runtime::engine::StepOutput;
+
+    fn id(seq: u32) -> AskId {
+        AskId {
+            origin: 1,
+            scope: 2,
+            partition: 0,
+            seq,
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            workflow: Path::placeholder("/a/workflows/asker"),
+            partition: 0,
+            task: 1,
+        }
+    }
+
+    fn opened(seqs: &[u32]) -> Vec<(AskId, OpenRequest)> {
+        let open = |seq| OpenRequest {
+            from: origin(),
+            portal: Path::placeholder("/a/portals/p"),
+            envelope: None,
+        };
+        seqs.iter().map(|s| (id(*s), open(*s))).collect()
+    }
+
+    fn released(batches: &[&[u32]]) -> Vec<StepOutput> {
+        let reply = |seq: u32| ReplyMsg {
+            id: id(seq),
+            to: origin(),
+            reply: Ok(Box::new(seq)),
+            envelope: None,
+        };
+        batches
+            .iter()
+            .map(|seqs| StepOutput {
+                output: None,
+                asks: Vec::new(),
+                replies: seqs.iter().map(|s| reply(*s)).collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn requests_answered_in_order_by_their_own_step_need_not_stay_open() {
+        assert!(answers_all(&opened(&[0, 1, 2]), &released(&[&[0, 1], &[2]])));
+        assert!(answers_all(&opened(&[]), &released(&[])));
+    }
+
+    #[test]
+    fn requests_left_unanswered_or_answered_otherwise_stay_open() {
+        let cases: [(&[u32], &[&[u32]]); 5] = [
+            (&[0, 1, 2], &[&[0, 1]]),
+            (&[0, 1], &[&[1, 0]]),
+            (&[0, 1], &[&[0, 1, 7]]),
+            (&[0, 0], &[&[0]]),
+            (&[], &[&[7]]),
+        ];
+        for (open, out) in cases {
+            assert!(!answers_all(&opened(open), &released(out)), "{open:?} {out:?}");
+        }
+    }
 }
