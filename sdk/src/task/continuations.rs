@@ -8,7 +8,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::ask_map::AskMap;
-use crate::data::{Envelope, Key, MixBuild};
+use crate::data::{Envelope, Key};
 use crate::error::{AskError, TaskError};
 use crate::portal::{AskId, ReplyMsg};
 use crate::task::ctx::Ctx;
@@ -57,7 +57,7 @@ pub(crate) struct Continuations<Out> {
     count: usize,
     /// Asks made without a continuation yet, whose replies are still awaited (tracked only
     /// where atoms replay: an asking atom commits once every reply is in, even an ignored one).
-    unawaited: std::collections::HashSet<AskId, MixBuild>,
+    unawaited: AskMap<()>,
     /// Whether replies are awaited for every ask (set by the first [`Continuations::await_reply`]):
     /// then the other asks of a group that failed early stay awaited too.
     await_all: bool,
@@ -87,7 +87,7 @@ impl<Out> Continuations<Out> {
     /// Awaits the reply to `ask`, which no continuation may ever take.
     pub(crate) fn await_reply(&mut self, ask: AskId) {
         self.await_all = true;
-        self.unawaited.insert(ask);
+        self.unawaited.insert(ask, ());
     }
 
     pub(crate) fn register(&mut self, asks: Vec<AskId>, pending: Pending<Out>) {
@@ -120,7 +120,7 @@ impl<Out> Continuations<Out> {
     /// Takes a reply; returns the continuation if it is now ready (all replies in, or one
     /// failed). A reply that nothing waits for (a duplicate, or after a failure) is ignored.
     pub(crate) fn deliver(&mut self, reply: ReplyMsg) -> Option<Ready<Out>> {
-        if self.unawaited.remove(&reply.id) {
+        if self.unawaited.remove(&reply.id).is_some() {
             return None;
         }
         let (leader, position) = match self.waiting.remove(&reply.id)? {
@@ -152,7 +152,7 @@ impl<Out> Continuations<Out> {
                     // and the atom commits only once their repliers committed them.
                     for (i, ask) in group.asks.iter().enumerate() {
                         if i != position && group.replies.get(i).is_some_and(Option::is_none) {
-                            self.unawaited.insert(*ask);
+                            self.unawaited.insert(*ask, ());
                         }
                     }
                 }

@@ -412,7 +412,7 @@ mod tests {
     }
 
     fn opened(seqs: &[u32]) -> Vec<(AskId, OpenRequest)> {
-        let open = |seq| OpenRequest {
+        let open = |_| OpenRequest {
             from: origin(),
             portal: Path::placeholder("/a/portals/p"),
             envelope: None,
@@ -439,7 +439,10 @@ mod tests {
 
     #[test]
     fn requests_answered_in_order_by_their_own_step_need_not_stay_open() {
-        assert!(answers_all(&opened(&[0, 1, 2]), &released(&[&[0, 1], &[2]])));
+        assert!(answers_all(
+            &opened(&[0, 1, 2]),
+            &released(&[&[0, 1], &[2]])
+        ));
         assert!(answers_all(&opened(&[]), &released(&[])));
     }
 
@@ -453,7 +456,10 @@ mod tests {
             (&[], &[&[7]]),
         ];
         for (open, out) in cases {
-            assert!(!answers_all(&opened(open), &released(out)), "{open:?} {out:?}");
+            assert!(
+                !answers_all(&opened(open), &released(out)),
+                "{open:?} {out:?}"
+            );
         }
     }
 }
