@@ -156,7 +156,7 @@ impl Deadlines {
                     });
                 }
             }
-            e.run = self.runs_gone + runs.len() as u64 - 1;
+            e.run = (self.runs_gone + runs.len() as u64).saturating_sub(1);
         }
         self.runs = runs;
     }
