@@ -1,7 +1,9 @@
 //! A map keyed by ask id, for the asks in flight. The asks of one scope (the atom, request or
 //! reply a workflow was processing) are numbered from 0, so they are kept in one vector per
 //! scope: finding an ask costs a lookup in a small map of scopes and an index, instead of a
-//! probe of a large table whose entries come and go at random places.
+//! probe of a large table whose entries come and go at random places. A long vector that has
+//! become mostly empty (one ask of a big fan-out still waiting) moves what it still holds to a
+//! plain map, so a scope never costs much more than its asks in flight.
 
 use std::collections::HashMap;
 
@@ -10,6 +12,10 @@ use crate::portal::AskId;
 
 /// Asks numbered at or past this are kept in a plain map (no vector of that length).
 const DENSE: u32 = 1 << 16;
+
+/// A scope's vector at least this long whose values fill less than a sixteenth of it moves
+/// them to the plain map.
+const THIN: usize = 1 << 12;
 
 /// Values by ask id.
 pub(crate) struct AskMap<V> {
@@ -41,7 +47,12 @@ fn scope_of(id: &AskId) -> (u64, u64, u32) {
 impl<V> AskMap<V> {
     /// Sets the value of `id`; returns the one it replaces.
     pub(crate) fn insert(&mut self, id: AskId, value: V) -> Option<V> {
-        let old = if id.seq >= DENSE {
+        // Past the dense range, already in the plain map (its scope was thinned), or far into
+        // a scope that has no vector (none is started that long for one ask): the plain map.
+        let sparse = id.seq >= DENSE
+            || (!self.sparse.is_empty() && self.sparse.contains_key(&id))
+            || (id.seq as usize >= THIN && !self.scopes.contains_key(&scope_of(&id)));
+        let old = if sparse {
             self.sparse.insert(id, value)
         } else {
             let scope = self.scopes.entry(scope_of(&id)).or_insert(Scope {
@@ -66,19 +77,10 @@ impl<V> AskMap<V> {
 
     /// Takes the value of `id` out.
     pub(crate) fn remove(&mut self, id: &AskId) -> Option<V> {
-        let old = if id.seq >= DENSE {
-            self.sparse.remove(id)
-        } else {
-            let key = scope_of(id);
-            let scope = self.scopes.get_mut(&key)?;
-            let old = scope.slots.get_mut(id.seq as usize)?.take();
-            if old.is_some() {
-                scope.live -= 1;
-                if scope.live == 0 {
-                    self.scopes.remove(&key);
-                }
-            }
-            old
+        let old = match self.remove_dense(id) {
+            Some(v) => Some(v),
+            None if !self.sparse.is_empty() => self.sparse.remove(id),
+            None => None,
         };
         if old.is_some() {
             self.len -= 1;
@@ -86,23 +88,63 @@ impl<V> AskMap<V> {
         old
     }
 
+    /// Takes the value of `id` out of its scope's vector, if it is there.
+    fn remove_dense(&mut self, id: &AskId) -> Option<V> {
+        if id.seq >= DENSE {
+            return None;
+        }
+        let key = scope_of(id);
+        let scope = self.scopes.get_mut(&key)?;
+        let old = scope.slots.get_mut(id.seq as usize)?.take()?;
+        scope.live -= 1;
+        if scope.live == 0 {
+            self.scopes.remove(&key);
+        } else if scope.slots.len() >= THIN && scope.live * 16 < scope.slots.len() {
+            self.thin(key);
+        }
+        Some(old)
+    }
+
+    /// Moves the values of a mostly empty scope to the plain map.
+    fn thin(&mut self, key: (u64, u64, u32)) {
+        let Some(scope) = self.scopes.remove(&key) else {
+            return;
+        };
+        let (origin, scope_id, partition) = key;
+        for (seq, slot) in scope.slots.into_iter().enumerate() {
+            if let Some(v) = slot {
+                let id = AskId {
+                    origin,
+                    scope: scope_id,
+                    partition,
+                    seq: seq as u32,
+                };
+                self.sparse.insert(id, v);
+            }
+        }
+    }
+
     /// The value of `id`.
     #[cfg(test)]
     pub(crate) fn get(&self, id: &AskId) -> Option<&V> {
-        if id.seq >= DENSE {
-            return self.sparse.get(id);
-        }
-        let scope = self.scopes.get(&scope_of(id))?;
-        scope.slots.get(id.seq as usize)?.as_ref()
+        let dense = self
+            .scopes
+            .get(&scope_of(id))
+            .and_then(|s| s.slots.get(id.seq as usize)?.as_ref());
+        dense.or_else(|| self.sparse.get(id))
     }
 
     /// The value of `id`, to change.
     pub(crate) fn get_mut(&mut self, id: &AskId) -> Option<&mut V> {
-        if id.seq >= DENSE {
-            return self.sparse.get_mut(id);
+        let in_scope = self
+            .scopes
+            .get(&scope_of(id))
+            .is_some_and(|s| s.slots.get(id.seq as usize).is_some_and(Option::is_some));
+        if in_scope {
+            let scope = self.scopes.get_mut(&scope_of(id))?;
+            return scope.slots.get_mut(id.seq as usize)?.as_mut();
         }
-        let scope = self.scopes.get_mut(&scope_of(id))?;
-        scope.slots.get_mut(id.seq as usize)?.as_mut()
+        self.sparse.get_mut(id)
     }
 
     /// How many asks have a value.
@@ -161,12 +203,40 @@ mod tests {
         assert_eq!(m.get(&id(1, u32::MAX)), Some(&1));
     }
 
+    #[test]
+    fn a_mostly_empty_long_scope_moves_what_it_holds_to_the_plain_map() {
+        let mut m = AskMap::default();
+        let n = THIN as u32 + 100;
+        for seq in 0..n {
+            m.insert(id(1, seq), seq);
+        }
+        for seq in (0..n).filter(|s| *s != 7 && *s != n - 1) {
+            assert_eq!(m.remove(&id(1, seq)), Some(seq));
+        }
+        assert_eq!((m.len(), m.scopes.len(), m.sparse.len()), (2, 0, 2));
+        assert_eq!(m.get(&id(1, 7)), Some(&7));
+        // A value set again stays where it is; a new ask far into the scope starts no vector.
+        assert_eq!(m.insert(id(1, 7), 70), Some(7));
+        assert_eq!(m.insert(id(1, n + 5), 1), None);
+        assert_eq!((m.len(), m.scopes.len(), m.sparse.len()), (3, 0, 3));
+        // A new ask early in the scope starts a short vector again.
+        assert_eq!(m.insert(id(1, 3), 3), None);
+        assert_eq!(m.scopes.len(), 1);
+        if let Some(v) = m.get_mut(&id(1, 7)) {
+            *v = 77;
+        }
+        for (seq, v) in [(7, 77), (n - 1, n - 1), (n + 5, 1), (3, 3)] {
+            assert_eq!(m.remove(&id(1, seq)), Some(v));
+        }
+        assert!(m.is_empty() && m.scopes.is_empty() && m.sparse.is_empty());
+    }
+
     proptest! {
         /// Any sequence of inserts and removals leaves the map as a plain map would.
         #[test]
         fn behaves_as_a_plain_map(
             ops in proptest::collection::vec(
-                (any::<bool>(), 0u64..4, prop_oneof![0u32..40, Just(DENSE), Just(u32::MAX)], any::<u8>()),
+                (any::<bool>(), 0u64..4, prop_oneof![0u32..40, 4_090u32..4_200, Just(DENSE), Just(u32::MAX)], any::<u8>()),
                 0..300,
             )
         ) {
@@ -185,7 +255,12 @@ mod tests {
             for (k, v) in &plain {
                 prop_assert_eq!(m.get(k), Some(v));
             }
-            let live: usize = m.scopes.values().map(|s| s.live).sum();
+            let live: usize = m
+                .scopes
+                .values()
+                .map(|s| s.slots.iter().filter(|v| v.is_some()).count())
+                .sum();
+            prop_assert!(m.scopes.values().all(|s| s.slots.iter().filter(|v| v.is_some()).count() == s.live));
             prop_assert_eq!(live + m.sparse.len(), plain.len());
             prop_assert!(m.scopes.values().all(|s| s.live > 0), "no empty scope is kept");
         }

@@ -230,7 +230,10 @@ impl Deadlines {
             }
             self.waiting.remove(&entry.id);
             let index = entry.run.checked_sub(self.runs_gone).map(|i| i as usize);
-            let Some(run) = index.and_then(|i| self.runs.get(i)) else {
+            let run = index.and_then(|i| self.runs.get(i));
+            debug_assert!(run.is_some(), "an entry in the queue lost its run");
+            let Some(run) = run else {
+                self.drop_answered();
                 continue;
             };
             let after_ms = self.limit.map_or(0, |l| l.as_millis() as u64);

@@ -31,8 +31,8 @@ struct Sent {
 }
 
 /// Asks across processes in flight. Sent asks leave when answered or when their deadline
-/// passes; taken asks when their replier answers, fails or their deadline passes (asks from
-/// other processes are watched like any), so both maps are bounded by the asks in flight.
+/// passes; taken asks when their replier answers or fails (their asker's deadline governs
+/// them: they get none here), so both maps are bounded by the asks in flight.
 #[derive(Default)]
 pub(crate) struct Remote {
     gateway: Option<Arc<dyn Gateway>>,
