@@ -123,6 +123,7 @@ impl Deadlines {
             answered: false,
         });
         self.drop_answered();
+        self.compact_if_crowded();
     }
 
     /// Stops the clock of `ask`: its reply (or error) is on its way.
@@ -130,12 +131,16 @@ impl Deadlines {
         if let Some(place) = self.waiting.remove(ask) {
             self.mark(place);
             self.drop_answered();
-            // Answered asks behind one still waiting stay queued; when they outnumber the
-            // waiting ones, the queue keeps only those (so one stuck ask cannot make it grow
-            // with every ask answered meanwhile).
-            if self.order.len() > 2 * self.waiting.len() + 1_024 {
-                self.compact();
-            }
+            self.compact_if_crowded();
+        }
+    }
+
+    /// Answered asks (and earlier watches of asks watched again) behind one still waiting stay
+    /// queued; when they outnumber the waiting ones, the queue keeps only those (so one stuck
+    /// ask cannot make it grow with every ask answered or watched again meanwhile).
+    fn compact_if_crowded(&mut self) {
+        if self.order.len() > 2 * self.waiting.len() + 1_024 {
+            self.compact();
         }
     }
 
@@ -333,6 +338,20 @@ mod tests {
         assert!(d.pending());
         assert!(d.skip_to_next());
         assert_eq!(d.expired().len(), 1, "the stuck ask still times out");
+    }
+
+    #[test]
+    fn one_stuck_ask_does_not_keep_every_earlier_watch_of_another_queued() {
+        let mut d = Deadlines::virtual_time(Some(Duration::from_secs(30)));
+        d.watch(&ask(0));
+        for _ in 0..100_000 {
+            d.watch(&ask(1));
+        }
+        assert!(d.order.len() <= 1_027, "{} entries queued", d.order.len());
+        assert!(d.skip_to_next());
+        let due: Vec<u32> = d.expired().iter().map(|r| r.id.seq).collect();
+        assert_eq!(due, vec![0, 1], "each times out once");
+        assert!(!d.pending() && d.order.is_empty() && d.runs.is_empty());
     }
 
     #[test]
