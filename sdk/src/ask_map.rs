@@ -136,15 +136,13 @@ impl<V> AskMap<V> {
 
     /// The value of `id`, to change.
     pub(crate) fn get_mut(&mut self, id: &AskId) -> Option<&mut V> {
-        let in_scope = self
-            .scopes
-            .get(&scope_of(id))
-            .is_some_and(|s| s.slots.get(id.seq as usize).is_some_and(Option::is_some));
-        if in_scope {
-            let scope = self.scopes.get_mut(&scope_of(id))?;
-            return scope.slots.get_mut(id.seq as usize)?.as_mut();
+        // An id is in one place only (`insert` keeps it where it is): the plain map, usually
+        // empty, is asked first so that the scope is looked up once.
+        if !self.sparse.is_empty() && self.sparse.contains_key(id) {
+            return self.sparse.get_mut(id);
         }
-        self.sparse.get_mut(id)
+        let scope = self.scopes.get_mut(&scope_of(id))?;
+        scope.slots.get_mut(id.seq as usize)?.as_mut()
     }
 
     /// How many asks have a value.

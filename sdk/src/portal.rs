@@ -69,6 +69,17 @@ pub struct AskId {
 const DERIVED: u64 = 1 << 63;
 
 impl AskId {
+    /// Ask `seq` of one fixed scope of one fixed asker, for tests.
+    #[cfg(test)]
+    pub(crate) fn numbered(seq: u32) -> AskId {
+        AskId {
+            origin: 1,
+            scope: 2,
+            partition: 0,
+            seq,
+        }
+    }
+
     /// The scope of asks made while continuing from this ask's reply: a hash of the id, so
     /// that such asks get the same ids in every run.
     pub fn scope_of(&self) -> u64 {

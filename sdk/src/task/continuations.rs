@@ -214,18 +214,9 @@ mod tests {
     use crate::path::Path;
     use crate::portal::Origin;
 
-    fn ask(seq: u32) -> AskId {
-        AskId {
-            origin: 7,
-            scope: 1,
-            partition: 0,
-            seq,
-        }
-    }
-
     fn reply(seq: u32, value: Result<i64, AskError>) -> ReplyMsg {
         ReplyMsg {
-            id: ask(seq),
+            id: AskId::numbered(seq),
             to: Origin {
                 workflow: Path::placeholder("/a/workflows/w"),
                 partition: 0,
@@ -257,7 +248,7 @@ mod tests {
     #[test]
     fn a_single_reply_readies_its_continuation_once() {
         let mut c = Continuations::default();
-        c.register(vec![ask(0)], pending());
+        c.register(vec![AskId::numbered(0)], pending());
         assert_eq!(c.len(), 1);
         let ready = c.deliver(reply(0, Ok(5))).map(|r| values(r.replies));
         assert_eq!(ready, Some(Ok(vec![5])));
@@ -272,7 +263,10 @@ mod tests {
     fn a_group_is_ready_when_all_replies_are_in_whatever_their_order() {
         for order in [[0u32, 1, 2], [2, 1, 0], [1, 0, 2], [2, 0, 1]] {
             let mut c = Continuations::default();
-            c.register(vec![ask(0), ask(1), ask(2)], pending());
+            c.register(
+                vec![AskId::numbered(0), AskId::numbered(1), AskId::numbered(2)],
+                pending(),
+            );
             let mut ready = None;
             for (i, seq) in order.iter().enumerate() {
                 let r = c.deliver(reply(*seq, Ok(10 * i64::from(*seq))));
@@ -293,9 +287,12 @@ mod tests {
     fn where_every_reply_is_awaited_a_failed_group_still_awaits_its_other_asks() {
         let mut c = Continuations::default();
         for seq in 0..3 {
-            c.await_reply(ask(seq));
+            c.await_reply(AskId::numbered(seq));
         }
-        c.register(vec![ask(0), ask(1), ask(2)], pending());
+        c.register(
+            vec![AskId::numbered(0), AskId::numbered(1), AskId::numbered(2)],
+            pending(),
+        );
         assert_eq!(c.len(), 1);
         assert!(c.deliver(reply(1, Ok(1))).is_none());
         let failed = AskError::ReplierFailed {
@@ -310,7 +307,10 @@ mod tests {
     #[test]
     fn a_failed_ask_ends_its_group_at_once_and_late_replies_are_ignored() {
         let mut c = Continuations::default();
-        c.register(vec![ask(0), ask(1), ask(2)], pending());
+        c.register(
+            vec![AskId::numbered(0), AskId::numbered(1), AskId::numbered(2)],
+            pending(),
+        );
         assert!(c.deliver(reply(1, Ok(1))).is_none());
         let failed = AskError::ReplierFailed {
             portal: "/a/portals/p".into(),

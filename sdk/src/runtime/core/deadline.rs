@@ -268,12 +268,7 @@ mod tests {
 
     fn asked_by(workflow: &str, seq: u32) -> AskMsg {
         AskMsg {
-            id: AskId {
-                origin: 1,
-                scope: 2,
-                partition: 0,
-                seq,
-            },
+            id: AskId::numbered(seq),
             portal: Path::placeholder("/a/portals/p"),
             from: Origin {
                 workflow: Path::placeholder(workflow),

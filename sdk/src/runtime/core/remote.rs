@@ -243,18 +243,9 @@ mod tests {
 
     type Reply = Result<Vec<u8>, AskError>;
 
-    fn id(seq: u32) -> AskId {
-        AskId {
-            origin: 9,
-            scope: 1,
-            partition: 0,
-            seq,
-        }
-    }
-
     fn ask(seq: u32) -> AskMsg {
         AskMsg {
-            id: id(seq),
+            id: AskId::numbered(seq),
             portal: Path::placeholder("/peers/bob/a/portals/p"),
             from: Origin {
                 workflow: Path::placeholder("/a/workflows/w"),
@@ -297,17 +288,23 @@ mod tests {
         let calls = gateway.0.lock().map(|v| v.clone()).unwrap_or_default();
         assert_eq!(calls.len(), 1, "one send per routing pass");
         let ids: Vec<_> = calls[0].iter().map(|a| (a.id, a.request.clone())).collect();
-        assert_eq!(ids, vec![(id(0), vec![0]), (id(1), vec![1])]);
+        assert_eq!(
+            ids,
+            vec![(AskId::numbered(0), vec![0]), (AskId::numbered(1), vec![1])]
+        );
         assert_eq!(calls[0][0].deadline, Duration::from_secs(2));
 
-        let reply = remote.answer(id(1), Ok(vec![7]));
+        let reply = remote.answer(AskId::numbered(1), Ok(vec![7]));
         let Some(reply) = reply else {
             panic!("ask 1 waits for its reply")
         };
         assert_eq!((reply.to.partition, reply.to.task), (1, 2));
         let bytes = reply.reply.ok().and_then(|v| v.downcast::<Encoded>().ok());
         assert_eq!(bytes.map(|e| e.0), Some(vec![7]));
-        assert!(remote.answer(id(1), Ok(vec![7])).is_none(), "once");
+        assert!(
+            remote.answer(AskId::numbered(1), Ok(vec![7])).is_none(),
+            "once"
+        );
 
         // Ask 0 times out: its origin is forgotten, and a late reply is dropped.
         remote.expired(&[ReplyMsg::failed(
@@ -317,7 +314,7 @@ mod tests {
             },
         )]);
         assert!(!remote.awaits_replies());
-        assert!(remote.answer(id(0), Ok(vec![0])).is_none());
+        assert!(remote.answer(AskId::numbered(0), Ok(vec![0])).is_none());
         assert!(remote.flush().send.is_none(), "nothing more to send");
     }
 
@@ -329,13 +326,13 @@ mod tests {
             let got = got.clone();
             Box::new(move |r| got.lock().map(|mut v| v.push((tag, r))).unwrap_or_default())
         };
-        assert!(remote.take(id(0), respond(1)));
+        assert!(remote.take(AskId::numbered(0), respond(1)));
         assert!(
-            !remote.take(id(0), respond(2)),
+            !remote.take(AskId::numbered(0), respond(2)),
             "attached, not routed again"
         );
         let reply = ReplyMsg {
-            id: id(0),
+            id: AskId::numbered(0),
             to: Origin::external(),
             reply: Ok(Box::new(Encoded(vec![4]))),
             envelope: None,
@@ -344,6 +341,9 @@ mod tests {
         remote.flush().run();
         let got = got.lock().map(|v| v.clone()).unwrap_or_default();
         assert_eq!(got, vec![(1, Ok(vec![4])), (2, Ok(vec![4]))]);
-        assert!(remote.take(id(0), respond(3)), "answered: a new ask again");
+        assert!(
+            remote.take(AskId::numbered(0), respond(3)),
+            "answered: a new ask again"
+        );
     }
 }

@@ -394,15 +394,6 @@ mod tests {
     use crate::runtime::core::OpenRequest;
     use crate::runtime::engine::StepOutput;
 
-    fn id(seq: u32) -> AskId {
-        AskId {
-            origin: 1,
-            scope: 2,
-            partition: 0,
-            seq,
-        }
-    }
-
     fn origin() -> Origin {
         Origin {
             workflow: Path::placeholder("/a/workflows/asker"),
@@ -417,12 +408,14 @@ mod tests {
             portal: Path::placeholder("/a/portals/p"),
             envelope: None,
         };
-        seqs.iter().map(|s| (id(*s), open(*s))).collect()
+        seqs.iter()
+            .map(|s| (AskId::numbered(*s), open(*s)))
+            .collect()
     }
 
     fn released(batches: &[&[u32]]) -> Vec<StepOutput> {
         let reply = |seq: u32| ReplyMsg {
-            id: id(seq),
+            id: AskId::numbered(seq),
             to: origin(),
             reply: Ok(Box::new(seq)),
             envelope: None,
