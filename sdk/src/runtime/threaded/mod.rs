@@ -162,6 +162,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             quiet: Condvar::new(),
+            timer: Condvar::new(),
             storage: Mutex::new(storage),
             pool: RwLock::new(Some(Arc::new(pool))),
             parallel: Parallel::Threads {
@@ -461,6 +462,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         {
             let mut st = self.shared.lock();
             st.stopping = true;
+            self.shared.timer.notify_all();
             while st.running > 0 {
                 st = self
                     .shared

@@ -33,8 +33,14 @@ pub(super) fn timer<S: Storage + 'static>(shared: &std::sync::Weak<Shared<S>>) {
         }
         let wait = st.core.deadlines.next_in().unwrap_or(TICK).min(TICK);
         shared.unlock(st);
-        drop(shared);
-        std::thread::sleep(wait.max(std::time::Duration::from_millis(1)));
+        // Waits on the condvar `stop` signals, so stopping does not wait out a tick; the
+        // flag is read again under the lock the wait releases, so no signal is missed.
+        let st = shared.lock();
+        if st.stopping {
+            return;
+        }
+        let wait = wait.max(std::time::Duration::from_millis(1));
+        drop(shared.timer.wait_timeout(st, wait));
     }
 }
 
@@ -70,6 +76,8 @@ pub(super) struct Shared<S> {
     pub state: Mutex<State>,
     /// Signalled when `running` drops to zero.
     pub quiet: Condvar,
+    /// Signalled by `stop`, to end the deadline timer's wait at once.
+    pub timer: Condvar,
     pub storage: Mutex<S>,
     pub pool: RwLock<Option<Arc<rayon::ThreadPool>>>,
     /// How partitioned workflows run their partitions.
