@@ -77,6 +77,6 @@ pub use error::NodeError;
 pub use identity::{IDENTITY_FILE, create_identity, load_identity, peer_id_of};
 pub use node::{Node, NodeConfig};
 pub use store::{
-    Activity, Correction, DATABASE, ErasedKey, Eraser, KeptReplies, Pulled, Quarantined,
+    Activity, Correction, DATABASE, ErasedKey, Eraser, KeptReplies, Pulled, Quarantined, Scrub,
     SqliteStore, StoreOptions, StreamReader, Synchronous, WorkflowActivity, failpoint,
 };

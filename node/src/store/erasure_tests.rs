@@ -216,8 +216,51 @@ fn an_erasure_leaves_no_key_in_the_files_and_pending_ones_complete_at_opening() 
         .conn
         .query_row("PRAGMA secure_delete", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(secure, 1, "deleted content is overwritten");
+    assert_eq!(
+        secure, 2,
+        "the store's own deletions are zeroed in their pages"
+    );
+    let eraser_conn = schema::open(&dir.path().join(DATABASE), false).unwrap();
+    let secure: i64 = eraser_conn
+        .query_row("PRAGMA secure_delete", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(secure, 1, "an eraser's connection zeroes freed pages too");
     assert!(Eraser::open(&dir.path().join("absent")).is_err());
+}
+
+/// Writes a clear value, replaces it, compacts both records away and checkpoints the WAL
+/// away; returns whether the first value is still somewhere in the files.
+fn replaced_value_lingers(options: StoreOptions, unscrubbed: bool) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(dir.path(), options).expect("open");
+    if unscrubbed {
+        store
+            .conn
+            .pragma_update(None, "secure_delete", "OFF")
+            .unwrap();
+    }
+    commit_owned(&mut store, 1, &[(4, Some("OLD-PLAIN-VALUE"), None)]);
+    commit_owned(&mut store, 2, &[(4, Some("NEW-PLAIN-VALUE"), None)]);
+    assert!(in_files(dir.path(), "OLD-PLAIN-VALUE"));
+    assert_eq!(store.compact(super::tests::WF).unwrap(), 2);
+    store
+        .conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    assert!(in_files(dir.path(), "NEW-PLAIN-VALUE"));
+    in_files(dir.path(), "OLD-PLAIN-VALUE")
+}
+
+#[test]
+fn the_stores_own_deletions_leave_no_trace_in_their_pages() {
+    assert!(!replaced_value_lingers(StoreOptions::default(), false));
+    let full = StoreOptions {
+        scrub: Scrub::Full,
+        ..StoreOptions::default()
+    };
+    assert!(!replaced_value_lingers(full, false));
+    // The scan would see it: without scrubbing, the deleted record stays in its page.
+    assert!(replaced_value_lingers(StoreOptions::default(), true));
 }
 
 /// Commits step `step` of `/app/workflows/wf` writing, per (key, value, owner), one value of

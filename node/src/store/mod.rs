@@ -47,6 +47,21 @@ pub enum Synchronous {
     Full,
 }
 
+/// How the store's own deletions (changelog records folded into the snapshot, logs truncated,
+/// snapshot values replaced, kept replies expired) are scrubbed from the file. Erasures always
+/// zero what they delete, whatever this says: they run on a connection of their own with
+/// SQLite's `secure_delete` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scrub {
+    /// Deleted content is zeroed in the pages the deletion writes anyway (SQLite's
+    /// `secure_delete = FAST`); whole pages it frees (the overflow pages of a long record) go to
+    /// the free list as they are, until reused. Personal payloads are sealed under their
+    /// subjects' keys, so what lingers of them there is unreadable once the key is erased.
+    InPage,
+    /// Freed pages are zeroed too (`secure_delete = ON`): more I/O on every compaction.
+    Full,
+}
+
 /// How to open a store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -68,6 +83,8 @@ pub struct StoreOptions {
     /// asking atom replayed after a crash) gets the same reply instead of being applied twice
     /// (default one hour; keep it longer than any ask's deadline).
     pub answers_kept: std::time::Duration,
+    /// How the store's own deletions are scrubbed (default `InPage`).
+    pub scrub: Scrub,
 }
 
 impl Default for StoreOptions {
@@ -79,6 +96,7 @@ impl Default for StoreOptions {
             compact_every: 256,
             quarantine_after: 3,
             answers_kept: std::time::Duration::from_secs(3_600),
+            scrub: Scrub::InPage,
         }
     }
 }
@@ -135,6 +153,10 @@ impl SqliteStore {
             };
             conn.pragma_update(None, "synchronous", level)
                 .map_err(sql)?;
+            if options.scrub == Scrub::InPage {
+                conn.pragma_update(None, "secure_delete", "FAST")
+                    .map_err(sql)?;
+            }
         }
         if let Some(pages) = options.max_pages {
             conn.pragma_update(None, "max_page_count", signed(pages))
