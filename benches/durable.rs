@@ -428,8 +428,9 @@ fn main() {
     println!(
         "pipeline: generator -> map -> filter -> key_by -> per-key count (1024 keys), 1 partition, \
          {WORKERS} worker threads, {events} events; SqliteStore (WAL) in a fresh temp dir per run, \
-         compacting each workflow every {} commits (within the commit)",
-        StoreOptions::default().compact_every
+         compacting each workflow every {} commits or {} MiB of records (within the commit)",
+        StoreOptions::default().compact_every,
+        StoreOptions::default().compact_bytes >> 20
     );
     let group = ThreadedConfig::default().group_commit;
     println!(

@@ -10,16 +10,23 @@ use super::seal::DbKeys;
 use super::{SqliteStore, failpoint, now_seconds, payload, signed, unsigned};
 use crate::error::NodeError;
 
+/// Steps of a workflow between tidy-ups, done in its commit's transaction: its input's log
+/// truncated below every reader's position, and the replies kept past their time dropped.
+/// They follow progress (a record may cover a group of atoms); compaction follows records.
+const TIDY_EVERY: u64 = 256;
+
 /// The commits of one workflow since its last compaction, folded as they are made.
 #[derive(Default)]
 pub(super) struct Fold {
-    /// Steps left uncompacted by an earlier run (counted at this run's first commit).
-    earlier: u64,
+    /// Records, and their bytes, left uncompacted by an earlier run (counted before this run's
+    /// first commit).
+    earlier: (u64, u64),
     /// Records written by this run.
     pub(super) records: u64,
-    /// Steps (atoms, reply batches) those records cover: compaction follows progress, not
-    /// records, since a record may cover a group of atoms.
-    steps: u64,
+    /// Their bytes.
+    bytes: u64,
+    /// Steps committed since the last tidy-up (or this run's start).
+    untidy: u64,
     /// The last value written per slot.
     pub(super) last: Slots,
 }
@@ -135,6 +142,9 @@ impl SqliteStore {
         let sql = |e| NodeError::sqlite(&file, e);
         let workflow_id = signed(commit.workflow_id);
         let now = now_seconds();
+        let steps = commit.steps.max(1);
+        let tidy = self.fold_of(commit.workflow_id)?.untidy + steps >= TIDY_EVERY;
+        let kept_since = self.answers_since();
         // The write lock first: the subject keys read for sealing are then current.
         let tx = self
             .conn
@@ -181,6 +191,9 @@ impl SqliteStore {
             ])
         })
         .map_err(sql)?;
+        if tidy {
+            tidy_up(&tx, workflow_id, kept_since).map_err(sql)?;
+        }
         let alive = now >= self.alive + super::ALIVE_EVERY;
         if alive {
             tx.execute("UPDATE clock SET alive = ?1 WHERE id = 0", [signed(now)])
@@ -194,33 +207,49 @@ impl SqliteStore {
             self.alive = now;
         }
         self.commits += 1;
-        self.fold(commit, encoded)
+        self.fold(commit, encoded, tidy)
     }
 
-    /// Folds a written commit's values into its workflow's fold, and compacts the workflow
-    /// once enough steps have gathered.
-    fn fold(&mut self, commit: &Commit<'_>, encoded: Encoded) -> Result<(), NodeError> {
-        let workflow_id = commit.workflow_id;
-        let steps = commit.steps.max(1);
-        if !self.folds.contains_key(&workflow_id) {
-            // Steps committed since the last compaction, by earlier runs.
-            let uncompacted: i64 = self
+    /// The fold of `workflow`, begun (with what earlier runs left in its changelog) if this
+    /// run has not committed for it yet.
+    fn fold_of(&mut self, workflow: u64) -> Result<&mut Fold, NodeError> {
+        if !self.folds.contains_key(&workflow) {
+            let (records, bytes): (i64, i64) = self
                 .conn
                 .query_row(
-                    "SELECT step - compacted FROM positions WHERE workflow = ?1",
-                    [signed(workflow_id)],
-                    |r| r.get(0),
+                    "SELECT count(*), coalesce(sum(length(record)), 0) FROM changelog
+                     WHERE workflow = ?1",
+                    [signed(workflow)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(|e| NodeError::sqlite(&self.file, e))?;
             let fold = Fold {
-                earlier: unsigned(uncompacted.max(0)).saturating_sub(steps),
+                earlier: (unsigned(records.max(0)), unsigned(bytes.max(0))),
                 ..Fold::default()
             };
-            self.folds.insert(workflow_id, fold);
+            self.folds.insert(workflow, fold);
         }
+        Ok(self.folds.entry(workflow).or_default())
+    }
+
+    /// Folds a written commit's values into its workflow's fold (`tidied`: the commit tidied
+    /// up), and compacts the workflow once enough records have gathered.
+    fn fold(
+        &mut self,
+        commit: &Commit<'_>,
+        encoded: Encoded,
+        tidied: bool,
+    ) -> Result<(), NodeError> {
+        let workflow_id = commit.workflow_id;
+        // Begun by `write`, before the commit.
         let fold = self.folds.entry(workflow_id).or_default();
         fold.records += 1;
-        fold.steps += steps;
+        fold.bytes += encoded.record.len() as u64;
+        fold.untidy = if tidied {
+            0
+        } else {
+            fold.untidy + commit.steps.max(1)
+        };
         for (slot, span) in encoded.spans {
             let value = fold.last.entry(slot).or_insert(None);
             match span.and_then(|r| encoded.record.get(r)) {
@@ -233,10 +262,12 @@ impl SqliteStore {
                 None => *value = None,
             }
         }
+        let (records, bytes) = (fold.earlier.0 + fold.records, fold.earlier.1 + fold.bytes);
         let mut record = encoded.record;
         record.clear();
         self.spare.push(record);
-        if self.compact_every > 0 && fold.earlier + fold.steps >= self.compact_every {
+        if self.compact_every > 0 && (records >= self.compact_every || bytes >= self.compact_bytes)
+        {
             // The commit stands whatever happens here; a failed compaction is retried later.
             if let Err(e) = self.compact(workflow_id) {
                 tracing::warn!(error = %e, workflow = %commit.workflow, "compaction failed");
@@ -244,6 +275,26 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// Truncates `workflow`'s input log below every reader's position and drops the replies it
+/// kept since before `kept_since` (or to asks their askers have committed past), in `tx`.
+pub(super) fn tidy_up(
+    tx: &rusqlite::Transaction<'_>,
+    workflow: i64,
+    kept_since: u64,
+) -> rusqlite::Result<()> {
+    // Replies older than the time they are kept for go; so do the replies to asks over atoms
+    // their asker has committed past.
+    super::answers::drop_old(tx, unsigned(workflow), kept_since)?;
+    // Atoms of its input that every consumer has committed past are not needed again.
+    tx.execute(
+        "DELETE FROM atoms WHERE stream = (SELECT stream FROM positions WHERE workflow = ?1)
+           AND offset < (SELECT min(next) FROM positions
+                         WHERE stream = (SELECT stream FROM positions WHERE workflow = ?1))",
+        [workflow],
+    )?;
+    Ok(())
 }
 
 /// What of a commit the store encodes before writing it.

@@ -72,10 +72,14 @@ pub struct StoreOptions {
     /// Largest size of the database in pages (SQLite's `max_page_count`); `None`: no limit
     /// beyond the disk's.
     pub max_pages: Option<u64>,
-    /// Steps of a workflow (atoms, batches of asks or replies) after which its changelog
-    /// records are folded into its snapshot and its input's log is truncated (default 256), so
-    /// recovery reads a snapshot and a short tail; `0`: never.
+    /// Changelog records (commits) of a workflow after which they are folded into its
+    /// snapshot (default 256), so recovery reads a snapshot and a short tail; `0`: never.
+    /// (Its input's log is truncated, and its kept replies expire, every 256 steps whatever
+    /// this says.)
     pub compact_every: u64,
+    /// Bytes of a workflow's changelog records after which they are folded into its snapshot
+    /// even before `compact_every` records (default 4 MiB), so large records do not pile up.
+    pub compact_bytes: u64,
     /// Launches in a row that may stop (crash) while a workflow processes the same atom before
     /// the next launch quarantines it instead of running it again (default 3).
     pub quarantine_after: u32,
@@ -94,6 +98,7 @@ impl Default for StoreOptions {
             read_only: false,
             max_pages: None,
             compact_every: 256,
+            compact_bytes: 4 << 20,
             quarantine_after: 3,
             answers_kept: std::time::Duration::from_secs(3_600),
             scrub: Scrub::InPage,
@@ -111,6 +116,7 @@ pub struct SqliteStore {
     activity: activity::Activity,
     last_error: Option<NodeError>,
     compact_every: u64,
+    compact_bytes: u64,
     quarantine_after: u32,
     answers_kept: std::time::Duration,
     /// When the store last recorded that the node runs (Unix seconds).
@@ -177,6 +183,7 @@ impl SqliteStore {
             activity: activity::Activity::default(),
             last_error: None,
             compact_every: options.compact_every,
+            compact_bytes: options.compact_bytes,
             quarantine_after: options.quarantine_after,
             answers_kept: options.answers_kept,
             folds: std::collections::HashMap::new(),
@@ -412,6 +419,8 @@ impl Storage for SqliteStore {
     }
 }
 
+#[cfg(test)]
+mod compaction_tests;
 #[cfg(test)]
 mod erasure_tests;
 #[cfg(test)]

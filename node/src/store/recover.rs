@@ -7,7 +7,7 @@ use std::path::Path;
 use pods_sdk::{AskId, InputPosition, Key, Recovery, SubjectId};
 use rusqlite::{OptionalExtension, params};
 
-use super::commit::Slots;
+use super::commit::{Fold, Slots};
 use super::payload::StoredValue;
 use super::record::Record;
 use super::seal::DbKeys;
@@ -91,7 +91,7 @@ impl SqliteStore {
     }
 
     /// The oldest time (Unix seconds) of a reply still kept.
-    fn answers_since(&self) -> u64 {
+    pub(super) fn answers_since(&self) -> u64 {
         now_seconds().saturating_sub(self.answers_kept.as_secs())
     }
 
@@ -189,20 +189,12 @@ impl SqliteStore {
                 params![signed(workflow), signed(last)],
             )
             .map_err(sql)?;
-            // Replies older than the time they are kept for go with the compaction; so do the
-            // replies to asks over atoms their asker has committed past.
-            super::answers::drop_old(&tx, workflow, kept_since).map_err(sql)?;
             failpoint::reach("compact.written");
-            // Atoms of its input that every consumer has committed past are not needed again.
-            tx.execute(
-                "DELETE FROM atoms WHERE stream = (SELECT stream FROM positions WHERE workflow = ?1)
-                   AND offset < (SELECT min(next) FROM positions
-                                 WHERE stream = (SELECT stream FROM positions WHERE workflow = ?1))",
-                params![signed(workflow)],
-            )
-            .map_err(sql)?;
+            super::commit::tidy_up(&tx, signed(workflow), kept_since).map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
+        // The changelog holds nothing up to `last` now: a fresh fold, tidied.
+        self.folds.insert(workflow, Fold::default());
         Ok(usize::try_from(count).unwrap_or(0))
     }
 }
