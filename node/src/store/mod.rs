@@ -7,6 +7,7 @@
 
 mod activity;
 mod answers;
+mod checkpoint;
 mod commit;
 mod exports;
 pub mod failpoint;
@@ -108,6 +109,9 @@ impl Default for StoreOptions {
 
 /// The SQLite store; implements the sdk's [`Storage`].
 pub struct SqliteStore {
+    /// The WAL's checkpoints, on a thread of their own (`None` when read-only). Declared
+    /// before `conn`, so it stops before the connection closes (and checkpoints what is left).
+    _checkpointer: Option<checkpoint::Checkpointer>,
     conn: Connection,
     file: PathBuf,
     /// Record buffers of written commits, kept for their room.
@@ -150,8 +154,9 @@ impl SqliteStore {
             })?;
         }
         let file = dir.join(DATABASE);
-        let conn = schema::open(&file, options.read_only)?;
+        let mut conn = schema::open(&file, options.read_only)?;
         let sql = |e| NodeError::sqlite(&file, e);
+        let mut checkpointer = None;
         if !options.read_only {
             let level = match options.synchronous {
                 Synchronous::Normal => "NORMAL",
@@ -159,6 +164,13 @@ impl SqliteStore {
             };
             conn.pragma_update(None, "synchronous", level)
                 .map_err(sql)?;
+            // Under `NORMAL` no commit waits for the disk but the one that checkpoints: the
+            // checkpoint moves to a thread of its own. Under `FULL` every commit waits for an
+            // fsync of the WAL, and a concurrent checkpoint's writes would queue before each
+            // of them (one atom per commit ran 30 % slower so): SQLite checkpoints inline.
+            if options.synchronous == Synchronous::Normal {
+                checkpointer = Some(checkpoint::Checkpointer::start(&file, level, &mut conn)?);
+            }
             if options.scrub == Scrub::InPage {
                 conn.pragma_update(None, "secure_delete", "FAST")
                     .map_err(sql)?;
@@ -175,6 +187,7 @@ impl SqliteStore {
             age_by_uptime(&conn).map_err(sql)?
         };
         Ok(SqliteStore {
+            _checkpointer: checkpointer,
             alive,
             conn,
             file,
