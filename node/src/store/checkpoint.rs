@@ -173,18 +173,25 @@ mod tests {
         std::fs::metadata(dir.join(name)).map_or(0, |m| m.len())
     }
 
-    #[test]
-    fn under_normal_the_thread_copies_the_wal_into_the_database_file() {
+    /// A fresh store (never compacting) after 200 records, and its database file's size
+    /// before them.
+    fn after_200_records(synchronous: Synchronous) -> (tempfile::TempDir, SqliteStore, u64) {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions {
-            synchronous: Synchronous::Normal,
+            synchronous,
             compact_every: 0,
             ..StoreOptions::default()
         };
         let mut store = SqliteStore::open(dir.path(), options).unwrap();
         let before = file_bytes(dir.path(), DATABASE);
-        // About 1,600 pages: past the wake-up, far below the limit where commits checkpoint.
         commit_records(&mut store, 200);
+        (dir, store, before)
+    }
+
+    #[test]
+    fn under_normal_the_thread_copies_the_wal_into_the_database_file() {
+        // About 1,600 pages: past the wake-up, far below the limit where commits checkpoint.
+        let (dir, store, before) = after_200_records(Synchronous::Normal);
         let wal = file_bytes(dir.path(), &format!("{DATABASE}-wal"));
         assert!(wal > 4 << 20, "the WAL holds the records ({wal} bytes)");
         // The commits returned; the copy happens on the thread (of the first 1,000 frames at
@@ -203,15 +210,7 @@ mod tests {
 
     #[test]
     fn under_full_commits_checkpoint_as_sqlite_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let options = StoreOptions {
-            synchronous: Synchronous::Full,
-            compact_every: 0,
-            ..StoreOptions::default()
-        };
-        let mut store = SqliteStore::open(dir.path(), options).unwrap();
-        let before = file_bytes(dir.path(), DATABASE);
-        commit_records(&mut store, 200);
+        let (dir, _store, before) = after_200_records(Synchronous::Full);
         // The commit that passed 1,000 pages copied them before it returned.
         assert!(file_bytes(dir.path(), DATABASE) > before + (3 << 20));
     }
