@@ -18,18 +18,26 @@ use crate::error::NodeError;
 
 /// WAL pages after which a commit wakes the checkpoint thread (SQLite's own default for its
 /// automatic checkpoint).
-pub(super) const WAKE_PAGES: i32 = 1_000;
+const WAKE_PAGES: i32 = 1_000;
 
 /// WAL pages after which the committing connection checkpoints itself (the WAL then holds
 /// about 32 MB at 4 KiB pages).
-pub(super) const LIMIT_PAGES: i32 = 8_000;
+const LIMIT_PAGES: i32 = 8_000;
 
 /// What the store and its checkpoint thread share.
 #[derive(Default)]
 struct Signal {
-    /// `(due, stopping)`.
-    state: Mutex<(bool, bool)>,
+    state: Mutex<Flags>,
     wake: Condvar,
+}
+
+/// What the thread is asked to do.
+#[derive(Default)]
+struct Flags {
+    /// A checkpoint (at most one is pending).
+    due: bool,
+    /// Return (the store is closing).
+    stopping: bool,
 }
 
 /// The checkpoint thread of one store; stopped and joined when dropped.
@@ -92,8 +100,8 @@ impl Signal {
     /// Asks the thread for a checkpoint (at most one is pending).
     fn nudge(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !state.0 {
-            state.0 = true;
+        if !state.due {
+            state.due = true;
             self.wake.notify_one();
         }
     }
@@ -104,13 +112,13 @@ fn run(conn: &Connection, signal: &Signal, file: &Path) {
     loop {
         {
             let mut state = signal.state.lock().unwrap_or_else(|p| p.into_inner());
-            while !state.0 && !state.1 {
+            while !state.due && !state.stopping {
                 state = signal.wake.wait(state).unwrap_or_else(|p| p.into_inner());
             }
-            if state.1 {
+            if state.stopping {
                 return;
             }
-            state.0 = false;
+            state.due = false;
         }
         let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
@@ -126,7 +134,7 @@ impl Drop for Checkpointer {
     fn drop(&mut self) {
         {
             let mut state = self.signal.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.1 = true;
+            state.stopping = true;
             self.signal.wake.notify_one();
         }
         if let Some(thread) = self.thread.take()

@@ -207,7 +207,8 @@ impl SqliteStore {
             self.alive = now;
         }
         self.commits += 1;
-        self.fold(commit, encoded, tidy)
+        self.fold(commit, encoded, tidy);
+        Ok(())
     }
 
     /// The fold of `workflow`, begun (with what earlier runs left in its changelog) if this
@@ -234,12 +235,7 @@ impl SqliteStore {
 
     /// Folds a written commit's values into its workflow's fold (`tidied`: the commit tidied
     /// up), and compacts the workflow once enough records have gathered.
-    fn fold(
-        &mut self,
-        commit: &Commit<'_>,
-        encoded: Encoded,
-        tidied: bool,
-    ) -> Result<(), NodeError> {
+    fn fold(&mut self, commit: &Commit<'_>, encoded: Encoded, tidied: bool) {
         let workflow_id = commit.workflow_id;
         // Begun by `write`, before the commit.
         let fold = self.folds.entry(workflow_id).or_default();
@@ -273,7 +269,6 @@ impl SqliteStore {
                 tracing::warn!(error = %e, workflow = %commit.workflow, "compaction failed");
             }
         }
-        Ok(())
     }
 }
 
