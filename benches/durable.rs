@@ -18,7 +18,7 @@
 //! state; `-- --events <n>`: another number of events, as a longer run shows the steady state
 //! past the fixed costs of opening, launching and closing the store). For a profiler: `-- --profile <atom size> [--full] [--quick]` runs only the
 //! pipeline on the store (NORMAL, or FULL), once, and prints the share of time in commits and
-//! the slowest commits.
+//! the slowest commits; `-- --pipeline` runs the first table alone.
 
 mod common;
 
@@ -422,6 +422,7 @@ fn main() {
         println!("slowest commits (ms): {}", slowest.join(" "));
         return;
     }
+    let only_pipeline = std::env::args().any(|a| a == "--pipeline");
     let budget = Duration::from_millis(if quick { 200 } else { 1_500 });
     let modes = [Synchronous::Normal, Synchronous::Full];
 
@@ -467,6 +468,9 @@ fn main() {
         );
     }
 
+    if only_pipeline {
+        return;
+    }
     let atom = 1_000;
     println!();
     println!(

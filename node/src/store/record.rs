@@ -2,11 +2,23 @@
 //! it wrote. A compact binary layout (little-endian), since records are written once per atom
 //! and read at every recovery: a version byte; the step (8 bytes); the input (a flag byte,
 //! then the stream's length (4 bytes), its text and the next offset (8 bytes)); the number of
-//! writes (4 bytes); per write the state id (8), a key flag and key (1 + 8), and a value flag,
-//! length (4) and bytes (the payload layer's). Every length is checked when reading.
+//! writes (4 bytes); then per write a flags byte (key present, value present, same state as
+//! the write before), the state id (8, unless it is the same), the key (8, if present) and
+//! the value's length (LEB128) and bytes (the payload layer's, if present). A group commit's
+//! record holds one write per key its atoms touched, mostly of one state, so a write of a
+//! small value takes 10 bytes besides the value. Records of layout 1 (written by earlier versions: state
+//! id, key flag and key, value flag and a 4-byte length for every write) are still read.
+//! Every length is checked when reading.
 
 /// The layout's version (the first byte).
-const LAYOUT: u8 = 1;
+const LAYOUT: u8 = 2;
+/// The layout of earlier versions, still read.
+const LAYOUT_1: u8 = 1;
+
+/// Flags of a write in layout 2.
+const HAS_KEY: u8 = 1;
+const HAS_VALUE: u8 = 2;
+const SAME_STATE: u8 = 4;
 
 /// Stored bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +71,7 @@ impl Record {
     pub(crate) fn decode(bytes: &[u8]) -> Result<Record, String> {
         let mut r = Reader { bytes, at: 0 };
         let layout = r.byte()?;
-        if layout != LAYOUT {
+        if layout != LAYOUT && layout != LAYOUT_1 {
             return Err(format!("record layout {layout} is not known to this build"));
         }
         let step = r.u64()?;
@@ -75,28 +87,21 @@ impl Record {
             f => return Err(format!("bad input flag {f}")),
         };
         let n = r.u32()? as usize;
-        // Each write takes at least 10 bytes: a count beyond that is damage, not a reason to
-        // reserve memory.
-        if n > r.left() / 10 {
+        // Each write takes at least 10 bytes in layout 1, 1 in layout 2: a count beyond that
+        // is damage, not a reason to reserve memory.
+        let least = if layout == LAYOUT_1 { 10 } else { 1 };
+        if n > r.left() / least {
             return Err(format!("{n} writes cannot fit in {} bytes", r.left()));
         }
         let mut writes = Vec::with_capacity(n);
         for _ in 0..n {
-            let state = r.u64()?;
-            let key = match r.byte()? {
-                0 => None,
-                1 => Some(r.u64()?),
-                f => return Err(format!("bad key flag {f}")),
+            let previous = writes.last().map(|w: &Write| w.state);
+            let write = if layout == LAYOUT_1 {
+                r.write_1()?
+            } else {
+                r.write_2(previous)?
             };
-            let value = match r.byte()? {
-                0 => None,
-                1 => {
-                    let len = r.u32()? as usize;
-                    Some(Bytes(r.take(len)?.to_vec()))
-                }
-                f => return Err(format!("bad value flag {f}")),
-            };
-            writes.push(Write { state, key, value });
+            writes.push(write);
         }
         if r.left() != 0 {
             return Err(format!("{} bytes after the last write", r.left()));
@@ -115,6 +120,8 @@ pub(crate) struct RecordWriter<'a> {
     out: &'a mut Vec<u8>,
     count_at: usize,
     count: u32,
+    /// The state of the last write.
+    state: Option<u64>,
 }
 
 impl<'a> RecordWriter<'a> {
@@ -142,6 +149,7 @@ impl<'a> RecordWriter<'a> {
             out,
             count_at,
             count: 0,
+            state: None,
         })
     }
 
@@ -157,25 +165,41 @@ impl<'a> RecordWriter<'a> {
             .count
             .checked_add(1)
             .ok_or_else(|| "too many writes for a record".to_owned())?;
-        self.out.extend_from_slice(&state.to_le_bytes());
-        match key {
-            Some(k) => {
-                self.out.push(1);
-                self.out.extend_from_slice(&k.to_le_bytes());
-            }
-            None => self.out.push(0),
+        let flags_at = self.out.len();
+        let mut flags = 0;
+        if self.state == Some(state) {
+            flags |= SAME_STATE;
+            self.out.push(0);
+        } else {
+            self.out.push(0);
+            self.out.extend_from_slice(&state.to_le_bytes());
+            self.state = Some(state);
+        }
+        if let Some(k) = key {
+            flags |= HAS_KEY;
+            self.out.extend_from_slice(&k.to_le_bytes());
         }
         let Some(value) = value else {
-            self.out.push(0);
+            self.out[flags_at] = flags;
             return Ok(None);
         };
-        self.out.push(1);
+        self.out[flags_at] = flags | HAS_VALUE;
+        // Most values are short: their length is written in one byte, and moved along in
+        // the rare case that it takes more.
         let len_at = self.out.len();
-        self.out.extend_from_slice(&[0; 4]);
+        self.out.push(0);
         let start = self.out.len();
         value(self.out)?;
-        let len = len32(self.out.len() - start)?;
-        self.out[len_at..start].copy_from_slice(&len);
+        let len = self.out.len() - start;
+        u32::try_from(len).map_err(|_| format!("a length of {len} bytes does not fit a record"))?;
+        let mut leb = [0u8; 5];
+        let used = leb128(len as u32, &mut leb);
+        if used == 1 {
+            self.out[len_at] = leb[0];
+            return Ok(Some(start..self.out.len()));
+        }
+        self.out.splice(len_at..start, leb[..used].iter().copied());
+        let start = len_at + used;
         Ok(Some(start..self.out.len()))
     }
 
@@ -215,6 +239,74 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
     }
+    fn leb128(&mut self) -> Result<u32, String> {
+        let mut n: u64 = 0;
+        for i in 0..5 {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return u32::try_from(n).map_err(|_| format!("length {n} is too large"));
+            }
+        }
+        Err("a length longer than 5 bytes".to_owned())
+    }
+    /// A write of layout 1.
+    fn write_1(&mut self) -> Result<Write, String> {
+        let state = self.u64()?;
+        let key = match self.byte()? {
+            0 => None,
+            1 => Some(self.u64()?),
+            f => return Err(format!("bad key flag {f}")),
+        };
+        let value = match self.byte()? {
+            0 => None,
+            1 => {
+                let len = self.u32()? as usize;
+                Some(Bytes(self.take(len)?.to_vec()))
+            }
+            f => return Err(format!("bad value flag {f}")),
+        };
+        Ok(Write { state, key, value })
+    }
+    /// A write of layout 2; `previous` is the state of the write before.
+    fn write_2(&mut self, previous: Option<u64>) -> Result<Write, String> {
+        let flags = self.byte()?;
+        if flags & !(HAS_KEY | HAS_VALUE | SAME_STATE) != 0 {
+            return Err(format!("bad write flags {flags:#x}"));
+        }
+        let state = if flags & SAME_STATE != 0 {
+            previous.ok_or_else(|| "the first write names no state".to_owned())?
+        } else {
+            self.u64()?
+        };
+        let key = if flags & HAS_KEY != 0 {
+            Some(self.u64()?)
+        } else {
+            None
+        };
+        let value = if flags & HAS_VALUE != 0 {
+            let len = self.leb128()? as usize;
+            Some(Bytes(self.take(len)?.to_vec()))
+        } else {
+            None
+        };
+        Ok(Write { state, key, value })
+    }
+}
+
+/// Writes `n` as LEB128 into `out`; returns how many bytes it took.
+fn leb128(mut n: u32, out: &mut [u8; 5]) -> usize {
+    let mut i = 0;
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out[i] = b;
+            return i + 1;
+        }
+        out[i] = b | 0x80;
+        i += 1;
+    }
 }
 
 #[cfg(test)]
@@ -230,18 +322,20 @@ mod tests {
                 (
                     any::<u64>(),
                     proptest::option::of(any::<u64>()),
-                    proptest::option::of(prop::collection::vec(any::<u8>(), 0..40)),
+                    proptest::option::of(prop::collection::vec(any::<u8>(), 0..300)),
                 ),
                 0..20,
             ),
+            // Runs of writes to one state, as a commit's record has them.
+            any::<bool>(),
         )
-            .prop_map(|(step, input, writes)| Record {
+            .prop_map(|(step, input, writes, runs)| Record {
                 step,
                 input,
                 writes: writes
                     .into_iter()
                     .map(|(state, key, value)| Write {
-                        state,
+                        state: if runs { state % 3 } else { state },
                         key,
                         value: value.map(Bytes),
                     })
@@ -289,6 +383,113 @@ mod tests {
             for (wr, span) in record.writes.iter().zip(spans) {
                 prop_assert_eq!(span.map(|r| out[r].to_vec()), wr.value.as_ref().map(|v| v.0.clone()));
             }
+        }
+    }
+
+    /// A record in layout 1, as earlier versions wrote it.
+    fn encode_1(record: &Record) -> Vec<u8> {
+        let mut out = vec![LAYOUT_1];
+        out.extend_from_slice(&record.step.to_le_bytes());
+        match &record.input {
+            Some((stream, next)) => {
+                out.push(1);
+                out.extend_from_slice(&(stream.len() as u32).to_le_bytes());
+                out.extend_from_slice(stream.as_bytes());
+                out.extend_from_slice(&next.to_le_bytes());
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&(record.writes.len() as u32).to_le_bytes());
+        for w in &record.writes {
+            out.extend_from_slice(&w.state.to_le_bytes());
+            match w.key {
+                Some(k) => {
+                    out.push(1);
+                    out.extend_from_slice(&k.to_le_bytes());
+                }
+                None => out.push(0),
+            }
+            match &w.value {
+                Some(v) => {
+                    out.push(1);
+                    out.extend_from_slice(&(v.0.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&v.0);
+                }
+                None => out.push(0),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Records written by earlier versions (layout 1) still read as they were written.
+        #[test]
+        fn records_of_layout_1_still_read(record in record()) {
+            prop_assert_eq!(Record::decode(&encode_1(&record)).unwrap(), record);
+        }
+    }
+
+    /// A group commit's record of 1,024 values of one state: a write takes 10 bytes besides
+    /// its value (flags, key, a one-byte length), against 22 in layout 1.
+    #[test]
+    fn a_write_takes_ten_bytes_besides_a_small_value() {
+        let record = Record {
+            step: 7,
+            input: None,
+            writes: (0..1024u64)
+                .map(|k| Write {
+                    state: 42,
+                    key: Some(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                    value: Some(Bytes(vec![0, 0x19, 1, 0])),
+                })
+                .collect(),
+        };
+        let bytes = record.encode().unwrap();
+        let header = 1 + 8 + 1 + 4;
+        assert_eq!(bytes.len(), header + 8 + 1024 * (10 + 4));
+        assert_eq!(encode_1(&record).len(), header + 1024 * (22 + 4));
+        assert_eq!(Record::decode(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn a_first_write_without_its_state_is_damage() {
+        // Layout 2, step 0, no input, one write flagged "same state" with nothing before it.
+        let mut bytes = vec![LAYOUT];
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.push(0);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.push(SAME_STATE);
+        assert_eq!(
+            Record::decode(&bytes),
+            Err("the first write names no state".to_owned())
+        );
+        // Unknown flags are damage too.
+        let last = bytes.len() - 1;
+        bytes[last] = 0x80;
+        assert!(Record::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn lengths_of_every_size_round_trip() {
+        for n in [
+            0u32,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            u32::MAX,
+        ] {
+            let mut buf = [0u8; 5];
+            let used = leb128(n, &mut buf);
+            let mut r = Reader {
+                bytes: &buf[..used],
+                at: 0,
+            };
+            assert_eq!(r.leb128(), Ok(n));
+            assert_eq!(r.left(), 0);
         }
     }
 
