@@ -155,7 +155,8 @@ mod tests {
     use crate::store::tests::commit_step;
     use crate::store::{DATABASE, SqliteStore, StoreOptions, Synchronous};
 
-    /// Commits `n` records of 1,000 fresh values each (about 30 KB, 8 pages of WAL).
+    /// Commits `n` records of 1,000 fresh values of 16 characters each (about 28 KB, 8 pages
+    /// of WAL).
     fn commit_records(store: &mut SqliteStore, n: u64) {
         let state = StateName {
             workflow: Path::parse("/app/workflows/wf").unwrap(),
@@ -164,7 +165,7 @@ mod tests {
             id: 7,
         };
         for step in 1..=n {
-            let value = step as i64;
+            let value = format!("{step:016}");
             let writes: Vec<StateWrite<'_>> = (0..1_000)
                 .map(|k| StateWrite {
                     state: &state,

@@ -92,13 +92,14 @@ fn compaction_follows_records_not_the_steps_they_cover() {
 fn large_records_are_compacted_before_their_number_is_reached() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(dir.path(), options(1_000, 1_000)).unwrap();
-    // One write takes about 28 bytes of a record: 10 keys stay below 1,000 bytes, 40 do not.
-    commit_group(&mut store, (1, 1), 10, 1);
+    // One write of a small count takes about 12 bytes of a record: 20 keys stay below 1,000
+    // bytes, 100 do not.
+    commit_group(&mut store, (1, 1), 20, 1);
     assert_eq!(records(&store), 1);
-    commit_group(&mut store, (2, 1), 40, 2);
+    commit_group(&mut store, (2, 1), 100, 2);
     assert_eq!(records(&store), 0);
     let r = store.recover(WF).unwrap();
-    assert_eq!(r.values.len(), 40);
+    assert_eq!(r.values.len(), 100);
     assert!(r.values.values().all(|v| *v == cbor(2)));
 }
 
