@@ -283,12 +283,12 @@ pub(super) fn tidy_up(
     // their asker has committed past.
     super::answers::drop_old(tx, unsigned(workflow), kept_since)?;
     // Atoms of its input that every consumer has committed past are not needed again.
-    tx.execute(
+    tx.prepare_cached(
         "DELETE FROM atoms WHERE stream = (SELECT stream FROM positions WHERE workflow = ?1)
            AND offset < (SELECT min(next) FROM positions
                          WHERE stream = (SELECT stream FROM positions WHERE workflow = ?1))",
-        [workflow],
-    )?;
+    )?
+    .execute([workflow])?;
     Ok(())
 }
 

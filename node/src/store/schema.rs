@@ -151,6 +151,9 @@ pub(crate) fn open_with(
     };
     let conn = Connection::open_with_flags(file, flags).map_err(|e| NodeError::sqlite(file, e))?;
     let sql = |e| NodeError::sqlite(file, e);
+    // The store caches about 20 statements across its paths (rusqlite keeps 16 by default):
+    // room for all, so a commit never prepares one again.
+    conn.set_prepared_statement_cache_capacity(64);
     conn.pragma_update(None, "secure_delete", "ON")
         .map_err(sql)?;
     // The first read: a file that is not a database fails here.
