@@ -63,7 +63,9 @@ use worker::{Shared, State};
 pub struct ThreadedConfig {
     /// Worker threads (default: the machine's cores).
     pub workers: usize,
-    /// Unread atoms a stream holds before its producer waits (default 16; at least 1).
+    /// Unread atoms a stream holds before its producer waits (default 32; at least 1). As
+    /// many as a group commit takes, so a producer fills the stream again while its consumer
+    /// works through a whole group.
     pub stream_bound: usize,
     /// Events (or asks, or replies) a step of a partitioned workflow needs before its
     /// partitions run on threads of their own (default 512): handing a stage to another thread
@@ -74,8 +76,11 @@ pub struct ThreadedConfig {
     /// still answers asks and takes replies meanwhile.
     pub pending_asks: usize,
     /// Most stream atoms queued for a workflow that one step takes and commits together, in one
-    /// transaction of a durable store (group commit; default 16; 1 turns it off). Each atom
-    /// still gets its own step, state changes and output atom.
+    /// transaction of a durable store (group commit; default 32; 1 turns it off). Each atom
+    /// still gets its own step, state changes and output atom. A record holds the last value
+    /// of each key the group wrote, so larger groups write fewer values per atom: over 1,024
+    /// keys, groups of up to 32 atoms ran the durable pipeline about 10 % faster than groups
+    /// of up to 16, and groups of up to 64 no faster than 32.
     pub group_commit: usize,
     /// How long an ask waits for its reply before its continuation receives
     /// [`AskError::Timeout`](crate::AskError::Timeout) (default 30 s).
@@ -86,10 +91,10 @@ impl Default for ThreadedConfig {
     fn default() -> Self {
         ThreadedConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            stream_bound: 16,
+            stream_bound: 32,
             parallel_step: 512,
             pending_asks: 4_096,
-            group_commit: 16,
+            group_commit: 32,
             ask_deadline: Duration::from_secs(30),
         }
     }
