@@ -101,7 +101,7 @@ fn child() {
     let config = NodeConfig {
         store: StoreOptions {
             synchronous: Synchronous::Normal,
-            // Compactions often (a record may cover 16 atoms), so kills land in them too.
+            // Compactions often (a record may cover 32 atoms), so kills land in them too.
             compact_every: 16,
             ..StoreOptions::default()
         },
