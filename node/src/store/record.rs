@@ -6,9 +6,9 @@
 //! the write before), the state id (8, unless it is the same), the key (8, if present) and
 //! the value's length (LEB128) and bytes (the payload layer's, if present). A group commit's
 //! record holds one write per key its atoms touched, mostly of one state, so a write of a
-//! small value takes 10 bytes besides the value. Records of layout 1 (written by earlier versions: state
-//! id, key flag and key, value flag and a 4-byte length for every write) are still read.
-//! Every length is checked when reading.
+//! small value takes 10 bytes besides the value. Records of layout 1 (written by earlier
+//! versions: state id, key flag and key, value flag and a 4-byte length for every write) are
+//! still read. Every length is checked when reading.
 
 /// The layout's version (the first byte).
 const LAYOUT: u8 = 2;
@@ -165,13 +165,13 @@ impl<'a> RecordWriter<'a> {
             .count
             .checked_add(1)
             .ok_or_else(|| "too many writes for a record".to_owned())?;
+        // The flags byte, set once the write's parts are known.
         let flags_at = self.out.len();
+        self.out.push(0);
         let mut flags = 0;
         if self.state == Some(state) {
             flags |= SAME_STATE;
-            self.out.push(0);
         } else {
-            self.out.push(0);
             self.out.extend_from_slice(&state.to_le_bytes());
             self.state = Some(state);
         }
@@ -191,9 +191,10 @@ impl<'a> RecordWriter<'a> {
         let start = self.out.len();
         value(self.out)?;
         let len = self.out.len() - start;
-        u32::try_from(len).map_err(|_| format!("a length of {len} bytes does not fit a record"))?;
+        let len = u32::try_from(len)
+            .map_err(|_| format!("a length of {len} bytes does not fit a record"))?;
         let mut leb = [0u8; 5];
-        let used = leb128(len as u32, &mut leb);
+        let used = leb128(len, &mut leb);
         if used == 1 {
             self.out[len_at] = leb[0];
             return Ok(Some(start..self.out.len()));
