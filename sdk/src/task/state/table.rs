@@ -112,7 +112,7 @@ impl<V: Data> Table<V> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn touch(&mut self, key: u64) -> &mut Slot<V> {
         touch(
             &mut self.map,
@@ -134,6 +134,9 @@ impl<V: Data> Table<V> {
         slot.value = value;
         slot.meta |= PRESENT;
     }
+    // Inlined into the handler's loop over the events (the per-key update is most of a keyed
+    // count's time): as a call, the pipeline ran 15 % slower.
+    #[inline(always)]
     pub(super) fn update<R>(&mut self, key: u64, f: impl FnOnce(&mut V) -> R) -> R {
         let slot = self.touch(key);
         // A fresh slot already holds the initial value; a removed one gets it again.
@@ -156,7 +159,7 @@ impl<V: Data> Table<V> {
 }
 
 /// The slot of `key`, marked as written in this step when writes are tracked.
-#[inline]
+#[inline(always)]
 fn touch<'a, V>(
     map: &'a mut HashMap<u64, Slot<V>, KeyBuild>,
     dirty: &mut Vec<u64>,
