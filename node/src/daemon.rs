@@ -104,9 +104,16 @@ pub struct Started {
     pub node: Arc<Node>,
 }
 
+/// `config` with what `pods.toml` sets of it: how the store commits (`[store] synchronous`).
+fn with_settings(mut config: NodeConfig, settings: &Settings) -> NodeConfig {
+    config.store.synchronous = settings.store.synchronous.into();
+    config
+}
+
 /// Runs the node in `dir` until `shutdown` completes: opens the store, launches the apps
 /// `pods.toml` lists (resuming them), listens for peers, serves the admin API and writes
-/// `admin.json`; then finishes the atoms in flight, commits, and stops everything.
+/// `admin.json`; then finishes the atoms in flight, commits, and stops everything. The store
+/// commits as `pods.toml` says (`[store] synchronous`), whatever `config.store` says of it.
 pub async fn run(
     dir: &Path,
     catalog: &Catalog,
@@ -115,6 +122,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let settings = Settings::load(dir)?;
+    let config = with_settings(config, &settings);
+    tracing::info!(synchronous = ?config.store.synchronous, "store commits");
     let key = load_identity(dir)?;
     let peer_id = peer_id_of(&key);
     let audit = AuditLog::open(dir, &key)?;
@@ -378,5 +387,30 @@ impl crate::privacy::Feeds for NodeFeeds {
             .0
             .feeder::<crate::privacy::Row>(path)?
             .push_events_at(offset, events)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Durability;
+    use crate::store::Synchronous;
+
+    #[test]
+    fn pods_toml_decides_how_the_store_commits() {
+        let mut settings = Settings::new("acme");
+        let mut config = NodeConfig::default();
+        config.store.synchronous = Synchronous::Normal;
+        // The file's default (full) wins over what the embedding code passed.
+        assert_eq!(
+            with_settings(config.clone(), &settings).store.synchronous,
+            Synchronous::Full
+        );
+        settings.store.synchronous = Durability::Normal;
+        config.store.synchronous = Synchronous::Full;
+        assert_eq!(
+            with_settings(config, &settings).store.synchronous,
+            Synchronous::Normal
+        );
     }
 }

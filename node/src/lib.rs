@@ -71,7 +71,9 @@ pub mod privacy;
 mod store;
 
 pub use audit::AuditLog;
-pub use config::{CONFIG_FILE, Export, Import, Limits, Peer, SettingError, Settings};
+pub use config::{
+    CONFIG_FILE, Durability, Export, Import, Limits, Peer, SettingError, Settings, StoreSettings,
+};
 pub use daemon::{AppFactory, Catalog, Started, init, run, run_until_signal};
 pub use error::NodeError;
 pub use identity::{IDENTITY_FILE, create_identity, load_identity, peer_id_of};

@@ -27,6 +27,9 @@ pub struct Settings {
     /// Limits on what peers may send.
     #[serde(default)]
     pub limits: Limits,
+    /// How the node's store commits.
+    #[serde(default)]
+    pub store: StoreSettings,
     /// Apps the stock `pods` binary hosts, by name.
     #[serde(default)]
     pub apps: Vec<String>,
@@ -63,6 +66,36 @@ impl Default for Limits {
             max_requests_per_peer: 256,
             max_streams_per_connection: 128,
             log_horizon_atoms: 100_000,
+        }
+    }
+}
+
+/// How the node's store commits (`[store]` in `pods.toml`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `"full"` (the default): a commit survives a power loss (an fsync per commit);
+    /// `"normal"`: a commit survives a crash of the process, and a power loss may lose the
+    /// last commits (never corrupting the store), for about twice the throughput.
+    pub synchronous: Durability,
+}
+
+/// How hard a commit waits for the disk: SQLite's `synchronous`, as `pods.toml` names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// A commit survives a power loss.
+    #[default]
+    Full,
+    /// A commit survives a crash of the process.
+    Normal,
+}
+
+impl From<Durability> for crate::store::Synchronous {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Full => crate::store::Synchronous::Full,
+            Durability::Normal => crate::store::Synchronous::Normal,
         }
     }
 }
@@ -126,6 +159,7 @@ impl Settings {
             listen: default_listen(),
             admin: default_admin(),
             limits: Limits::default(),
+            store: StoreSettings::default(),
             apps: Vec::new(),
             peers: Vec::new(),
             exports: Vec::new(),

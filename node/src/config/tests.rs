@@ -125,3 +125,41 @@ fn removing_a_peer_removes_the_imports_from_it() {
     assert_eq!(s.imports, vec![]);
     assert_eq!(s.problems(), vec![], "what is left is valid");
 }
+
+#[test]
+fn the_store_commits_as_pods_toml_says_and_fully_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(CONFIG_FILE);
+    std::fs::write(&file, "name = \"acme\"\n").unwrap();
+    assert_eq!(
+        Settings::load(dir.path()).unwrap().store.synchronous,
+        Durability::Full
+    );
+    std::fs::write(
+        &file,
+        "name = \"acme\"\n[store]\nsynchronous = \"normal\"\n",
+    )
+    .unwrap();
+    let s = Settings::load(dir.path()).unwrap();
+    assert_eq!(s.store.synchronous, Durability::Normal);
+    // Saved and read again as it was.
+    s.save(dir.path()).unwrap();
+    assert_eq!(Settings::load(dir.path()).unwrap(), s);
+    assert_eq!(
+        crate::store::Synchronous::from(s.store.synchronous),
+        crate::store::Synchronous::Normal
+    );
+}
+
+#[test]
+fn an_unknown_durability_or_store_setting_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(CONFIG_FILE);
+    std::fs::write(&file, "name = \"acme\"\n[store]\nsynchronous = \"fast\"\n").unwrap();
+    let err = Settings::load(dir.path()).expect_err("refused").to_string();
+    assert!(err.contains("synchronous"), "{err}");
+    assert!(err.contains("full") && err.contains("normal"), "{err}");
+    std::fs::write(&file, "name = \"acme\"\n[store]\nwal = 1\n").unwrap();
+    let err = Settings::load(dir.path()).expect_err("refused").to_string();
+    assert!(err.contains("wal"), "{err}");
+}

@@ -673,3 +673,20 @@ fn an_atom_set_aside_is_kept_with_its_reason() {
         (&b"atom bytes"[..], "it crashed again")
     );
 }
+
+#[test]
+fn the_connection_commits_as_the_options_say() {
+    for (synchronous, level) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            synchronous,
+            ..StoreOptions::default()
+        };
+        let store = SqliteStore::open(dir.path(), options).unwrap();
+        let found: i64 = store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(found, level, "{synchronous:?}");
+    }
+}
