@@ -106,7 +106,7 @@ pub struct Started {
 
 /// `config` with what `pods.toml` sets of it: how the store commits (`[store] synchronous`).
 fn with_settings(mut config: NodeConfig, settings: &Settings) -> NodeConfig {
-    config.store.synchronous = settings.store.synchronous.into();
+    config.store.synchronous = settings.store.synchronous;
     config
 }
 
@@ -393,7 +393,6 @@ impl crate::privacy::Feeds for NodeFeeds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Durability;
     use crate::store::Synchronous;
 
     #[test]
@@ -406,7 +405,7 @@ mod tests {
             with_settings(config.clone(), &settings).store.synchronous,
             Synchronous::Full
         );
-        settings.store.synchronous = Durability::Normal;
+        settings.store.synchronous = Synchronous::Normal;
         config.store.synchronous = Synchronous::Full;
         assert_eq!(
             with_settings(config, &settings).store.synchronous,

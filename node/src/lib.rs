@@ -72,7 +72,7 @@ mod store;
 
 pub use audit::AuditLog;
 pub use config::{
-    CONFIG_FILE, Durability, Export, Import, Limits, Peer, SettingError, Settings, StoreSettings,
+    CONFIG_FILE, Export, Import, Limits, Peer, SettingError, Settings, StoreSettings,
 };
 pub use daemon::{AppFactory, Catalog, Started, init, run, run_until_signal};
 pub use error::NodeError;

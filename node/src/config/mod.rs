@@ -77,27 +77,7 @@ pub struct StoreSettings {
     /// `"full"` (the default): a commit survives a power loss (an fsync per commit);
     /// `"normal"`: a commit survives a crash of the process, and a power loss may lose the
     /// last commits (never corrupting the store), for about twice the throughput.
-    pub synchronous: Durability,
-}
-
-/// How hard a commit waits for the disk: SQLite's `synchronous`, as `pods.toml` names it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// A commit survives a power loss.
-    #[default]
-    Full,
-    /// A commit survives a crash of the process.
-    Normal,
-}
-
-impl From<Durability> for crate::store::Synchronous {
-    fn from(d: Durability) -> Self {
-        match d {
-            Durability::Full => crate::store::Synchronous::Full,
-            Durability::Normal => crate::store::Synchronous::Normal,
-        }
-    }
+    pub synchronous: crate::store::Synchronous,
 }
 
 /// A known peer.

@@ -133,7 +133,7 @@ fn the_store_commits_as_pods_toml_says_and_fully_by_default() {
     std::fs::write(&file, "name = \"acme\"\n").unwrap();
     assert_eq!(
         Settings::load(dir.path()).unwrap().store.synchronous,
-        Durability::Full
+        crate::store::Synchronous::Full
     );
     std::fs::write(
         &file,
@@ -141,14 +141,10 @@ fn the_store_commits_as_pods_toml_says_and_fully_by_default() {
     )
     .unwrap();
     let s = Settings::load(dir.path()).unwrap();
-    assert_eq!(s.store.synchronous, Durability::Normal);
+    assert_eq!(s.store.synchronous, crate::store::Synchronous::Normal);
     // Saved and read again as it was.
     s.save(dir.path()).unwrap();
     assert_eq!(Settings::load(dir.path()).unwrap(), s);
-    assert_eq!(
-        crate::store::Synchronous::from(s.store.synchronous),
-        crate::store::Synchronous::Normal
-    );
 }
 
 #[test]

@@ -38,13 +38,16 @@ use seal::{DbKeys, KeyCache};
 /// The database file's name in the data dir.
 pub const DATABASE: &str = "pods.db";
 
-/// How hard a commit waits for the disk (SQLite's `synchronous`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How hard a commit waits for the disk (SQLite's `synchronous`; `"normal"` or `"full"` in
+/// `pods.toml`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Synchronous {
     /// A commit survives a crash of the process; a power loss may lose the last commits
     /// (never corrupts).
     Normal,
     /// A commit survives a power loss too (an fsync per commit).
+    #[default]
     Full,
 }
 
