@@ -16,9 +16,10 @@
 //!
 //! Run with `cargo bench --bench durable` (5,000,000 events; optionally `-- --quick`: 200,000
 //! events and 20 MB of state; `-- --events <n>`: another number of events, as 1,000,000 shows
-//! the fixed costs of opening, launching and closing the store beside a steady state). For a profiler: `-- --profile <atom size> [--full] [--quick]` runs only the
-//! pipeline on the store (NORMAL, or FULL), once, and prints the share of time in commits and
-//! the slowest commits; `-- --pipeline` runs the first table alone.
+//! the fixed costs of opening, launching and closing the store beside a steady state;
+//! `-- --pipeline`: the first table alone). For a profiler: `-- --profile <atom size> [--full]
+//! [--quick]` runs only the pipeline on the store (NORMAL, or FULL), once, and prints the share
+//! of time in commits and the slowest commits.
 
 mod common;
 

@@ -180,17 +180,14 @@ pub(super) fn age(tx: &Transaction<'_>, seconds: u64) -> rusqlite::Result<()> {
 /// their asker has committed past (scopes below 2^63 are atom offsets: stored signed, they are
 /// the non-negative ones), which no replay asks again.
 pub(super) fn drop_old(tx: &Transaction<'_>, workflow: u64, since: u64) -> rusqlite::Result<()> {
-    // Cached: a workflow tidies up every 256 steps, and preparing both took as long as running
-    // them on empty tables.
-    for sql in [
-        "DELETE FROM answered WHERE workflow = ?1 AND (at < ?2 OR (scope >= 0
-           AND scope < coalesce((SELECT next FROM positions
-                                 WHERE positions.workflow = answered.origin), 0)))",
-        "DELETE FROM answer_sets WHERE workflow = ?1 AND (at < ?2 OR (scope >= 0
-           AND scope < coalesce((SELECT next FROM positions
-                                 WHERE positions.workflow = answer_sets.origin), 0)))",
-    ] {
-        tx.prepare_cached(sql)?
+    for table in ["answered", "answer_sets"] {
+        // Cached by its text: prepared once per connection, not at every tidy-up.
+        let sql = format!(
+            "DELETE FROM {table} WHERE workflow = ?1 AND (at < ?2 OR (scope >= 0
+               AND scope < coalesce((SELECT next FROM positions
+                                     WHERE positions.workflow = {table}.origin), 0)))"
+        );
+        tx.prepare_cached(&sql)?
             .execute(params![signed(workflow), signed(since)])?;
     }
     Ok(())
