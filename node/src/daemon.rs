@@ -104,16 +104,19 @@ pub struct Started {
     pub node: Arc<Node>,
 }
 
-/// `config` with what `pods.toml` sets of it: how the store commits (`[store] synchronous`).
+/// `config` with what `pods.toml` sets of it: how the store commits (`[store] synchronous`,
+/// when the file says).
 fn with_settings(mut config: NodeConfig, settings: &Settings) -> NodeConfig {
-    config.store.synchronous = settings.store.synchronous;
+    if let Some(synchronous) = settings.store.synchronous {
+        config.store.synchronous = synchronous;
+    }
     config
 }
 
 /// Runs the node in `dir` until `shutdown` completes: opens the store, launches the apps
 /// `pods.toml` lists (resuming them), listens for peers, serves the admin API and writes
 /// `admin.json`; then finishes the atoms in flight, commits, and stops everything. The store
-/// commits as `pods.toml` says (`[store] synchronous`), whatever `config.store` says of it.
+/// commits as `pods.toml` says (`[store] synchronous`) when it says, else as `config.store` does.
 pub async fn run(
     dir: &Path,
     catalog: &Catalog,
@@ -400,16 +403,29 @@ mod tests {
         let mut settings = Settings::new("acme");
         let mut config = NodeConfig::default();
         config.store.synchronous = Synchronous::Normal;
-        // The file's default (full) wins over what the embedding code passed.
+        // A file that does not say leaves what the embedding code passed.
         assert_eq!(
             with_settings(config.clone(), &settings).store.synchronous,
+            Synchronous::Normal
+        );
+        assert_eq!(
+            with_settings(NodeConfig::default(), &settings)
+                .store
+                .synchronous,
             Synchronous::Full
         );
-        settings.store.synchronous = Synchronous::Normal;
+        // A file that says wins.
+        settings.store.synchronous = Some(Synchronous::Normal);
         config.store.synchronous = Synchronous::Full;
         assert_eq!(
-            with_settings(config, &settings).store.synchronous,
+            with_settings(config.clone(), &settings).store.synchronous,
             Synchronous::Normal
+        );
+        settings.store.synchronous = Some(Synchronous::Full);
+        config.store.synchronous = Synchronous::Normal;
+        assert_eq!(
+            with_settings(config, &settings).store.synchronous,
+            Synchronous::Full
         );
     }
 }

@@ -74,10 +74,12 @@ impl Default for Limits {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
-    /// `"full"` (the default): a commit survives a power loss (an fsync per commit);
-    /// `"normal"`: a commit survives a crash of the process, and a power loss may lose the
-    /// last commits (never corrupting the store), for about twice the throughput.
-    pub synchronous: crate::store::Synchronous,
+    /// `"full"`: a commit survives a power loss (an fsync per commit); `"normal"`: a commit
+    /// survives a crash of the process, and a power loss may lose the last commits (never
+    /// corrupting the store), for about twice the throughput. Absent: as the code that runs
+    /// the node chose (`NodeConfig::store`, full unless it says otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<crate::store::Synchronous>,
 }
 
 /// A known peer.

@@ -127,21 +127,22 @@ fn removing_a_peer_removes_the_imports_from_it() {
 }
 
 #[test]
-fn the_store_commits_as_pods_toml_says_and_fully_by_default() {
+fn the_store_commits_as_pods_toml_says_when_it_says() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(CONFIG_FILE);
     std::fs::write(&file, "name = \"acme\"\n").unwrap();
-    assert_eq!(
-        Settings::load(dir.path()).unwrap().store.synchronous,
-        crate::store::Synchronous::Full
-    );
+    assert_eq!(Settings::load(dir.path()).unwrap().store.synchronous, None);
+    // A new node's file leaves it unsaid.
+    Settings::new("acme").save(dir.path()).unwrap();
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(!written.contains("synchronous"), "{written}");
     std::fs::write(
         &file,
         "name = \"acme\"\n[store]\nsynchronous = \"normal\"\n",
     )
     .unwrap();
     let s = Settings::load(dir.path()).unwrap();
-    assert_eq!(s.store.synchronous, crate::store::Synchronous::Normal);
+    assert_eq!(s.store.synchronous, Some(crate::store::Synchronous::Normal));
     // Saved and read again as it was.
     s.save(dir.path()).unwrap();
     assert_eq!(Settings::load(dir.path()).unwrap(), s);
