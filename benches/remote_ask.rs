@@ -8,11 +8,11 @@
 //!   `/peers/b/counter/portals/count` once per event and its continuation emits the sequence
 //!   number when the reply comes. Both nodes commit to SQLite (WAL), NORMAL, then FULL.
 //! - Latency, one in flight: an atom of one event pushed at A, timed until its output appears
-//!   on A's `/asker/workflows/ask/stream` (a subscription made before the push, polled by a
-//!   spinning thread that yields its core); p50 and p99 after a warm-up.
+//!   on A's `/asker/workflows/ask/stream` (a subscription made before the push; the bench's
+//!   thread blocks until the subscription signals new items); p50 and p99 after a warm-up.
 //! - Throughput, 64 asks in flight: a closed loop keeping `W` atoms of `S` events pushed whose
-//!   outputs have not all been seen, `W × S = 64`; asks/s (best of 3), the output polled every
-//!   50 µs. The asks of one atom travel as one request, so 16 atoms of 4 asks are 16 requests;
+//!   outputs have not all been seen, `W × S = 64`; asks/s (best of 3), waiting on the
+//!   subscription as above. The asks of one atom travel as one request, so 16 atoms of 4 asks are 16 requests;
 //!   a workflow takes at most `group_commit` (16) atoms while its continuations wait, so of 64
 //!   atoms of 1 ask at most 16 are in flight. The outputs of the continuations run in one step
 //!   form one atom, in the order the replies came: the table counts the output atoms, and those
@@ -60,8 +60,6 @@ const IN_FLIGHT: usize = 64;
 const BIG_ATOM: usize = 1_000;
 /// Bytes of a bare libp2p request and of a TCP ping.
 const PAYLOAD: usize = 64;
-/// The sleep between two looks at A's output while many asks are in flight.
-const POLL_SLEEP: Duration = Duration::from_micros(50);
 /// Longest wait for anything: a reply, an atom, a connection.
 const WAIT: Duration = Duration::from_secs(30);
 /// The whole run's limit: past it the process aborts.
@@ -459,8 +457,9 @@ impl Pair {
                 pushed += 1;
             }
             if sub.items().is_empty() {
-                assert!(seen.elapsed() < WAIT, "no output for {WAIT:?}");
-                pause(false);
+                let left = WAIT.checked_sub(seen.elapsed());
+                assert!(left.is_some(), "no output for {WAIT:?}");
+                sub.wait_beyond(0, left.unwrap_or_default());
                 continue;
             }
             // A new subscription first, then the old one read to its end: nothing is missed,
@@ -515,28 +514,20 @@ fn atom_values(item: StreamItem<u64>) -> Vec<u64> {
     }
 }
 
-/// Between two looks at a subscription: a spin that yields the core (for one ask in flight,
-/// where a sleep's wake-up would be a good part of what is measured), or a sleep of
-/// `POLL_SLEEP` (for many asks in flight, where the nodes need both cores).
-fn pause(spin: bool) {
-    if spin {
-        std::thread::yield_now();
-    } else {
-        std::thread::sleep(POLL_SLEEP);
-    }
-}
-
-/// The first `n` values `sub` sees, over one atom or more, waiting for them (spinning for a
-/// single ask, else sleeping between looks).
+/// The first `n` values `sub` sees, over one atom or more, waiting for them (blocked until
+/// the subscription holds more).
 fn outputs(sub: &Subscription<u64>, n: usize) -> Vec<u64> {
     let t = Instant::now();
     loop {
-        let values: Vec<u64> = sub.items().into_iter().flat_map(atom_values).collect();
+        let items = sub.items();
+        let seen = items.len();
+        let values: Vec<u64> = items.into_iter().flat_map(atom_values).collect();
         if values.len() >= n {
             return values;
         }
-        assert!(t.elapsed() < WAIT, "{n} outputs not seen within {WAIT:?}");
-        pause(n == 1);
+        let left = WAIT.checked_sub(t.elapsed());
+        assert!(left.is_some(), "{n} outputs not seen within {WAIT:?}");
+        sub.wait_beyond(seen, left.unwrap_or_default());
     }
 }
 

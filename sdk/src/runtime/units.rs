@@ -228,7 +228,13 @@ impl<T: Data> Feeder<T> {
 /// What a stream produced since the subscription was made, atom by atom, with its end marker.
 /// Cheap to clone; all clones see the same items.
 pub struct Subscription<T> {
-    items: Arc<Mutex<Vec<StreamItem<T>>>>,
+    items: Arc<Seen<T>>,
+}
+
+/// A subscription's items, and the signal that more arrived.
+struct Seen<T> {
+    items: Mutex<Vec<StreamItem<T>>>,
+    arrived: std::sync::Condvar,
 }
 
 impl<T> Clone for Subscription<T> {
@@ -241,7 +247,10 @@ impl<T> Clone for Subscription<T> {
 
 impl<T: Data> Subscription<T> {
     pub(crate) fn new() -> (Subscription<T>, Observer) {
-        let items: Arc<Mutex<Vec<StreamItem<T>>>> = Arc::new(Mutex::new(Vec::new()));
+        let items = Arc::new(Seen {
+            items: Mutex::new(Vec::new()),
+            arrived: std::sync::Condvar::new(),
+        });
         let sink = Arc::downgrade(&items);
         let observer: Observer = Box::new(move |item: &Item| {
             let Some(sink) = sink.upgrade() else {
@@ -255,9 +264,10 @@ impl<T: Data> Subscription<T> {
                 Item::End(End::Seal) => StreamItem::Seal,
                 Item::End(End::Error(m)) => StreamItem::Error(m.clone()),
             };
-            if let Ok(mut v) = sink.lock() {
+            if let Ok(mut v) = sink.items.lock() {
                 v.push(typed);
             }
+            sink.arrived.notify_all();
             true
         });
         (Subscription { items }, observer)
@@ -265,7 +275,24 @@ impl<T: Data> Subscription<T> {
 
     /// Every item so far: atoms in order, then the end marker if the stream ended.
     pub fn items(&self) -> Vec<StreamItem<T>> {
-        self.items.lock().map(|v| v.clone()).unwrap_or_default()
+        self.items
+            .items
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// Blocks until the subscription holds more than `seen` items or `timeout` passed, and
+    /// returns how many it holds: a host waits for output without polling (pass the count it
+    /// last saw).
+    pub fn wait_beyond(&self, seen: usize, timeout: std::time::Duration) -> usize {
+        let items = self.items.items.lock().unwrap_or_else(|p| p.into_inner());
+        let (items, _) = self
+            .items
+            .arrived
+            .wait_timeout_while(items, timeout, |v| v.len() <= seen)
+            .unwrap_or_else(|p| p.into_inner());
+        items.len()
     }
 
     /// The values of each atom so far, in order.
@@ -276,6 +303,7 @@ impl<T: Data> Subscription<T> {
     /// Whether the stream ended (sealed or failed).
     pub fn ended(&self) -> bool {
         self.items
+            .items
             .lock()
             .map(|v| matches!(v.last(), Some(StreamItem::Seal | StreamItem::Error(_))))
             .unwrap_or(false)
