@@ -5,6 +5,7 @@ mod egress;
 mod erase;
 mod filter;
 pub mod inbox;
+pub mod kept;
 pub mod outbox;
 pub mod pulls;
 mod rectify;

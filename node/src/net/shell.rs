@@ -3,6 +3,7 @@
 //! node's repliers) and from the admin API (peer changes, status).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::egress::Egress;
 use super::inbox::{Done, Inbox};
+use super::kept::KeptBounds;
 use super::outbox::{self, Outbox, RemoteAsk};
 use super::pulls::Pulls;
 use super::requests::PeerRequests;
@@ -118,6 +120,8 @@ pub struct Shell {
     pub(super) settings: Arc<RwLock<Settings>>,
     pub(super) node: Arc<Node>,
     pub(super) kept: KeptReplies,
+    /// Which asks from peers may have a kept reply (the others are not looked up).
+    pub(super) kept_bounds: KeptBounds,
     pub(super) outbox: Outbox,
     pub(super) inbox: Inbox<PeerId>,
     pub(super) channels: HashMap<u64, ResponseChannel<Frame>>,
@@ -225,6 +229,7 @@ impl Shell {
             settings,
             node,
             kept,
+            kept_bounds: KeptBounds::default(),
             outbox: Outbox::default(),
             inbox,
             channels: HashMap::new(),
@@ -560,24 +565,41 @@ impl Shell {
                 };
                 self.egress.insert(local, egress);
             }
-            // A reply the replier committed before (the asker lost it, or either node restarted).
-            if let Some(replier) = replier {
+            // A reply the replier committed before (the asker lost it, or either node
+            // restarted), looked up unless the ask's scope is above every scope kept.
+            if let Some(replier) = replier
+                && self.may_have_kept(replier, local)
+            {
                 let key = (replier, local.origin, local.scope);
-                let store = &self.kept;
-                let found = kept.entry(key).or_insert_with(|| {
-                    let rows = store.replies(key.0, key.1, key.2).unwrap_or_else(|e| {
+                let found = match kept.entry(key) {
+                    Entry::Occupied(rows) => Ok(rows.get().get(&local).cloned()),
+                    Entry::Vacant(entry) => self.kept.replies(key.0, key.1, key.2).map(|rows| {
+                        entry
+                            .insert(rows.into_iter().collect())
+                            .get(&local)
+                            .cloned()
+                    }),
+                };
+                let outcome = match found {
+                    Ok(None) => None,
+                    Ok(Some(reply)) => Some(Ok(reply)),
+                    // Not applied again on a guess: the asker sends it again later.
+                    Err(e) => {
                         tracing::error!(error = %e, "cannot read kept replies");
-                        Vec::new()
-                    });
-                    rows.into_iter().collect()
-                });
-                if let Some(reply) = found.get(&local).cloned() {
-                    let reply = self.reply_out(local, Ok(reply));
+                        let message = "this node cannot read its kept replies now; ask again";
+                        Some(Err(WireError::new(ErrorCode::Unavailable, message)))
+                    }
+                };
+                if let Some(outcome) = outcome {
+                    let reply = self.reply_out(local, outcome);
                     for d in self.inbox.answered(local, reply) {
                         self.respond(d);
                     }
                     continue;
                 }
+            }
+            if let Some(replier) = replier {
+                self.kept_bounds.handed(replier, local.origin, local.scope);
             }
             let tx = self.tx.clone();
             let reply = Box::new(move |outcome: Result<Vec<u8>, AskError>| {
@@ -607,6 +629,20 @@ impl Shell {
         if let Some(d) = self.inbox.finish(id) {
             self.respond(d);
         }
+    }
+
+    /// Whether the ask `id` to `replier` may have a kept reply (see `kept.rs`); every ask may,
+    /// in a store with per-reply rows of an older schema.
+    fn may_have_kept(&mut self, replier: u64, id: AskId) -> bool {
+        if self.kept.has_legacy_rows() {
+            return true;
+        }
+        let kept = &self.kept;
+        self.kept_bounds.may_have(replier, id.origin, id.scope, || {
+            kept.highest_scope(replier, id.origin).inspect_err(|e| {
+                tracing::warn!(error = %e, "cannot read the highest kept scope");
+            })
+        })
     }
 
     /// The portal at `path` if it is exported to the peer called `name` with id `peer`.

@@ -136,6 +136,32 @@ pub(super) fn read(
     Ok(out.into_iter().collect())
 }
 
+/// The highest scope, unsigned, of the sets `workflow` kept for asks of `origin` (`None`:
+/// none). Scopes are stored as signed numbers, so the unsigned highest is the highest negative
+/// one if there is any, else the highest one; each is one step down the primary key.
+pub(super) fn highest_scope(
+    conn: &Connection,
+    file: &Path,
+    workflow: u64,
+    origin: u64,
+) -> Result<Option<u64>, NodeError> {
+    let sql = |e| NodeError::sqlite(file, e);
+    let (w, o) = (signed(workflow), signed(origin));
+    for query in [
+        "SELECT scope FROM answer_sets WHERE workflow = ?1 AND origin = ?2 AND scope < 0
+         ORDER BY scope DESC LIMIT 1",
+        "SELECT scope FROM answer_sets WHERE workflow = ?1 AND origin = ?2
+         ORDER BY scope DESC LIMIT 1",
+    ] {
+        let mut statement = conn.prepare_cached(query).map_err(sql)?;
+        let mut rows = statement.query(params![w, o]).map_err(sql)?;
+        if let Some(row) = rows.next().map_err(sql)? {
+            return Ok(Some(unsigned(row.get(0).map_err(sql)?)));
+        }
+    }
+    Ok(None)
+}
+
 /// The per-reply rows of stores older than schema 7 into `out` (see [`read`]).
 fn read_rows(
     conn: &Connection,

@@ -39,4 +39,17 @@ impl KeptReplies {
         let atom = Some((origin, scope));
         super::answers::read(&self.conn, &self.file, workflow, atom, self.legacy)
     }
+
+    /// The highest scope (as an unsigned number) in which workflow `workflow` kept replies to
+    /// asks of `origin`, `None` if it kept none: an ask in a higher scope cannot have a kept
+    /// reply. It reads the sets of schema 7 and later only: with
+    /// [`KeptReplies::has_legacy_rows`], every ask must be looked up.
+    pub fn highest_scope(&self, workflow: u64, origin: u64) -> Result<Option<u64>, NodeError> {
+        super::answers::highest_scope(&self.conn, &self.file, workflow, origin)
+    }
+
+    /// Whether the store held per-reply rows of a schema older than 7 when opened.
+    pub fn has_legacy_rows(&self) -> bool {
+        self.legacy
+    }
 }

@@ -429,6 +429,36 @@ fn a_version_1_database_is_migrated_and_keeps_its_data() {
 }
 
 #[test]
+fn the_highest_kept_scope_is_the_unsigned_highest_per_replier_and_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let kept = super::KeptReplies::open(dir.path()).unwrap();
+    assert!(!kept.has_legacy_rows());
+    assert_eq!(kept.highest_scope(WF, 9).unwrap(), None);
+    let reply = cbor(1);
+    let ask = |origin, scope| pods_sdk::AskId {
+        origin,
+        scope,
+        partition: 0,
+        seq: 0,
+    };
+    let mut step = 1;
+    // Scopes stored as signed numbers: 1 << 63 and u64::MAX - 1 are negative there.
+    for (origin, scope) in [(9, 5), (9, 1 << 63), (9, u64::MAX - 1), (9, 7), (8, 40)] {
+        let answered = [pods_sdk::Answer {
+            ask: ask(origin, scope),
+            reply: &reply,
+        }];
+        commit_answers(&mut store, step, &answered);
+        step += 1;
+    }
+    assert_eq!(kept.highest_scope(WF, 9).unwrap(), Some(u64::MAX - 1));
+    assert_eq!(kept.highest_scope(WF, 8).unwrap(), Some(40));
+    assert_eq!(kept.highest_scope(WF, 7).unwrap(), None);
+    assert_eq!(kept.highest_scope(WF + 1, 9).unwrap(), None);
+}
+
+#[test]
 fn a_version_4_database_gets_its_clock_and_keeps_its_replies() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(DATABASE);
@@ -457,6 +487,8 @@ fn a_version_4_database_gets_its_clock_and_keeps_its_replies() {
     commit_answers(&mut store, 4, &answered);
     let other = pods_sdk::AskId { seq: 3, ..ask };
     let kept = super::KeptReplies::open(dir.path()).unwrap();
+    // Per-reply rows: the network looks every ask up.
+    assert!(kept.has_legacy_rows());
     assert_eq!(kept.replies(WF, 9, 4).unwrap(), vec![(ask, cbor(42))]);
     drop(store);
     let conn = rusqlite::Connection::open(&file).unwrap();
