@@ -269,6 +269,40 @@ fn stop_finishes_the_atoms_in_flight_and_leaves_no_thread_behind() {
     });
 }
 
+#[test]
+fn a_host_waits_on_a_subscription_until_more_items_arrive() {
+    within_limit(|| {
+        let system = threaded(2, 4);
+        let app = AppBuilder::new("app");
+        let input = app.generator_external::<i64>("input");
+        app.workflow("wf").source(&input).map(|x| x + 1).sink();
+        system.launch(app.build().unwrap()).unwrap();
+        let out = system.subscribe::<i64>("/app/workflows/wf/stream").unwrap();
+        let feeder = system.feeder::<i64>("/app/generators/input").unwrap();
+        system.start();
+        // Nothing pushed: the wait ends at its timeout with nothing seen.
+        let t = Instant::now();
+        assert_eq!(out.wait_beyond(0, Duration::from_millis(50)), 0);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // Pushed from another thread while this one waits: the wait ends with the atom.
+        let pusher = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            feeder.push(vec![1, 2]).unwrap();
+            feeder.seal();
+        });
+        let mut seen = out.wait_beyond(0, LIMIT);
+        assert!(seen >= 1);
+        while !out.ended() {
+            seen = out.wait_beyond(seen, LIMIT);
+        }
+        pusher.join().unwrap();
+        assert_eq!(atoms_and_seal(&out), (vec![vec![2, 3]], true));
+        // Already beyond: returns at once.
+        assert_eq!(out.wait_beyond(0, LIMIT), 2);
+        system.stop();
+    });
+}
+
 /// Environment variable that turns [`memory_bound_child`] into the measured child process.
 const CHILD: &str = "PODS_MEMORY_CHILD";
 
