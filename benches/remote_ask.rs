@@ -12,9 +12,9 @@
 //!   thread blocks until the subscription signals new items); p50 and p99 after a warm-up.
 //! - Throughput, 64 asks in flight: a closed loop keeping `W` atoms of `S` events pushed whose
 //!   outputs have not all been seen, `W × S = 64`; asks/s (best of 3), waiting on the
-//!   subscription as above. The asks of one atom travel as one request, so 16 atoms of 4 asks are 16 requests;
-//!   a workflow takes at most `group_commit` (16) atoms while its continuations wait, so of 64
-//!   atoms of 1 ask at most 16 are in flight. The outputs of the continuations run in one step
+//!   subscription as above. The asks of one atom travel as one request, so 16 atoms of 4 asks
+//!   are 16 requests; a workflow takes at most `group_commit` (32) atoms while its
+//!   continuations wait, so of 64 atoms of 1 ask at most 32 are in flight. The outputs of the continuations run in one step
 //!   form one atom, in the order the replies came: the table counts the output atoms, and those
 //!   holding an output of an ask made after one not yet answered.
 //! - One atom of 1,000 asks: from its push to the last of its 1,000 outputs; asks/s (best and
@@ -932,11 +932,13 @@ fn main() {
             None,
             "push to output atom",
         );
+        // A workflow takes at most `group_commit` atoms while its continuations wait.
+        let most = pods_sdk::ThreadedConfig::default().group_commit;
         for l in &f.rates {
-            let taken = if l.window > 16 {
-                ", <=16 taken at once"
+            let taken = if l.window > most {
+                format!(", <={most} taken at once")
             } else {
-                ""
+                String::new()
             };
             row(
                 &format!("Pods {s}: {} atoms x {} asks outstanding", l.window, l.size),
@@ -944,7 +946,7 @@ fn main() {
                 Some(l.rate),
                 &format!(
                     "asks/s in <={} requests{taken}; {} output atoms, {} out of ask order",
-                    l.window.min(16),
+                    l.window.min(most),
                     l.atoms,
                     l.reordered
                 ),
