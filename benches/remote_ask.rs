@@ -677,7 +677,11 @@ fn swarm() -> Swarm<Rr> {
             )
         })
         .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .with_swarm_config(|c| {
+            // As the node's (`net/shell.rs`): a request goes with its protocol's name.
+            c.with_idle_connection_timeout(Duration::from_secs(3600))
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build()
 }
 

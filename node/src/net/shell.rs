@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::core::upgrade::Version;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identity::Keypair, ping};
@@ -203,7 +204,12 @@ impl Shell {
                 ),
             })
             .map_err(|e| net(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .with_swarm_config(|c| {
+                // A request goes with its protocol's name, not a round trip after it: every
+                // stream carries one protocol, which the peer supports or refuses.
+                c.with_idle_connection_timeout(Duration::from_secs(3600))
+                    .with_substream_upgrade_protocol_override(Version::V1Lazy)
+            })
             .build();
         for a in &s.listen {
             let addr = Multiaddr::from_str(a).map_err(|e| net(format!("{a}: {e}")))?;
