@@ -442,15 +442,14 @@ fn the_highest_kept_scope_is_the_unsigned_highest_per_replier_and_origin() {
         partition: 0,
         seq: 0,
     };
-    let mut step = 1;
     // Scopes stored as signed numbers: 1 << 63 and u64::MAX - 1 are negative there.
-    for (origin, scope) in [(9, 5), (9, 1 << 63), (9, u64::MAX - 1), (9, 7), (8, 40)] {
+    let asked = [(9, 5), (9, 1 << 63), (9, u64::MAX - 1), (9, 7), (8, 40)];
+    for (step, (origin, scope)) in (1..).zip(asked) {
         let answered = [pods_sdk::Answer {
             ask: ask(origin, scope),
             reply: &reply,
         }];
         commit_answers(&mut store, step, &answered);
-        step += 1;
     }
     assert_eq!(kept.highest_scope(WF, 9).unwrap(), Some(u64::MAX - 1));
     assert_eq!(kept.highest_scope(WF, 8).unwrap(), Some(40));
