@@ -1,8 +1,10 @@
 //! Threads that run the partitions of one workflow beside the thread stepping it: partition 0
 //! runs on the stepping thread, partition `i` on helper `i`. A stage is handed over by moving
 //! the partition to its helper and back, so nothing is shared while it runs. Between stages
-//! both sides spin briefly before they block, so that a workflow taking atoms back to back
-//! hands stages over without waking threads from sleep.
+//! both sides wait briefly before they block, so that a workflow taking atoms back to back
+//! hands stages over without waking threads from sleep; while waiting they yield their core,
+//! since with more busy threads than cores (the generator beside the partitions) a thread
+//! spinning on a core can hold up the very thread it waits for.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
@@ -13,7 +15,7 @@ use super::partition::Partition;
 use super::plan::Plan;
 use crate::error::TaskError;
 
-/// How long a side spins for the other before it blocks.
+/// How long a side waits (yielding its core) for the other before it blocks.
 const SPIN: Duration = Duration::from_micros(50);
 
 /// One stage of one partition, handed to a helper.
@@ -35,7 +37,7 @@ pub(crate) struct Helpers {
     helpers: Vec<Helper>,
 }
 
-/// Receives from `rx`, spinning for up to [`SPIN`] before blocking; `None` once the sender is
+/// Receives from `rx`, yielding for up to [`SPIN`] before blocking; `None` once the sender is
 /// gone.
 fn receive<T>(rx: &Receiver<T>) -> Option<T> {
     let start = Instant::now();
@@ -43,7 +45,7 @@ fn receive<T>(rx: &Receiver<T>) -> Option<T> {
         match rx.try_recv() {
             Ok(v) => return Some(v),
             Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) if start.elapsed() < SPIN => std::hint::spin_loop(),
+            Err(TryRecvError::Empty) if start.elapsed() < SPIN => std::thread::yield_now(),
             Err(TryRecvError::Empty) => return rx.recv().ok(),
         }
     }
