@@ -1,6 +1,7 @@
 //! Task state: per-key, per-task and per-subject, typed, with the writes of each step tracked
 //! for commit.
 
+mod keymap;
 mod table;
 mod tables;
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Init;
+use super::keymap::KeyMap;
 use crate::data::{Data, Envelope, Key, KeyBuild, SubjectId};
 use crate::storage::{StateName, StateValue, StateWrite, ValueOwner};
 
@@ -45,7 +46,7 @@ pub(crate) struct Table<V> {
     pub(super) name: StateName,
     pub(super) keyed: bool,
     pub(super) init: Init<V>,
-    pub(super) map: HashMap<u64, Slot<V>, KeyBuild>,
+    pub(super) map: KeyMap<Slot<V>>,
     /// Keys written in this step, in first-write order.
     pub(super) dirty: Vec<u64>,
     /// Advances at each commit, so that marking every slot clean costs nothing.
@@ -124,7 +125,7 @@ impl<V: Data> Table<V> {
         )
     }
     pub(super) fn get(&self, key: u64) -> V {
-        match self.map.get(&key).and_then(Slot::present) {
+        match self.map.get(key).and_then(Slot::present) {
             Some(v) => v.clone(),
             None => (self.init)(),
         }
@@ -153,7 +154,7 @@ impl<V: Data> Table<V> {
             slot.meta &= EPOCH;
             self.removed = true;
         } else {
-            self.map.remove(&key);
+            self.map.remove(key);
         }
     }
 }
@@ -161,7 +162,7 @@ impl<V: Data> Table<V> {
 /// The slot of `key`, marked as written in this step when writes are tracked.
 #[inline(always)]
 fn touch<'a, V>(
-    map: &'a mut HashMap<u64, Slot<V>, KeyBuild>,
+    map: &'a mut KeyMap<Slot<V>>,
     dirty: &mut Vec<u64>,
     init: &Init<V>,
     epoch: u64,
@@ -170,7 +171,7 @@ fn touch<'a, V>(
 ) -> &'a mut Slot<V> {
     // A new slot is absent, holds the initial value, and starts one epoch back, so it is seen
     // as not yet written in this step.
-    let slot = map.entry(key).or_insert_with(|| Slot {
+    let slot = map.get_or_insert_with(key, || Slot {
         value: init(),
         meta: epoch.wrapping_sub(1) & EPOCH,
     });
@@ -204,7 +205,7 @@ impl<V: Data> AnyTable for Table<V> {
     }
     fn writes<'a>(&'a self, out: &mut Vec<StateWrite<'a>>) {
         for key in &self.dirty {
-            if let Some(slot) = self.map.get(key) {
+            if let Some(slot) = self.map.get(*key) {
                 let value = slot.present().map(|v| v as &dyn StateValue);
                 let owner = match value {
                     Some(_) if !self.owners.is_empty() => {
@@ -233,7 +234,7 @@ impl<V: Data> AnyTable for Table<V> {
         let mut removed = 0;
         for key in gone {
             self.owners.remove(&key);
-            if self.map.get(&key).is_some_and(|s| s.present().is_some()) {
+            if self.map.get(key).is_some_and(|s| s.present().is_some()) {
                 self.remove(key);
                 removed += 1;
             }
@@ -243,8 +244,8 @@ impl<V: Data> AnyTable for Table<V> {
     fn committed(&mut self) {
         if self.removed {
             for key in &self.dirty {
-                if self.map.get(key).is_some_and(|s| s.present().is_none()) {
-                    self.map.remove(key);
+                if self.map.get(*key).is_some_and(|s| s.present().is_none()) {
+                    self.map.remove(*key);
                 }
             }
             self.removed = false;

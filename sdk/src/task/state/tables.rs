@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Init;
+use super::keymap::KeyMap;
 use super::table::{AnyTable, EPOCH, Owner, PRESENT, Slot, Table};
 use crate::data::{Data, Envelope, Key, SubjectId};
 use crate::error::TaskError;
@@ -139,7 +140,7 @@ impl StateTables {
             ),
             keyed,
             init: init.clone(),
-            map: HashMap::default(),
+            map: KeyMap::default(),
             dirty: Vec::new(),
             epoch: 0,
             removed: false,
