@@ -114,8 +114,9 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Op {
-        /// An ask arrives: checked, then handed to the replier unless a reply was kept.
-        Ask { origin: u64, scope: u64 },
+        /// A request's asks (origin, scope) arrive: each is checked, then those without a
+        /// kept reply are handed to the replier, together (as the network does).
+        Request(Vec<(u64, u64)>),
         /// The replier commits the reply of the oldest ask handed and not yet kept.
         Keep,
         /// The store drops a kept reply (tidy-up).
@@ -126,8 +127,11 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u64..3, prop_oneof![0u64..20, any::<u64>()])
-                .prop_map(|(origin, scope)| Op::Ask { origin, scope }),
+            4 => proptest::collection::vec(
+                (0u64..3, prop_oneof![0u64..20, any::<u64>()]),
+                1..4,
+            )
+            .prop_map(Op::Request),
             3 => Just(Op::Keep),
             1 => any::<usize>().prop_map(Op::Drop),
             1 => Just(Op::Restart),
@@ -147,15 +151,22 @@ mod tests {
             let mut bounds = KeptBounds::default();
             for op in ops {
                 match op {
-                    Op::Ask { origin, scope } => {
-                        let highest = || {
-                            Ok::<_, ()>(store.iter().filter(|k| k.0 == origin).map(|k| k.1).max())
-                        };
-                        let may = bounds.may_have(9, origin, scope, highest);
-                        if store.contains(&(origin, scope)) {
-                            // Answered from the store, if looked up.
-                            prop_assert!(may, "kept reply of {origin}/{scope} missed");
-                        } else {
+                    Op::Request(asks) => {
+                        let mut now_handed = Vec::new();
+                        for (origin, scope) in asks {
+                            let highest = || {
+                                let kept = store.iter().filter(|k| k.0 == origin);
+                                Ok::<_, ()>(kept.map(|k| k.1).max())
+                            };
+                            let may = bounds.may_have(9, origin, scope, highest);
+                            if store.contains(&(origin, scope)) {
+                                // Answered from the store, if looked up.
+                                prop_assert!(may, "kept reply of {origin}/{scope} missed");
+                            } else {
+                                now_handed.push((origin, scope));
+                            }
+                        }
+                        for (origin, scope) in now_handed {
                             bounds.handed(9, origin, scope);
                             handed.push((origin, scope));
                         }

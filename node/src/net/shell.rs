@@ -531,6 +531,10 @@ impl Shell {
         let mut portals: HashMap<String, (Result<Path, WireError>, Option<u64>), Fast> =
             HashMap::default();
         let mut inbound = Vec::with_capacity(asks.len());
+        // The asks handed to repliers, which may keep replies from now on: the bounds are
+        // raised after the request's asks were checked, so that asks of one atom sent together
+        // (all new, or all asked again) are checked alike.
+        let mut handed = Vec::with_capacity(asks.len());
         for (i, ask) in asks.into_iter().enumerate() {
             let origin = *origins
                 .entry(ask.id.origin)
@@ -605,7 +609,7 @@ impl Shell {
                 }
             }
             if let Some(replier) = replier {
-                self.kept_bounds.handed(replier, local.origin, local.scope);
+                handed.push((replier, local.origin, local.scope));
             }
             let tx = self.tx.clone();
             let reply = Box::new(move |outcome: Result<Vec<u8>, AskError>| {
@@ -618,6 +622,9 @@ impl Shell {
                 envelope: ask.envelope,
                 reply,
             });
+        }
+        for (replier, origin, scope) in handed {
+            self.kept_bounds.handed(replier, origin, scope);
         }
         // All of the request's asks enter the runtime at once: the replier answers them in one
         // step, and the runtime is locked once.
