@@ -303,6 +303,89 @@ fn a_host_waits_on_a_subscription_until_more_items_arrive() {
     });
 }
 
+/// `n` asks for `/math/portals/double` from another process, numbered from `first`, whose
+/// replies land in `got`.
+fn asks_from_afar(
+    n: u32,
+    first: u32,
+    got: &Arc<std::sync::Mutex<Vec<u32>>>,
+) -> Vec<pods_sdk::InboundAsk> {
+    let portal = pods_sdk::Path::parse("/math/portals/double").unwrap();
+    (first..first + n)
+        .map(|seq| {
+            let mut request = Vec::new();
+            ciborium::into_writer(&i64::from(seq), &mut request).unwrap();
+            let got = got.clone();
+            pods_sdk::InboundAsk {
+                portal: portal.clone(),
+                id: pods_sdk::AskId {
+                    origin: 7,
+                    scope: u64::from(first),
+                    partition: 0,
+                    seq,
+                },
+                request,
+                envelope: None,
+                reply: Box::new(move |r| {
+                    assert!(r.is_ok(), "{r:?}");
+                    got.lock().unwrap().push(seq);
+                }),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_few_asks_from_another_process_are_answered_on_the_calling_thread_when_all_is_idle() {
+    within_limit(|| {
+        let system = threaded(2, 4);
+        let app = AppBuilder::new("math");
+        let double = app.portal::<i64, i64>("double");
+        let threads: Arc<std::sync::Mutex<Vec<Option<String>>>> = Arc::default();
+        let seen = threads.clone();
+        serve(&app, "doubler", &double, move |ctx, x, to| {
+            let name = std::thread::current().name().map(str::to_owned);
+            seen.lock().unwrap().push(name);
+            ctx.reply(to, x * 2);
+        });
+        system.launch(app.build().unwrap()).unwrap();
+        system.start();
+        system.run_until_quiescent();
+        let got: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
+        // 64 asks while nothing runs: one step on this thread, answered before the call returns.
+        assert!(
+            system
+                .ask_inbound_all(asks_from_afar(64, 0, &got))
+                .is_empty()
+        );
+        assert_eq!(got.lock().unwrap().len(), 64);
+        let here = std::thread::current().name().map(str::to_owned);
+        assert!(threads.lock().unwrap().iter().all(|t| *t == here));
+        // 65 are more than a caller waits for: a worker takes them.
+        assert!(
+            system
+                .ask_inbound_all(asks_from_afar(65, 64, &got))
+                .is_empty()
+        );
+        let t = Instant::now();
+        while got.lock().unwrap().len() < 129 {
+            assert!(t.elapsed() < LIMIT, "the 65 asks were not answered");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let prefix = system.thread_prefix();
+        let threads = threads.lock().unwrap();
+        assert_eq!(threads.len(), 129);
+        assert!(
+            threads[64..]
+                .iter()
+                .all(|t| t.as_deref().is_some_and(|n| n.starts_with(&prefix))),
+            "{:?}",
+            &threads[64..]
+        );
+        system.stop();
+    });
+}
+
 /// Environment variable that turns [`memory_bound_child`] into the measured child process.
 const CHILD: &str = "PODS_MEMORY_CHILD";
 

@@ -47,6 +47,11 @@ pub(super) fn timer<S: Storage + 'static>(shared: &std::sync::Weak<Shared<S>>) {
 /// Steps a unit takes in one turn on a worker before it yields to other units.
 const STEPS_PER_TURN: u32 = 32;
 
+/// Most asks or replies a host call hands in that a step may take on the calling thread (see
+/// [`Shared::unlock_stepping_here`]): more make a step long enough that the caller (the node's
+/// network task) should not wait for it.
+pub(super) const HERE_AT_MOST: usize = 64;
+
 /// What the lock guards: the core and the scheduling state.
 pub(super) struct State {
     pub core: Core,
@@ -223,13 +228,36 @@ impl<S: Storage + 'static> Shared<S> {
         }
     }
 
+    /// Unlocks after a host call that made units runnable (asks or replies from another
+    /// process). When the one unit it queued is the only one running, that unit takes one step
+    /// on the calling thread first: waking a sleeping worker would cost tens of microseconds of
+    /// the round trip, and no other work runs meanwhile. Otherwise, or once that step is done
+    /// with more to do, the pool runs the unit as usual.
+    pub(super) fn unlock_stepping_here(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
+        if st.running == 1
+            && st.jobs == 1
+            && let Some(u) = st.runq.pop_front()
+        {
+            st.jobs = 0;
+            self.guarded_turn(u, st, 1);
+            return;
+        }
+        self.unlock(st);
+    }
+
     /// One pool job: a turn of the oldest queued unit.
     fn job(self: Arc<Self>) {
         let mut st = self.lock();
         let Some(u) = st.runq.pop_front() else {
             return;
         };
-        let ran = catch_unwind(AssertUnwindSafe(|| self.turn(u, st)));
+        self.guarded_turn(u, st, STEPS_PER_TURN);
+    }
+
+    /// A turn of unit `u` of at most `steps` steps; a panic of the runtime itself (user code's
+    /// are caught inside a step) fails the unit and keeps the system consistent.
+    fn guarded_turn(self: &Arc<Self>, u: usize, st: MutexGuard<'_, State>, steps: u32) {
+        let ran = catch_unwind(AssertUnwindSafe(|| self.turn(u, st, steps)));
         if let Err(panic) = ran {
             let mut st = self.lock();
             // A defect of the runtime, not of user code (steps catch that): keep the system
@@ -244,11 +272,11 @@ impl<S: Storage + 'static> Shared<S> {
         }
     }
 
-    /// A turn of unit `u`: steps while it can, up to a budget, then queues it again. The lock
+    /// A turn of unit `u`: steps while it can, up to `steps`, then queues it again. The lock
     /// is held from releasing one step's results to taking the next step's input, so a step
     /// costs one acquisition.
-    fn turn<'a>(self: &'a Arc<Self>, u: usize, mut st: MutexGuard<'a, State>) {
-        for _ in 0..STEPS_PER_TURN {
+    fn turn<'a>(self: &'a Arc<Self>, u: usize, mut st: MutexGuard<'a, State>, steps: u32) {
+        for _ in 0..steps {
             if st.stopping {
                 self.release(&mut st, u);
                 self.unlock(st);
