@@ -386,6 +386,47 @@ fn a_few_asks_from_another_process_are_answered_on_the_calling_thread_when_all_i
     });
 }
 
+#[test]
+fn a_unit_whose_last_step_was_long_takes_asks_from_afar_on_a_worker() {
+    within_limit(|| {
+        let system = threaded(2, 4);
+        let app = AppBuilder::new("math");
+        let double = app.portal::<i64, i64>("double");
+        let threads: Arc<std::sync::Mutex<Vec<Option<String>>>> = Arc::default();
+        let seen = threads.clone();
+        serve(&app, "doubler", &double, move |ctx, x, to| {
+            let name = std::thread::current().name().map(str::to_owned);
+            seen.lock().unwrap().push(name);
+            // A slow replier: 2 ms per ask.
+            std::thread::sleep(Duration::from_millis(2));
+            ctx.reply(to, x * 2);
+        });
+        system.launch(app.build().unwrap()).unwrap();
+        system.start();
+        system.run_until_quiescent();
+        let got: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
+        // No step of it yet: the first is taken here, and is long.
+        assert!(system.ask_inbound_all(asks_from_afar(1, 0, &got)).is_empty());
+        assert_eq!(got.lock().unwrap().len(), 1);
+        // So the next goes to a worker.
+        assert!(system.ask_inbound_all(asks_from_afar(1, 1, &got)).is_empty());
+        let t = Instant::now();
+        while got.lock().unwrap().len() < 2 {
+            assert!(t.elapsed() < LIMIT, "the second ask was not answered");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let here = std::thread::current().name().map(str::to_owned);
+        let prefix = system.thread_prefix();
+        let threads = threads.lock().unwrap();
+        assert_eq!(threads[0], here);
+        assert!(
+            threads[1].as_deref().is_some_and(|n| n.starts_with(&prefix)),
+            "{threads:?}"
+        );
+        system.stop();
+    });
+}
+
 /// Environment variable that turns [`memory_bound_child`] into the measured child process.
 const CHILD: &str = "PODS_MEMORY_CHILD";
 

@@ -155,6 +155,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
         let state = State {
             core,
             busy: Vec::new(),
+            step_micros: Vec::new(),
             running: 0,
             started: false,
             runs: 0,

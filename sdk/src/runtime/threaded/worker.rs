@@ -52,11 +52,17 @@ const STEPS_PER_TURN: u32 = 32;
 /// network task) should not wait for it.
 pub(super) const HERE_AT_MOST: usize = 64;
 
+/// A unit whose last step took longer than this (µs) takes its next one on a worker, not on a
+/// host's calling thread: the caller would wait that long, and work for other units on it too.
+const HERE_AT_MOST_MICROS: u32 = 200;
+
 /// What the lock guards: the core and the scheduling state.
 pub(super) struct State {
     pub core: Core,
     /// Per unit: scheduled on the pool or running.
     pub busy: Vec<bool>,
+    /// Per unit: how long its last step's work took, in microseconds (saturating).
+    pub step_micros: Vec<u32>,
     /// Units scheduled or running.
     pub running: usize,
     /// Set by `start`: units are scheduled until `stop`.
@@ -229,13 +235,19 @@ impl<S: Storage + 'static> Shared<S> {
     }
 
     /// Unlocks after a host call that made units runnable (asks or replies from another
-    /// process). When the one unit it queued is the only one running, that unit takes one step
-    /// on the calling thread first: waking a sleeping worker would cost tens of microseconds of
-    /// the round trip, and no other work runs meanwhile. Otherwise, or once that step is done
-    /// with more to do, the pool runs the unit as usual.
+    /// process). When the one unit it queued is the only one running, and its last step was
+    /// short, that unit takes one step on the calling thread first: waking a sleeping worker
+    /// would cost tens of microseconds of the round trip, and no other work runs meanwhile.
+    /// Otherwise, or once that step is done with more to do, the pool runs the unit as usual.
     pub(super) fn unlock_stepping_here(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
+        let short = |st: &State, u: usize| {
+            st.step_micros
+                .get(u)
+                .is_none_or(|&m| m <= HERE_AT_MOST_MICROS)
+        };
         if st.running == 1
             && st.jobs == 1
+            && st.runq.front().is_some_and(|&u| short(&st, u))
             && let Some(u) = st.runq.pop_front()
         {
             st.jobs = 0;
@@ -303,11 +315,17 @@ impl<S: Storage + 'static> Shared<S> {
                 Begun::Work(work) => work,
             };
             self.unlock(st);
+            let started = std::time::Instant::now();
             let done = work.run(
                 &mut LockedStorage::new(&self.storage, self.keeps_state),
                 &self.parallel,
             );
+            let micros = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
             st = self.lock();
+            if st.step_micros.len() <= u {
+                st.step_micros.resize(u + 1, 0);
+            }
+            st.step_micros[u] = micros;
             st.core.finish(u, done);
             self.schedule_after(&mut st, u);
         }
