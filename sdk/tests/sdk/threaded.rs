@@ -335,43 +335,53 @@ fn asks_from_afar(
         .collect()
 }
 
+/// The threads that ran each step of a replier, in order.
+type Threads = Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+/// A started system running `/math/portals/double`, whose replier takes `pause` per ask and
+/// records the thread of each of its steps; resting (nothing runs).
+fn doubler(pause: Duration) -> (ThreadedSystem, Threads) {
+    let system = threaded(2, 4);
+    let app = AppBuilder::new("math");
+    let double = app.portal::<i64, i64>("double");
+    let threads: Threads = Arc::default();
+    let seen = threads.clone();
+    serve(&app, "doubler", &double, move |ctx, x, to| {
+        let name = std::thread::current().name().map(str::to_owned);
+        seen.lock().unwrap().push(name);
+        std::thread::sleep(pause);
+        ctx.reply(to, x * 2);
+    });
+    system.launch(app.build().unwrap()).unwrap();
+    system.start();
+    system.run_until_quiescent();
+    (system, threads)
+}
+
+/// Waits until `got` holds `n` replies.
+fn replies_reach(got: &Arc<std::sync::Mutex<Vec<u32>>>, n: usize) {
+    let t = Instant::now();
+    while got.lock().unwrap().len() < n {
+        assert!(t.elapsed() < LIMIT, "{n} replies not seen");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_few_asks_from_another_process_are_answered_on_the_calling_thread_when_all_is_idle() {
     within_limit(|| {
-        let system = threaded(2, 4);
-        let app = AppBuilder::new("math");
-        let double = app.portal::<i64, i64>("double");
-        let threads: Arc<std::sync::Mutex<Vec<Option<String>>>> = Arc::default();
-        let seen = threads.clone();
-        serve(&app, "doubler", &double, move |ctx, x, to| {
-            let name = std::thread::current().name().map(str::to_owned);
-            seen.lock().unwrap().push(name);
-            ctx.reply(to, x * 2);
-        });
-        system.launch(app.build().unwrap()).unwrap();
-        system.start();
-        system.run_until_quiescent();
+        let (system, threads) = doubler(Duration::ZERO);
         let got: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
         // 64 asks while nothing runs: one step on this thread, answered before the call returns.
-        assert!(
-            system
-                .ask_inbound_all(asks_from_afar(64, 0, &got))
-                .is_empty()
-        );
+        let refused = system.ask_inbound_all(asks_from_afar(64, 0, &got));
+        assert!(refused.is_empty());
         assert_eq!(got.lock().unwrap().len(), 64);
         let here = std::thread::current().name().map(str::to_owned);
         assert!(threads.lock().unwrap().iter().all(|t| *t == here));
         // 65 are more than a caller waits for: a worker takes them.
-        assert!(
-            system
-                .ask_inbound_all(asks_from_afar(65, 64, &got))
-                .is_empty()
-        );
-        let t = Instant::now();
-        while got.lock().unwrap().len() < 129 {
-            assert!(t.elapsed() < LIMIT, "the 65 asks were not answered");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let refused = system.ask_inbound_all(asks_from_afar(65, 64, &got));
+        assert!(refused.is_empty());
+        replies_reach(&got, 129);
         let prefix = system.thread_prefix();
         let threads = threads.lock().unwrap();
         assert_eq!(threads.len(), 129);
@@ -389,38 +399,25 @@ fn a_few_asks_from_another_process_are_answered_on_the_calling_thread_when_all_i
 #[test]
 fn a_unit_whose_last_step_was_long_takes_asks_from_afar_on_a_worker() {
     within_limit(|| {
-        let system = threaded(2, 4);
-        let app = AppBuilder::new("math");
-        let double = app.portal::<i64, i64>("double");
-        let threads: Arc<std::sync::Mutex<Vec<Option<String>>>> = Arc::default();
-        let seen = threads.clone();
-        serve(&app, "doubler", &double, move |ctx, x, to| {
-            let name = std::thread::current().name().map(str::to_owned);
-            seen.lock().unwrap().push(name);
-            // A slow replier: 2 ms per ask.
-            std::thread::sleep(Duration::from_millis(2));
-            ctx.reply(to, x * 2);
-        });
-        system.launch(app.build().unwrap()).unwrap();
-        system.start();
-        system.run_until_quiescent();
+        // A slow replier: 2 ms per ask.
+        let (system, threads) = doubler(Duration::from_millis(2));
         let got: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
         // No step of it yet: the first is taken here, and is long.
-        assert!(system.ask_inbound_all(asks_from_afar(1, 0, &got)).is_empty());
+        let refused = system.ask_inbound_all(asks_from_afar(1, 0, &got));
+        assert!(refused.is_empty());
         assert_eq!(got.lock().unwrap().len(), 1);
         // So the next goes to a worker.
-        assert!(system.ask_inbound_all(asks_from_afar(1, 1, &got)).is_empty());
-        let t = Instant::now();
-        while got.lock().unwrap().len() < 2 {
-            assert!(t.elapsed() < LIMIT, "the second ask was not answered");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let refused = system.ask_inbound_all(asks_from_afar(1, 1, &got));
+        assert!(refused.is_empty());
+        replies_reach(&got, 2);
         let here = std::thread::current().name().map(str::to_owned);
         let prefix = system.thread_prefix();
         let threads = threads.lock().unwrap();
         assert_eq!(threads[0], here);
         assert!(
-            threads[1].as_deref().is_some_and(|n| n.starts_with(&prefix)),
+            threads[1]
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&prefix)),
             "{threads:?}"
         );
         system.stop();
