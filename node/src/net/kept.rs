@@ -50,16 +50,6 @@ impl KeptBounds {
             *bound = Some(bound.map_or(scope, |b| b.max(scope)));
         }
     }
-
-    /// The pairs tracked.
-    pub fn len(&self) -> usize {
-        self.bounds.len()
-    }
-
-    /// Whether no pair is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.bounds.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -90,14 +80,14 @@ mod tests {
         assert!(b.may_have(2, 7, 0, || Ok::<_, ()>(Some(5))));
         assert!(!b.may_have(2, 7, 6, never));
         assert!(!b.may_have(1, 8, 0, || Ok::<_, ()>(None)));
-        assert_eq!(b.len(), 3);
+        assert_eq!(b.bounds.len(), 3);
     }
 
     #[test]
     fn a_store_that_cannot_be_read_means_look_it_up_and_read_again() {
         let mut b = KeptBounds::default();
         assert!(b.may_have(1, 7, 3, || Err("locked")));
-        assert!(b.is_empty());
+        assert!(b.bounds.is_empty());
         // Handed before the pair is known: not tracked, so the store is read next time.
         b.handed(1, 7, 3);
         assert!(b.may_have(1, 7, 3, || Ok::<_, ()>(Some(3))));

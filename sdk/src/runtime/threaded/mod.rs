@@ -56,7 +56,7 @@ use crate::runtime::core::{Core, Source, Unit};
 use crate::runtime::engine::Parallel;
 use crate::runtime::units::{FeedLog, Feeder, Subscription, Waker};
 use crate::storage::{MemoryStorage, Storage};
-use worker::{HERE_AT_MOST, Shared, State};
+use worker::{Shared, State};
 
 /// Settings of a [`ThreadedSystem`].
 #[derive(Clone, Debug)]
@@ -315,14 +315,10 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             drop(st);
             return (0..asks.len()).map(|i| (i, Error::Stopped)).collect();
         }
-        let here = asks.len() <= HERE_AT_MOST;
+        let handed = asks.len();
         let refused = st.core.ask_inbound_all(asks);
         self.shared.schedule_woken(&mut st);
-        if here {
-            self.shared.unlock_stepping_here(st);
-        } else {
-            self.shared.unlock(st);
-        }
+        self.shared.unlock_stepping_here(st, handed);
         refused
     }
 
@@ -337,15 +333,11 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
     /// replies to one asker arrive together, as replies from a local portal do, so that its
     /// continuations for one atom's asks run in one step.
     pub fn answer_outbound_all(&self, replies: Vec<(AskId, Result<Vec<u8>, AskError>)>) {
-        let here = replies.len() <= HERE_AT_MOST;
+        let handed = replies.len();
         let mut st = self.shared.lock();
         st.core.answer_outbound(replies);
         self.shared.schedule_woken(&mut st);
-        if here {
-            self.shared.unlock_stepping_here(st);
-        } else {
-            self.shared.unlock(st);
-        }
+        self.shared.unlock_stepping_here(st, handed);
     }
 
     /// Replaces the policy gate applied to every atom a workflow consumes (atoms already

@@ -50,7 +50,7 @@ const STEPS_PER_TURN: u32 = 32;
 /// Most asks or replies a host call hands in that a step may take on the calling thread (see
 /// [`Shared::unlock_stepping_here`]): more make a step long enough that the caller (the node's
 /// network task) should not wait for it.
-pub(super) const HERE_AT_MOST: usize = 64;
+const HERE_AT_MOST: usize = 64;
 
 /// A unit whose last step took longer than this (µs) takes its next one on a worker, not on a
 /// host's calling thread: the caller would wait that long, and work for other units on it too.
@@ -234,20 +234,26 @@ impl<S: Storage + 'static> Shared<S> {
         }
     }
 
-    /// Unlocks after a host call that made units runnable (asks or replies from another
-    /// process). When the one unit it queued is the only one running, and its last step was
-    /// short, that unit takes one step on the calling thread first: waking a sleeping worker
-    /// would cost tens of microseconds of the round trip, and no other work runs meanwhile.
-    /// Otherwise, or once that step is done with more to do, the pool runs the unit as usual.
-    pub(super) fn unlock_stepping_here(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
-        let short = |st: &State, u: usize| {
+    /// Unlocks after a host call that handed in `handed` asks or replies from another process
+    /// and made units runnable. When they were at most [`HERE_AT_MOST`], the one unit they
+    /// queued is the only one running, and its last step was short, that unit takes one step
+    /// on the calling thread first: waking a sleeping worker would cost tens of microseconds of
+    /// the round trip, and no other work runs meanwhile. Otherwise, or once that step is done
+    /// with more to do, the pool runs the unit as usual.
+    pub(super) fn unlock_stepping_here(
+        self: &Arc<Self>,
+        mut st: MutexGuard<'_, State>,
+        handed: usize,
+    ) {
+        let short = |u: &usize| {
             st.step_micros
-                .get(u)
+                .get(*u)
                 .is_none_or(|&m| m <= HERE_AT_MOST_MICROS)
         };
-        if st.running == 1
+        if handed <= HERE_AT_MOST
+            && st.running == 1
             && st.jobs == 1
-            && st.runq.front().is_some_and(|&u| short(&st, u))
+            && st.runq.front().is_some_and(short)
             && let Some(u) = st.runq.pop_front()
         {
             st.jobs = 0;
