@@ -73,7 +73,7 @@ pub use path::Path;
 pub use portal::{AskId, Portal, ReplyHandle, ReplyTo};
 pub use remote::{Gateway, InboundAsk, OutboundAsk};
 pub use runtime::deterministic::DeterministicSystem;
-pub use runtime::threaded::{ThreadedConfig, ThreadedSystem};
+pub use runtime::threaded::{PartitionThreads, ThreadedConfig, ThreadedSystem};
 pub use runtime::units::{Feeder, Subscription};
 pub use storage::{
     Answer, Attempt, Commit, InputPosition, MemoryStorage, Moved, OutputAtom, Recovery, StateName,

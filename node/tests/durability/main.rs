@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pods_node::{Node, NodeConfig, SqliteStore, StoreOptions, Synchronous};
-use pods_sdk::{App, AppBuilder, AskError, Ctx, PerKeyState, ThreadedConfig};
+use pods_sdk::{App, AppBuilder, AskError, Ctx, PartitionThreads, PerKeyState, ThreadedConfig};
 
 mod asks;
 mod erasure;
@@ -108,6 +108,7 @@ fn child() {
         runtime: ThreadedConfig {
             workers: 2,
             parallel_step: 1,
+            partition_threads: PartitionThreads::AtOnce,
             ..ThreadedConfig::default()
         },
     };

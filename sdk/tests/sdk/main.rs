@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use pods_sdk::{
     App, AppBuilder, Ctx, Data, DeterministicSystem, Error, Feeder, MemoryStorage, Outcome,
-    PolicyGate, Portal, ReplyTo, Storage, StreamItem, Subscription, ThreadedConfig, ThreadedSystem,
+    PartitionThreads, PolicyGate, Portal, ReplyTo, Storage, StreamItem, Subscription,
+    ThreadedConfig, ThreadedSystem,
 };
 
 /// How long a threaded test may take before it fails as a hang.
@@ -60,6 +61,7 @@ impl<S: Storage + 'static> Sys<S> {
                     workers: 2,
                     stream_bound: 1,
                     parallel_step: 1,
+                    partition_threads: PartitionThreads::AtOnce,
                     pending_asks: 64,
                     group_commit: 4,
                     // Short, so that the timeout scenarios are quick; long enough for any

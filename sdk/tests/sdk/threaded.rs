@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pods_sdk::{
-    App, AppBuilder, AskError, DeterministicSystem, Error, PerKeyState, StreamItem, ThreadedConfig,
-    ThreadedSystem,
+    App, AppBuilder, AskError, DeterministicSystem, Error, PartitionThreads, PerKeyState,
+    StreamItem, ThreadedConfig, ThreadedSystem,
 };
 use proptest::prelude::*;
 
@@ -20,6 +20,7 @@ fn threaded(workers: usize, stream_bound: usize) -> ThreadedSystem {
         stream_bound,
         // Every partitioned step on helper threads, however small.
         parallel_step: 1,
+        partition_threads: PartitionThreads::AtOnce,
         pending_asks: 64,
         group_commit: 8,
         ..ThreadedConfig::default()
@@ -80,6 +81,50 @@ fn a_million_events_through_a_keyed_count_in_four_partitions_end_in_the_determin
         let items = out.items();
         assert_eq!(items.last(), Some(&StreamItem::Seal));
         assert_eq!(items.len(), 1_001);
+        let mut last: BTreeMap<i64, u64> = BTreeMap::new();
+        for (key, n) in out.values().into_iter().flatten() {
+            let before = last.insert(key, n).unwrap_or(0);
+            assert_eq!(n, before + 1, "key {key} counted out of order");
+        }
+    });
+}
+
+/// With the way of running partitions measured (the default), a workflow's steps run its
+/// partitions at once (its first trial), then in turn (its second), then whichever was faster,
+/// trying the other again after 512 steps: a keyed count over 1,200 steps of 100 events, run
+/// both ways in turn, still ends in the deterministic runtime's state, each key counted in
+/// order.
+#[test]
+fn a_keyed_count_run_both_ways_in_turn_ends_in_the_deterministic_state() {
+    within_limit(|| {
+        let config = ThreadedConfig {
+            workers: 2,
+            stream_bound: 4,
+            parallel_step: 1,
+            partition_threads: PartitionThreads::Measured,
+            ..ThreadedConfig::default()
+        };
+        let system =
+            ThreadedSystem::with_storage(config, pods_sdk::MemoryStorage::new()).expect("threads");
+        system.launch(keyed_count(120_000, 100, 2)).unwrap();
+        let out = system
+            .subscribe::<(i64, u64)>("/app/workflows/count/stream")
+            .unwrap();
+        system.run_until_quiescent_within(LIMIT).unwrap();
+        let state = system
+            .storage()
+            .values::<u64>("/app/workflows/count", "count");
+
+        let mut reference = DeterministicSystem::new(5);
+        reference.launch(keyed_count(120_000, 100, 1)).unwrap();
+        reference.run_until_quiescent();
+        let expected = reference
+            .storage()
+            .values::<u64>("/app/workflows/count", "count");
+        assert_eq!(state.unwrap(), expected.unwrap());
+        let items = out.items();
+        assert_eq!(items.len(), 1_201);
+        assert_eq!(items.last(), Some(&StreamItem::Seal));
         let mut last: BTreeMap<i64, u64> = BTreeMap::new();
         for (key, n) in out.values().into_iter().flatten() {
             let before = last.insert(key, n).unwrap_or(0);

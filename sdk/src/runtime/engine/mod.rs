@@ -4,6 +4,7 @@
 //! drive workflows through it; they differ only in how the partitions of a stage run (one after
 //! another, or at once on a thread pool).
 
+mod choose;
 pub(crate) mod commit;
 mod helpers;
 mod partition;
@@ -57,6 +58,9 @@ pub(crate) enum Parallel {
         /// Events (or asks, or replies) a step needs before its partitions run on several
         /// threads; smaller steps run them one after another on the stepping thread.
         min_step: usize,
+        /// Such steps run their partitions at once or in turn, whichever the workflow
+        /// measured faster lately ([`choose`]); else always at once.
+        measured: bool,
     },
 }
 
@@ -70,6 +74,8 @@ pub(crate) struct WorkflowInstance {
     helpers: Option<helpers::Helpers>,
     /// Starting helper threads failed once; partitions run on the stepping thread.
     no_helpers: bool,
+    /// Whether a large step runs its partitions at once or in turn, where that is measured.
+    chooser: choose::Chooser,
     /// The output stream.
     out: Path,
     /// Output atoms committed so far: the offset of the next one.
@@ -101,6 +107,7 @@ impl WorkflowInstance {
             origin: spec.path.stable_id(),
             helpers: None,
             no_helpers: false,
+            chooser: choose::Chooser::default(),
             out: spec.stream.clone(),
             produced: 0,
             log_output: Arc::default(),
@@ -216,8 +223,12 @@ impl WorkflowInstance {
         }
         let n = self.parts.len();
         // Handing a stage to another thread has a fixed cost; small steps run their partitions
-        // one after another on this thread.
-        let parallel = matches!(par, Parallel::Threads { min_step, .. } if size >= *min_step);
+        // one after another on this thread, and larger ones as measured faster, where asked.
+        let large = matches!(par, Parallel::Threads { min_step, .. } if size >= *min_step);
+        let measured = large && n > 1 && matches!(par, Parallel::Threads { measured: true, .. });
+        let way = self.chooser.way();
+        let parallel = large && (!measured || way == choose::Way::AtOnce);
+        let started = measured.then(std::time::Instant::now);
         if n == 1 {
             self.parts[0].run(&self.plan.all, &[], 1);
         } else {
@@ -250,6 +261,10 @@ impl WorkflowInstance {
                 }
                 self.exchange();
             }
+        }
+        if let Some(t) = started {
+            let nanos = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.chooser.record(way, size as u64, nanos);
         }
         if let Some(e) = self.parts.iter_mut().find_map(|p| p.error.take()) {
             return Err(e);

@@ -1,6 +1,7 @@
 //! The threaded runtime: the same apps and results as the deterministic runtime, with every
 //! unit (generator, sequencer, splitter, workflow) taking steps concurrently on a thread pool
-//! and the partitions of a partitioned workflow running each stage at once.
+//! and the partitions of a partitioned workflow running each stage at once on threads of their
+//! own, or in turn where the workflow measured that faster ([`PartitionThreads`]).
 //!
 //! One lock guards the core (streams, queues, registry); it is held only to take a unit's
 //! input and to release its results, never while tasks run or storage commits. Streams are
@@ -68,9 +69,12 @@ pub struct ThreadedConfig {
     /// works through a whole group.
     pub stream_bound: usize,
     /// Events (or asks, or replies) a step of a partitioned workflow needs before its
-    /// partitions run on threads of their own (default 512): handing a stage to another thread
-    /// costs a few microseconds, so smaller steps run their partitions one after another.
+    /// partitions may run on threads of their own (default 512): handing a stage to another
+    /// thread costs a few microseconds, so smaller steps run their partitions one after another.
     pub parallel_step: usize,
+    /// Whether steps of at least `parallel_step` run their partitions at once always, or as
+    /// the workflow measures faster (the default).
+    pub partition_threads: PartitionThreads,
     /// Continuations a workflow may have waiting for replies before it takes no more stream
     /// atoms (default 4,096): the bound on asks in flight, as `stream_bound` bounds atoms. It
     /// still answers asks and takes replies meanwhile.
@@ -87,12 +91,27 @@ pub struct ThreadedConfig {
     pub ask_deadline: std::time::Duration,
 }
 
+/// How a partitioned workflow runs the partitions of a step of at least
+/// [`ThreadedConfig::parallel_step`] events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PartitionThreads {
+    /// At once on threads of their own, or one after another on the stepping thread, whichever
+    /// the workflow measured faster over its latest steps; it tries the other way again every
+    /// few hundred steps. Where the cores are busy with other work (a generator beside the
+    /// workflow, other workflows), running partitions in turn can be the faster way.
+    #[default]
+    Measured,
+    /// Always at once on threads of their own.
+    AtOnce,
+}
+
 impl Default for ThreadedConfig {
     fn default() -> Self {
         ThreadedConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             stream_bound: 32,
             parallel_step: 512,
+            partition_threads: PartitionThreads::Measured,
             pending_asks: 4_096,
             group_commit: 32,
             ask_deadline: Duration::from_secs(30),
@@ -174,6 +193,7 @@ impl<S: Storage + 'static> ThreadedSystem<S> {
             parallel: Parallel::Threads {
                 name: Arc::from(format!("pods{id}-p")),
                 min_step: config.parallel_step,
+                measured: config.partition_threads == PartitionThreads::Measured,
             },
             keeps_state,
             flushes: Mutex::default(),
