@@ -1,9 +1,10 @@
 //! Throughput of the threaded runtime beside the deterministic runtime and the staged
 //! hand-written loop, in the same run: generator → map → filter → key_by → per-key count over
 //! 1,024 keys, with the workflow in 1 and 2 partitions (P = 2 splits each atom between the
-//! partitions and exchanges the events by key after `key_by`); then portal asks per second
-//! with 1, 16 and 256 concurrent askers, each asking one request at a time (a closed loop: the
-//! reply's continuation sends the next request).
+//! partitions and exchanges the events by key after `key_by`; it runs them at once or in turn
+//! as the workflow measures faster, the default, and beside that always at once); then portal
+//! asks per second with 1, 16 and 256 concurrent askers, each asking one request at a time (a
+//! closed loop: the reply's continuation sends the next request).
 //!
 //! Run with `cargo bench --bench threaded` (optionally `-- --quick`). For a profiler:
 //! `-- --profile-asks <askers>` runs only the closed loops of separate asker workflows, and
@@ -18,21 +19,28 @@ use std::time::Duration;
 
 use common::{pipeline, rate, staged};
 use pods_sdk::{
-    App, AppBuilder, AskError, DeterministicSystem, Portal, ThreadedConfig, ThreadedSystem,
-    VolatileStorage,
+    App, AppBuilder, AskError, DeterministicSystem, PartitionThreads, Portal, ThreadedConfig,
+    ThreadedSystem, VolatileStorage,
 };
 
-fn threaded_system(workers: usize) -> ThreadedSystem<VolatileStorage> {
+fn threaded_system(workers: usize, ways: PartitionThreads) -> ThreadedSystem<VolatileStorage> {
     let config = ThreadedConfig {
         workers,
+        partition_threads: ways,
         ..ThreadedConfig::default()
     };
     ThreadedSystem::with_storage(config, VolatileStorage::new()).expect("threads")
 }
 
-/// Runs `app` on a threaded system until quiescent; returns the steps taken.
+/// Runs `app` on a threaded system (default settings) until quiescent; returns the steps taken.
 fn threaded(app: App, workers: usize) -> u64 {
-    let system = threaded_system(workers);
+    threaded_running(app, workers, PartitionThreads::default())
+}
+
+/// Runs `app` on a threaded system running partitions `ways` until quiescent; returns the
+/// steps taken.
+fn threaded_running(app: App, workers: usize, ways: PartitionThreads) -> u64 {
+    let system = threaded_system(workers, ways);
     system.launch(app).expect("launch");
     let steps = system.run_until_quiescent();
     system.stop();
@@ -166,12 +174,13 @@ fn main() {
         "pipeline: generator -> map -> filter -> key_by -> per-key count (1024 keys), VolatileStorage, {workers} worker threads"
     );
     println!(
-        "{:>10} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10} {:>12}",
+        "{:>10} {:>14} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10} {:>12}",
         "atom size",
         "staged ev/s",
         "determ. ev/s",
         "P=1 ev/s",
         "P=2 ev/s",
+        "at once ev/s",
         "P2/P1",
         "P1/det",
         "P2/staged"
@@ -185,8 +194,11 @@ fn main() {
         let p2 = rate(events, budget, || {
             threaded(pipeline(events, atom, 2), workers)
         });
+        let at_once = rate(events, budget, || {
+            threaded_running(pipeline(events, atom, 2), workers, PartitionThreads::AtOnce)
+        });
         println!(
-            "{atom:>10} {staged_rate:>14.0} {det:>14.0} {p1:>14.0} {p2:>14.0} {:>9.2}x {:>9.1}% {:>11.1}%",
+            "{atom:>10} {staged_rate:>14.0} {det:>14.0} {p1:>14.0} {p2:>14.0} {at_once:>14.0} {:>9.2}x {:>9.1}% {:>11.1}%",
             p2 / p1,
             100.0 * p1 / det,
             100.0 * p2 / staged_rate
