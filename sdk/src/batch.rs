@@ -5,6 +5,8 @@
 //! Columns keep per-event work small: a map over non-personal, unkeyed events touches the
 //! values alone, and a non-personal atom carries no envelope column at all.
 
+mod halves;
+
 use std::any::Any;
 use std::sync::Arc;
 
@@ -275,6 +277,22 @@ impl<T: Data> Batch for Columns<T> {
             envelopes,
         } = *self;
         let keys = keys.unwrap_or_default();
+        if parts == 2 {
+            let [v0, v1] = halves::halves(values, &keys);
+            let [e0, e1] = match envelopes {
+                Some(e) => halves::halves(e, &keys).map(Some),
+                None => [None, None],
+            };
+            let [k0, k1] = halves::halves(keys.iter().copied(), &keys);
+            let half = |values, keys, envelopes| {
+                non_empty(Columns {
+                    values,
+                    keys: Some(keys),
+                    envelopes,
+                })
+            };
+            return vec![half(v0, k0, e0), half(v1, k1, e1)];
+        }
         // Room for an even share plus slack, so that an uneven split rarely grows a column.
         let room = values.len() / parts + values.len() / (4 * parts) + 8;
         let mut out: Vec<Columns<T>> = (0..parts)
