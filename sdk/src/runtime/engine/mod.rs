@@ -2,7 +2,7 @@
 //! asks, or a batch of replies), runs the task graph over it in every partition, stage by
 //! stage, commits once for all partitions, and returns what the step produced. Both runtimes
 //! drive workflows through it; they differ only in how the partitions of a stage run (one after
-//! another, or at once on a thread pool).
+//! another, or at once on helper threads where that is asked for or measured faster).
 
 mod choose;
 pub(crate) mod commit;
