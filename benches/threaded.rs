@@ -23,15 +23,6 @@ use pods_sdk::{
     ThreadedSystem, VolatileStorage,
 };
 
-fn threaded_system(workers: usize, ways: PartitionThreads) -> ThreadedSystem<VolatileStorage> {
-    let config = ThreadedConfig {
-        workers,
-        partition_threads: ways,
-        ..ThreadedConfig::default()
-    };
-    ThreadedSystem::with_storage(config, VolatileStorage::new()).expect("threads")
-}
-
 /// Runs `app` on a threaded system (default settings) until quiescent; returns the steps taken.
 fn threaded(app: App, workers: usize) -> u64 {
     threaded_running(app, workers, PartitionThreads::default())
@@ -40,7 +31,12 @@ fn threaded(app: App, workers: usize) -> u64 {
 /// Runs `app` on a threaded system running partitions `ways` until quiescent; returns the
 /// steps taken.
 fn threaded_running(app: App, workers: usize, ways: PartitionThreads) -> u64 {
-    let system = threaded_system(workers, ways);
+    let config = ThreadedConfig {
+        workers,
+        partition_threads: ways,
+        ..ThreadedConfig::default()
+    };
+    let system = ThreadedSystem::with_storage(config, VolatileStorage::new()).expect("threads");
     system.launch(app).expect("launch");
     let steps = system.run_until_quiescent();
     system.stop();
